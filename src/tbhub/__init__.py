@@ -1,0 +1,28 @@
+"""tbhub: the self-hosted, always-on home for an ML team's TensorBoard logs."""
+
+from __future__ import annotations
+
+from tbhub.errors import (
+    ConfigError,
+    LogRootError,
+    ServeError,
+    StateError,
+    TbhubError,
+    UnknownEndpoint,
+    UnsafePathError,
+    UsageError,
+)
+
+__version__ = "0.1.0"
+
+__all__ = [
+    "ConfigError",
+    "LogRootError",
+    "ServeError",
+    "StateError",
+    "TbhubError",
+    "UnknownEndpoint",
+    "UnsafePathError",
+    "UsageError",
+    "__version__",
+]

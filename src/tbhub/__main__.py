@@ -1,0 +1,3 @@
+from tbhub.interfaces.cli.main import main
+
+main()

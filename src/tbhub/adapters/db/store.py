@@ -1,0 +1,238 @@
+"""The state database: SQLAlchemy 2 engine, Alembic migrations, and the scanner's index.
+
+SQLite (WAL mode) in the state folder by default; any SQLAlchemy URL works (PostgreSQL via psycopg 3).
+The schema is migrated to the newest revision when a store is opened, so the embedded default needs no
+set-up; ``tbhub db upgrade`` does the same explicitly.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from alembic import command
+from alembic.config import Config as AlembicConfig
+from alembic.runtime.migration import MigrationContext
+from alembic.script import ScriptDirectory
+from sqlalchemy import Engine, create_engine, delete, event, insert, select
+from sqlalchemy.engine import make_url
+from sqlalchemy.exc import ArgumentError, OperationalError, SQLAlchemyError
+from sqlalchemy.pool import ConnectionPoolEntry
+
+from tbhub.adapters.db.tables import event_files, scan_runs
+from tbhub.core.models import CorruptRecord, EventFileScan
+from tbhub.errors import StateError
+
+__all__ = ["ScanRecord", "StateStore", "open_state"]
+
+MIGRATIONS = Path(__file__).parent / "migrations"
+# SQLite allows 32766 bound variables per statement; keep IN lists well below.
+_CHUNK = 500
+
+
+@dataclass(frozen=True, slots=True)
+class ScanRecord:
+    endpoint: str
+    finished_at: float
+    duration_s: float
+    files: int
+    files_read: int
+    bytes_read: int
+    error: str | None
+
+
+def _alembic_config() -> AlembicConfig:
+    cfg = AlembicConfig()
+    cfg.set_main_option("script_location", str(MIGRATIONS))
+    return cfg
+
+
+def _sqlite_pragmas(dbapi_connection: Any, _record: ConnectionPoolEntry) -> None:
+    cursor = dbapi_connection.cursor()
+    # WAL lets the hub read while the scanner writes; NORMAL is durable across process crashes.
+    cursor.execute("PRAGMA journal_mode=WAL")
+    cursor.execute("PRAGMA synchronous=NORMAL")
+    cursor.execute("PRAGMA busy_timeout=10000")
+    cursor.close()
+
+
+def _row_to_scan(row: Any) -> EventFileScan:
+    corrupt = (
+        CorruptRecord(row.corrupt_offset, row.corrupt_reason or "corrupt")
+        if row.corrupt_offset is not None
+        else None
+    )
+    return EventFileScan(
+        relpath=row.relpath,
+        inode=row.inode,
+        size=row.size,
+        mtime_ns=row.mtime_ns,
+        records=row.records,
+        scanned_offset=row.scanned_offset,
+        first_step=row.first_step,
+        last_step=row.last_step,
+        first_wall_time=row.first_wall_time,
+        last_wall_time=row.last_wall_time,
+        truncated=bool(row.truncated),
+        corrupt=corrupt,
+        verified=bool(row.verified),
+    )
+
+
+def _scan_to_row(endpoint: str, scan: EventFileScan) -> dict[str, Any]:
+    return {
+        "endpoint": endpoint,
+        "relpath": scan.relpath,
+        # inode numbers are unsigned 64-bit; BIGINT is signed.
+        "inode": scan.inode if scan.inode < 2**63 else scan.inode - 2**64,
+        "size": scan.size,
+        "mtime_ns": scan.mtime_ns,
+        "records": scan.records,
+        "scanned_offset": scan.scanned_offset,
+        "first_step": scan.first_step,
+        "last_step": scan.last_step,
+        "first_wall_time": scan.first_wall_time,
+        "last_wall_time": scan.last_wall_time,
+        "truncated": scan.truncated,
+        "corrupt_offset": scan.corrupt.offset if scan.corrupt else None,
+        "corrupt_reason": scan.corrupt.reason if scan.corrupt else None,
+        "verified": scan.verified,
+    }
+
+
+class StateStore:
+    """The state database. Implements the core's ``ScanIndex`` port."""
+
+    def __init__(self, engine: Engine) -> None:
+        self.engine = engine
+
+    # -- schema ---------------------------------------------------------------------------------
+    def upgrade(self) -> str:
+        """Migrate to the newest revision; returns it."""
+        cfg = _alembic_config()
+        try:
+            with self.engine.begin() as connection:
+                cfg.attributes["connection"] = connection
+                command.upgrade(cfg, "head")
+        except SQLAlchemyError as error:
+            raise StateError(f"cannot migrate the state database: {_one_line(error)}") from None
+        return self.current_revision() or ""
+
+    def current_revision(self) -> str | None:
+        with self.engine.connect() as connection:
+            return MigrationContext.configure(connection).get_current_revision()
+
+    @staticmethod
+    def head_revision() -> str | None:
+        return ScriptDirectory.from_config(_alembic_config()).get_current_head()
+
+    # -- ScanIndex ------------------------------------------------------------------------------
+    def load(self, endpoint: str) -> Mapping[str, EventFileScan]:
+        with self.engine.connect() as connection:
+            rows = connection.execute(select(event_files).where(event_files.c.endpoint == endpoint))
+            return {row.relpath: _row_to_scan(row) for row in rows}
+
+    def save(self, endpoint: str, scans: Iterable[EventFileScan], removed: Iterable[str]) -> None:
+        rows = [_scan_to_row(endpoint, s) for s in scans]
+        gone = [*removed, *(r["relpath"] for r in rows)]
+        with self.engine.begin() as connection:
+            for i in range(0, len(gone), _CHUNK):
+                connection.execute(
+                    delete(event_files).where(
+                        event_files.c.endpoint == endpoint,
+                        event_files.c.relpath.in_(gone[i : i + _CHUNK]),
+                    )
+                )
+            if rows:
+                connection.execute(insert(event_files), rows)
+
+    def forget_endpoint(self, endpoint: str) -> None:
+        with self.engine.begin() as connection:
+            connection.execute(delete(event_files).where(event_files.c.endpoint == endpoint))
+
+    # -- scan history ---------------------------------------------------------------------------
+    def record_scan(self, record: ScanRecord) -> None:
+        with self.engine.begin() as connection:
+            connection.execute(
+                insert(scan_runs).values(
+                    endpoint=record.endpoint,
+                    finished_at=record.finished_at,
+                    duration_s=record.duration_s,
+                    files=record.files,
+                    files_read=record.files_read,
+                    bytes_read=record.bytes_read,
+                    error=record.error,
+                )
+            )
+            # Keep the table small: the last 100 scans per endpoint are plenty for the hub.
+            keep = (
+                select(scan_runs.c.id)
+                .where(scan_runs.c.endpoint == record.endpoint)
+                .order_by(scan_runs.c.id.desc())
+                .limit(100)
+            )
+            connection.execute(
+                delete(scan_runs).where(
+                    scan_runs.c.endpoint == record.endpoint, scan_runs.c.id.not_in(keep.scalar_subquery())
+                )
+            )
+
+    def last_scan(self, endpoint: str) -> ScanRecord | None:
+        with self.engine.connect() as connection:
+            row = connection.execute(
+                select(scan_runs)
+                .where(scan_runs.c.endpoint == endpoint)
+                .order_by(scan_runs.c.id.desc())
+                .limit(1)
+            ).first()
+        if row is None:
+            return None
+        return ScanRecord(
+            row.endpoint, row.finished_at, row.duration_s, row.files, row.files_read, row.bytes_read, row.error
+        )
+
+    def dispose(self) -> None:
+        self.engine.dispose()
+
+
+def _one_line(error: BaseException) -> str:
+    text = str(getattr(error, "orig", None) or error)
+    return text.strip().splitlines()[0] if text.strip() else type(error).__name__
+
+
+def open_state(url: str, *, migrate: bool = True) -> StateStore:
+    """Open (and by default migrate) the state database at ``url``.
+
+    Raises ``StateError`` with one line when the URL is malformed, the folder cannot be created or
+    the server cannot be reached.
+    """
+    try:
+        parsed = make_url(url)
+    except ArgumentError:
+        raise StateError(f"state database URL {url!r} is not a valid SQLAlchemy URL") from None
+    kwargs: dict[str, Any] = {}
+    if parsed.get_backend_name() == "sqlite":
+        database = parsed.database
+        if database and database != ":memory:":
+            try:
+                Path(database).expanduser().parent.mkdir(parents=True, exist_ok=True)
+            except OSError as error:
+                raise StateError(f"cannot create the state folder for {database}: {error.strerror}") from None
+        kwargs["connect_args"] = {"timeout": 30}
+    elif parsed.get_backend_name() == "postgresql" and parsed.get_driver_name() in ("", "psycopg2"):
+        parsed = parsed.set(drivername="postgresql+psycopg")
+    try:
+        engine = create_engine(parsed, pool_pre_ping=True, **kwargs)
+    except (ArgumentError, ImportError) as error:
+        raise StateError(f"cannot open state database {url!r}: {error}") from None
+    if engine.dialect.name == "sqlite":
+        event.listen(engine, "connect", _sqlite_pragmas)
+    store = StateStore(engine)
+    if migrate:
+        try:
+            store.upgrade()
+        except OperationalError as error:  # pragma: no cover - depends on the server
+            raise StateError(f"cannot reach state database: {_one_line(error)}") from None
+    return store

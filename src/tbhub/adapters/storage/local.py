@@ -1,0 +1,118 @@
+"""The local-disk ``LogStore``: a log root that is a folder on this machine (or a mounted volume)."""
+
+from __future__ import annotations
+
+import os
+import stat
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import BinaryIO
+
+from tbhub.core.models import FileEntry, SkippedEntry
+from tbhub.errors import LogRootError, UnsafePathError
+
+__all__ = ["LocalDiscovery", "LocalLogStore", "TRASH_PREFIX"]
+
+#: Hidden siblings that ``clean`` renames runs to before removing them; never runs themselves.
+TRASH_PREFIX = ".tbhub-trash-"
+
+
+@dataclass
+class LocalDiscovery:
+    files: list[FileEntry] = field(default_factory=list)
+    skipped: list[SkippedEntry] = field(default_factory=list)
+
+
+def _is_event_file(name: str) -> bool:
+    # TensorBoard's own rule (io_wrapper.IsTensorFlowEventsFile): the name contains "tfevents".
+    return "tfevents" in name
+
+
+class LocalLogStore:
+    """A log root on local disk. Read-only: nothing here writes below ``root``."""
+
+    def __init__(self, root: str | os.PathLike[str]) -> None:
+        self.root = os.path.abspath(os.fspath(root))
+        self._real_root = os.path.realpath(self.root)
+
+    def check(self) -> None:
+        """Raise ``LogRootError`` unless the root is a readable folder."""
+        if not os.path.exists(self.root):
+            raise LogRootError(f"log root {self.root} does not exist")
+        if not os.path.isdir(self.root):
+            raise LogRootError(f"log root {self.root} is not a folder")
+        if not os.access(self.root, os.R_OK | os.X_OK):
+            raise LogRootError(f"log root {self.root} is not readable (permission denied)")
+
+    def _inside(self, real: str) -> bool:
+        return real == self._real_root or real.startswith(self._real_root + os.sep)
+
+    def discover(self) -> LocalDiscovery:
+        """Every event file below the root, sorted by relpath; escaping symlinks are skipped.
+
+        Symlinks that stay inside the root are followed once (a folder reached twice is not walked
+        again, so link cycles end); symlinks whose target lies outside are reported, never followed.
+        """
+        self.check()
+        found = LocalDiscovery()
+        seen_dirs = {self._real_root}
+        stack: list[tuple[str, str]] = [(self.root, "")]
+        while stack:
+            folder, prefix = stack.pop()
+            try:
+                entries = list(os.scandir(folder))
+            except PermissionError:
+                found.skipped.append(SkippedEntry(prefix or ".", "permission denied"))
+                continue
+            except FileNotFoundError:
+                continue  # removed while we walked
+            for entry in entries:
+                rel = f"{prefix}{entry.name}"
+                if entry.name.startswith(TRASH_PREFIX):
+                    continue
+                try:
+                    if entry.is_symlink():
+                        real = os.path.realpath(entry.path)
+                        if not self._inside(real):
+                            found.skipped.append(SkippedEntry(rel, f"symlink leaves the log root (-> {real})"))
+                            continue
+                        st = os.stat(entry.path)
+                    else:
+                        st = entry.stat(follow_symlinks=False)
+                except FileNotFoundError:
+                    if entry.is_symlink():
+                        found.skipped.append(SkippedEntry(rel, "broken symlink"))
+                    continue
+                except PermissionError:
+                    found.skipped.append(SkippedEntry(rel, "permission denied"))
+                    continue
+                if stat.S_ISDIR(st.st_mode):
+                    real_dir = os.path.realpath(entry.path)
+                    if real_dir in seen_dirs:
+                        continue
+                    seen_dirs.add(real_dir)
+                    stack.append((entry.path, rel + "/"))
+                elif stat.S_ISREG(st.st_mode) and _is_event_file(entry.name):
+                    found.files.append(FileEntry(rel, st.st_ino, st.st_size, st.st_mtime_ns))
+        found.files.sort(key=lambda f: f.relpath)
+        found.skipped.sort(key=lambda s: s.relpath)
+        return found
+
+    def resolve(self, relpath: str) -> str:
+        """The absolute path of ``relpath``; raises ``UnsafePathError`` if it escapes the root."""
+        if not relpath or relpath.startswith("/") or "\x00" in relpath:
+            raise UnsafePathError(f"path {relpath!r} is not inside log root {self.root}")
+        parts = Path(relpath).parts
+        if ".." in parts:
+            raise UnsafePathError(f"path {relpath!r} escapes log root {self.root} ('..')")
+        path = os.path.join(self.root, relpath)
+        parent = os.path.realpath(os.path.dirname(path))
+        if not self._inside(parent):
+            raise UnsafePathError(f"path {relpath!r} escapes log root {self.root} (symlinked folder)")
+        return path
+
+    def open(self, relpath: str) -> BinaryIO:
+        return open(self.resolve(relpath), "rb")
+
+    def local_path(self, relpath: str) -> str | None:
+        return self.resolve(relpath)

@@ -1,0 +1,273 @@
+"""The typed configuration: ``tbhub.toml`` < ``TBHUB_*`` environment < command-line flags.
+
+A config names *endpoints* (log roots served as one TensorBoard each) three ways, the same for every
+command: ``--config FILE`` (or ``$TBHUB_CONFIG``, or ``./tbhub.toml``), repeatable ``--logdir NAME=PATH``,
+or a bare ``PATH`` (one endpoint named after the folder).
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import tomllib
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+
+from tbhub.core.models import DEFAULT_LAYOUT, EndpointSpec
+from tbhub.errors import ConfigError, UnknownEndpoint, UsageError
+
+__all__ = [
+    "SETTINGS",
+    "Config",
+    "DisplayConfig",
+    "EndpointConfig",
+    "ServerConfig",
+    "StateConfig",
+    "default_state_dir",
+    "load_config",
+]
+
+ENDPOINT_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,62}$")
+FIRST_ENDPOINT_PORT = 6006
+
+#: Every setting as data: (key, default, help). ``tests/test_docs.py`` checks each is in the README.
+SETTINGS: tuple[tuple[str, object, str], ...] = (
+    ("server.host", "127.0.0.1", "Address the hub binds to."),
+    ("server.port", 6005, "Port of the hub (pages, API and the /tb/NAME proxy)."),
+    ("state.dir", "$TBHUB_HOME or ~/.local/share/tbhub", "Folder for the state database and logs."),
+    ("state.database", "sqlite:///STATE_DIR/tbhub.db", "SQLAlchemy URL of the state database."),
+    ("display.fresh_days", 1, "Runs younger than this many days show green."),
+    ("display.old_days", 7, "Runs at least this many days old show red and are 'old'."),
+    ("endpoints.NAME.logdir", None, "The log root (required)."),
+    ("endpoints.NAME.layout", DEFAULT_LAYOUT, "Where runs live below the log root."),
+    ("endpoints.NAME.port", "6006, 6007, ...", "Port of this endpoint's TensorBoard."),
+    ("endpoints.NAME.reload_interval", 30, "Seconds between TensorBoard reloads."),
+    ("endpoints.NAME.title", None, "A human title for the hub page."),
+    ("endpoints.NAME.expose", False, "Bind this TensorBoard to all interfaces, not only 127.0.0.1."),
+)
+
+
+def default_state_dir() -> Path:
+    home = os.environ.get("TBHUB_HOME")
+    if home:
+        return Path(home).expanduser()
+    return Path("~/.local/share/tbhub").expanduser()
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True, strict=True)
+
+
+class ServerConfig(_Strict):
+    host: str = "127.0.0.1"
+    port: int = Field(default=6005, ge=1, le=65535)
+
+
+class StateConfig(_Strict):
+    dir: Path | None = None
+    database: str | None = None
+
+    @property
+    def path(self) -> Path:
+        return (self.dir or default_state_dir()).expanduser()
+
+    @property
+    def url(self) -> str:
+        return self.database or f"sqlite:///{self.path / 'tbhub.db'}"
+
+
+class DisplayConfig(_Strict):
+    fresh_days: float = Field(default=1, gt=0)
+    old_days: float = Field(default=7, gt=0)
+
+    @model_validator(mode="after")
+    def _ordered(self) -> DisplayConfig:
+        if self.fresh_days > self.old_days:
+            raise ValueError("fresh_days must not exceed old_days")
+        return self
+
+
+class EndpointConfig(_Strict):
+    logdir: str
+    layout: str = DEFAULT_LAYOUT
+    port: int | None = Field(default=None, ge=1, le=65535)
+    reload_interval: int = Field(default=30, ge=1)
+    title: str | None = None
+    expose: bool = False
+
+    @field_validator("layout")
+    @classmethod
+    def _layout(cls, value: str) -> str:
+        if value != DEFAULT_LAYOUT:
+            raise ValueError(f"only the layout {DEFAULT_LAYOUT!r} is supported")
+        return value
+
+
+class Config(_Strict):
+    server: ServerConfig = ServerConfig()
+    state: StateConfig = StateConfig()
+    display: DisplayConfig = DisplayConfig()
+    endpoints: dict[str, EndpointConfig] = Field(default_factory=dict)
+    source: str = Field(default="<flags>", exclude=True)
+
+    @field_validator("endpoints")
+    @classmethod
+    def _names(cls, value: dict[str, EndpointConfig]) -> dict[str, EndpointConfig]:
+        for name in value:
+            if not ENDPOINT_NAME.match(name):
+                raise ValueError(
+                    f"endpoint name {name!r} must be letters, digits, '.', '_' or '-' (no slash)"
+                )
+        return value
+
+    @model_validator(mode="after")
+    def _ports(self) -> Config:
+        seen: dict[int, str] = {self.server.port: "server.port"}
+        for name, spec in self.resolved_ports().items():
+            owner = f"endpoints.{name}.port"
+            if spec in seen:
+                raise ValueError(f"duplicate port {spec}: {seen[spec]} and {owner}")
+            seen[spec] = owner
+        return self
+
+    def resolved_ports(self) -> dict[str, int]:
+        """Each endpoint's port: its own, else the next free one from 6006 in config order."""
+        taken = {e.port for e in self.endpoints.values() if e.port is not None} | {self.server.port}
+        ports: dict[str, int] = {}
+        candidate = FIRST_ENDPOINT_PORT
+        for name, endpoint in self.endpoints.items():
+            if endpoint.port is not None:
+                ports[name] = endpoint.port
+                continue
+            while candidate in taken:
+                candidate += 1
+            ports[name] = candidate
+            taken.add(candidate)
+        return ports
+
+    def endpoint_specs(self, names: Sequence[str] | None = None) -> list[EndpointSpec]:
+        """The core's view of the endpoints; ``names`` selects some (``None`` or ``["all"]``: all)."""
+        if not self.endpoints:
+            raise UsageError(
+                "no endpoints configured: pass a PATH, --logdir NAME=PATH or --config FILE"
+            )
+        wanted = list(self.endpoints) if not names or list(names) == ["all"] else list(names)
+        ports = self.resolved_ports()
+        specs = []
+        for name in wanted:
+            if name not in self.endpoints:
+                known = ", ".join(sorted(self.endpoints))
+                raise UnknownEndpoint(f"unknown endpoint {name!r} (known: {known})")
+            e = self.endpoints[name]
+            specs.append(
+                EndpointSpec(
+                    name=name,
+                    logdir=e.logdir,
+                    layout=e.layout,
+                    port=ports[name],
+                    reload_interval=e.reload_interval,
+                    title=e.title,
+                )
+            )
+        return specs
+
+
+def _describe(error: ValidationError, source: str) -> str:
+    # An unknown key explains the "missing" error that usually comes with it (a typo): report it first.
+    errors = sorted(error.errors(), key=lambda e: e["type"] != "extra_forbidden")
+    first = errors[0]
+    key = ".".join(str(p) for p in first["loc"])
+    kind = first["type"]
+    if kind == "extra_forbidden":
+        problem = "unknown key"
+    elif kind == "missing":
+        problem = "required key is missing"
+    else:
+        problem = first["msg"].removeprefix("Value error, ")
+        if "input" in first and kind.endswith("_type"):
+            problem += f" (got {first['input']!r})"
+    return f"{source}: {key}: {problem}" if key else f"{source}: {problem}"
+
+
+def _from_mapping(data: Mapping[str, Any], source: str) -> Config:
+    try:
+        return Config.model_validate({**data, "source": source})
+    except ValidationError as error:
+        raise ConfigError(_describe(error, source)) from None
+
+
+def parse_logdir_flag(value: str) -> tuple[str, str]:
+    """``NAME=PATH`` → (name, path); a bare PATH is named after its folder."""
+    name, sep, path = value.partition("=")
+    if not sep:
+        path = value
+        name = Path(value).expanduser().resolve().name or "root"
+    if not name or not path:
+        raise UsageError(f"--logdir wants NAME=PATH, got {value!r}")
+    return name, path
+
+
+def load_config(
+    config_file: str | Path | None = None,
+    logdirs: Sequence[str] = (),
+    path: str | None = None,
+    *,
+    cwd: Path | None = None,
+) -> Config:
+    """Build the config from a file (``--config``, ``$TBHUB_CONFIG``, ``./tbhub.toml``) and flags.
+
+    ``--logdir NAME=PATH`` and a bare ``PATH`` replace the file's endpoints; the rest of the file
+    (server, state, display) still applies. Raises ``ConfigError`` with one line naming the file,
+    the key and the problem.
+    """
+    cwd = cwd or Path.cwd()
+    data: dict[str, Any] = {}
+    source = "<flags>"
+    explicit = config_file or os.environ.get("TBHUB_CONFIG")
+    candidate = Path(explicit).expanduser() if explicit else cwd / "tbhub.toml"
+    if explicit or candidate.is_file():
+        source = str(candidate)
+        try:
+            with candidate.open("rb") as fh:
+                data = tomllib.load(fh)
+        except FileNotFoundError:
+            raise ConfigError(f"{source}: config file not found") from None
+        except IsADirectoryError:
+            raise ConfigError(f"{source}: is a folder, not a config file") from None
+        except PermissionError:
+            raise ConfigError(f"{source}: permission denied") from None
+        except tomllib.TOMLDecodeError as error:
+            raise ConfigError(f"{source}: not valid TOML: {error}") from None
+        except UnicodeDecodeError:
+            raise ConfigError(f"{source}: not valid TOML: not UTF-8 text") from None
+    flag_endpoints: dict[str, dict[str, Any]] = {}
+    for value in [*logdirs, *([path] if path else [])]:
+        name, logdir = parse_logdir_flag(value)
+        if name in flag_endpoints:
+            raise UsageError(f"endpoint {name!r} given twice")
+        flag_endpoints[name] = {"logdir": str(Path(logdir).expanduser())}
+    if flag_endpoints:
+        file_endpoints = data.get("endpoints", {}) if isinstance(data.get("endpoints"), dict) else {}
+        for name, spec in flag_endpoints.items():
+            # Keep a configured port etc. when a flag names a known endpoint.
+            old = file_endpoints.get(name)
+            if isinstance(old, dict):
+                flag_endpoints[name] = {**old, **spec}
+        data = {**data, "endpoints": flag_endpoints}
+    config = _from_mapping(data, source)
+    base = candidate.parent if source != "<flags>" else cwd
+    endpoints = {
+        name: e.model_copy(update={"logdir": _absolute(e.logdir, base)})
+        for name, e in config.endpoints.items()
+    }
+    return config.model_copy(update={"endpoints": endpoints})
+
+
+def _absolute(logdir: str, base: Path) -> str:
+    if "://" in logdir:
+        return logdir
+    p = Path(logdir).expanduser()
+    return str(p if p.is_absolute() else (base / p))

@@ -1,0 +1,103 @@
+"""Scan an endpoint: discover its event files, rescan only what changed, group into runs.
+
+This is the use-case behind ``tbhub runs``, the hub's background refresh and ``clean``. It receives
+its storage and index as ports and never writes below a log root.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+
+from tbhub.core.models import EndpointSpec, EventFileScan, FileEntry, RunSummary, SkippedEntry
+from tbhub.core.ports import Crc32c, LogStore, ScanIndex
+from tbhub.core.runs import group_runs
+from tbhub.core.scanner import can_reuse, scan_event_file, scan_many
+
+__all__ = ["EndpointInventory", "Progress", "scan_endpoint"]
+
+#: Called as files are scanned with (bytes done, bytes to read in total).
+Progress = Callable[[int, int], None]
+
+
+@dataclass(frozen=True, slots=True)
+class EndpointInventory:
+    """One endpoint's runs as of one scan, with what the scan had to read to know them."""
+
+    endpoint: EndpointSpec
+    runs: list[RunSummary]
+    skipped: list[SkippedEntry] = field(default_factory=list)
+    files: int = 0
+    files_read: int = 0
+    bytes_read: int = 0
+    duration_s: float = 0.0
+    scanned_at_ns: int = 0
+
+
+def _bytes_to_read(entry: FileEntry, previous: EventFileScan | None) -> int:
+    if previous is not None and previous.inode == entry.inode and entry.size >= previous.size:
+        return entry.size - previous.scanned_offset
+    return entry.size
+
+
+def scan_endpoint(
+    endpoint: EndpointSpec,
+    store: LogStore,
+    index: ScanIndex,
+    *,
+    verify: bool = False,
+    crc32c: Crc32c,
+    workers: int = 1,
+    progress: Progress | None = None,
+) -> EndpointInventory:
+    """Bring the index of ``endpoint`` up to date and return its runs.
+
+    Files whose (inode, size, mtime_ns) match the index are not opened; grown files are read from
+    where the last scan stopped; new, replaced or shrunk files are read whole. Rows of files that are
+    gone are dropped from the index. Raises ``LogRootError`` when the root is missing or unreadable.
+    """
+    started = time.monotonic()
+    discovery = store.discover()
+    previous: Mapping[str, EventFileScan] = index.load(endpoint.name)
+    kept: list[EventFileScan] = []
+    todo: list[tuple[FileEntry, EventFileScan | None]] = []
+    for entry in discovery.files:
+        old = previous.get(entry.relpath)
+        if old is not None and can_reuse(old, entry, verify):
+            kept.append(old)
+        else:
+            todo.append((entry, old))
+    total = sum(_bytes_to_read(e, old) for e, old in todo)
+    if progress:
+        progress(0, total)
+    fresh: list[EventFileScan] = []
+    local = [(store.local_path(e.relpath), e, old) for e, old in todo]
+    if all(path is not None for path, _, _ in local):
+        jobs = [(path, e, old) for path, e, old in local if path is not None]
+        fresh = scan_many(jobs, verify=verify, crc32c=crc32c, workers=workers)
+        if progress:
+            progress(total, total)
+    else:
+        done = 0
+        for entry, old in todo:
+            with store.open(entry.relpath) as fh:
+                fresh.append(scan_event_file(fh, entry, old, verify=verify, crc32c=crc32c))
+            done += _bytes_to_read(entry, old)
+            if progress:
+                progress(done, total)
+    current = {e.relpath for e in discovery.files}
+    removed = [relpath for relpath in previous if relpath not in current]
+    if fresh or removed:
+        index.save(endpoint.name, fresh, removed)
+    runs = group_runs(endpoint.name, [*kept, *fresh])
+    return EndpointInventory(
+        endpoint=endpoint,
+        runs=runs,
+        skipped=list(discovery.skipped),
+        files=len(discovery.files),
+        files_read=len(fresh),
+        bytes_read=total,
+        duration_s=time.monotonic() - started,
+        scanned_at_ns=time.time_ns(),
+    )

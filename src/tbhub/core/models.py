@@ -1,0 +1,151 @@
+"""The domain model: frozen values that every layer passes around.
+
+Paths inside a log root are POSIX-style *relative* paths (``"ds/run/train/events.out.tfevents.1"``);
+only the storage adapters know where a log root really lives.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from enum import StrEnum
+
+__all__ = [
+    "DEFAULT_LAYOUT",
+    "CorruptRecord",
+    "EndpointSpec",
+    "EventFileScan",
+    "FileEntry",
+    "RunStatus",
+    "RunSummary",
+    "SkippedEntry",
+]
+
+DEFAULT_LAYOUT = "{dataset}/{run}"
+
+
+@dataclass(frozen=True, slots=True)
+class EndpointSpec:
+    """One log root served as one TensorBoard: what the core needs of the config."""
+
+    name: str
+    logdir: str
+    layout: str = DEFAULT_LAYOUT
+    port: int | None = None
+    reload_interval: int = 30
+    title: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class FileEntry:
+    """An event file found by ``LogStore.discover``: identity and size, nothing read yet."""
+
+    relpath: str
+    inode: int
+    size: int
+    mtime_ns: int
+
+
+@dataclass(frozen=True, slots=True)
+class SkippedEntry:
+    """Something discovery saw and deliberately did not follow (a symlink leaving the root, ...)."""
+
+    relpath: str
+    reason: str
+
+
+@dataclass(frozen=True, slots=True)
+class CorruptRecord:
+    """Where and why an event file stops being readable."""
+
+    offset: int
+    reason: str
+
+
+@dataclass(frozen=True, slots=True)
+class EventFileScan:
+    """What the scanner knows of one event file, valid for exactly (inode, size, mtime_ns).
+
+    ``scanned_offset`` is the byte offset just past the last complete, valid record: a later scan of
+    the same inode that has grown resumes there. ``records`` counts exactly the records TensorBoard's
+    ``RawEventFileLoader`` yields (with ``verified`` also payload CRCs were checked).
+    """
+
+    relpath: str
+    inode: int
+    size: int
+    mtime_ns: int
+    records: int
+    scanned_offset: int
+    first_step: int | None = None
+    last_step: int | None = None
+    first_wall_time: float | None = None
+    last_wall_time: float | None = None
+    truncated: bool = False
+    corrupt: CorruptRecord | None = None
+    verified: bool = False
+
+
+class RunStatus(StrEnum):
+    RUNNING = "running"
+    IDLE = "idle"
+    STALLED = "stalled"
+    FINISHED = "finished"
+    DIVERGED = "diverged"
+
+
+@dataclass(frozen=True, slots=True)
+class RunSummary:
+    """A run: the folder the endpoint's layout matches and every event file beneath it."""
+
+    endpoint: str
+    dataset: str
+    run: str
+    relpath: str
+    files: tuple[EventFileScan, ...] = field(default=())
+
+    @property
+    def size_bytes(self) -> int:
+        return sum(f.size for f in self.files)
+
+    @property
+    def event_files(self) -> int:
+        return len(self.files)
+
+    @property
+    def event_count(self) -> int:
+        return sum(f.records for f in self.files)
+
+    @property
+    def last_modified_ns(self) -> int:
+        return max((f.mtime_ns for f in self.files), default=0)
+
+    @property
+    def first_step(self) -> int | None:
+        steps = [f.first_step for f in self.files if f.first_step is not None]
+        return min(steps) if steps else None
+
+    @property
+    def last_step(self) -> int | None:
+        steps = [f.last_step for f in self.files if f.last_step is not None]
+        return max(steps) if steps else None
+
+    @property
+    def first_wall_time(self) -> float | None:
+        times = [f.first_wall_time for f in self.files if f.first_wall_time is not None]
+        return min(times) if times else None
+
+    @property
+    def last_wall_time(self) -> float | None:
+        times = [f.last_wall_time for f in self.files if f.last_wall_time is not None]
+        return max(times) if times else None
+
+    @property
+    def truncated(self) -> bool:
+        return any(f.truncated for f in self.files)
+
+    @property
+    def corrupt(self) -> list[tuple[str, CorruptRecord]]:
+        return [(f.relpath, f.corrupt) for f in self.files if f.corrupt is not None]
+
+    def age_seconds(self, now_ns: int) -> float:
+        return max(0.0, (now_ns - self.last_modified_ns) / 1e9)

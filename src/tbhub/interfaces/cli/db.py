@@ -1,0 +1,26 @@
+"""``tbhub db``: the state database."""
+
+from __future__ import annotations
+
+import typer
+from rich.console import Console
+
+from tbhub.adapters.db.store import open_state
+from tbhub.interfaces.cli.options import ConfigOpt, config_from
+
+__all__ = ["db_app"]
+
+db_app = typer.Typer(help="The state database.", no_args_is_help=True)
+
+
+@db_app.command("upgrade")
+def upgrade(config: ConfigOpt = None) -> None:
+    """Create or migrate the state database to the newest schema."""
+    cfg = config_from(config, None, None)
+    store = open_state(cfg.state.url, migrate=False)
+    try:
+        before = store.current_revision()
+        after = store.upgrade()
+    finally:
+        store.dispose()
+    Console().print(f"state database {cfg.state.url}: {before or 'empty'} -> {after}")

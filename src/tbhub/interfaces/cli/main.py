@@ -1,0 +1,52 @@
+"""The ``tbhub`` command: one sub-command per module, user errors as one line and exit code 2."""
+
+from __future__ import annotations
+
+import sys
+
+import typer
+from rich.console import Console
+
+from tbhub import __version__
+from tbhub.errors import TbhubError
+from tbhub.interfaces.cli.db import db_app
+from tbhub.interfaces.cli.runs import runs_command
+
+__all__ = ["app", "main"]
+
+app = typer.Typer(
+    name="tbhub",
+    help="The self-hosted, always-on home for an ML team's TensorBoard logs.",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+    rich_markup_mode=None,
+)
+app.command("runs")(runs_command)
+app.add_typer(db_app, name="db")
+
+
+def _version(value: bool) -> None:
+    if value:
+        print(f"tbhub {__version__}")
+        raise typer.Exit()
+
+
+@app.callback()
+def _root(
+    version: bool = typer.Option(False, "--version", callback=_version, is_eager=True, help="Show the version."),
+) -> None:
+    """The self-hosted, always-on home for an ML team's TensorBoard logs."""
+
+
+def main(argv: list[str] | None = None) -> None:
+    """Entry point: user mistakes (``TbhubError``) print one line, never a traceback."""
+    try:
+        app(args=argv, prog_name="tbhub")
+    except TbhubError as error:
+        Console(stderr=True, highlight=False, soft_wrap=True).print(f"[bold red]error:[/] {error.message}",
+                                                                     markup=True)
+        sys.exit(error.exit_code)
+    except KeyboardInterrupt:
+        Console(stderr=True).print("interrupted")
+        sys.exit(130)

@@ -1,0 +1,109 @@
+"""``tbhub runs``: every run of every endpoint, scanned fast, as a table, JSON or CSV."""
+
+from __future__ import annotations
+
+import csv
+import json
+import sys
+import time
+from enum import StrEnum
+from typing import Annotated, Any
+
+import typer
+from rich.console import Console
+
+from tbhub.core.inventory import EndpointInventory
+from tbhub.core.models import RunSummary
+from tbhub.core.units import parse_duration
+from tbhub.errors import UsageError
+from tbhub.hub import scan_endpoints
+from tbhub.interfaces.cli.options import ConfigOpt, JsonOpt, LogdirOpt, PathArg, config_from
+from tbhub.interfaces.cli.progress import scan_progress
+from tbhub.interfaces.cli.render import RUN_FIELDS, run_record, runs_table
+
+__all__ = ["SortKey", "runs_command", "sort_runs"]
+
+
+class SortKey(StrEnum):
+    name = "name"
+    age = "age"
+    size = "size"
+    events = "events"
+
+
+def sort_runs(runs: list[RunSummary], key: SortKey) -> list[RunSummary]:
+    """name: alphabetical; age: oldest first; size and events: largest first."""
+    if key is SortKey.age:
+        return sorted(runs, key=lambda r: (r.last_modified_ns, r.endpoint, r.relpath))
+    if key is SortKey.size:
+        return sorted(runs, key=lambda r: (-r.size_bytes, r.endpoint, r.relpath))
+    if key is SortKey.events:
+        return sorted(runs, key=lambda r: (-r.event_count, r.endpoint, r.relpath))
+    return sorted(runs, key=lambda r: (r.endpoint, r.dataset, r.run, r.relpath))
+
+
+def _older_than(value: str | None) -> float | None:
+    if value is None:
+        return None
+    try:
+        return parse_duration(value)
+    except ValueError as error:
+        raise UsageError(f"--older-than: {error}") from None
+
+
+def runs_command(
+    path: PathArg = None,
+    config: ConfigOpt = None,
+    logdir: LogdirOpt = None,
+    endpoint: Annotated[
+        list[str] | None, typer.Option("--endpoint", "-e", help="Only this endpoint (repeatable, or 'all').")
+    ] = None,
+    older_than: Annotated[
+        str | None, typer.Option("--older-than", help="Only runs last modified longer ago than this (7d, 12h).")
+    ] = None,
+    sort: Annotated[SortKey, typer.Option("--sort", help="Order of the rows.")] = SortKey.name,
+    verify: Annotated[bool, typer.Option("--verify", help="Also check every payload CRC (slower).")] = False,
+    as_json: JsonOpt = False,
+    as_csv: Annotated[bool, typer.Option("--csv", help="Print CSV instead of a table.")] = False,
+) -> None:
+    """List runs: size, events, steps, last modified and age, coloured by age."""
+    if as_json and as_csv:
+        raise UsageError("choose one of --json and --csv")
+    cfg = config_from(config, logdir, path)
+    min_age = _older_than(older_than)
+    err = Console(stderr=True)
+    show_progress = not (as_json or as_csv) and err.is_terminal
+    with scan_progress(err, enabled=show_progress) as progress:
+        inventories = scan_endpoints(cfg, endpoint, verify=verify, progress=progress)
+    now_ns = time.time_ns()
+    runs = [r for inv in inventories for r in inv.runs]
+    if min_age is not None:
+        runs = [r for r in runs if r.age_seconds(now_ns) >= min_age]
+    runs = sort_runs(runs, sort)
+    roots = {inv.endpoint.name: inv.endpoint.logdir for inv in inventories}
+    records = [run_record(r, roots[r.endpoint], now_ns) for r in runs]
+    if as_json:
+        json.dump(records, sys.stdout, indent=2)
+        sys.stdout.write("\n")
+        return
+    if as_csv:
+        _write_csv(records)
+        return
+    out = Console()
+    out.print(runs_table(runs, now_ns=now_ns, fresh_days=cfg.display.fresh_days, old_days=cfg.display.old_days))
+    _report_skipped(err, inventories)
+
+
+def _write_csv(records: list[dict[str, Any]]) -> None:
+    writer = csv.DictWriter(sys.stdout, fieldnames=RUN_FIELDS, lineterminator="\n")
+    writer.writeheader()
+    for record in records:
+        row = dict(record)
+        row["corrupt"] = "; ".join(f"{c['file']}@{c['offset']}: {c['reason']}" for c in record["corrupt"])
+        writer.writerow(row)
+
+
+def _report_skipped(err: Console, inventories: list[EndpointInventory]) -> None:
+    for inv in inventories:
+        for skipped in inv.skipped:
+            err.print(f"[yellow]skipped[/] {inv.endpoint.name}: {skipped.relpath}: {skipped.reason}")
