@@ -1,0 +1,55 @@
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from tbhub.adapters.db.store import ScanRecord, StateStore, open_state
+from tbhub.core.models import CorruptRecord, EventFileScan
+from tbhub.errors import StateError
+
+
+def test_fresh_sqlite_is_migrated_to_head_in_wal_mode(tmp_path: Path) -> None:
+    store = open_state(f"sqlite:///{tmp_path / 'deep' / 'state.db'}")
+    try:
+        assert store.current_revision() == StateStore.head_revision() is not None
+        with store.engine.connect() as conn:
+            assert conn.exec_driver_sql("PRAGMA journal_mode").scalar() == "wal"
+    finally:
+        store.dispose()
+
+
+def test_index_round_trip_update_and_remove(tmp_path: Path) -> None:
+    store = open_state(f"sqlite:///{tmp_path / 's.db'}")
+    a = EventFileScan("ds/r/events.out.tfevents.1", 2**64 - 5, 100, 123, 7, 90, 0, 6, 1.5, 9.5, True,
+                      CorruptRecord(90, "bad header crc"), True)
+    b = EventFileScan("ds/r/events.out.tfevents.2", 11, 50, 456, 3, 50)
+    store.save("lora", [a, b], [])
+    store.save("router", [b], [])
+    loaded = store.load("lora")
+    assert loaded[b.relpath] == b
+    assert loaded[a.relpath].corrupt == a.corrupt and loaded[a.relpath].first_wall_time == 1.5
+    grown = EventFileScan(b.relpath, 11, 80, 789, 5, 80)
+    store.save("lora", [grown], [a.relpath])
+    assert dict(store.load("lora")) == {b.relpath: grown}
+    assert dict(store.load("router")) == {b.relpath: b}
+    store.dispose()
+
+
+def test_scan_history_keeps_last(tmp_path: Path) -> None:
+    store = open_state(f"sqlite:///{tmp_path / 's.db'}")
+    for i in range(105):
+        store.record_scan(ScanRecord("lora", float(i), 0.1, 3, 1, 10, None))
+    last = store.last_scan("lora")
+    assert last is not None and last.finished_at == 104.0
+    with store.engine.connect() as conn:
+        assert conn.exec_driver_sql("select count(*) from scan_runs").scalar() == 100
+    assert store.last_scan("router") is None
+    store.dispose()
+
+
+@pytest.mark.parametrize("url", ["not a url", "nosuchdialect://x/y"])
+def test_bad_database_url_is_one_line(url: str) -> None:
+    with pytest.raises(StateError) as info:
+        open_state(url)
+    assert "\n" not in str(info.value)

@@ -1,0 +1,97 @@
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from tbhub.config import load_config
+from tbhub.errors import ConfigError, UnknownEndpoint, UsageError
+
+
+def write(path: Path, text: str) -> Path:
+    path.write_text(text)
+    return path
+
+
+def test_full_config_resolves_ports_and_relative_logdirs(tmp_path: Path) -> None:
+    cfg_file = write(
+        tmp_path / "tbhub.toml",
+        '[server]\nport = 7000\n[endpoints.lora]\nlogdir = "/volume/tensorboard"\nport = 6006\n'
+        '[endpoints.router]\nlogdir = "router-logs"\n[endpoints.third]\nlogdir = "/x"\n'
+        '[display]\nfresh_days = 2\nold_days = 14\n',
+    )
+    cfg = load_config(cfg_file)
+    specs = cfg.endpoint_specs()
+    assert [(s.name, s.port) for s in specs] == [("lora", 6006), ("router", 6007), ("third", 6008)]
+    assert specs[1].logdir == str(tmp_path / "router-logs")
+    assert cfg.server.port == 7000
+    assert cfg.display.old_days == 14
+    assert specs[0].reload_interval == 30
+
+
+def test_config_found_via_env_then_cwd(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    write(tmp_path / "tbhub.toml", '[endpoints.cwd]\nlogdir = "/a"\n')
+    env_file = write(tmp_path / "env.toml", '[endpoints.env]\nlogdir = "/b"\n')
+    monkeypatch.chdir(tmp_path)
+    assert list(load_config().endpoints) == ["cwd"]
+    monkeypatch.setenv("TBHUB_CONFIG", str(env_file))
+    assert list(load_config().endpoints) == ["env"]
+
+
+def test_logdir_flags_and_bare_path(tmp_path: Path) -> None:
+    cfg = load_config(None, ["lora=/data/lora", "router=/data/router"])
+    assert {n: e.logdir for n, e in cfg.endpoints.items()} == {"lora": "/data/lora", "router": "/data/router"}
+    logs = tmp_path / "my-logs"
+    logs.mkdir()
+    cfg = load_config(None, (), str(logs))
+    assert list(cfg.endpoints) == ["my-logs"]
+
+
+def test_flag_keeps_configured_port_of_same_endpoint(tmp_path: Path) -> None:
+    cfg_file = write(tmp_path / "c.toml", '[endpoints.lora]\nlogdir = "/a"\nport = 6100\n')
+    cfg = load_config(cfg_file, ["lora=/elsewhere"])
+    assert cfg.endpoint_specs()[0].port == 6100
+    assert cfg.endpoint_specs()[0].logdir == "/elsewhere"
+
+
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        ('[endpoints.a]\nlogdr = "/x"\n', "endpoints.a.logdr: unknown key"),
+        ('[endpoints.a]\nport = 6006\n', "endpoints.a.logdir: required key is missing"),
+        ('[endpoints.a]\nlogdir = "/x"\nport = "6006"\n', "endpoints.a.port: Input should be a valid integer"),
+        ('[endpoints.a]\nlogdir = "/x"\nport = 6006\n[endpoints.b]\nlogdir = "/y"\nport = 6006\n',
+         "duplicate port 6006"),
+        ('[server]\nport = 6006\n[endpoints.a]\nlogdir = "/x"\nport = 6006\n', "duplicate port 6006"),
+        ('[endpoints."a/b"]\nlogdir = "/x"\n', "no slash"),
+        ("[endpoints.a\n", "not valid TOML"),
+        ("[sever]\nport = 1\n", "sever: unknown key"),
+        ('[display]\nfresh_days = 9\n', "fresh_days must not exceed old_days"),
+    ],
+)
+def test_bad_config_names_file_key_and_problem(tmp_path: Path, text: str, expected: str) -> None:
+    cfg_file = write(tmp_path / "bad.toml", text)
+    with pytest.raises(ConfigError) as info:
+        load_config(cfg_file)
+    message = str(info.value)
+    assert message.startswith(str(cfg_file) + ": ")
+    assert expected in message
+    assert "\n" not in message
+
+
+def test_missing_config_file(tmp_path: Path) -> None:
+    with pytest.raises(ConfigError, match="config file not found"):
+        load_config(tmp_path / "nope.toml")
+
+
+def test_unknown_endpoint_and_no_endpoints(tmp_path: Path) -> None:
+    cfg = load_config(None, ["lora=/a"])
+    with pytest.raises(UnknownEndpoint, match="unknown endpoint 'router' \\(known: lora\\)"):
+        cfg.endpoint_specs(["router"])
+    with pytest.raises(UsageError, match="no endpoints configured"):
+        load_config().endpoint_specs()
+
+
+def test_bad_logdir_flag() -> None:
+    with pytest.raises(UsageError, match="NAME=PATH"):
+        load_config(None, ["lora="])
