@@ -132,6 +132,11 @@ class _Reader:
 
     def read(self, pos: int, n: int) -> bytes:
         """Up to ``n`` bytes at ``pos`` (fewer only at the limit / EOF), buffered."""
+        # Clamped first, so that asking at the end of the file keeps the buffer (which usually
+        # still holds the last record, read again at the end of the scan).
+        n = min(n, self.limit - pos)
+        if n <= 0:
+            return b""
         rel = pos - self._base
         buf = self._buf
         if rel >= 0 and rel + n <= len(buf):
@@ -245,10 +250,14 @@ def _skim(walk: _Walk, reader: _Reader, cache: dict[bytes, int], crc32c: Crc32c)
     records = 0
     cache_get = cache.get
     while True:
+        if reader.limit - pos < HEADER_SIZE:
+            # Fewer than 12 bytes left: a clean end, or a record cut inside its header.
+            walk.truncated = pos < reader.limit
+            break
         buf, rel = reader.window(pos)
         end = len(buf) - HEADER_SIZE
         if rel > end:
-            # Fewer than 12 bytes left: a clean end, or a record cut inside its header.
+            # The file shrank while being read.
             walk.truncated = rel < len(buf)
             break
         start = rel
