@@ -3,17 +3,26 @@
 from __future__ import annotations
 
 import os
+import time
 from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 
 from tbhub.adapters.crc import crc32c
-from tbhub.adapters.db.store import StateStore, open_state
+from tbhub.adapters.db.store import ScanRecord, StateStore, open_state
 from tbhub.adapters.storage.local import LocalLogStore
+from tbhub.adapters.tensorboard.supervisor import (
+    ChildSpec,
+    ChildStatus,
+    SupervisorTiming,
+    TensorBoardSupervisor,
+)
 from tbhub.config import Config
 from tbhub.core.inventory import EndpointInventory, Progress, scan_endpoint
-from tbhub.core.models import EndpointSpec
-from tbhub.errors import LogRootError
+from tbhub.core.models import EndpointSpec, RunSummary
+from tbhub.core.runs import group_runs
+from tbhub.errors import LogRootError, TbhubError, UnknownEndpoint
 
-__all__ = ["log_store", "scan_endpoints", "state_store"]
+__all__ = ["EndpointView", "Hub", "log_store", "scan_endpoints", "state_store"]
 
 
 def state_store(config: Config) -> StateStore:
@@ -68,3 +77,102 @@ def scan_endpoints(
     finally:
         if own_state:
             db.dispose()
+
+
+@dataclass(frozen=True, slots=True)
+class EndpointView:
+    """What the hub shows of one endpoint, read from the index (no event file is opened)."""
+
+    spec: EndpointSpec
+    runs: list[RunSummary]
+    child: ChildStatus | None
+    last_scan: ScanRecord | None
+
+    @property
+    def size_bytes(self) -> int:
+        return sum(r.size_bytes for r in self.runs)
+
+    @property
+    def newest(self) -> RunSummary | None:
+        return max(self.runs, key=lambda r: r.last_modified_ns, default=None)
+
+
+class Hub:
+    """The serving side of tbhub: endpoints, their TensorBoards, and the index the scanner keeps.
+
+    Pages read ``view()``, which comes from the state database; only ``refresh()`` scans, and it runs
+    in the background. Nothing here writes below a log root.
+    """
+
+    def __init__(
+        self,
+        config: Config,
+        state: StateStore,
+        supervisor: TensorBoardSupervisor | None = None,
+        *,
+        scan_workers: int | None = None,
+    ) -> None:
+        self.config = config
+        self.state = state
+        self.supervisor = supervisor
+        self.specs = {spec.name: spec for spec in config.endpoint_specs()}
+        self._workers = scan_workers or os.cpu_count() or 1
+
+    @classmethod
+    def from_config(cls, config: Config, *, timing: SupervisorTiming | None = None) -> Hub:
+        """Build the state store and a (not yet started) supervisor with one child per endpoint."""
+        state = state_store(config)
+        children = [
+            ChildSpec.from_endpoint(
+                spec, state_dir=config.state.path, exposed=config.endpoints[spec.name].expose
+            )
+            for spec in config.endpoint_specs()
+        ]
+        return cls(config, state, TensorBoardSupervisor(children, timing=timing))
+
+    def spec(self, name: str) -> EndpointSpec:
+        try:
+            return self.specs[name]
+        except KeyError:
+            raise UnknownEndpoint(f"unknown endpoint {name!r}") from None
+
+    def refresh(self, name: str) -> ScanRecord:
+        """Scan one endpoint into the index and record the outcome (an error is recorded, not raised)."""
+        spec = self.spec(name)
+        started = time.monotonic()
+        error: str | None = None
+        files = files_read = bytes_read = 0
+        try:
+            inv = scan_endpoint(spec, log_store(spec), self.state, crc32c=crc32c, workers=self._workers)
+            files, files_read, bytes_read = inv.files, inv.files_read, inv.bytes_read
+        except TbhubError as exc:
+            error = exc.message
+        except OSError as exc:
+            error = f"cannot scan log root {spec.logdir}: {exc.strerror or exc}"
+        record = ScanRecord(name, time.time(), time.monotonic() - started, files, files_read, bytes_read, error)
+        self.state.record_scan(record)
+        return record
+
+    def refresh_all(self) -> list[ScanRecord]:
+        return [self.refresh(name) for name in self.specs]
+
+    def runs(self, name: str) -> list[RunSummary]:
+        """The runs of an endpoint as the index knows them."""
+        spec = self.spec(name)
+        return group_runs(spec.name, self.state.load(spec.name).values())
+
+    def child(self, name: str) -> ChildStatus | None:
+        if self.supervisor is None:
+            return None
+        return self.supervisor.child_status(name)
+
+    def view(self, name: str) -> EndpointView:
+        return EndpointView(self.spec(name), self.runs(name), self.child(name), self.state.last_scan(name))
+
+    def views(self) -> list[EndpointView]:
+        return [self.view(name) for name in self.specs]
+
+    def close(self) -> None:
+        if self.supervisor is not None:
+            self.supervisor.stop()
+        self.state.dispose()

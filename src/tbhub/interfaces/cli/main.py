@@ -11,6 +11,7 @@ from tbhub import __version__
 from tbhub.errors import TbhubError
 from tbhub.interfaces.cli.db import db_app
 from tbhub.interfaces.cli.runs import runs_command
+from tbhub.interfaces.cli.serve import serve_command
 
 __all__ = ["app", "main"]
 
@@ -23,6 +24,7 @@ app = typer.Typer(
     rich_markup_mode=None,
 )
 app.command("runs")(runs_command)
+app.command("serve")(serve_command)
 app.add_typer(db_app, name="db")
 
 

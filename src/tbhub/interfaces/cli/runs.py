@@ -90,6 +90,8 @@ def runs_command(
         _write_csv(records)
         return
     out = Console()
+    if not out.is_terminal:
+        out = Console(width=160)  # piped into a file or pager: do not squeeze the table to 80 columns
     out.print(runs_table(runs, now_ns=now_ns, fresh_days=cfg.display.fresh_days, old_days=cfg.display.old_days))
     _report_skipped(err, inventories)
 

@@ -1,0 +1,77 @@
+"""``tbhub serve``: every endpoint's TensorBoard, supervised, behind the hub on one port."""
+
+from __future__ import annotations
+
+import errno
+import socket
+from typing import Annotated
+
+import typer
+import uvicorn
+from rich.console import Console
+
+from tbhub.config import Config
+from tbhub.errors import ServeError
+from tbhub.hub import Hub
+from tbhub.interfaces.cli.options import ConfigOpt, LogdirOpt, PathArg, config_from
+from tbhub.interfaces.web.app import create_app
+
+__all__ = ["check_port", "run_hub", "serve_command"]
+
+
+def check_port(host: str, port: int, what: str) -> None:
+    """Raise ``ServeError`` naming ``what`` when ``host:port`` cannot be bound."""
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    with socket.socket(family, socket.SOCK_STREAM) as sock:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            sock.bind((host, port))
+        except OSError as error:
+            if error.errno == errno.EADDRINUSE:
+                raise ServeError(f"port {port} for {what} is already in use") from None
+            raise ServeError(f"cannot listen on {host}:{port} for {what}: {error.strerror}") from None
+
+
+def run_hub(config: Config, *, scan_interval: float, console: Console) -> None:
+    """Start the TensorBoards, print the URLs, serve until SIGINT/SIGTERM, then stop everything."""
+    host, port = config.server.host, config.server.port
+    check_port(host, port, "the hub")
+    hub = Hub.from_config(config)
+    try:
+        assert hub.supervisor is not None
+        hub.supervisor.start()
+        shown = "127.0.0.1" if host in ("0.0.0.0", "::") else host
+        console.print(f"[bold]tbhub[/] hub on http://{shown}:{port}/", soft_wrap=True)
+        for spec in hub.specs.values():
+            console.print(
+                f"  {spec.name:<12} http://{shown}:{port}/tb/{spec.name}/   "
+                f"(direct: http://127.0.0.1:{spec.port}/tb/{spec.name}/, reload every {spec.reload_interval}s)",
+                soft_wrap=True,
+            )
+        app = create_app(hub, scan_interval=scan_interval)
+        server = uvicorn.Server(
+            uvicorn.Config(app, host=host, port=port, log_level="warning", timeout_graceful_shutdown=3,
+                           access_log=False)
+        )
+        server.run()
+    finally:
+        hub.close()
+
+
+def serve_command(
+    path: PathArg = None,
+    config: ConfigOpt = None,
+    logdir: LogdirOpt = None,
+    host: Annotated[str | None, typer.Option("--host", help="Hub address (default from config).")] = None,
+    port: Annotated[int | None, typer.Option("--port", help="Hub port (default 6005).")] = None,
+    scan_interval: Annotated[
+        float, typer.Option("--scan-interval", help="Seconds between background scans of the log roots.")
+    ] = 15.0,
+) -> None:
+    """Serve every endpoint's TensorBoard (restarted if it dies) and the hub with one proxy URL."""
+    cfg = config_from(config, logdir, path)
+    cfg.endpoint_specs()  # no endpoints: one clear line before anything starts
+    if host is not None or port is not None:
+        server = cfg.server.model_copy(update={k: v for k, v in {"host": host, "port": port}.items() if v})
+        cfg = cfg.model_copy(update={"server": server})
+    run_hub(cfg, scan_interval=scan_interval, console=Console())

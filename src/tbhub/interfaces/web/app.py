@@ -1,0 +1,237 @@
+"""The hub: an ASGI app with pages, a JSON API, health checks and the TensorBoard proxy.
+
+``create_app`` builds everything from a ``Hub``; there is no module-level state. The background task
+started in the lifespan keeps the index fresh; requests only read it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import time
+from collections.abc import AsyncIterator
+from pathlib import Path
+from typing import Any
+
+import httpx
+from fastapi import FastAPI, Request
+from fastapi.responses import HTMLResponse, JSONResponse, RedirectResponse, Response
+from fastapi.staticfiles import StaticFiles
+from fastapi.templating import Jinja2Templates
+
+from tbhub import __version__
+from tbhub.core.models import RunSummary
+from tbhub.core.units import format_age, format_size
+from tbhub.errors import TbhubError
+from tbhub.hub import EndpointView, Hub
+from tbhub.interfaces.cli.render import age_style, iso_utc
+from tbhub.interfaces.web.proxy import TensorBoardProxy
+
+__all__ = ["create_app"]
+
+log = logging.getLogger("tbhub.hub")
+HERE = Path(__file__).parent
+PROXY_METHODS = ["GET", "HEAD", "POST", "PUT", "DELETE", "OPTIONS", "PATCH"]
+#: A run written to within this many minutes is "active".
+ACTIVE_MINUTES = 10
+
+
+def _run_json(run: RunSummary, now_ns: int) -> dict[str, Any]:
+    age = run.age_seconds(now_ns)
+    return {
+        "dataset": run.dataset,
+        "run": run.run,
+        "relpath": run.relpath,
+        "size_bytes": run.size_bytes,
+        "event_files": run.event_files,
+        "event_count": run.event_count,
+        "first_step": run.first_step,
+        "last_step": run.last_step,
+        "first_wall_time": run.first_wall_time,
+        "last_wall_time": run.last_wall_time,
+        "last_modified": iso_utc(run.last_modified_ns) if run.last_modified_ns else None,
+        "age_seconds": round(age, 3),
+        "active": age < ACTIVE_MINUTES * 60,
+        "truncated": run.truncated,
+        "corrupt": [{"file": f, "offset": c.offset, "reason": c.reason} for f, c in run.corrupt],
+    }
+
+
+def _state(view: EndpointView) -> str:
+    if view.child is not None:
+        return str(view.child.state)
+    return "unsupervised"
+
+
+def _endpoint_json(view: EndpointView, request: Request, now_ns: int) -> dict[str, Any]:
+    newest = view.newest
+    child = view.child
+    return {
+        "name": view.spec.name,
+        "title": view.spec.title or view.spec.name,
+        "state": _state(view),
+        "error": (child.last_error if child else None) or (view.last_scan.error if view.last_scan else None),
+        "port": view.spec.port,
+        "url": str(request.url_for("tensorboard_root", name=view.spec.name, path="")),
+        "direct_url": _direct_url(view, request),
+        "runs": len(view.runs),
+        "size_bytes": view.size_bytes,
+        "event_count": sum(r.event_count for r in view.runs),
+        "newest_run": None if newest is None else {
+            "dataset": newest.dataset, "run": newest.run, "age_seconds": round(newest.age_seconds(now_ns), 3)
+        },
+        "restarts": child.restarts if child else 0,
+        "last_scan": None if view.last_scan is None else {
+            "finished_at": view.last_scan.finished_at,
+            "duration_s": round(view.last_scan.duration_s, 4),
+            "files": view.last_scan.files,
+            "files_read": view.last_scan.files_read,
+            "error": view.last_scan.error,
+        },
+    }
+
+
+def _direct_url(view: EndpointView, request: Request) -> str:
+    host = request.url.hostname or "127.0.0.1"
+    if ":" in host:
+        host = f"[{host}]"
+    return f"{request.url.scheme}://{host}:{view.spec.port}/tb/{view.spec.name}/"
+
+
+async def _refresh_forever(hub: Hub, interval: float) -> None:
+    while True:
+        for name in hub.specs:
+            try:
+                await asyncio.to_thread(hub.refresh, name)
+            except Exception:  # keep the loop alive: monitoring never stops
+                log.exception("refreshing endpoint %s failed", name)
+        await asyncio.sleep(interval)
+
+
+def create_app(hub: Hub, *, scan_interval: float = 15.0, start_supervisor: bool = False) -> FastAPI:
+    """The hub application.
+
+    ``scan_interval`` is the pause between background scans of every endpoint; ``start_supervisor``
+    starts (and on shutdown stops) the hub's TensorBoard supervisor inside the lifespan; ``tbhub serve``
+    starts it before the app so that a port in use is reported before anything listens.
+    """
+
+    @contextlib.asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        if start_supervisor and hub.supervisor is not None:
+            await asyncio.to_thread(hub.supervisor.start)
+        client = httpx.AsyncClient(
+            timeout=httpx.Timeout(120.0, connect=5.0), trust_env=False, follow_redirects=False
+        )
+        # httpx would add its own Accept-Encoding (gzip) and User-Agent; the browser's headers are
+        # forwarded as they are, so a client that asked for no compression gets none.
+        client.headers.clear()
+        app.state.proxy = TensorBoardProxy(client)
+        refresher = asyncio.create_task(_refresh_forever(hub, scan_interval))
+        try:
+            yield
+        finally:
+            refresher.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await refresher
+            await client.aclose()
+            if start_supervisor and hub.supervisor is not None:
+                await asyncio.to_thread(hub.supervisor.stop)
+
+    app = FastAPI(
+        title="tbhub",
+        version=__version__,
+        description="Always-on TensorBoard for every log root, behind one URL.",
+        lifespan=lifespan,
+    )
+    templates = Jinja2Templates(directory=str(HERE / "templates"))
+    templates.env.filters["size"] = format_size
+    templates.env.filters["age"] = format_age
+    app.mount("/static", StaticFiles(directory=str(HERE / "static")), name="static")
+
+    @app.exception_handler(TbhubError)
+    async def _tbhub_error(request: Request, exc: TbhubError) -> Response:
+        return JSONResponse({"error": exc.message}, status_code=exc.http_status)
+
+    def context(request: Request) -> dict[str, Any]:
+        return {"request": request, "version": __version__, "display": hub.config.display}
+
+    @app.get("/", response_class=HTMLResponse, include_in_schema=False)
+    def index(request: Request) -> Response:
+        now_ns = time.time_ns()
+        endpoints = [_endpoint_json(v, request, now_ns) for v in hub.views()]
+        for e in endpoints:
+            newest = e["newest_run"]
+            e["newest_style"] = age_style(newest["age_seconds"], hub.config.display.fresh_days,
+                                          hub.config.display.old_days) if newest else ""
+        return templates.TemplateResponse(request, "index.html", {**context(request), "endpoints": endpoints})
+
+    @app.get("/endpoints/{name}", response_class=HTMLResponse, include_in_schema=False)
+    def endpoint_page(request: Request, name: str) -> Response:
+        view = hub.view(name)
+        now_ns = time.time_ns()
+        runs = sorted(view.runs, key=lambda r: -r.last_modified_ns)
+        rows = [
+            {
+                **_run_json(r, now_ns),
+                "style": age_style(r.age_seconds(now_ns), hub.config.display.fresh_days,
+                                   hub.config.display.old_days),
+            }
+            for r in runs
+        ]
+        return templates.TemplateResponse(
+            request,
+            "endpoint.html",
+            {**context(request), "endpoint": _endpoint_json(view, request, now_ns), "runs": rows},
+        )
+
+    @app.get("/api/endpoints", tags=["endpoints"])
+    def api_endpoints(request: Request) -> list[dict[str, Any]]:
+        """Every endpoint: TensorBoard state, URLs, run count, size, newest run, last scan."""
+        now_ns = time.time_ns()
+        return [_endpoint_json(v, request, now_ns) for v in hub.views()]
+
+    @app.get("/api/endpoints/{name}", tags=["endpoints"])
+    def api_endpoint(request: Request, name: str) -> dict[str, Any]:
+        """One endpoint (404 if unknown)."""
+        return _endpoint_json(hub.view(name), request, time.time_ns())
+
+    @app.get("/api/endpoints/{name}/runs", tags=["runs"])
+    def api_runs(name: str) -> list[dict[str, Any]]:
+        """The runs of one endpoint, newest first, from the scanner's index."""
+        now_ns = time.time_ns()
+        runs = sorted(hub.runs(name), key=lambda r: -r.last_modified_ns)
+        return [_run_json(r, now_ns) for r in runs]
+
+    @app.get("/healthz", tags=["health"])
+    def healthz() -> dict[str, str]:
+        """The hub process answers."""
+        return {"status": "ok"}
+
+    @app.get("/readyz", tags=["health"])
+    def readyz() -> Response:
+        """200 when every endpoint's TensorBoard answers, else 503 with each state."""
+        states = {}
+        for name in hub.specs:
+            child = hub.child(name)
+            states[name] = str(child.state) if child is not None else "unsupervised"
+        ready = all(s in ("up", "unsupervised") for s in states.values())
+        return JSONResponse(
+            {"status": "ready" if ready else "not ready", "endpoints": states},
+            status_code=200 if ready else 503,
+        )
+
+    @app.get("/tb/{name}", include_in_schema=False)
+    def tensorboard_bare(name: str) -> Response:
+        hub.spec(name)
+        return RedirectResponse(f"/tb/{name}/", status_code=301)
+
+    @app.api_route("/tb/{name}/{path:path}", methods=PROXY_METHODS, include_in_schema=False,
+                   name="tensorboard_root")
+    async def tensorboard(request: Request, name: str, path: str) -> Response:
+        spec = hub.spec(name)
+        proxy: TensorBoardProxy = request.app.state.proxy
+        return await proxy.forward(request, name, f"http://127.0.0.1:{spec.port}", f"/tb/{name}/{path}")
+
+    return app
