@@ -9,6 +9,8 @@ from __future__ import annotations
 import os
 import signal
 import socket
+import subprocess
+import sys
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -317,3 +319,48 @@ def test_stop_leaves_no_process_behind(tmp_path: Path) -> None:
         assert not sup.wait_ready(0.1)
     finally:
         sup.stop()
+
+
+HUB_SCRIPT = """
+import sys, time
+from pathlib import Path
+from tbhub.adapters.tensorboard.supervisor import ChildSpec, TensorBoardSupervisor
+name, root, port, log_path = sys.argv[1:]
+sup = TensorBoardSupervisor([ChildSpec(name=name, logdir=root, port=int(port), log_path=Path(log_path))])
+sup.start()
+assert sup.wait_ready(60)
+print(sup.status()[0].pid, flush=True)
+time.sleep(600)
+"""
+
+
+def test_start_stops_children_of_a_hard_killed_hub(tmp_path: Path) -> None:
+    """A SIGKILLed hub runs no atexit hook: its TensorBoard keeps the port until the next start()."""
+    write_root(tmp_path / "root")
+    spec = spec_for("crash", tmp_path / "root", tmp_path / "state")
+    hub = subprocess.Popen(
+        [sys.executable, "-c", HUB_SCRIPT, spec.name, spec.logdir, str(spec.port), str(spec.log_path)],
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        assert hub.stdout is not None
+        orphan = group_of(int(hub.stdout.readline()))
+        hub.kill()
+        hub.wait(10)
+        hub.stdout.close()
+        assert not any(gone(p) for p in orphan), "the dead hub's TensorBoard lives on"
+
+        sup = TensorBoardSupervisor([spec], timing=TIMING)
+        try:
+            (outcome,) = sup.start()  # no ServeError: the orphan was stopped first
+            assert isinstance(outcome, StartLaunched)
+            assert all(gone(p) for p in orphan)
+            assert sup.wait_ready(60)
+        finally:
+            sup.stop()
+    finally:
+        hub.kill()
+        hub.wait(10)
+        for proc in processes_mentioning(str(tmp_path)):
+            proc.kill()

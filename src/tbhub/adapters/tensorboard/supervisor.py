@@ -412,8 +412,8 @@ class TensorBoardSupervisor:
         hard-killed earlier hub left behind (found by pid file) are stopped first.
         """
         with self._lock:
-            if self._started:
-                raise ServeError("the TensorBoard supervisor was already started")
+            if self._started or self._stopping.is_set():
+                raise ServeError("the TensorBoard supervisor was already started or stopped")
             self._started = True
         for spec in self._specs:
             _reap_stale(spec, self._timing.stop_grace)
