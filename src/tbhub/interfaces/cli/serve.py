@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import errno
+import signal
 import socket
+from types import FrameType
 from typing import Annotated
 
 import typer
@@ -32,6 +34,10 @@ def check_port(host: str, port: int, what: str) -> None:
             raise ServeError(f"cannot listen on {host}:{port} for {what}: {error.strerror}") from None
 
 
+def _exit_on_sigterm(signum: int, frame: FrameType | None) -> None:
+    raise SystemExit(0)
+
+
 def run_hub(config: Config, *, scan_interval: float, console: Console) -> None:
     """Start the TensorBoards, print the URLs, serve until SIGINT/SIGTERM, then stop everything."""
     host, port = config.server.host, config.server.port
@@ -53,7 +59,14 @@ def run_hub(config: Config, *, scan_interval: float, console: Console) -> None:
             uvicorn.Config(app, host=host, port=port, log_level="warning", timeout_graceful_shutdown=3,
                            access_log=False)
         )
-        server.run()
+        # uvicorn re-raises the signal that stopped it once it has shut down; with the default SIGTERM
+        # action that would kill this process before the TensorBoards are stopped. Turn it into an
+        # exception so the `finally` below always runs.
+        previous = signal.signal(signal.SIGTERM, _exit_on_sigterm)
+        try:
+            server.run()
+        finally:
+            signal.signal(signal.SIGTERM, previous)
     finally:
         hub.close()
 
