@@ -1,0 +1,164 @@
+from __future__ import annotations
+
+import json
+import re
+import os
+import subprocess
+import sys
+import time
+from io import StringIO
+from pathlib import Path
+
+import pytest
+from rich.console import Console
+
+from tbhub.core.models import EventFileScan, RunSummary
+from tbhub.interfaces.cli.main import main
+from tbhub.interfaces.cli.render import RUN_FIELDS, runs_table
+from eventfiles import (
+    UNICODE_RUN,
+    corrupt_header,
+    record_layout,
+    scalar_event,
+    truncate_at,
+    write_events,
+    write_scalar_file,
+    write_tf2_run,
+)
+
+DAY = 86400
+
+
+def set_age(path: Path, days: float) -> None:
+    t = time.time() - days * DAY
+    for p in [path, *path.rglob("*")]:
+        os.utime(p, (t, t))
+
+
+@pytest.fixture
+def logroot(tmp_path: Path) -> Path:
+    root = tmp_path / "lora"
+    write_scalar_file(root / "alpaca" / "fresh", range(50))
+    write_scalar_file(root / "alpaca" / "middle", range(20))
+    set_age(root / "alpaca" / "middle", 3)
+    write_tf2_run(root / "dolly" / "old-run")
+    set_age(root / "dolly" / "old-run", 30)
+    write_scalar_file(root / UNICODE_RUN.rsplit("/", 1)[0], range(5))
+    (root / "empty" / "nothing").mkdir(parents=True)
+    return root
+
+
+def run_cli(capsys: pytest.CaptureFixture[str], *args: str) -> tuple[int, str, str]:
+    try:
+        main(list(args))
+        code = 0
+    except SystemExit as exit_:
+        code = int(exit_.code or 0)
+    out, err = capsys.readouterr()
+    return code, out, err
+
+
+def test_json_has_exactly_the_documented_fields(logroot: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    code, out, _ = run_cli(capsys, "runs", str(logroot), "--json")
+    assert code == 0
+    records = json.loads(out)
+    assert [(r["dataset"], r["run"]) for r in records] == [
+        ("alpaca", "fresh"), ("alpaca", "middle"), ("dolly", "old-run"), ("données", "run-α β")
+    ]
+    for record in records:
+        assert tuple(record) == RUN_FIELDS
+        assert record["endpoint"] == "lora"
+        assert record["last_modified"].endswith("Z")
+    fresh, middle, old, uni = records
+    assert fresh["event_count"] == 51 and fresh["first_step"] == 0 and fresh["last_step"] == 49
+    assert fresh["path"] == str(logroot / "alpaca" / "fresh")
+    assert old["event_files"] == 2  # train/ and validation/ aggregated into one run
+    assert old["event_count"] == (1 + 40) + (1 + 8)
+    assert 29 * DAY < old["age_seconds"] < 31 * DAY
+    assert uni["event_count"] == 6 and fresh["truncated"] is False and fresh["corrupt"] == []
+
+
+def test_older_than_sort_and_csv(logroot: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    _, out, _ = run_cli(capsys, "runs", str(logroot), "--json", "--older-than", "2d", "--sort", "age")
+    assert [r["run"] for r in json.loads(out)] == ["old-run", "middle"]
+    _, out, _ = run_cli(capsys, "runs", str(logroot), "--json", "--sort", "events")
+    assert json.loads(out)[0]["run"] == "fresh"
+    _, out, _ = run_cli(capsys, "runs", str(logroot), "--csv", "--sort", "size")
+    lines = out.strip().splitlines()
+    assert lines[0].split(",") == list(RUN_FIELDS) and len(lines) == 5
+
+
+def test_truncated_and_corrupt_flags(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    live = write_scalar_file(tmp_path / "ds" / "live", range(10))
+    truncate_at(live, live.stat().st_size - 3)
+    bad = write_scalar_file(tmp_path / "ds" / "bad", range(10))
+    offset = corrupt_header(bad, record=4)
+    _, out, _ = run_cli(capsys, "runs", str(tmp_path), "--json")
+    by_run = {r["run"]: r for r in json.loads(out)}
+    assert by_run["live"]["truncated"] is True and by_run["live"]["event_count"] == 10
+    assert by_run["bad"]["event_count"] == 4
+    (corrupt,) = by_run["bad"]["corrupt"]
+    assert corrupt["file"] == "ds/bad/events.out.tfevents.1700000000.host.1.0"
+    assert corrupt["offset"] == record_layout_offset(bad, 4) and offset >= corrupt["offset"]
+    assert "header crc" in corrupt["reason"]
+
+
+def record_layout_offset(path: Path, index: int) -> int:
+    return record_layout(path)[index].offset
+
+
+def test_rescan_picks_up_appended_events(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    path = write_scalar_file(tmp_path / "ds" / "run", range(10))
+    _, out, _ = run_cli(capsys, "runs", str(tmp_path), "--json")
+    assert json.loads(out)[0]["event_count"] == 11
+    write_events(path, [scalar_event(s, 0.1) for s in range(10, 15)], append=True)
+    _, out, _ = run_cli(capsys, "runs", str(tmp_path), "--json")
+    assert json.loads(out)[0]["event_count"] == 16 and json.loads(out)[0]["last_step"] == 14
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["runs", "/definitely/not/here"], "log root /definitely/not/here does not exist"),
+        (["runs", "--logdir", "a=/tmp", "--endpoint", "b"], "unknown endpoint 'b'"),
+        (["runs"], "no endpoints configured"),
+        (["runs", "--config", "/nope.toml"], "/nope.toml: config file not found"),
+        (["runs", "/tmp", "--older-than", "soon"], "--older-than: 'soon' is not a duration"),
+    ],
+)
+def test_user_errors_are_one_line_exit_2(capsys: pytest.CaptureFixture[str], args: list[str], message: str) -> None:
+    code, out, err = run_cli(capsys, *args)
+    assert code == 2
+    assert message in err
+    assert "Traceback" not in err and len(err.strip().splitlines()) == 1
+
+
+def test_cli_entry_point_in_subprocess(logroot: Path, tmp_path: Path) -> None:
+    env = {**os.environ, "TBHUB_HOME": str(tmp_path / "home")}
+    ok = subprocess.run([sys.executable, "-m", "tbhub", "runs", str(logroot), "--json"], env=env,
+                        capture_output=True, text=True, timeout=60)
+    assert ok.returncode == 0 and len(json.loads(ok.stdout)) == 4
+    bad = subprocess.run([sys.executable, "-m", "tbhub", "runs", str(tmp_path / "missing")], env=env,
+                         capture_output=True, text=True, timeout=60)
+    assert bad.returncode == 2 and "does not exist" in bad.stderr and "Traceback" not in bad.stderr
+
+
+def _run(name: str, age_days: float, now_ns: int) -> RunSummary:
+    mtime = now_ns - int(age_days * DAY * 1e9)
+    scan = EventFileScan(f"ds/{name}/events.out.tfevents.1", 1, 2_100_000, mtime, 1234, 2_100_000, 0, 99)
+    return RunSummary("lora", "ds", name, f"ds/{name}", (scan,))
+
+
+def test_table_rows_coloured_by_age_with_totals() -> None:
+    now = time.time_ns()
+    runs = [_run("fresh", 0.2, now), _run("ageing", 3, now), _run("old", 9, now)]
+    console = Console(file=StringIO(), width=200, color_system="truecolor", force_terminal=True)
+    console.print(runs_table(runs, now_ns=now, fresh_days=1, old_days=7))
+    text = console.file.getvalue()  # type: ignore[attr-defined]
+    lines = {name: next(line for line in text.splitlines() if re.search(rf"\b{name}\b", line))
+             for name in ("fresh", "ageing", "old", "total")}
+    green, yellow, red = "\x1b[32m", "\x1b[33m", "\x1b[31m"
+    assert green in lines["fresh"] and yellow not in lines["fresh"]
+    assert yellow in lines["ageing"] and red not in lines["ageing"]
+    assert red in lines["old"] and green not in lines["old"]
+    assert "3 runs" in lines["total"] and "6.3 MB" in lines["total"] and "3,702" in lines["total"]
