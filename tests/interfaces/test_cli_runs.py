@@ -155,7 +155,8 @@ def test_table_rows_coloured_by_age_with_totals() -> None:
     console = Console(file=StringIO(), width=200, color_system="truecolor", force_terminal=True)
     console.print(runs_table(runs, now_ns=now, fresh_days=1, old_days=7))
     text = console.file.getvalue()  # type: ignore[attr-defined]
-    lines = {name: next(line for line in text.splitlines() if re.search(rf"\b{name}\b", line))
+    lines = {name: next(line for line in text.splitlines()
+                         if re.search(rf"\b{name}\b", re.sub(r"\x1b\[[0-9;]*m", "", line)))
              for name in ("fresh", "ageing", "old", "total")}
     green, yellow, red = "\x1b[32m", "\x1b[33m", "\x1b[31m"
     assert green in lines["fresh"] and yellow not in lines["fresh"]
