@@ -7,18 +7,20 @@ retention candidates), runs a few days old (yellow), fresh ones (green), one run
 one that stopped being written mid-training three hours ago, and one live run per endpoint that a
 ``LiveWriter`` keeps appending to while the demo is served.
 
-Event files are written with TensorBoard's own record framing and protos (no TensorFlow), and every
-``wall_time`` and every file and folder mtime is back-dated to match the run's age, so both TensorBoard
-and tbhub's scanner see a plausible history. Given ``seed`` and ``now`` the output is byte-for-byte
+Event files are written with TensorBoard's protos and histogram helper (no TensorFlow) in the framing
+of its ``RecordWriter`` (a test checks the bytes match), and every ``wall_time`` and every file and
+folder mtime is back-dated to match the run's age, so both TensorBoard and tbhub's scanner see a
+plausible history. Given ``seed`` and ``now`` the output is byte-for-byte
 deterministic (file names included).
 """
 
 from __future__ import annotations
 
-import io
+import functools
 import logging
 import math
 import os
+import struct
 import threading
 import time
 from collections.abc import Mapping, Sequence
@@ -27,12 +29,12 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Literal
 
+import google_crc32c
 import numpy as np
 import numpy.typing as npt
 from tensorboard.backend.event_processing.event_file_loader import LegacyEventFileLoader
 from tensorboard.compat.proto import event_pb2, summary_pb2
 from tensorboard.plugins.histogram import summary_v2 as histogram_summary
-from tensorboard.summary.writer.record_writer import RecordWriter
 
 __all__ = ["DemoLogs", "DemoRun", "LiveWriter", "RunKind", "write_demo_logs"]
 
@@ -47,7 +49,7 @@ _DAY = 86400.0
 _HOUR = 3600.0
 # The histogram of a 4096-wide LoRA A matrix is summarised from a fixed sample: enough for smooth
 # buckets, small enough that bucketing (a samples × buckets one-hot in histogram_pb) stays cheap.
-_HIST_SAMPLE = 2048
+_HIST_SAMPLE = 1024
 _HIST_BUCKETS = 30
 
 
@@ -316,10 +318,18 @@ def _lora_eval(plan: _RunPlan, p: _LoraParams, steps: Steps, rng: np.random.Gene
     return {"eval/loss": loss, "eval/accuracy": np.clip(accuracy, 0.0, 1.0)}
 
 
-def _lora_weights(plan: _RunPlan, step: int, rng: np.random.Generator) -> Floats:
-    """A sample of lora_A: its Kaiming-uniform init plus a drift that grows as training moves it."""
+@functools.lru_cache(maxsize=32)
+def _lora_init(seed: int, index: int) -> Floats:
+    """A run's lora_A sample at step 0 (Kaiming-uniform, fan-in 4096), from its own generator."""
     bound = 1.0 / math.sqrt(4096)
-    init = np.random.default_rng([plan.seed, plan.index, 1]).uniform(-bound, bound, _HIST_SAMPLE)
+    init = np.random.default_rng([seed, index, 1]).uniform(-bound, bound, _HIST_SAMPLE)
+    init.flags.writeable = False  # shared by every call through the cache
+    return init
+
+
+def _lora_weights(plan: _RunPlan, step: int, rng: np.random.Generator) -> Floats:
+    """A sample of lora_A: its init plus a drift that grows as training moves it."""
+    init = _lora_init(plan.seed, plan.index)
     assert isinstance(plan.params, _LoraParams)
     spread = 0.012 * (1.0 - math.exp(-step / (2.0 * _lora_tau(plan.params))))
     return init + rng.normal(0.0, spread, _HIST_SAMPLE) if spread > 0 else init
@@ -389,13 +399,24 @@ def _stream_events(
     return events
 
 
+def _masked_crc(data: bytes) -> bytes:
+    crc: int = google_crc32c.value(data)
+    return struct.pack("<I", (((crc >> 15) | (crc << 17)) + 0xA282EAD8) & 0xFFFFFFFF)
+
+
 def _encode(events: Sequence[event_pb2.Event]) -> bytes:
-    """TFRecord-frame events in memory so each file is written (or appended to) with one write."""
-    buffer = io.BytesIO()
-    writer = RecordWriter(buffer)
+    """TFRecord-frame events in memory so each file is written (or appended to) with one write.
+
+    The framing of tensorboard's ``RecordWriter`` (length, masked CRC-32C of the length, payload,
+    masked CRC-32C of the payload), but with google-crc32c's C CRC: tensorboard's own is pure Python
+    and was half the time of ``write_demo_logs``.
+    """
+    parts: list[bytes] = []
     for event in events:
-        writer.write(event.SerializeToString())
-    return buffer.getvalue()
+        payload = event.SerializeToString()
+        header = struct.pack("<Q", len(payload))
+        parts += (header, _masked_crc(header), payload, _masked_crc(payload))
+    return b"".join(parts)
 
 
 def _file_version_event(wall_time: float) -> event_pb2.Event:
