@@ -123,7 +123,9 @@ def test_ages_show_in_mtimes_and_wall_times(demo: DemoLogs) -> None:
         return max(f.stat().st_mtime for f in event_files(run.path))
 
     def newest_wall_time(run: DemoRun) -> float:
-        return max(e.wall_time for f in event_files(run.path) for e in LegacyEventFileLoader(str(f)).Load())
+        return max(
+            float(e.wall_time) for f in event_files(run.path) for e in LegacyEventFileLoader(str(f)).Load()
+        )
 
     old = [r for r in demo.runs if r.kind == "old"]
     assert {r.endpoint for r in old} == {"lora", "router"}
