@@ -95,3 +95,10 @@ def test_unknown_endpoint_and_no_endpoints(tmp_path: Path) -> None:
 def test_bad_logdir_flag() -> None:
     with pytest.raises(UsageError, match="NAME=PATH"):
         load_config(None, ["lora="])
+
+
+def test_state_dir_and_database_from_file(tmp_path: Path) -> None:
+    cfg_file = write(tmp_path / "c.toml", f'[state]\ndir = "{tmp_path / "st"}"\n[endpoints.a]\nlogdir = "/x"\n')
+    cfg = load_config(cfg_file)
+    assert cfg.state.path == tmp_path / "st"
+    assert cfg.state.url == f"sqlite:///{tmp_path / 'st' / 'tbhub.db'}"

@@ -67,7 +67,7 @@ class ServerConfig(_Strict):
 
 
 class StateConfig(_Strict):
-    dir: Path | None = None
+    dir: Path | None = Field(default=None, strict=False)  # TOML has no path type
     database: str | None = None
 
     @property

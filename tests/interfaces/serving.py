@@ -1,0 +1,126 @@
+"""Run a real ``tbhub serve`` in a subprocess for tests, on free loopback ports."""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TypeVar
+
+import httpx
+import psutil
+
+T = TypeVar("T")
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def wait_for(check: Callable[[], T | None], timeout: float, what: str, interval: float = 0.2) -> T:
+    """Poll ``check`` until it returns something truthy; fail the test after ``timeout`` seconds."""
+    deadline = time.monotonic() + timeout
+    last_error: Exception | None = None
+    while time.monotonic() < deadline:
+        try:
+            value = check()
+            if value:
+                return value
+        except (httpx.HTTPError, OSError, ValueError, KeyError) as error:
+            last_error = error
+        time.sleep(interval)
+    raise AssertionError(f"timed out after {timeout}s waiting for {what} (last error: {last_error!r})")
+
+
+@dataclass
+class Server:
+    proc: subprocess.Popen[str]
+    port: int
+    ports: dict[str, int]
+    config: Path
+    log: Path
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    def get(self, path: str, **kw: object) -> httpx.Response:
+        return httpx.get(self.url + path, timeout=30, trust_env=False, **kw)  # type: ignore[arg-type]
+
+    def direct(self, name: str, path: str) -> httpx.Response:
+        return httpx.get(f"http://127.0.0.1:{self.ports[name]}{path}", timeout=30, trust_env=False)
+
+    def tree(self) -> list[psutil.Process]:
+        """The server and every process below it (TensorBoards and their data servers)."""
+        try:
+            me = psutil.Process(self.proc.pid)
+            return [me, *me.children(recursive=True)]
+        except psutil.NoSuchProcess:
+            return []
+
+    def tensorboard(self, name: str) -> psutil.Process:
+        for p in self.tree():
+            with contextlib.suppress(psutil.Error):
+                if f"/tb/{name}" in p.cmdline() and "tensorboard.main" in p.cmdline():
+                    return p
+        raise AssertionError(f"no TensorBoard process for {name}")
+
+    def output(self) -> str:
+        return self.log.read_text(errors="replace")
+
+
+def write_config(path: Path, roots: dict[str, Path], *, hub_port: int, reload_interval: int = 1,
+                 state_dir: Path | None = None) -> dict[str, int]:
+    ports = {name: free_port() for name in roots}
+    lines = [f"[server]\nport = {hub_port}\n"]
+    if state_dir is not None:
+        lines.append(f'[state]\ndir = "{state_dir}"\n')
+    for name, root in roots.items():
+        lines.append(
+            f'[endpoints.{name}]\nlogdir = "{root}"\nport = {ports[name]}\nreload_interval = {reload_interval}\n'
+        )
+    path.write_text("\n".join(lines))
+    return ports
+
+
+@contextlib.contextmanager
+def serve(tmp: Path, roots: dict[str, Path], *, scan_interval: float = 1.0, wait: bool = True,
+          extra_args: tuple[str, ...] = ()) -> Iterator[Server]:
+    """Start ``tbhub serve`` over ``roots``; always stop it (SIGTERM, then SIGKILL of the whole tree)."""
+    tmp.mkdir(parents=True, exist_ok=True)
+    port = free_port()
+    config = tmp / "tbhub.toml"
+    ports = write_config(config, roots, hub_port=port, state_dir=tmp / "state")
+    log = tmp / "serve.log"
+    with open(log, "w") as out:
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "tbhub", "serve", "--config", str(config),
+             "--scan-interval", str(scan_interval), *extra_args],
+            stdout=out, stderr=subprocess.STDOUT, text=True, env={**os.environ, "PYTHONUNBUFFERED": "1"},
+        )
+    server = Server(proc, port, ports, config, log)
+    try:
+        if wait:
+            wait_for(lambda: server.get("/readyz").status_code == 200, 90, "every TensorBoard to be ready")
+        yield server
+    finally:
+        leftovers = server.tree()
+        if proc.poll() is None:
+            proc.send_signal(signal.SIGTERM)
+            try:
+                proc.wait(15)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+                proc.wait(5)
+        for p in leftovers:
+            with contextlib.suppress(psutil.Error):
+                p.kill()
