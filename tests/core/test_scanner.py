@@ -508,3 +508,95 @@ def record_layout_from_bytes(data: bytes) -> list[tuple[int, int]]:
         out.append((pos, pos + 16 + length))
         pos += 16 + length
     return out
+
+
+# --- the periodic fast path -------------------------------------------------------------------------
+
+
+def test_damage_inside_a_long_periodic_stretch(tmp_path: Path) -> None:
+    path = write_scalar_file(tmp_path / "a", range(3000), ("loss", "accuracy", "lr"))
+    good = path.read_bytes()
+    offset = corrupt_header(path, 7777, at=4)
+    result = scan(path)
+    assert result.records == raw_loader_count(path) == 7777
+    assert result.corrupt == CorruptRecord(offset, "bad header crc")
+    assert result.last_step == (7776 - 1) // 3
+    path.write_bytes(good)
+    cut = record_layout(path)[5000].offset + 3
+    truncate_at(path, cut)
+    result = scan(path)
+    assert result.records == 5000 and result.truncated and result.scanned_offset == cut - 3
+
+
+def indexed_payload(index: int, length: int) -> bytes:
+    """An Event of exactly ``length`` (>= 9) bytes whose step is ``index``: a padded 5-byte varint
+    step (field 2) and an unknown bytes field 15 as filler."""
+    step = bytes([0x80 | (index >> 7 * i) & 0x7F for i in range(4)]) + bytes([index >> 28 & 0x7F])
+    head = b"\x10" + step + b"\x7a"
+    pad = length - len(head) - 1
+    if pad >= 128:
+        pad -= 1
+        return head + bytes([0x80 | pad & 0x7F, pad >> 7]) + b"\x00" * pad
+    return head + bytes([pad]) + b"\x00" * pad
+
+
+@st.composite
+def periodic_files(draw: st.DrawFn) -> tuple[bytes, str, int]:
+    """Records repeating a pattern of payload lengths (what real event files look like), with
+    occasional other records in between, then the same damage as above. Record i has step i."""
+    lengths = draw(st.lists(st.integers(9, 40), min_size=1, max_size=6))
+    extra = draw(st.lists(st.integers(9, 300), max_size=3))
+    repeats = draw(st.integers(1, 120))
+    disrupt = draw(st.sets(st.integers(0, repeats), max_size=4))
+    sizes = []
+    for r in range(repeats):
+        if r in disrupt:
+            sizes.extend(extra)
+        sizes.extend(lengths)
+    payloads = [indexed_payload(i, n) for i, n in enumerate(sizes)]
+    data = bytearray(b"".join(frame(p) for p in payloads))
+    offsets = []
+    pos = 0
+    for p in payloads:
+        offsets.append((pos, len(p)))
+        pos += 16 + len(p)
+    kind = draw(st.sampled_from(["none", "truncate", "header", "payload"]))
+    damaged = len(payloads)
+    if kind == "truncate":
+        del data[draw(st.integers(0, len(data) - 1)) :]
+    elif kind == "header":
+        damaged = draw(st.integers(0, len(offsets) - 1))
+        data[offsets[damaged][0] + draw(st.integers(0, 11))] ^= draw(st.integers(1, 255))
+    elif kind == "payload":
+        damaged = draw(st.integers(0, len(offsets) - 1))
+        at, length = offsets[damaged]
+        data[at + 12 + draw(st.integers(0, length + 3))] ^= draw(st.integers(1, 255))
+    return bytes(data), kind, damaged
+
+
+@settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(periodic_files(), st.sampled_from([12, 100, 1000, 64 * 1024]), st.booleans())
+def test_periodic_files_count_like_tensorboard(
+    tmp_path_factory: pytest.TempPathFactory, file: tuple[bytes, str, int], read_size: int, verify: bool
+) -> None:
+    data, kind, damaged = file
+    path = tmp_path_factory.mktemp("periodic") / "events.out.tfevents.1"
+    path.write_bytes(data)
+    with (
+        mock.patch.object(scanner, "READ_SIZE", read_size),
+        mock.patch.object(scanner, "_READ_MAX", read_size * 4),
+    ):
+        result = scan(path, verify=verify)
+    expected = raw_loader_count(path)
+    if verify or kind != "payload":
+        assert result.records == expected
+    else:
+        assert result.records >= expected
+    layout = record_layout_from_bytes(data)
+    assert result.scanned_offset == (layout[result.records - 1][1] if result.records else 0)
+    assert result.truncated == (result.corrupt is None and result.scanned_offset < len(data))
+    if result.records:
+        if damaged > 0:
+            assert result.first_step == 0
+        if result.records - 1 != damaged:
+            assert result.last_step == result.records - 1

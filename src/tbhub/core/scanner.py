@@ -24,8 +24,10 @@ from __future__ import annotations
 
 import io
 import os
+import struct
 from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass
+from itertools import takewhile
 from multiprocessing.context import BaseContext
 from typing import BinaryIO
 
@@ -147,11 +149,12 @@ class _Reader:
         self._base = pos
         return buf[:n]
 
-    def window(self, pos: int) -> tuple[bytes, int]:
-        """A buffer holding the bytes from ``pos`` on and the offset of ``pos`` within it."""
+    def window(self, pos: int, size: int) -> tuple[bytes, int]:
+        """A buffer holding at least a header's worth of bytes from ``pos`` on (or all that is left),
+        and the offset of ``pos`` within it; a new buffer is ``size`` bytes."""
         rel = pos - self._base
         if rel < 0 or rel + HEADER_SIZE > len(self._buf):
-            self._buf = self.raw(pos, READ_SIZE)
+            self._buf = self.raw(pos, size)
             self._base = pos
             rel = 0
         return self._buf, rel
@@ -240,43 +243,82 @@ def _note_head(walk: _Walk, head: EventHead | None) -> None:
 
 
 def _skim(walk: _Walk, reader: _Reader, cache: dict[bytes, int], crc32c: Crc32c) -> None:
-    """Count records from ``walk.pos`` to the end, reading only headers.
+    """Count records from ``walk.pos`` to the end, reading only headers. This is the hot loop.
 
-    This is the hot loop. Headers are cut out of one buffer by slicing; the dict maps each distinct
-    12-byte header to its record size, so a header is CRC-checked only the first time it is seen
-    (a file holds few distinct lengths). A payload bigger than the buffer is seeked over.
+    Headers are cut out of one buffer by slicing; ``cache`` maps each distinct 12-byte header to its
+    record size, so a header's CRC is checked only the first time it is seen (a file holds few
+    distinct lengths). A payload that ends beyond the buffer is seeked over.
+
+    Records are read in *probes* of a few headers. Event files are very regular (every step logs the
+    same tags, and a scalar event's size depends only on its tag and the step's varint length), so
+    when the headers of a probe repeat with some period, one ``struct`` unpacks the same-shaped
+    headers of all following periods in the buffer at once and ``takewhile`` compares them in C:
+    every record is still matched, header bytes included, against an already-checked header, but
+    the Python loop runs once per probe instead of once per record (about 3x faster on real files).
+    A probe that finds no period doubles the next probe, so irregular files cost little extra.
     """
     pos = walk.pos
     records = 0
     cache_get = cache.get
+    probe = _PROBE_MIN
+    read_size = READ_SIZE
     while True:
         if reader.limit - pos < HEADER_SIZE:
             # Fewer than 12 bytes left: a clean end, or a record cut inside its header.
             walk.truncated = pos < reader.limit
             break
-        buf, rel = reader.window(pos)
-        end = len(buf) - HEADER_SIZE
+        buf, rel = reader.window(pos, read_size)
+        blen = len(buf)
+        end = blen - HEADER_SIZE
         if rel > end:
             # The file shrank while being read.
-            walk.truncated = rel < len(buf)
+            walk.truncated = rel < blen
             break
         start = rel
         size = 0
         while rel <= end:
-            header = buf[rel : rel + HEADER_SIZE]
-            size = cache_get(header)  # type: ignore[assignment]
-            if size is None:
-                checked = _header_size(header, cache, crc32c)
-                if checked is None:
-                    walk.corrupt = CorruptRecord(pos + rel - start, BAD_HEADER_CRC)
-                    if rel > start:
-                        walk.last = pos + _record_before(buf, start, rel, cache) - start
-                    walk.pos = pos + rel - start
-                    walk.records += records
-                    return
-                size = checked
-            rel += size
-            records += 1
+            seen: list[bytes] = []
+            note = seen.append
+            k = 0
+            while rel <= end and k < probe:
+                header = buf[rel : rel + 12]
+                size = cache_get(header)  # type: ignore[assignment]
+                if size is None:
+                    checked = _header_size(header, cache, crc32c)
+                    if checked is None:
+                        walk.corrupt = CorruptRecord(pos + rel - start, BAD_HEADER_CRC)
+                        if rel > start:
+                            walk.last = pos + _record_before(buf, start, rel, cache) - start
+                        walk.pos = pos + rel - start
+                        walk.records += records + k
+                        return
+                    size = checked
+                rel += size
+                k += 1
+                note(header)
+            records += k
+            if k < probe:
+                break
+            period = _period(seen)
+            if not period:
+                probe = min(probe * 2, _PROBE_MAX)
+                continue
+            pattern = tuple(seen[k - period :])
+            sizes = tuple(cache[h] for h in pattern)
+            shape = _shape(sizes)
+            stride = shape.size
+            n = (blen - rel) // stride  # whole periods left in the buffer
+            if n < 2:
+                continue
+            periods = shape.iter_unpack(memoryview(buf)[rel : rel + n * stride])
+            matched = len(list(takewhile(pattern.__eq__, periods)))
+            if matched:
+                rel += matched * stride
+                records += matched * period
+                size = sizes[-1]
+                probe = _PROBE_MIN
+            else:
+                probe = min(probe * 2, _PROBE_MAX)
         # Every header up to here was whole in the buffer and valid; the last record may still end
         # past the end of the file (a record being written, or an absurd length).
         last = pos + rel - size - start
@@ -289,9 +331,51 @@ def _skim(walk: _Walk, reader: _Reader, cache: dict[bytes, int], crc32c: Crc32c)
             pos = last
             break
         walk.last = last
+        # Reads grow while records are small (the whole buffer was needed anyway) and drop back
+        # as soon as a payload is skipped, so large payloads are still seeked over, not read.
+        skipped = next_pos - (pos - start + blen)
+        read_size = READ_SIZE if skipped > _SKIP else min(read_size * 2, _READ_MAX)
         pos = next_pos
     walk.pos = pos
     walk.records += records
+
+
+_PROBE_MIN = 8
+_PROBE_MAX = 1024
+_READ_MAX = 256 * 1024
+_SKIP = 4096
+_SHAPES: dict[tuple[int, ...], struct.Struct] = {}
+
+
+def _shape(sizes: tuple[int, ...]) -> struct.Struct:
+    """A ``Struct`` that unpacks the headers of one period of records with these sizes."""
+    shape = _SHAPES.get(sizes)
+    if shape is None:
+        if len(_SHAPES) > 4096:  # bounded: a long-lived hub sees many files
+            _SHAPES.clear()
+        shape = _SHAPES[sizes] = struct.Struct("<" + "".join(f"12s{n - 12}x" for n in sizes))
+    return shape
+
+
+def _period(seen: list[bytes]) -> int:
+    """The smallest p such that the last p headers repeat the p before them, or 0.
+
+    Candidates are the distances back to earlier occurrences of the last header (at most 4 tried).
+    """
+    k = len(seen)
+    rev = seen[::-1]
+    last = rev[0]
+    i = 0
+    for _ in range(4):
+        try:
+            i = rev.index(last, i + 1)
+        except ValueError:
+            return 0
+        if 2 * i > k:
+            return 0
+        if rev[:i] == rev[i : 2 * i]:
+            return i
+    return 0
 
 
 def _record_before(buf: bytes, rel: int, stop: int, cache: dict[bytes, int]) -> int:
