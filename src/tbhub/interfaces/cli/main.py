@@ -10,6 +10,7 @@ from rich.console import Console
 from tbhub import __version__
 from tbhub.errors import TbhubError
 from tbhub.interfaces.cli.db import db_app
+from tbhub.interfaces.cli.demo import demo_command
 from tbhub.interfaces.cli.runs import runs_command
 from tbhub.interfaces.cli.serve import serve_command
 
@@ -25,6 +26,7 @@ app = typer.Typer(
 )
 app.command("runs")(runs_command)
 app.command("serve")(serve_command)
+app.command("demo")(demo_command)
 app.add_typer(db_app, name="db")
 
 
