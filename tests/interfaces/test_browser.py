@@ -7,8 +7,9 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from eventfiles import write_scalar_file, write_tf2_run
 from serving import Server, serve
+
+from eventfiles import write_scalar_file, write_tf2_run
 
 playwright_api = pytest.importorskip("playwright.sync_api")
 

@@ -1,8 +1,8 @@
 from __future__ import annotations
 
 import json
-import re
 import os
+import re
 import subprocess
 import sys
 import time
@@ -12,9 +12,6 @@ from pathlib import Path
 import pytest
 from rich.console import Console
 
-from tbhub.core.models import EventFileScan, RunSummary
-from tbhub.interfaces.cli.main import main
-from tbhub.interfaces.cli.render import RUN_FIELDS, runs_table
 from eventfiles import (
     UNICODE_RUN,
     corrupt_header,
@@ -25,6 +22,9 @@ from eventfiles import (
     write_scalar_file,
     write_tf2_run,
 )
+from tbhub.core.models import EventFileScan, RunSummary
+from tbhub.interfaces.cli.main import main
+from tbhub.interfaces.cli.render import RUN_FIELDS, runs_table
 
 DAY = 86400
 
@@ -69,7 +69,7 @@ def test_json_has_exactly_the_documented_fields(logroot: Path, capsys: pytest.Ca
         assert tuple(record) == RUN_FIELDS
         assert record["endpoint"] == "lora"
         assert record["last_modified"].endswith("Z")
-    fresh, middle, old, uni = records
+    fresh, _middle, old, uni = records
     assert fresh["event_count"] == 51 and fresh["first_step"] == 0 and fresh["last_step"] == 49
     assert fresh["path"] == str(logroot / "alpaca" / "fresh")
     assert old["event_files"] == 2  # train/ and validation/ aggregated into one run
@@ -127,7 +127,7 @@ def test_rescan_picks_up_appended_events(tmp_path: Path, capsys: pytest.CaptureF
     ],
 )
 def test_user_errors_are_one_line_exit_2(capsys: pytest.CaptureFixture[str], args: list[str], message: str) -> None:
-    code, out, err = run_cli(capsys, *args)
+    code, _out, err = run_cli(capsys, *args)
     assert code == 2
     assert message in err
     assert "Traceback" not in err and len(err.strip().splitlines()) == 1

@@ -16,8 +16,9 @@ from pathlib import Path
 
 import psutil
 import pytest
-from eventfiles import scalar_event, write_events, write_scalar_file, write_tf2_run
 from serving import Server, free_port, serve, wait_for
+
+from eventfiles import scalar_event, write_events, write_scalar_file, write_tf2_run
 
 pytestmark = pytest.mark.slow
 
@@ -205,7 +206,7 @@ def test_read_only_with_live_writer_and_clean_sigterm(tmp_path: Path) -> None:
             started = time.monotonic()
             server.proc.send_signal(signal.SIGTERM)
             assert server.proc.wait(12) == 0
-            gone, alive = psutil.wait_procs(tree, timeout=max(0.1, 10 - (time.monotonic() - started)))
+            _gone, alive = psutil.wait_procs(tree, timeout=max(0.1, 10 - (time.monotonic() - started)))
             assert alive == [], f"left behind: {[p.cmdline() for p in alive]}"
             assert time.monotonic() - started < 10
     finally:

@@ -11,7 +11,7 @@ from typing import BinaryIO
 from tbhub.core.models import FileEntry, SkippedEntry
 from tbhub.errors import LogRootError, UnsafePathError
 
-__all__ = ["LocalDiscovery", "LocalLogStore", "TRASH_PREFIX"]
+__all__ = ["TRASH_PREFIX", "LocalDiscovery", "LocalLogStore"]
 
 #: Hidden siblings that ``clean`` renames runs to before removing them; never runs themselves.
 TRASH_PREFIX = ".tbhub-trash-"

@@ -62,7 +62,7 @@ def run_record(run: RunSummary, root: str, now_ns: int) -> dict[str, Any]:
 def _flags(run: RunSummary) -> Text:
     text = Text()
     if run.corrupt:
-        relpath, corrupt = run.corrupt[0]
+        _relpath, corrupt = run.corrupt[0]
         text.append(f"corrupt @{corrupt.offset}", style="bold red")
     elif run.truncated:
         text.append("writing", style="cyan")
