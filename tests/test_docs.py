@@ -1,0 +1,27 @@
+"""The README documents every setting and opens with the two set-up commands."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from tbhub.config import SETTINGS, Config, EndpointConfig
+
+README = (Path(__file__).parent.parent / "README.md").read_text()
+
+
+def test_every_setting_is_documented() -> None:
+    for key, _default, _help in SETTINGS:
+        assert f"| `{key}` |" in README, f"setting {key} missing from the README's table"
+
+
+def test_settings_table_matches_the_model() -> None:
+    modelled = {f"{section}.{field}" for section, model in Config.model_fields.items()
+                if section in ("server", "state", "display") and model.annotation is not None
+                for field in model.annotation.model_fields}  # type: ignore[union-attr]
+    modelled |= {f"endpoints.NAME.{field}" for field in EndpointConfig.model_fields}
+    assert modelled == {key for key, _, _ in SETTINGS}
+
+
+def test_readme_opens_with_demo_and_test() -> None:
+    first_block = README.split("```")[1]
+    assert "make demo" in first_block and "make test" in first_block
