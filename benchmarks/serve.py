@@ -1,0 +1,1106 @@
+"""Serving benchmark: plain TensorBoard, TensorBoard's Python loader and ``tbhub serve``, on one tree.
+
+    .venv/bin/python benchmarks/serve.py            # full tree (~100 runs, ~10 M records), ~10 min
+    .venv/bin/python benchmarks/serve.py --quick    # 10 runs / 200 k records, about a minute
+
+Options: ``--tree DIR --runs N --records N`` (the tree ``gentree.py`` generates and reuses),
+``--python-timeout S`` (default 300; ``--skip-python``), ``--load-seconds S --load-clients N``,
+``--proxy-requests N``, ``--freshness-trials N``, ``--page-reps N``, ``--out FILE``.
+
+Everything listens on 127.0.0.1 only. Every process started here runs in its own session and is
+stopped at the end of its phase (SIGTERM, then SIGKILL of every process group of its tree), also on
+Ctrl-C, SIGTERM or an error. The event files are read once first, so the page cache is warm for all.
+
+What is measured, in one run:
+
+1. **Time to all runs**, for ``tensorboard --logdir`` (default flags, so the Rust fast loader),
+   ``tensorboard --load_fast=false`` (the Python loader, what object-storage users get; bounded by
+   ``--python-timeout``, reported as "> N s" with the runs done by then) and ``tbhub serve`` (read
+   through the hub's proxy ``/tb/NAME/``). The clock starts just before ``Popen``. "Served" means
+   ``/data/plugin/scalars/tags`` lists every TensorBoard run (each folder holding event files) with its
+   tags, and for every run the scalars of the tag written last end at the run's last step (both read
+   from the tail of its event files beforehand). A run is checked as soon as it is listed.
+   "listed" (all runs have tags) is reported too.
+2. **Peak RSS of the whole process tree** (the process and its children, recursively: TensorBoard,
+   ``tensorboard_data_server``, tbhub's scan workers), sampled every 100 ms from the start until all
+   runs are served (for tbhub also until its index lists every run) plus 3 s; also the CPU seconds
+   of the tree until served. tbhub scans the tree for its index at the same time (both cores for a
+   couple of seconds): that is part of its cost, and its duration and the hub's CPU are reported.
+3. **Freshness** through the proxy with ``reload_interval = 5``: a new step of an existing scalar
+   is appended to a run's event file (framed with TensorBoard's ``RecordWriter``); seconds until the
+   proxied scalars show it. Several trials, each after a random pause, so TensorBoard's reload cycle
+   is met at different phases. The file is cut back to its original size and mtime afterwards.
+4. **Proxy overhead**: N sequential GETs straight to the endpoint's TensorBoard and through the hub,
+   interleaved, for the largest data response (a histogram series), a scalar series (1,000 points)
+   and the UI bundle ``index.js`` (the largest response overall); medians and their ratio.
+5. **Load**: ``--load-clients`` concurrent clients for ``--load-seconds``, half on the hub page ``/``,
+   half on proxied scalar calls: requests/s, p50/p99 latency, errors. Bounded by time and by
+   ``--load-max-requests``. The clients run in this process and share the CPUs with the servers.
+6. **Hub pages for 1,000 runs**: a separate tree of 10 datasets x 100 tiny runs; once tbhub's index
+   lists all 1,000 and its TensorBoard has loaded them, ``/`` and ``/endpoints/NAME`` are timed.
+
+A table of figures, ratios and targets is printed at the end and written as JSON to
+``bench-results/serve.json`` (``serve-quick.json`` with ``--quick``). Figures on a shared 2-core
+machine are noisy: the load average is recorded before each phase.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import json
+import os
+import platform
+import random
+import shutil
+import signal
+import socket
+import statistics
+import struct
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from types import FrameType
+from typing import Any
+
+import httpx
+import psutil
+from tensorboard import version as tb_version
+from tensorboard.compat.proto import event_pb2, summary_pb2
+from tensorboard.summary.writer.record_writer import RecordWriter
+
+from gentree import DEFAULT_RECORDS, DEFAULT_ROOT, DEFAULT_RUNS, ensure_tree, read_marker
+from tbhub.adapters.crc import crc32c
+
+REPO = Path(__file__).resolve().parent.parent
+QUICK_ROOT = Path("/tmp/tbhub-bench/serve-quick")
+QUICK_RUNS, QUICK_RECORDS = 10, 200_000
+MANY_ROOT = Path("/tmp/tbhub-bench/serve-1000runs")
+MANY_MARKER = ".tbhub-bench-many.json"
+ENDPOINT = "bench"
+RELOAD_INTERVAL = 5
+SETTLE_S = 3.0
+LOCAL = "127.0.0.1"
+
+_U64 = struct.Struct("<Q")
+_U32 = struct.Struct("<I")
+_DT_FLOAT, _DT_DOUBLE = 1, 2
+
+
+def log(message: str) -> None:
+    print(f"[{time.strftime('%H:%M:%S')}] {message}", flush=True)
+
+
+def load_average() -> list[float]:
+    return [round(x, 2) for x in os.getloadavg()]
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind((LOCAL, 0))
+        return int(sock.getsockname()[1])
+
+
+def client(**kw: Any) -> httpx.Client:
+    return httpx.Client(timeout=httpx.Timeout(60.0, connect=5.0), trust_env=False, **kw)
+
+
+# --- what the tree holds ---------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class RunExpect:
+    """One TensorBoard run and what it must serve once loaded: ``tag`` ending at ``step``."""
+
+    run: str  # TensorBoard's run name: the folder relative to the log root
+    tag: str  # a scalar tag written at the run's last step
+    step: int  # the run's last step
+    path: Path  # the event file holding that last record
+    simple: bool  # ``simple_value`` (else a TF2 tensor scalar)
+    bytes: int  # bytes of all event files of the run
+
+
+@dataclass(frozen=True)
+class TreeFacts:
+    root: Path
+    runs: dict[str, RunExpect]  # TensorBoard runs (``train``/``validation`` sub-folders are runs)
+    hub_runs: int  # ``{dataset}/{run}`` folders: the runs tbhub's index counts
+    files: int
+    bytes: int
+
+
+def _masked_crc(data: bytes) -> int:
+    crc = crc32c(data)
+    return ((((crc >> 15) | (crc << 17)) & 0xFFFFFFFF) + 0xA282EAD8) & 0xFFFFFFFF
+
+
+def tail_records(path: Path, max_bytes: int = 1 << 18) -> Iterator[bytes]:
+    """Payloads of the records at the end of a TFRecord file, last first (length CRCs checked)."""
+    size = path.stat().st_size
+    start = max(0, size - max_bytes)
+    with open(path, "rb") as f:
+        f.seek(start)
+        buf = f.read()
+    end = len(buf)
+    while end >= 16:
+        for at in range(end - 16, -1, -1):
+            (n,) = _U64.unpack_from(buf, at)
+            if at + 16 + n == end and _U32.unpack_from(buf, at + 8)[0] == _masked_crc(buf[at : at + 8]):
+                yield buf[at + 12 : at + 12 + n]
+                end = at
+                break
+        else:
+            return
+
+
+def last_scalar(path: Path) -> tuple[int, str, bool] | None:
+    """(step, tag, is simple_value) of the last scalar written to an event file."""
+    for k, payload in enumerate(tail_records(path)):
+        if k >= 500:
+            break
+        event = event_pb2.Event.FromString(payload)
+        for value in event.summary.value:
+            if value.HasField("simple_value"):
+                return event.step, value.tag, True
+            if (value.HasField("tensor") and not value.tensor.tensor_shape.dim
+                    and value.tensor.dtype in (_DT_FLOAT, _DT_DOUBLE)
+                    and value.metadata.plugin_data.plugin_name in ("", "scalars")):
+                return event.step, value.tag, False
+    return None
+
+
+def tree_facts(root: Path) -> TreeFacts:
+    by_dir: dict[Path, list[Path]] = {}
+    for p in root.rglob("*"):
+        if "tfevents" in p.name and p.is_file():
+            by_dir.setdefault(p.parent, []).append(p)
+    runs: dict[str, RunExpect] = {}
+    hub_runs: set[tuple[str, ...]] = set()
+    total = files = 0
+    for folder, paths in sorted(by_dir.items()):
+        rel = folder.relative_to(root)
+        hub_runs.add(rel.parts[:2])
+        size = sum(p.stat().st_size for p in paths)
+        total += size
+        files += len(paths)
+        best: tuple[int, str, bool, Path] | None = None
+        for p in sorted(paths):
+            found = last_scalar(p)
+            if found is not None and (best is None or found[0] >= best[0]):
+                best = (*found, p)
+        if best is not None:
+            step, tag, simple, path = best
+            runs[rel.as_posix()] = RunExpect(rel.as_posix(), tag, step, path, simple, size)
+    return TreeFacts(root, runs, len(hub_runs), files, total)
+
+
+def warm_page_cache(root: Path) -> int:
+    total = 0
+    for p in root.rglob("*tfevents*"):
+        if p.is_file():
+            with open(p, "rb", buffering=0) as f:
+                while chunk := f.read(1 << 22):
+                    total += len(chunk)
+    return total
+
+
+def ensure_many_runs(root: Path, datasets: int = 10, per_dataset: int = 100, steps: int = 20) -> Path:
+    """A tree of ``datasets * per_dataset`` tiny runs (one small event file each), reused if present."""
+    wanted = {"format": 1, "datasets": datasets, "per_dataset": per_dataset, "steps": steps}
+    marker = root / MANY_MARKER
+    with contextlib.suppress(OSError, ValueError):
+        if json.loads(marker.read_text()) == wanted:
+            return root
+    if root.exists() and any(root.iterdir()):
+        if not marker.exists():
+            raise SystemExit(f"{root} is not empty and holds no {MANY_MARKER}: not replacing it")
+        shutil.rmtree(root)
+    rng = random.Random(7)
+    now = time.time()
+    for d in range(datasets):
+        for r in range(per_dataset):
+            run_dir = root / f"dataset-{d:02d}" / f"run-{r:03d}_lr{rng.choice(['1e-3', '3e-4'])}"
+            run_dir.mkdir(parents=True)
+            start = now - rng.uniform(0, 30 * 86400)
+            path = run_dir / f"events.out.tfevents.{int(start)}.bench.{d * per_dataset + r}.0"
+            wall_time = start
+            with open(path, "wb") as f:
+                writer = RecordWriter(f)
+                writer.write(event_pb2.Event(wall_time=start, file_version="brain.Event:2").SerializeToString())
+                for step in range(steps):
+                    wall_time = start + 10.0 * step
+                    summary = summary_pb2.Summary(value=[
+                        summary_pb2.Summary.Value(tag="loss", simple_value=1.0 / (step + 1)),
+                        summary_pb2.Summary.Value(tag="accuracy", simple_value=step / steps),
+                    ])
+                    writer.write(event_pb2.Event(wall_time=wall_time, step=step, summary=summary)
+                                 .SerializeToString())
+            os.utime(path, (wall_time, wall_time))
+    marker.write_text(json.dumps(wanted) + "\n")
+    return root
+
+
+# --- processes ---------------------------------------------------------------------------------------
+
+
+def _alive(p: psutil.Process) -> bool:
+    try:
+        return bool(p.is_running()) and p.status() != psutil.STATUS_ZOMBIE
+    except psutil.Error:
+        return False
+
+
+class Processes:
+    """Every process this benchmark starts; ``stop_all`` (always called) leaves none behind."""
+
+    def __init__(self, tmp: Path) -> None:
+        self.tmp = tmp
+        self._procs: list[subprocess.Popen[bytes]] = []
+
+    def start(self, name: str, cmd: list[str]) -> tuple[subprocess.Popen[bytes], Path]:
+        out = self.tmp / f"{name}.log"
+        with open(out, "ab") as f:
+            proc = subprocess.Popen(
+                cmd, stdin=subprocess.DEVNULL, stdout=f, stderr=subprocess.STDOUT,
+                env={**os.environ, "PYTHONUNBUFFERED": "1"},
+                start_new_session=True,  # own process group: TensorBoard's data server can be killed with it
+            )
+        self._procs.append(proc)
+        return proc, out
+
+    def stop(self, proc: subprocess.Popen[bytes], grace: float = 20.0) -> int:
+        """SIGTERM (tbhub then stops its TensorBoards), wait, then SIGKILL every process group of the
+        tree and every process still in it. Returns how many were left after SIGTERM + ``grace``."""
+        try:
+            root = psutil.Process(proc.pid)
+            tree = [root, *root.children(recursive=True)]
+        except psutil.Error:
+            tree = []
+        own = os.getpgrp()
+        groups: set[int] = set()
+        for p in tree:
+            with contextlib.suppress(OSError):
+                group = os.getpgid(p.pid)
+                if group != own:
+                    groups.add(group)
+        if proc.poll() is None:
+            with contextlib.suppress(ProcessLookupError):
+                proc.send_signal(signal.SIGTERM)
+            with contextlib.suppress(subprocess.TimeoutExpired):
+                proc.wait(grace)
+        deadline = time.monotonic() + 3
+        while time.monotonic() < deadline and any(_alive(p) for p in tree[1:]):
+            time.sleep(0.1)  # TensorBoard's data server exits once its parent's pipe closes
+        left = sum(1 for p in tree if _alive(p))
+        for group in groups:
+            with contextlib.suppress(ProcessLookupError, PermissionError):
+                os.killpg(group, signal.SIGKILL)
+        for p in tree:
+            if _alive(p):
+                with contextlib.suppress(psutil.Error):
+                    p.kill()
+        with contextlib.suppress(subprocess.TimeoutExpired):
+            proc.wait(5)
+        psutil.wait_procs([p for p in tree[1:] if _alive(p)], timeout=5)
+        if proc in self._procs:
+            self._procs.remove(proc)
+        return left
+
+    def stop_all(self) -> None:
+        for proc in reversed(list(self._procs)):
+            self.stop(proc, grace=5.0)
+
+
+class TreeSampler:
+    """RSS and CPU of a process and all its descendants, sampled every ``interval`` seconds."""
+
+    def __init__(self, pid: int, interval: float = 0.1) -> None:
+        self.pid = pid
+        self.interval = interval
+        self.peak = self.peak_tensorboard = self.peak_other = 0
+        self.samples = 0
+        self._cpu: dict[int, tuple[str, float]] = {}
+        self._procs: dict[int, psutil.Process] = {}
+        self._kinds: dict[int, str] = {}
+        self._lock = threading.Lock()
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, name="rss-sampler", daemon=True)
+
+    def start(self) -> TreeSampler:
+        self._thread.start()
+        return self
+
+    def stop(self) -> None:
+        self._stop.set()
+        self._thread.join()
+
+    def cpu_seconds(self, kind: str | None = None) -> float:
+        """CPU (user + system) of every process seen, as last sampled; ``kind``: tensorboard/other."""
+        with self._lock:
+            return sum(s for k, s in self._cpu.values() if kind is None or k == kind)
+
+    def _run(self) -> None:
+        while not self._stop.is_set():
+            self.sample()
+            self._stop.wait(self.interval)
+
+    def _kind(self, p: psutil.Process) -> str:
+        kind = self._kinds.get(p.pid)
+        if kind is None:
+            kind = "tensorboard" if "tensorboard" in " ".join(p.cmdline()) else "other"
+            self._kinds[p.pid] = kind
+        return kind
+
+    def sample(self) -> None:
+        try:
+            root = self._procs.setdefault(self.pid, psutil.Process(self.pid))
+            procs = [root, *root.children(recursive=True)]
+        except psutil.Error:
+            return
+        total = tensorboard = 0
+        for fresh in procs:
+            p = self._procs.setdefault(fresh.pid, fresh)
+            try:
+                with p.oneshot():
+                    rss = p.memory_info().rss
+                    times = p.cpu_times()
+                kind = self._kind(p)
+            except psutil.Error:
+                continue
+            total += rss
+            if kind == "tensorboard":
+                tensorboard += rss
+            with self._lock:
+                self._cpu[p.pid] = (kind, times.user + times.system)
+        self.samples += 1
+        self.peak = max(self.peak, total)
+        self.peak_tensorboard = max(self.peak_tensorboard, tensorboard)
+        self.peak_other = max(self.peak_other, total - tensorboard)
+
+
+def tree_cpu(pid: int) -> float:
+    try:
+        root = psutil.Process(pid)
+        procs = [root, *root.children(recursive=True)]
+    except psutil.Error:
+        return 0.0
+    total = 0.0
+    for p in procs:
+        with contextlib.suppress(psutil.Error):
+            t = p.cpu_times()
+            total += t.user + t.system
+    return total
+
+
+# --- 1 + 2: time to all runs, peak RSS -------------------------------------------------------------
+
+
+@dataclass
+class Startup:
+    name: str
+    command: str
+    runs_total: int
+    runs_done: int = 0
+    listed_s: float | None = None  # every run listed with tags
+    served_s: float | None = None  # every run's scalars complete; None: not within the timeout
+    timeout_s: float = 0.0
+    peak_rss_mb: float = 0.0
+    peak_rss_tensorboard_mb: float = 0.0
+    peak_rss_other_mb: float = 0.0  # tbhub: the hub process and its scan workers
+    cpu_s: float = 0.0  # CPU of the tree until served (or the timeout)
+    cpu_tensorboard_s: float = 0.0
+    cpu_other_s: float = 0.0
+    index_s: float | None = None  # tbhub: its index (hub pages) lists every run
+    first_scan_s: float | None = None  # tbhub: duration of its first scan of the tree
+    samples: int = 0
+    load_avg_before: list[float] = field(default_factory=list)
+    stopped_cleanly: bool | None = None
+
+
+def _json_or(response: httpx.Response, default: Any) -> Any:
+    if response.status_code != 200:
+        return default
+    try:
+        return response.json()
+    except ValueError:
+        return default
+
+
+def wait_served(
+    http: httpx.Client, base: str, facts: TreeFacts, t0: float, timeout: float, poll: float,
+    alive: Callable[[], bool],
+) -> tuple[float | None, float | None, int]:
+    """(listed_s, served_s, runs done) for the TensorBoard at ``base`` (``None``: not by the timeout)."""
+    pending = dict(facts.runs)
+    listed: float | None = None
+    deadline = t0 + timeout
+    while time.perf_counter() < deadline:
+        if not alive():
+            raise RuntimeError("the server exited while loading")
+        try:
+            tags = _json_or(http.get(base + "/data/plugin/scalars/tags"), {})
+        except httpx.HTTPError:
+            tags = {}
+        if listed is None and all(tags.get(run) for run in facts.runs):
+            listed = time.perf_counter() - t0
+        for run, want in list(pending.items()):
+            if want.tag not in tags.get(run, {}):
+                continue
+            try:
+                points = _json_or(http.get(base + "/data/plugin/scalars/scalars",
+                                           params={"run": run, "tag": want.tag}), [])
+            except httpx.HTTPError:
+                continue
+            if points and points[-1][1] >= want.step:
+                del pending[run]
+        if not pending:
+            return listed, time.perf_counter() - t0, len(facts.runs)
+        time.sleep(poll)
+    return listed, None, len(facts.runs) - len(pending)
+
+
+def wait_index(http: httpx.Client, hub: str, runs: int, t0: float, timeout: float) -> tuple[float, float]:
+    """Seconds from ``t0`` until tbhub's ``/api/endpoints`` lists ``runs`` runs; its first scan's duration."""
+    deadline = t0 + timeout
+    while time.perf_counter() < deadline:
+        with contextlib.suppress(httpx.HTTPError):
+            endpoints = _json_or(http.get(hub + "/api/endpoints"), [])
+            if endpoints and endpoints[0]["runs"] >= runs and endpoints[0]["last_scan"]:
+                return time.perf_counter() - t0, float(endpoints[0]["last_scan"]["duration_s"])
+        time.sleep(0.1)
+    raise RuntimeError(f"tbhub's index did not list {runs} runs within {timeout:.0f} s")
+
+
+def tbhub_config(tmp: Path, logdir: Path, hub_port: int, tb_port: int) -> Path:
+    path = tmp / f"tbhub-{hub_port}.toml"
+    path.write_text(
+        f"[server]\nport = {hub_port}\n\n[state]\ndir = \"{tmp / f'state-{hub_port}'}\"\n\n"
+        f"[endpoints.{ENDPOINT}]\nlogdir = \"{logdir}\"\nport = {tb_port}\nreload_interval = {RELOAD_INTERVAL}\n"
+    )
+    return path
+
+
+@dataclass
+class Running:
+    proc: subprocess.Popen[bytes]
+    log: Path
+    base: str  # URL prefix of TensorBoard's HTTP API (through the hub for tbhub)
+
+
+def start_and_measure(
+    procs: Processes, name: str, cmd: list[str], base: str, facts: TreeFacts, *, timeout: float,
+    poll: float, hub: str | None = None,
+) -> tuple[Startup, Running]:
+    result = Startup(name, " ".join(cmd), len(facts.runs), timeout_s=timeout, load_avg_before=load_average())
+    log(f"{name}: starting ({result.command})")
+    with client() as http:
+        t0 = time.perf_counter()
+        proc, out = procs.start(name.replace(" ", "_").replace("=", "_"), cmd)
+        sampler = TreeSampler(proc.pid).start()
+        try:
+            result.listed_s, result.served_s, result.runs_done = wait_served(
+                http, base, facts, t0, timeout, poll, alive=lambda: proc.poll() is None
+            )
+            result.cpu_s = sampler.cpu_seconds()
+            result.cpu_tensorboard_s = sampler.cpu_seconds("tensorboard")
+            result.cpu_other_s = sampler.cpu_seconds("other")
+            if hub is not None:
+                result.index_s, result.first_scan_s = wait_index(http, hub, facts.hub_runs, t0, timeout)
+            time.sleep(SETTLE_S)
+        except Exception:
+            print(out.read_text(errors="replace")[-3000:], file=sys.stderr)
+            raise
+        finally:
+            sampler.stop()
+    result.peak_rss_mb = sampler.peak / 2**20
+    result.peak_rss_tensorboard_mb = sampler.peak_tensorboard / 2**20
+    result.peak_rss_other_mb = sampler.peak_other / 2**20
+    result.samples = sampler.samples
+    served = f"{result.served_s:.2f} s" if result.served_s is not None else f"> {timeout:.0f} s"
+    log(f"{name}: served {result.runs_done}/{result.runs_total} runs in {served}, "
+        f"peak RSS {result.peak_rss_mb:.0f} MB, CPU {result.cpu_s:.1f} s")
+    return result, Running(proc, out, base)
+
+
+# --- 3: freshness ---------------------------------------------------------------------------------
+
+
+@dataclass
+class Freshness:
+    run: str
+    tag: str
+    file: str
+    trials_s: list[float | None]
+    median_s: float | None
+    max_s: float | None
+    timeout_s: float
+    restored: bool
+
+
+def freshness(http: httpx.Client, base: str, facts: TreeFacts, trials: int, rng: random.Random) -> Freshness:
+    """Append new steps to a run's event file; seconds until each shows through ``base``."""
+    want = min((e for e in facts.runs.values() if e.simple), key=lambda e: (e.bytes, e.run))
+    before = want.path.stat()
+    timeout = RELOAD_INTERVAL + 60.0
+    results: list[float | None] = []
+    try:
+        for k in range(1, trials + 1):
+            time.sleep(rng.uniform(0, RELOAD_INTERVAL))
+            step = want.step + k
+            event = event_pb2.Event(
+                wall_time=time.time(), step=step,
+                summary=summary_pb2.Summary(value=[summary_pb2.Summary.Value(tag=want.tag, simple_value=0.5)]),
+            )
+            with open(want.path, "ab") as f:
+                RecordWriter(f).write(event.SerializeToString())
+            t = time.perf_counter()
+            seen: float | None = None
+            while time.perf_counter() - t < timeout:
+                with contextlib.suppress(httpx.HTTPError):
+                    points = _json_or(http.get(base + "/data/plugin/scalars/scalars",
+                                               params={"run": want.run, "tag": want.tag}), [])
+                    if points and points[-1][1] >= step:
+                        seen = time.perf_counter() - t
+                        break
+                time.sleep(0.1)
+            results.append(seen)
+            log(f"freshness trial {k}: step {step} visible after "
+                + (f"{seen:.2f} s" if seen is not None else f"> {timeout:.0f} s"))
+    finally:
+        os.truncate(want.path, before.st_size)
+        os.utime(want.path, ns=(before.st_atime_ns, before.st_mtime_ns))
+    after = want.path.stat()
+    done = [r for r in results if r is not None]
+    return Freshness(
+        want.run, want.tag, str(want.path.relative_to(facts.root)), results,
+        statistics.median(done) if done else None,
+        None if len(done) < len(results) or not done else max(done), timeout,
+        after.st_size == before.st_size and after.st_mtime_ns == before.st_mtime_ns,
+    )
+
+
+# --- 4: proxy overhead --------------------------------------------------------------------------------
+
+
+@dataclass
+class Overhead:
+    what: str
+    path: str
+    bytes: int  # body as served (decoded)
+    wire_bytes: int  # bytes on the wire (gzip when TensorBoard compresses)
+    direct_ms: float  # medians
+    hub_ms: float
+    ratio: float
+    direct_p90_ms: float
+    hub_p90_ms: float
+    n: int
+
+
+def _p(values: list[float], q: float) -> float:
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, int(q * len(ordered)))]
+
+
+def time_direct_vs_hub(what: str, path: str, direct: str, hub: str, n: int) -> Overhead:
+    with client() as a, client() as b:
+        for _ in range(3):
+            a.get(direct + path).raise_for_status()
+            b.get(hub + path).raise_for_status()
+        times: dict[str, list[float]] = {"direct": [], "hub": []}
+        size = wire = 0
+        for i in range(n):
+            order = [("direct", a, direct), ("hub", b, hub)]
+            if i % 2:
+                order.reverse()
+            for key, http, base in order:
+                t = time.perf_counter()
+                r = http.get(base + path)
+                times[key].append(time.perf_counter() - t)
+                r.raise_for_status()
+                size, wire = len(r.content), r.num_bytes_downloaded
+    d, h = statistics.median(times["direct"]), statistics.median(times["hub"])
+    return Overhead(what, path, size, wire, d * 1e3, h * 1e3, h / d, _p(times["direct"], 0.9) * 1e3,
+                    _p(times["hub"], 0.9) * 1e3, n)
+
+
+def largest_histogram(http: httpx.Client, base: str, facts: TreeFacts) -> str | None:
+    """The path of the largest histogram series among the three biggest runs that have one."""
+    tags = _json_or(http.get(base + "/data/plugin/histograms/tags"), {})
+    pairs = [(run, tag) for run, run_tags in tags.items() for tag in run_tags if run in facts.runs]
+    pairs.sort(key=lambda rt: -facts.runs[rt[0]].bytes)
+    best: tuple[int, str] | None = None
+    for run, tag in pairs[:3]:
+        path = "/data/plugin/histograms/histograms?" + str(httpx.QueryParams({"run": run, "tag": tag}))
+        size = len(http.get(base + path).content)
+        if best is None or size > best[0]:
+            best = (size, path)
+    return None if best is None else best[1]
+
+
+# --- 5: load --------------------------------------------------------------------------------------------
+
+
+@dataclass
+class LoadKind:
+    kind: str
+    paths: int
+    clients: int
+    requests: int
+    errors: int
+    rps: float
+    p50_ms: float | None
+    p99_ms: float | None
+    max_ms: float | None
+
+
+@dataclass
+class Load:
+    clients: int
+    seconds: float
+    elapsed_s: float
+    requests: int
+    errors: int
+    rps: float
+    kinds: list[LoadKind]
+    error_samples: list[str]
+    client_cpu_s: float  # this process (the load generator)
+    server_cpu_s: float  # the tbhub tree
+    load_avg_before: list[float]
+
+
+async def _load(hub: str, paths: dict[str, list[str]], clients: int, seconds: float,
+                max_requests: int) -> tuple[float, dict[str, list[float]], dict[str, int], dict[str, int], list[str]]:
+    kinds = list(paths)
+    latencies: dict[str, list[float]] = {k: [] for k in kinds}
+    errors = dict.fromkeys(kinds, 0)
+    per_kind_clients = dict.fromkeys(kinds, 0)
+    samples: list[str] = []
+    sent = 0
+    loop = asyncio.get_running_loop()
+    start = loop.time()
+    deadline = start + seconds
+
+    async def worker(i: int) -> None:
+        nonlocal sent
+        kind = kinds[i % len(kinds)]
+        urls = paths[kind]
+        url = urls[(i // len(kinds)) % len(urls)]
+        per_kind_clients[kind] += 1
+        limits = httpx.Limits(max_connections=1, max_keepalive_connections=1)
+        async with httpx.AsyncClient(base_url=hub, timeout=30.0, trust_env=False, limits=limits) as http:
+            while loop.time() < deadline and sent < max_requests:
+                sent += 1
+                t = time.perf_counter()
+                try:
+                    r = await http.get(url)
+                    problem = None if r.status_code == 200 else f"HTTP {r.status_code}"
+                except httpx.HTTPError as error:
+                    problem = f"{type(error).__name__}: {error}"
+                if problem is None:
+                    latencies[kind].append(time.perf_counter() - t)
+                else:
+                    errors[kind] += 1
+                    if len(samples) < 5:
+                        samples.append(f"{kind} {url}: {problem}")
+
+    await asyncio.gather(*(worker(i) for i in range(clients)))
+    return loop.time() - start, latencies, errors, per_kind_clients, samples
+
+
+def load_test(hub: str, server_pid: int, paths: dict[str, list[str]], clients: int, seconds: float,
+              max_requests: int) -> Load:
+    assert hub.startswith(f"http://{LOCAL}:")  # loopback only
+    load_avg = load_average()
+    me = psutil.Process()
+    cpu0, server0 = me.cpu_times(), tree_cpu(server_pid)
+    elapsed, latencies, errors, per_kind, samples = asyncio.run(_load(hub, paths, clients, seconds, max_requests))
+    cpu1, server1 = me.cpu_times(), tree_cpu(server_pid)
+    kinds = []
+    for kind, lat in latencies.items():
+        n = len(lat) + errors[kind]
+        kinds.append(LoadKind(
+            kind, len(paths[kind]), per_kind[kind], n, errors[kind], n / elapsed,
+            _p(lat, 0.5) * 1e3 if lat else None, _p(lat, 0.99) * 1e3 if lat else None,
+            max(lat) * 1e3 if lat else None,
+        ))
+    total = sum(k.requests for k in kinds)
+    return Load(clients, seconds, elapsed, total, sum(errors.values()), total / elapsed, kinds, samples,
+                (cpu1.user + cpu1.system) - (cpu0.user + cpu0.system), server1 - server0, load_avg)
+
+
+# --- 6: hub pages for 1,000 runs -------------------------------------------------------------------
+
+
+@dataclass
+class Pages:
+    runs: int
+    index_s: float  # tbhub start until its index lists every run
+    tensorboard_s: float | None  # tbhub start until its TensorBoard lists every run with tags
+    pages: dict[str, dict[str, float]]  # path -> median_ms, p90_ms, max_ms, bytes
+    reps: int
+    load_avg_before: list[float]
+    stopped_cleanly: bool | None = None
+
+
+def time_pages(hub: str, paths: list[str], reps: int) -> dict[str, dict[str, float]]:
+    out: dict[str, dict[str, float]] = {}
+    with client() as http:
+        for path in paths:
+            for _ in range(2):
+                http.get(hub + path).raise_for_status()
+            times = []
+            size = 0
+            for _ in range(reps):
+                t = time.perf_counter()
+                r = http.get(hub + path)
+                times.append(time.perf_counter() - t)
+                r.raise_for_status()
+                size = len(r.content)
+            out[path] = {"median_ms": statistics.median(times) * 1e3, "p90_ms": _p(times, 0.9) * 1e3,
+                         "max_ms": max(times) * 1e3, "bytes": float(size)}
+    return out
+
+
+def hub_pages(procs: Processes, tmp: Path, root: Path, reps: int) -> Pages:
+    runs = sum(1 for _ in root.glob("*/*") if _.is_dir())
+    tb_runs = {p.parent.relative_to(root).as_posix() for p in root.rglob("*tfevents*")}
+    hub_port, tb_port = free_port(), free_port()
+    cfg = tbhub_config(tmp, root, hub_port, tb_port)
+    hub = f"http://{LOCAL}:{hub_port}"
+    load_avg = load_average()
+    log(f"hub pages: tbhub serve on {runs} tiny runs")
+    t0 = time.perf_counter()
+    proc, out = procs.start("tbhub_1000", [sys.executable, "-m", "tbhub", "serve", "--config", str(cfg)])
+    try:
+        with client() as http:
+            index_s, _ = wait_index(http, hub, runs, t0, 180.0)
+            tensorboard_s: float | None = None
+            while time.perf_counter() - t0 < 180.0:
+                with contextlib.suppress(httpx.HTTPError):
+                    tags = _json_or(http.get(f"{hub}/tb/{ENDPOINT}/data/plugin/scalars/tags"), {})
+                    if all(tags.get(run) for run in tb_runs):
+                        tensorboard_s = time.perf_counter() - t0
+                        break
+                time.sleep(0.25)
+        pages = time_pages(hub, ["/", f"/endpoints/{ENDPOINT}", f"/api/endpoints/{ENDPOINT}/runs"], reps)
+    except Exception:
+        print(out.read_text(errors="replace")[-3000:], file=sys.stderr)
+        raise
+    finally:
+        left = procs.stop(proc)
+    result = Pages(runs, index_s, tensorboard_s, pages, reps, load_avg, left == 0)
+    log("hub pages: " + ", ".join(f"{p} {v['median_ms']:.1f} ms" for p, v in pages.items()))
+    return result
+
+
+# --- the run -----------------------------------------------------------------------------------------
+
+
+def _sig_term(signum: int, frame: FrameType | None) -> None:
+    raise SystemExit(128 + signum)
+
+
+def run(args: argparse.Namespace) -> dict[str, Any]:
+    results: dict[str, Any] = {
+        "meta": {
+            "started": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+            "quick": args.quick,
+            "cpus": os.cpu_count(),
+            "machine": platform.platform(),
+            "python": platform.python_version(),
+            "tensorboard": tb_version.VERSION,
+            "load_avg_start": load_average(),
+            "other_benchmarks_running": _other_benchmarks(),
+        }
+    }
+    root = ensure_tree(args.tree, args.runs, args.records, log=log)
+    t = time.perf_counter()
+    warmed = warm_page_cache(root)
+    facts = tree_facts(root)
+    marker = read_marker(root)
+    results["tree"] = {
+        "root": str(root), "runs": facts.hub_runs, "tensorboard_runs": len(facts.runs), "files": facts.files,
+        "bytes": facts.bytes, "records": marker.records if marker else None,
+    }
+    log(f"tree {root}: {facts.hub_runs} runs ({len(facts.runs)} TensorBoard runs), {facts.files} files, "
+        f"{facts.bytes / 1e9:.2f} GB; page cache warmed ({warmed / 1e9:.2f} GB) and tails read in "
+        f"{time.perf_counter() - t:.1f} s")
+    rng = random.Random(42)
+    startup: dict[str, Any] = {}
+    results["startup"] = startup
+    with tempfile.TemporaryDirectory(prefix="tbhub-bench-serve-") as tmp_name:
+        tmp = Path(tmp_name)
+        procs = Processes(tmp)
+        try:
+            # 1 + 2, plain TensorBoard (default flags: the fast loader).
+            port = free_port()
+            plain_cmd = [sys.executable, "-m", "tensorboard.main", "--logdir", str(root), "--port", str(port),
+                         "--host", LOCAL]
+            plain, running = start_and_measure(procs, "tensorboard", plain_cmd, f"http://{LOCAL}:{port}", facts,
+                                               timeout=args.startup_timeout, poll=0.25)
+            plain.stopped_cleanly = procs.stop(running.proc) == 0
+            startup["tensorboard"] = asdict(plain)
+
+            # 1 + 2, tbhub serve; then 3, 4, 5 against it.
+            hub_port, tb_port = free_port(), free_port()
+            cfg = tbhub_config(tmp, root, hub_port, tb_port)
+            hub = f"http://{LOCAL}:{hub_port}"
+            direct = f"http://{LOCAL}:{tb_port}/tb/{ENDPOINT}"
+            proxied = f"{hub}/tb/{ENDPOINT}"
+            ours, running = start_and_measure(
+                procs, "tbhub serve", [sys.executable, "-m", "tbhub", "serve", "--config", str(cfg)], proxied,
+                facts, timeout=args.startup_timeout, poll=0.25, hub=hub,
+            )
+            startup["tbhub"] = asdict(ours)
+            try:
+                results["proxy"] = [asdict(o) for o in proxy_overheads(facts, direct, proxied, args.proxy_requests)]
+                results["load"] = asdict(run_load(args, facts, hub, running.proc.pid))
+                with client() as http:
+                    log(f"freshness: {args.freshness_trials} trials (reload_interval {RELOAD_INTERVAL})")
+                    results["freshness"] = asdict(freshness(http, proxied, facts, args.freshness_trials, rng))
+            finally:
+                left = procs.stop(running.proc)
+                startup["tbhub"]["stopped_cleanly"] = left == 0
+                log(f"tbhub serve stopped ({left} processes left after SIGTERM)")
+
+            # 6
+            many = ensure_many_runs(MANY_ROOT, 10, args.many_runs // 10)
+            results["hub_pages"] = asdict(hub_pages(procs, tmp, many, args.page_reps))
+
+            # 1 + 2, the Python loader, last: it is the slow one.
+            if not args.skip_python:
+                port = free_port()
+                python_cmd = [*plain_cmd[:-4], "--port", str(port), "--host", LOCAL, "--load_fast=false"]
+                slow, running = start_and_measure(procs, "tensorboard --load_fast=false", python_cmd,
+                                                  f"http://{LOCAL}:{port}", facts, timeout=args.python_timeout,
+                                                  poll=1.0)
+                slow.stopped_cleanly = procs.stop(running.proc) == 0
+                startup["python_loader"] = asdict(slow)
+        finally:
+            procs.stop_all()
+    results["meta"]["load_avg_end"] = load_average()
+    results["meta"]["finished"] = time.strftime("%Y-%m-%dT%H:%M:%S%z")
+    results["targets"] = targets(results)
+    return results
+
+
+def proxy_overheads(facts: TreeFacts, direct: str, proxied: str, n: int) -> list[Overhead]:
+    biggest = max(facts.runs.values(), key=lambda e: e.bytes)
+    candidates = [("scalars (1,000 points)", "/data/plugin/scalars/scalars?"
+                   + str(httpx.QueryParams({"run": biggest.run, "tag": biggest.tag})))]
+    with client() as http:
+        histogram = largest_histogram(http, direct, facts)
+    if histogram is not None:
+        candidates.insert(0, ("largest data response (histograms)", histogram))
+    candidates.append(("UI bundle index.js", "/index.js"))
+    out = []
+    for what, path in candidates:
+        log(f"proxy overhead: {what}, {n} GETs each way")
+        out.append(time_direct_vs_hub(what, path, direct, proxied, n))
+    return out
+
+
+def run_load(args: argparse.Namespace, facts: TreeFacts, hub: str, pid: int) -> Load:
+    runs = sorted(facts.runs.values(), key=lambda e: e.run)[:25]
+    scalars = [f"/tb/{ENDPOINT}/data/plugin/scalars/scalars?" + str(httpx.QueryParams({"run": e.run, "tag": e.tag}))
+               for e in runs]
+    log(f"load: {args.load_clients} clients for {args.load_seconds:.0f} s")
+    result = load_test(hub, pid, {"hub page /": ["/"], "proxied scalars": scalars}, args.load_clients,
+                       args.load_seconds, args.load_max_requests)
+    log(f"load: {result.requests} requests, {result.rps:.0f}/s, {result.errors} errors")
+    return result
+
+
+def _other_benchmarks() -> list[str]:
+    found = []
+    for p in psutil.process_iter(["pid", "cmdline"]):
+        with contextlib.suppress(psutil.Error):
+            cmd = " ".join(p.info["cmdline"] or [])
+            if p.pid != os.getpid() and ("benchmarks/" in cmd or "pytest" in cmd):
+                found.append(cmd[:120])
+    return found
+
+
+# --- report -----------------------------------------------------------------------------------------
+
+
+def _secs(value: float | None, timeout: float | None = None) -> str:
+    if value is None:
+        return f"> {timeout:.0f} s" if timeout else "n/a"
+    return f"{value:.2f} s"
+
+
+def targets(r: dict[str, Any]) -> list[dict[str, Any]]:
+    out: list[dict[str, Any]] = []
+
+    def add(name: str, value: str, target: str, met: bool | None) -> None:
+        out.append({"name": name, "value": value, "target": target, "met": met})
+
+    s = r["startup"]
+    plain, ours, slow = s.get("tensorboard"), s.get("tbhub"), s.get("python_loader")
+    if plain and ours and plain["served_s"] and ours["served_s"]:
+        ratio = ours["served_s"] / plain["served_s"]
+        add("time to all runs, tbhub / tensorboard", f"{ratio:.2f}x", "<= 1.2x", ratio <= 1.2)
+    if slow and ours and ours["served_s"]:
+        if slow["served_s"] is not None:
+            ratio = slow["served_s"] / ours["served_s"]
+            add("time to all runs, python loader / tbhub", f"{ratio:.1f}x", ">= 10x (far ahead)", ratio >= 10)
+        else:
+            ratio = slow["timeout_s"] / ours["served_s"]
+            add("time to all runs, python loader / tbhub", f"> {ratio:.0f}x", ">= 10x (far ahead)", ratio >= 10)
+    if plain and ours:
+        ratio = ours["peak_rss_mb"] / plain["peak_rss_mb"]
+        add("peak RSS of the tree, tbhub / tensorboard", f"{ratio:.2f}x", "<= 1.3x", ratio <= 1.3)
+    fresh = r.get("freshness")
+    if fresh:
+        limit = RELOAD_INTERVAL + 5
+        worst = fresh["max_s"]
+        add("freshness through the proxy (worst trial)", _secs(worst, fresh["timeout_s"]), f"<= {limit} s",
+            worst is not None and worst <= limit)
+    for o in r.get("proxy", []):
+        if o["what"].startswith("largest data"):
+            add(f"proxy overhead, {o['what']}", f"{(o['ratio'] - 1) * 100:+.1f} %", "< 10 %", o["ratio"] < 1.10)
+    pages = r.get("hub_pages")
+    if pages:
+        for path in ("/", f"/endpoints/{ENDPOINT}"):
+            ms = pages["pages"][path]["median_ms"]
+            add(f"hub page {path} with {pages['runs']} runs", f"{ms:.1f} ms", "< 100 ms", ms < 100)
+    load = r.get("load")
+    if load:
+        add(f"errors under load ({load['clients']} clients, {load['seconds']:.0f} s)", str(load["errors"]),
+            "0", load["errors"] == 0)
+    return out
+
+
+def report(r: dict[str, Any]) -> str:
+    lines: list[str] = []
+    w = lines.append
+    meta, tree = r["meta"], r["tree"]
+    w("")
+    w(f"tbhub serving benchmark{' (QUICK)' if meta['quick'] else ''}: {tree['runs']} runs "
+      f"({tree['tensorboard_runs']} TensorBoard runs), {tree['files']} files, "
+      f"{(tree['records'] or 0) / 1e6:.1f} M records, {tree['bytes'] / 1e9:.2f} GB; {meta['cpus']} CPUs; "
+      f"TensorBoard {meta['tensorboard']}; load avg start {meta['load_avg_start']}, end {meta['load_avg_end']}")
+    if meta["other_benchmarks_running"]:
+        w(f"  other test/benchmark processes at start: {len(meta['other_benchmarks_running'])}")
+    w("")
+    s = r["startup"]
+    cols = [("tensorboard", "tensorboard"), ("python_loader", "--load_fast=false"), ("tbhub", "tbhub serve")]
+    cols = [(k, label) for k, label in cols if k in s]
+    w(f"{'startup (page cache warm)':<40}" + "".join(f"{label:>20}" for _, label in cols))
+
+    def row(label: str, fmt: Callable[[dict[str, Any]], str]) -> None:
+        w(f"{label:<40}" + "".join(f"{fmt(s[k]):>20}" for k, _ in cols))
+
+    row("time to all runs served", lambda x: _secs(x["served_s"], x["timeout_s"]))
+    row("time to all runs listed with tags", lambda x: _secs(x["listed_s"], x["timeout_s"]))
+    row("runs served", lambda x: f"{x['runs_done']}/{x['runs_total']}")
+    row("peak RSS, whole tree", lambda x: f"{x['peak_rss_mb']:.0f} MB")
+    row("  of which TensorBoard + data server", lambda x: f"{x['peak_rss_tensorboard_mb']:.0f} MB")
+    row("  of which hub + scan workers", lambda x: f"{x['peak_rss_other_mb']:.0f} MB")
+    row("CPU until served, whole tree", lambda x: f"{x['cpu_s']:.1f} s")
+    row("  of which hub + scan workers", lambda x: f"{x['cpu_other_s']:.1f} s")
+    row("load average before", lambda x: f"{x['load_avg_before'][0]:.2f}")
+    row("stopped cleanly (nothing left)", lambda x: "yes" if x["stopped_cleanly"] else "NO")
+    if "tbhub" in s:
+        t = s["tbhub"]
+        w(f"{'tbhub index lists every run after':<40}{_secs(t['index_s']):>20}   (first scan took "
+          f"{_secs(t['first_scan_s'])}, concurrent with TensorBoard's load)")
+    fresh = r.get("freshness")
+    if fresh:
+        w("")
+        trials = ", ".join(_secs(x, fresh["timeout_s"]) for x in fresh["trials_s"])
+        w(f"freshness via proxy, reload_interval {RELOAD_INTERVAL}: median {_secs(fresh['median_s'])}, "
+          f"worst {_secs(fresh['max_s'], fresh['timeout_s'])}  (trials: {trials}; {fresh['run']} / "
+          f"{fresh['tag']}; file restored: {'yes' if fresh['restored'] else 'NO'})")
+    if r.get("proxy"):
+        w("")
+        w(f"{'proxy overhead (median of N, sequential)':<44}{'size':>12}{'direct':>11}{'via hub':>11}"
+          f"{'ratio':>8}{'p90 d/hub':>18}")
+        for o in r["proxy"]:
+            size = f"{o['bytes'] / 1e3:.0f} kB" + (f" ({o['wire_bytes'] / 1e3:.0f} gz)"
+                                                  if o["wire_bytes"] < o["bytes"] else "")
+            w(f"{o['what'] + ', N=' + str(o['n']):<44}{size:>12}{o['direct_ms']:>8.1f} ms{o['hub_ms']:>8.1f} ms"
+              f"{o['ratio']:>7.2f}x{o['direct_p90_ms']:>9.1f}/{o['hub_p90_ms']:.1f} ms")
+    load = r.get("load")
+    if load:
+        w("")
+        w(f"load on loopback: {load['clients']} clients, {load['elapsed_s']:.1f} s, {load['requests']} requests, "
+          f"{load['rps']:.0f} req/s, {load['errors']} errors (client CPU {load['client_cpu_s']:.1f} s, "
+          f"server tree CPU {load['server_cpu_s']:.1f} s, load avg before {load['load_avg_before'][0]:.2f})")
+        for k in load["kinds"]:
+            p50 = f"{k['p50_ms']:.0f}" if k["p50_ms"] is not None else "n/a"
+            p99 = f"{k['p99_ms']:.0f}" if k["p99_ms"] is not None else "n/a"
+            w(f"  {k['kind']:<20} {k['clients']:>3} clients {k['requests']:>7} req {k['rps']:>8.1f} req/s  "
+              f"p50 {p50:>5} ms  p99 {p99:>5} ms  errors {k['errors']}")
+        for sample in load["error_samples"]:
+            w(f"    e.g. {sample}")
+    pages = r.get("hub_pages")
+    if pages:
+        w("")
+        tb = _secs(pages["tensorboard_s"])
+        w(f"hub pages, {pages['runs']} runs (index after {_secs(pages['index_s'])}, TensorBoard lists them after "
+          f"{tb}; median of {pages['reps']}):")
+        for path, v in pages["pages"].items():
+            w(f"  {path:<32} median {v['median_ms']:7.1f} ms   p90 {v['p90_ms']:7.1f} ms   "
+              f"{v['bytes'] / 1e3:7.0f} kB")
+    w("")
+    w(f"{'target':<52}{'value':>14}  {'target':<20}result")
+    for t in r["targets"]:
+        status = {True: "met", False: "MISSED", None: "n/a"}[t["met"]]
+        w(f"{t['name']:<52}{t['value']:>14}  {t['target']:<20}{status}")
+    if "tensorboard" in s:
+        p = s["tensorboard"]
+        w(f"{'(reference: plain TensorBoard ~5 s, ~300 MB on 2 cores)':<52}"
+          f"{_secs(p['served_s'], p['timeout_s']) + ', ' + format(p['peak_rss_mb'], '.0f') + ' MB':>14}")
+    return "\n".join(lines)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=(__doc__ or "").split("\n\n")[0])
+    parser.add_argument("--quick", action="store_true",
+                        help=f"small tree ({QUICK_RUNS} runs, {QUICK_RECORDS:,} records), short phases")
+    parser.add_argument("--tree", type=Path, default=None, help=f"tree root (default {DEFAULT_ROOT})")
+    parser.add_argument("--runs", type=int, default=None)
+    parser.add_argument("--records", type=int, default=None)
+    parser.add_argument("--startup-timeout", type=float, default=180.0, help="fast loaders and tbhub")
+    parser.add_argument("--python-timeout", type=float, default=None, help="seconds (default 300, quick 60)")
+    parser.add_argument("--skip-python", action="store_true", help="skip the Python loader")
+    parser.add_argument("--load-seconds", type=float, default=None, help="default 30, quick 5")
+    parser.add_argument("--load-clients", type=int, default=50)
+    parser.add_argument("--load-max-requests", type=int, default=200_000)
+    parser.add_argument("--proxy-requests", type=int, default=None, help="default 50, quick 20")
+    parser.add_argument("--freshness-trials", type=int, default=None, help="default 3, quick 2")
+    parser.add_argument("--page-reps", type=int, default=20)
+    parser.add_argument("--many-runs", type=int, default=1000, help="runs of the hub-page tree (multiple of 10)")
+    parser.add_argument("--out", type=Path, default=None, help="JSON results (default bench-results/serve.json)")
+    args = parser.parse_args(argv)
+    quick = args.quick
+    args.tree = args.tree or (QUICK_ROOT if quick else DEFAULT_ROOT)
+    args.runs = args.runs or (QUICK_RUNS if quick else DEFAULT_RUNS)
+    args.records = args.records or (QUICK_RECORDS if quick else DEFAULT_RECORDS)
+    args.python_timeout = args.python_timeout or (60.0 if quick else 300.0)
+    args.load_seconds = args.load_seconds or (5.0 if quick else 30.0)
+    args.proxy_requests = args.proxy_requests or (20 if quick else 50)
+    args.freshness_trials = args.freshness_trials or (2 if quick else 3)
+    args.out = args.out or REPO / "bench-results" / ("serve-quick.json" if quick else "serve.json")
+
+    signal.signal(signal.SIGTERM, _sig_term)  # run the cleanup in `finally` blocks on SIGTERM too
+    started = time.perf_counter()
+    results = run(args)
+    results["meta"]["wall_s"] = round(time.perf_counter() - started, 1)
+    print(report(results))
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    args.out.write_text(json.dumps(results, indent=2, default=str) + "\n")
+    print(f"\nwrote {args.out} (benchmark took {results['meta']['wall_s']:.0f} s)")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
