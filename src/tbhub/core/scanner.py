@@ -305,20 +305,23 @@ def _skim(walk: _Walk, reader: _Reader, cache: dict[bytes, int], crc32c: Crc32c)
             if not period:
                 probe = min(probe * 2, _PROBE_MAX)
                 continue
-            pattern = tuple(seen[k - period :])
+            # Short periods are unpacked several at a time: the per-tuple work, not the per-header
+            # work, dominates (a period of 1 costs 3.5x more per record than a unit of 8).
+            unit = period * -(-_UNIT_MIN // period)
+            pattern = tuple(seen[k - period :]) * (unit // period)
             sizes = tuple(cache[h] for h in pattern)
             shape = _shape(sizes)
             stride = shape.size
-            n = (blen - rel) // stride  # whole periods left in the buffer
+            n = (blen - rel) // stride  # whole units left in the buffer
             if n < 2:
                 continue
-            periods = shape.iter_unpack(memoryview(buf)[rel : rel + n * stride])
+            units = shape.iter_unpack(memoryview(buf)[rel : rel + n * stride])
             # Counted without keeping the tuples: a list of them would feed the cyclic GC, whose
             # full collections in a big process (the hub) made this 3x slower.
-            matched = sum(map(bool, takewhile(pattern.__eq__, periods)))
+            matched = sum(map(bool, takewhile(pattern.__eq__, units)))
             if matched:
                 rel += matched * stride
-                records += matched * period
+                records += matched * unit
                 size = sizes[-1]
                 probe = _PROBE_MIN
             else:
@@ -345,6 +348,7 @@ def _skim(walk: _Walk, reader: _Reader, cache: dict[bytes, int], crc32c: Crc32c)
 
 
 _PROBE_MIN = 8
+_UNIT_MIN = 8
 _PROBE_MAX = 1024
 _READ_MAX = 256 * 1024
 _SKIP = 4096
