@@ -32,6 +32,7 @@ from pathlib import Path
 from gentree import DEFAULT_RECORDS, DEFAULT_ROOT, DEFAULT_RUNS, ensure_tree, frame, simple_value_template
 from tbhub.adapters.crc import crc32c
 from tbhub.adapters.db.store import open_state
+from tbhub.adapters.storage.local import LocalLogStore
 from tbhub.config import Config, EndpointConfig, StateConfig
 from tbhub.core.models import FileEntry
 from tbhub.core.scanner import scan_event_file
@@ -187,6 +188,10 @@ def main(argv: list[str] | None = None) -> int:
                 d_times.append(time.perf_counter() - t)
                 assert again.files_read == 0
             d = min(d_times)
+            # Where (d) goes, for whoever makes it faster: discovery and the index load alone.
+            store = LocalLogStore(str(root))
+            d_discover, _ = best_of(5, store.discover)
+            d_load, _ = best_of(5, lambda: state.load("bench"))
             # (e): the largest file of 5 runs
             runs: dict[Path, Path] = {}
             for p in sorted(files, key=lambda p: -p.stat().st_size):
@@ -222,17 +227,19 @@ def main(argv: list[str] | None = None) -> int:
           f"{total_bytes / c / 1e9:.2f} GB/s)")
     print(f"(d) tbhub rescan, nothing changed           {d * 1e3:10.1f} ms  (best of 5; median "
           f"{statistics.median(d_times) * 1e3:.1f} ms; 0 files opened)")
+    print(f"      of which LocalLogStore.discover {d_discover * 1e3:.1f} ms, index load {d_load * 1e3:.1f} ms")
     for added, seconds, files_read, bytes_read in e_results:
         print(f"(e) tbhub rescan after appending {added / 1e6:5.2f} MB to 5 runs {seconds * 1e3:7.1f} ms  "
-              f"({files_read} files read, {bytes_read / 1e6:.2f} MB; {(seconds - d) * 1e3:.1f} ms above (d), "
-              f"{(seconds - d) / (added / 1e6) * 1e3:.1f} ms/MB)")
+              f"({files_read} files read, {bytes_read / 1e6:.2f} MB to read; {(seconds - d) * 1e3:.1f} ms above (d))")
     print()
     (small_add, small_s, _, _), (big_add, big_s, _, _) = e_results
+    marginal = (big_s - small_s) / ((big_add - small_add) / 1e6)
+    fixed = (small_s - d) - marginal * small_add / 1e6
     print(f"a/c = {a / c:,.0f}x   (target >= 200x)")
     print(f"d/b = {d / b:.2f}x   (target <= 2x)")
-    growth = (big_s - d) / max(small_s - d, 1e-9)
-    print(f"e: {big_add / small_add:.1f}x the bytes appended took {growth:.1f}x "
-          f"the time above (d)   (target: proportional)")
+    print(f"e: only the appended bytes are read; {marginal * 1e3:.1f} ms per MB appended "
+          f"(cold scan: {c / (total_bytes / 1e6) * 1e3:.1f} ms/MB on {args.workers} workers) "
+          f"+ {fixed * 1e3:.1f} ms fixed (opening 5 files, saving 5 index rows)   (target: proportional)")
     return 0
 
 
