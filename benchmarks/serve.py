@@ -318,12 +318,22 @@ class Processes:
 
 
 class TreeSampler:
-    """RSS and CPU of a process and all its descendants, sampled every ``interval`` seconds."""
+    """RSS, PSS and CPU of a process and all its descendants, sampled every ``interval`` seconds.
 
-    def __init__(self, pid: int, interval: float = 0.1) -> None:
+    Processes are of three kinds: ``tensorboard`` (TensorBoard and its data server), ``root`` (the
+    started process unless it is TensorBoard: tbhub's hub) and ``workers`` (anything else: tbhub's
+    scan workers, forked from the hub, so their RSS counts pages they share with it; PSS splits them).
+    """
+
+    KINDS = ("tensorboard", "root", "workers")
+
+    def __init__(self, pid: int, t0: float, interval: float = 0.1) -> None:
         self.pid = pid
+        self.t0 = t0
         self.interval = interval
-        self.peak = self.peak_tensorboard = self.peak_other = 0
+        self.first_seen: dict[str, float] = {}  # kind -> seconds from t0 to its first sample
+        self.peak_rss = dict.fromkeys(("total", *self.KINDS), 0)
+        self.peak_pss = 0
         self.samples = 0
         self._cpu: dict[int, tuple[str, float]] = {}
         self._procs: dict[int, psutil.Process] = {}
@@ -340,10 +350,10 @@ class TreeSampler:
         self._stop.set()
         self._thread.join()
 
-    def cpu_seconds(self, kind: str | None = None) -> float:
-        """CPU (user + system) of every process seen, as last sampled; ``kind``: tensorboard/other."""
+    def cpu_seconds(self, *kinds: str) -> float:
+        """CPU (user + system) of every process seen (as last sampled), of ``kinds`` or all."""
         with self._lock:
-            return sum(s for k, s in self._cpu.values() if kind is None or k == kind)
+            return sum(s for k, s in self._cpu.values() if not kinds or k in kinds)
 
     def _run(self) -> None:
         while not self._stop.is_set():
@@ -353,7 +363,10 @@ class TreeSampler:
     def _kind(self, p: psutil.Process) -> str:
         kind = self._kinds.get(p.pid)
         if kind is None:
-            kind = "tensorboard" if "tensorboard" in " ".join(p.cmdline()) else "other"
+            if "tensorboard" in " ".join(p.cmdline()):
+                kind = "tensorboard"
+            else:
+                kind = "root" if p.pid == self.pid else "workers"
             self._kinds[p.pid] = kind
         return kind
 
@@ -363,25 +376,27 @@ class TreeSampler:
             procs = [root, *root.children(recursive=True)]
         except psutil.Error:
             return
-        total = tensorboard = 0
+        rss = dict.fromkeys(("total", *self.KINDS), 0)
+        pss = 0
         for fresh in procs:
             p = self._procs.setdefault(fresh.pid, fresh)
             try:
                 with p.oneshot():
-                    rss = p.memory_info().rss
+                    memory = p.memory_full_info()
                     times = p.cpu_times()
                 kind = self._kind(p)
             except psutil.Error:
                 continue
-            total += rss
-            if kind == "tensorboard":
-                tensorboard += rss
+            self.first_seen.setdefault(kind, time.perf_counter() - self.t0)
+            rss["total"] += memory.rss
+            rss[kind] += memory.rss
+            pss += getattr(memory, "pss", memory.rss)
             with self._lock:
                 self._cpu[p.pid] = (kind, times.user + times.system)
         self.samples += 1
-        self.peak = max(self.peak, total)
-        self.peak_tensorboard = max(self.peak_tensorboard, tensorboard)
-        self.peak_other = max(self.peak_other, total - tensorboard)
+        for key, value in rss.items():
+            self.peak_rss[key] = max(self.peak_rss[key], value)
+        self.peak_pss = max(self.peak_pss, pss)
 
 
 def tree_cpu(pid: int) -> float:
@@ -410,12 +425,15 @@ class Startup:
     listed_s: float | None = None  # every run listed with tags
     served_s: float | None = None  # every run's scalars complete; None: not within the timeout
     timeout_s: float = 0.0
-    peak_rss_mb: float = 0.0
-    peak_rss_tensorboard_mb: float = 0.0
-    peak_rss_other_mb: float = 0.0  # tbhub: the hub process and its scan workers
+    peak_rss_mb: float = 0.0  # peak of the sum over the tree
+    peak_pss_mb: float = 0.0  # the same with shared pages split between the processes sharing them
+    peak_rss_tensorboard_mb: float = 0.0  # peaks of each part (not necessarily at the same moment)
+    peak_rss_hub_mb: float = 0.0  # tbhub: the hub process
+    peak_rss_workers_mb: float = 0.0  # tbhub: its scan workers (forked from the hub)
     cpu_s: float = 0.0  # CPU of the tree until served (or the timeout)
     cpu_tensorboard_s: float = 0.0
-    cpu_other_s: float = 0.0
+    cpu_hub_s: float = 0.0  # tbhub: hub process and scan workers
+    tensorboard_seen_s: float | None = None  # a TensorBoard process first seen (tbhub starts it)
     index_s: float | None = None  # tbhub: its index (hub pages) lists every run
     first_scan_s: float | None = None  # tbhub: duration of its first scan of the tree
     samples: int = 0
@@ -502,14 +520,14 @@ def start_and_measure(
     with client() as http:
         t0 = time.perf_counter()
         proc, out = procs.start(name.replace(" ", "_").replace("=", "_"), cmd)
-        sampler = TreeSampler(proc.pid).start()
+        sampler = TreeSampler(proc.pid, t0).start()
         try:
             result.listed_s, result.served_s, result.runs_done = wait_served(
                 http, base, facts, t0, timeout, poll, alive=lambda: proc.poll() is None
             )
             result.cpu_s = sampler.cpu_seconds()
             result.cpu_tensorboard_s = sampler.cpu_seconds("tensorboard")
-            result.cpu_other_s = sampler.cpu_seconds("other")
+            result.cpu_hub_s = sampler.cpu_seconds("root", "workers")
             if hub is not None:
                 result.index_s, result.first_scan_s = wait_index(http, hub, facts.hub_runs, t0, timeout)
             time.sleep(SETTLE_S)
@@ -518,10 +536,14 @@ def start_and_measure(
             raise
         finally:
             sampler.stop()
-    result.peak_rss_mb = sampler.peak / 2**20
-    result.peak_rss_tensorboard_mb = sampler.peak_tensorboard / 2**20
-    result.peak_rss_other_mb = sampler.peak_other / 2**20
+    mb = 2**20
+    result.peak_rss_mb = sampler.peak_rss["total"] / mb
+    result.peak_pss_mb = sampler.peak_pss / mb
+    result.peak_rss_tensorboard_mb = sampler.peak_rss["tensorboard"] / mb
+    result.peak_rss_hub_mb = sampler.peak_rss["root"] / mb
+    result.peak_rss_workers_mb = sampler.peak_rss["workers"] / mb
     result.samples = sampler.samples
+    result.tensorboard_seen_s = sampler.first_seen.get("tensorboard")
     served = f"{result.served_s:.2f} s" if result.served_s is not None else f"> {timeout:.0f} s"
     log(f"{name}: served {result.runs_done}/{result.runs_total} runs in {served}, "
         f"peak RSS {result.peak_rss_mb:.0f} MB, CPU {result.cpu_s:.1f} s")
@@ -951,12 +973,15 @@ def targets(r: dict[str, Any]) -> list[dict[str, Any]]:
         if slow["served_s"] is not None:
             ratio = slow["served_s"] / ours["served_s"]
             add("time to all runs, python loader / tbhub", f"{ratio:.1f}x", ">= 10x (far ahead)", ratio >= 10)
-        else:
+        else:  # a lower bound: decided only if it already clears the target
             ratio = slow["timeout_s"] / ours["served_s"]
-            add("time to all runs, python loader / tbhub", f"> {ratio:.0f}x", ">= 10x (far ahead)", ratio >= 10)
+            add("time to all runs, python loader / tbhub", f"> {ratio:.0f}x", ">= 10x (far ahead)",
+                True if ratio >= 10 else None)
     if plain and ours:
         ratio = ours["peak_rss_mb"] / plain["peak_rss_mb"]
         add("peak RSS of the tree, tbhub / tensorboard", f"{ratio:.2f}x", "<= 1.3x", ratio <= 1.3)
+        ratio = ours["peak_pss_mb"] / plain["peak_pss_mb"]
+        add("  (info) the same in PSS, shared pages split", f"{ratio:.2f}x", "", None)
     fresh = r.get("freshness")
     if fresh:
         limit = RELOAD_INTERVAL + 5
@@ -1002,10 +1027,13 @@ def report(r: dict[str, Any]) -> str:
     row("time to all runs listed with tags", lambda x: _secs(x["listed_s"], x["timeout_s"]))
     row("runs served", lambda x: f"{x['runs_done']}/{x['runs_total']}")
     row("peak RSS, whole tree", lambda x: f"{x['peak_rss_mb']:.0f} MB")
-    row("  of which TensorBoard + data server", lambda x: f"{x['peak_rss_tensorboard_mb']:.0f} MB")
-    row("  of which hub + scan workers", lambda x: f"{x['peak_rss_other_mb']:.0f} MB")
+    row("  peak of TensorBoard + data server", lambda x: f"{x['peak_rss_tensorboard_mb']:.0f} MB")
+    row("  peak of the hub process", lambda x: f"{x['peak_rss_hub_mb']:.0f} MB")
+    row("  peak of the scan workers (forked)", lambda x: f"{x['peak_rss_workers_mb']:.0f} MB")
+    row("peak PSS, whole tree (shared split)", lambda x: f"{x['peak_pss_mb']:.0f} MB")
     row("CPU until served, whole tree", lambda x: f"{x['cpu_s']:.1f} s")
-    row("  of which hub + scan workers", lambda x: f"{x['cpu_other_s']:.1f} s")
+    row("  of which hub + scan workers", lambda x: f"{x['cpu_hub_s']:.1f} s")
+    row("TensorBoard process first seen after", lambda x: _secs(x["tensorboard_seen_s"]))
     row("load average before", lambda x: f"{x['load_avg_before'][0]:.2f}")
     row("stopped cleanly (nothing left)", lambda x: "yes" if x["stopped_cleanly"] else "NO")
     if "tbhub" in s:
@@ -1053,7 +1081,7 @@ def report(r: dict[str, Any]) -> str:
     w("")
     w(f"{'target':<52}{'value':>14}  {'target':<20}result")
     for t in r["targets"]:
-        status = {True: "met", False: "MISSED", None: "n/a"}[t["met"]]
+        status = {True: "met", False: "MISSED", None: "info" if not t["target"] else "undecided"}[t["met"]]
         w(f"{t['name']:<52}{t['value']:>14}  {t['target']:<20}{status}")
     if "tensorboard" in s:
         p = s["tensorboard"]
@@ -1070,7 +1098,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--runs", type=int, default=None)
     parser.add_argument("--records", type=int, default=None)
     parser.add_argument("--startup-timeout", type=float, default=180.0, help="fast loaders and tbhub")
-    parser.add_argument("--python-timeout", type=float, default=None, help="seconds (default 300, quick 60)")
+    parser.add_argument("--python-timeout", type=float, default=None, help="seconds (default 300, quick 30)")
     parser.add_argument("--skip-python", action="store_true", help="skip the Python loader")
     parser.add_argument("--load-seconds", type=float, default=None, help="default 30, quick 5")
     parser.add_argument("--load-clients", type=int, default=50)
@@ -1085,7 +1113,7 @@ def main(argv: list[str] | None = None) -> int:
     args.tree = args.tree or (QUICK_ROOT if quick else DEFAULT_ROOT)
     args.runs = args.runs or (QUICK_RUNS if quick else DEFAULT_RUNS)
     args.records = args.records or (QUICK_RECORDS if quick else DEFAULT_RECORDS)
-    args.python_timeout = args.python_timeout or (60.0 if quick else 300.0)
+    args.python_timeout = args.python_timeout or (30.0 if quick else 300.0)
     args.load_seconds = args.load_seconds or (5.0 if quick else 30.0)
     args.proxy_requests = args.proxy_requests or (20 if quick else 50)
     args.freshness_trials = args.freshness_trials or (2 if quick else 3)
