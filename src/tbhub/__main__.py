@@ -1,3 +1,4 @@
 from tbhub.interfaces.cli.main import main
 
-main()
+if __name__ == "__main__":  # worker processes may import __main__
+    main()

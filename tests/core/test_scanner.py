@@ -426,6 +426,14 @@ def test_scan_many_in_worker_processes_equals_serial(tmp_path: Path) -> None:
     assert parallel == serial
 
 
+def test_scan_many_reports_vanished_files_as_none(tmp_path: Path) -> None:
+    jobs = _jobs(tmp_path)
+    Path(jobs[2][0]).unlink()
+    results = scan_many(jobs, verify=False, crc32c=crc32c, workers=1)
+    assert results[2] is None
+    assert [r is None for r in results].count(True) == 1
+
+
 def test_scan_many_resumes(tmp_path: Path) -> None:
     jobs = _jobs(tmp_path)
     first = scan_many(jobs, verify=False, crc32c=crc32c, workers=1)

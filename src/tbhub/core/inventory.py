@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 from tbhub.core.models import EndpointSpec, EventFileScan, FileEntry, RunSummary, SkippedEntry
 from tbhub.core.ports import Crc32c, LogStore, ScanIndex
 from tbhub.core.runs import group_runs
-from tbhub.core.scanner import can_reuse, scan_event_file, scan_many
+from tbhub.core.scanner import bytes_to_read, can_reuse, scan_event_file, scan_many
 
 __all__ = ["EndpointInventory", "Progress", "scan_endpoint"]
 
@@ -35,10 +35,22 @@ class EndpointInventory:
     scanned_at_ns: int = 0
 
 
-def _bytes_to_read(entry: FileEntry, previous: EventFileScan | None) -> int:
-    if previous is not None and previous.inode == entry.inode and entry.size >= previous.size:
-        return entry.size - previous.scanned_offset
-    return entry.size
+#: Progress is reported after each batch of about this many bytes (a 1.5 GB cold scan: ~12 updates).
+BATCH_BYTES = 128 * 1024 * 1024
+
+
+def _batches(
+    jobs: list[tuple[str, FileEntry, EventFileScan | None]], verify: bool
+) -> list[list[tuple[str, FileEntry, EventFileScan | None]]]:
+    batches: list[list[tuple[str, FileEntry, EventFileScan | None]]] = [[]]
+    size = 0
+    for job in jobs:
+        if size >= BATCH_BYTES and batches[-1]:
+            batches.append([])
+            size = 0
+        batches[-1].append(job)
+        size += bytes_to_read(job[1], job[2], verify)
+    return [b for b in batches if b]
 
 
 def scan_endpoint(
@@ -68,25 +80,33 @@ def scan_endpoint(
             kept.append(old)
         else:
             todo.append((entry, old))
-    total = sum(_bytes_to_read(e, old) for e, old in todo)
+    total = sum(bytes_to_read(e, old, verify) for e, old in todo)
     if progress:
         progress(0, total)
     fresh: list[EventFileScan] = []
     local = [(store.local_path(e.relpath), e, old) for e, old in todo]
     if all(path is not None for path, _, _ in local):
-        jobs = [(path, e, old) for path, e, old in local if path is not None]
-        fresh = scan_many(jobs, verify=verify, crc32c=crc32c, workers=workers)
-        if progress:
-            progress(total, total)
+        # Batches keep the progress bar moving; each batch is large enough to use every worker.
+        done = 0
+        for batch in _batches([(p, e, old) for p, e, old in local if p is not None], verify):
+            scanned = scan_many(batch, verify=verify, crc32c=crc32c, workers=workers)
+            fresh.extend(s for s in scanned if s is not None)
+            done += sum(bytes_to_read(e, old, verify) for _, e, old in batch)
+            if progress:
+                progress(done, total)
     else:
         done = 0
         for entry, old in todo:
-            with store.open(entry.relpath) as fh:
-                fresh.append(scan_event_file(fh, entry, old, verify=verify, crc32c=crc32c))
-            done += _bytes_to_read(entry, old)
+            try:
+                with store.open(entry.relpath) as fh:
+                    fresh.append(scan_event_file(fh, entry, old, verify=verify, crc32c=crc32c))
+            except FileNotFoundError:
+                pass  # deleted since discovery: dropped from the index below
+            done += bytes_to_read(entry, old, verify)
             if progress:
                 progress(done, total)
-    current = {e.relpath for e in discovery.files}
+    scanned_paths = {s.relpath for s in fresh} | {s.relpath for s in kept}
+    current = {e.relpath for e in discovery.files} & scanned_paths
     removed = [relpath for relpath in previous if relpath not in current]
     if fresh or removed:
         index.save(endpoint.name, fresh, removed)

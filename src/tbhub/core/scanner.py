@@ -478,10 +478,13 @@ def _read_last(reader: _Reader, pos: int, cache: dict[bytes, int]) -> tuple[int 
 
 def _scan_path(
     path: str, entry: FileEntry, previous: EventFileScan | None, verify: bool, crc32c: Crc32c
-) -> EventFileScan:
+) -> EventFileScan | None:
     # Unbuffered: every read is one system call straight into the bytes object we slice.
-    with open(path, "rb", buffering=0) as f:
-        return scan_event_file(f, entry, previous, verify=verify, crc32c=crc32c)
+    try:
+        with open(path, "rb", buffering=0) as f:
+            return scan_event_file(f, entry, previous, verify=verify, crc32c=crc32c)
+    except FileNotFoundError:
+        return None  # deleted between discovery and scan (a cleanup, a job rotating its files)
 
 
 def bytes_to_read(entry: FileEntry, previous: EventFileScan | None, verify: bool) -> int:
@@ -500,7 +503,7 @@ def scan_many(
     crc32c: Crc32c,
     workers: int,
     mp_context: BaseContext | None = None,
-) -> list[EventFileScan]:
+) -> list[EventFileScan | None]:
     """Scan many local files (``(absolute path, entry, previous scan)``), results in input order.
 
     Uses ``workers`` processes when there is more than ``PARALLEL_MIN_BYTES`` to read and more than
@@ -510,7 +513,7 @@ def scan_many(
     ``mp_context`` defaults to the platform's (``fork`` on Linux with Python 3.11: workers start in
     milliseconds). A caller with threads of its own may pass ``get_context("forkserver")`` instead
     (about 0.3 s more to start, and the main module must be import-safe). An ``OSError`` opening or
-    reading any file (one deleted meanwhile: ``FileNotFoundError``) propagates.
+    reading a file propagates, except ``FileNotFoundError``: a file deleted since discovery gives ``None``.
     """
     sizes = [bytes_to_read(entry, prev, verify) for _, entry, prev in jobs]
     if workers <= 1 or len(jobs) <= 1 or sum(sizes) <= PARALLEL_MIN_BYTES:
@@ -524,4 +527,4 @@ def scan_many(
         }
         for i, future in futures.items():
             results[i] = future.result()
-    return [r for r in results if r is not None]
+    return results

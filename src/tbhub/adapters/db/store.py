@@ -58,26 +58,34 @@ def _sqlite_pragmas(dbapi_connection: Any, _record: ConnectionPoolEntry) -> None
     cursor.close()
 
 
-def _row_to_scan(row: Any) -> EventFileScan:
-    corrupt = (
-        CorruptRecord(row.corrupt_offset, row.corrupt_reason or "corrupt")
-        if row.corrupt_offset is not None
-        else None
-    )
+_LOAD_COLUMNS = (
+    "relpath, inode, size, mtime_ns, records, scanned_offset, first_step, last_step, first_wall_time, "
+    "last_wall_time, truncated, corrupt_offset, corrupt_reason, verified"
+)
+_LOAD_SQL = {
+    "qmark": f"SELECT {_LOAD_COLUMNS} FROM event_files WHERE endpoint = ?",
+    "pyformat": f"SELECT {_LOAD_COLUMNS} FROM event_files WHERE endpoint = %(e)s",
+    "named": f"SELECT {_LOAD_COLUMNS} FROM event_files WHERE endpoint = :e",
+}
+
+
+def _tuple_to_scan(row: Any) -> EventFileScan:
+    (relpath, inode, size, mtime_ns, records, offset, first_step, last_step, first_wall, last_wall,
+     truncated, corrupt_offset, corrupt_reason, verified) = row
     return EventFileScan(
-        relpath=row.relpath,
-        inode=row.inode,
-        size=row.size,
-        mtime_ns=row.mtime_ns,
-        records=row.records,
-        scanned_offset=row.scanned_offset,
-        first_step=row.first_step,
-        last_step=row.last_step,
-        first_wall_time=row.first_wall_time,
-        last_wall_time=row.last_wall_time,
-        truncated=bool(row.truncated),
-        corrupt=corrupt,
-        verified=bool(row.verified),
+        relpath,
+        inode if inode >= 0 else inode + 2**64,
+        size,
+        mtime_ns,
+        records,
+        offset,
+        first_step,
+        last_step,
+        first_wall,
+        last_wall,
+        bool(truncated),
+        None if corrupt_offset is None else CorruptRecord(corrupt_offset, corrupt_reason or "corrupt"),
+        bool(verified),
     )
 
 
@@ -130,9 +138,12 @@ class StateStore:
 
     # -- ScanIndex ------------------------------------------------------------------------------
     def load(self, endpoint: str) -> Mapping[str, EventFileScan]:
+        # This runs on every rescan, so it stays close to the driver: plain tuples, no Row objects.
         with self.engine.connect() as connection:
-            rows = connection.execute(select(event_files).where(event_files.c.endpoint == endpoint))
-            return {row.relpath: _row_to_scan(row) for row in rows}
+            style = self.engine.dialect.paramstyle
+            params: Any = (endpoint,) if style == "qmark" else {"e": endpoint}
+            cursor = connection.exec_driver_sql(_LOAD_SQL[style], params)
+            return {row[0]: _tuple_to_scan(row) for row in cursor.fetchall()}
 
     def save(self, endpoint: str, scans: Iterable[EventFileScan], removed: Iterable[str]) -> None:
         rows = [_scan_to_row(endpoint, s) for s in scans]

@@ -52,51 +52,73 @@ class LocalLogStore:
 
         Symlinks that stay inside the root are followed once (a folder reached twice is not walked
         again, so link cycles end); symlinks whose target lies outside are reported, never followed.
+        Only event files and symlinks cost a system call each: folder types come from the directory
+        listing itself, which keeps a rescan close to a bare ``os.scandir`` walk.
         """
         self.check()
         found = LocalDiscovery()
-        seen_dirs = {self._real_root}
-        stack: list[tuple[str, str]] = [(self.root, "")]
+        root_stat = os.stat(self.root)
+        # (device, inode) of every folder walked: the guard against symlink cycles. Plain sub-folders
+        # share the root's device except below a mount point, where a repeat walk is merely wasted.
+        seen_dirs = {(root_stat.st_dev, root_stat.st_ino)}
+        stack: list[tuple[str, str, int]] = [(self.root, "", root_stat.st_dev)]
         while stack:
-            folder, prefix = stack.pop()
+            folder, prefix, device = stack.pop()
             try:
                 entries = list(os.scandir(folder))
             except PermissionError:
-                found.skipped.append(SkippedEntry(prefix or ".", "permission denied"))
+                found.skipped.append(SkippedEntry(prefix.rstrip("/") or ".", "permission denied"))
                 continue
-            except FileNotFoundError:
+            except (FileNotFoundError, NotADirectoryError):
                 continue  # removed while we walked
             for entry in entries:
-                rel = f"{prefix}{entry.name}"
-                if entry.name.startswith(TRASH_PREFIX):
+                name = entry.name
+                if name.startswith(TRASH_PREFIX):
                     continue
+                rel = prefix + name
                 try:
                     if entry.is_symlink():
-                        real = os.path.realpath(entry.path)
-                        if not self._inside(real):
-                            found.skipped.append(SkippedEntry(rel, f"symlink leaves the log root (-> {real})"))
-                            continue
-                        st = os.stat(entry.path)
-                    else:
+                        self._follow_link(entry, rel, found, seen_dirs, stack)
+                    elif entry.is_dir(follow_symlinks=False):
+                        key = (device, entry.inode())
+                        if key not in seen_dirs:
+                            seen_dirs.add(key)
+                            stack.append((entry.path, rel + "/", device))
+                    elif _is_event_file(name) and entry.is_file(follow_symlinks=False):
                         st = entry.stat(follow_symlinks=False)
+                        found.files.append(FileEntry(rel, st.st_ino, st.st_size, st.st_mtime_ns))
                 except FileNotFoundError:
-                    if entry.is_symlink():
-                        found.skipped.append(SkippedEntry(rel, "broken symlink"))
-                    continue
+                    continue  # removed while we walked
                 except PermissionError:
                     found.skipped.append(SkippedEntry(rel, "permission denied"))
-                    continue
-                if stat.S_ISDIR(st.st_mode):
-                    real_dir = os.path.realpath(entry.path)
-                    if real_dir in seen_dirs:
-                        continue
-                    seen_dirs.add(real_dir)
-                    stack.append((entry.path, rel + "/"))
-                elif stat.S_ISREG(st.st_mode) and _is_event_file(entry.name):
-                    found.files.append(FileEntry(rel, st.st_ino, st.st_size, st.st_mtime_ns))
         found.files.sort(key=lambda f: f.relpath)
         found.skipped.sort(key=lambda s: s.relpath)
         return found
+
+    def _follow_link(
+        self,
+        entry: os.DirEntry[str],
+        rel: str,
+        found: LocalDiscovery,
+        seen_dirs: set[tuple[int, int]],
+        stack: list[tuple[str, str, int]],
+    ) -> None:
+        real = os.path.realpath(entry.path)
+        if not self._inside(real):
+            found.skipped.append(SkippedEntry(rel, f"symlink leaves the log root (-> {real})"))
+            return
+        try:
+            st = os.stat(entry.path)
+        except FileNotFoundError:
+            found.skipped.append(SkippedEntry(rel, "broken symlink"))
+            return
+        if stat.S_ISDIR(st.st_mode):
+            key = (st.st_dev, st.st_ino)
+            if key not in seen_dirs:
+                seen_dirs.add(key)
+                stack.append((entry.path, rel + "/", st.st_dev))
+        elif stat.S_ISREG(st.st_mode) and _is_event_file(entry.name):
+            found.files.append(FileEntry(rel, st.st_ino, st.st_size, st.st_mtime_ns))
 
     def resolve(self, relpath: str) -> str:
         """The absolute path of ``relpath``; raises ``UnsafePathError`` if it escapes the root."""
