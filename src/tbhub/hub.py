@@ -116,7 +116,9 @@ class Hub:
         self.state = state
         self.supervisor = supervisor
         self.specs = {spec.name: spec for spec in config.endpoint_specs()}
-        self._workers = scan_workers or os.cpu_count() or 1
+        # One worker by default: the hub is multi-threaded (uvicorn, the supervisor), where forking
+        # worker processes is unsafe, and the TensorBoards need the cores more than the index does.
+        self._workers = scan_workers or 1
 
     @classmethod
     def from_config(cls, config: Config, *, timing: SupervisorTiming | None = None) -> Hub:
