@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from tbhub.errors import (
+    ArchiveError,
     ConfigError,
     LogRootError,
     ServeError,
@@ -16,6 +17,7 @@ from tbhub.errors import (
 __version__ = "0.1.0"
 
 __all__ = [
+    "ArchiveError",
     "ConfigError",
     "LogRootError",
     "ServeError",

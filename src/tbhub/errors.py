@@ -10,7 +10,8 @@ code for the CLI and an HTTP status for the hub::
      ├── LogRootError               a log root that is missing or unreadable (exit 2, HTTP 503)
      ├── UnsafePathError            a path that escapes its log root (exit 2, HTTP 400)
      ├── StateError                 the state database cannot be opened or migrated (exit 1)
-     └── ServeError                 the server cannot start (port in use, ...) (exit 2)
+     ├── ServeError                 the server cannot start (port in use, ...) (exit 2)
+     └── ArchiveError               an archive cannot be written, verified or restored (exit 1)
 
 Anything that is not a ``TbhubError`` is a bug: the CLI shows its traceback.
 """
@@ -18,6 +19,7 @@ Anything that is not a ``TbhubError`` is a bug: the CLI shows its traceback.
 from __future__ import annotations
 
 __all__ = [
+    "ArchiveError",
     "ConfigError",
     "LogRootError",
     "ServeError",
@@ -72,3 +74,7 @@ class StateError(TbhubError):
 
 class ServeError(TbhubError):
     exit_code = 2
+
+
+class ArchiveError(TbhubError):
+    exit_code = 1
