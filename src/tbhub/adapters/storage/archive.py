@@ -430,6 +430,51 @@ def _sniff(archive: Path, raw: IO[bytes]) -> str:
     raise ArchiveError(f"{archive} is not a tbhub archive (neither zstd nor gzip)")
 
 
+def _check_zstd_frames(archive: Path, raw: IO[bytes]) -> None:
+    """Fail unless ``raw`` is a sequence of complete zstd frames, walking only their headers.
+
+    python-zstandard's stream reader ends quietly at a truncated frame: no error, and the frame's
+    checksum is never checked. Frame and block headers (RFC 8878, section 3.1.1) give every frame's
+    length, so a truncated archive shows as a file that ends inside one.
+    """
+    end = os.fstat(raw.fileno()).st_size
+    pos = 0
+
+    def read(n: int) -> int:
+        raw.seek(pos)
+        data = raw.read(n)
+        if len(data) != n:
+            raise ArchiveError(f"{archive} is truncated (it ends inside a zstd frame)")
+        return int.from_bytes(data, "little")
+
+    while pos < end:
+        magic = read(4)
+        if magic & 0xFFFFFFF0 == 0x184D2A50:  # a skippable frame: magic, 4-byte length, data
+            pos += 4
+            pos += 4 + read(4)
+            continue
+        if magic != 0xFD2FB528:
+            raise ArchiveError(f"{archive} is corrupt: no zstd frame at byte {pos}")
+        pos += 4
+        descriptor = read(1)
+        single_segment = descriptor >> 5 & 1
+        window = 0 if single_segment else 1
+        dictionary = (0, 1, 2, 4)[descriptor & 3]
+        content_size = (single_segment, 2, 4, 8)[descriptor >> 6]
+        pos += 1 + window + dictionary + content_size
+        last = False
+        while not last:
+            block = read(3)
+            last, kind, size = bool(block & 1), block >> 1 & 3, block >> 3
+            if kind == 3:
+                raise ArchiveError(f"{archive} is corrupt: reserved zstd block type at byte {pos}")
+            pos += 3 + (1 if kind == 1 else size)  # an RLE block stores its byte once
+        pos += 4 if descriptor & 4 else 0  # content checksum
+    if pos != end:
+        raise ArchiveError(f"{archive} is truncated (it ends inside a zstd frame)")
+    raw.seek(0)
+
+
 def _choose_codec(compression: str | None) -> str:
     if compression is None:
         return "zstd" if _zstd is not None else "gzip"
@@ -520,6 +565,14 @@ def _describe_change(before: Mapping[str, _Entry], after: Mapping[str, _Entry]) 
     return "no difference"  # pragma: no cover - only called when the snapshots differ
 
 
+def _how(entry: _Entry, st: os.stat_result) -> str:
+    if st.st_ino != entry.ino:
+        return "was replaced"
+    if st.st_size != entry.size:
+        return "grew" if st.st_size > entry.size else "shrank"
+    return "was modified"
+
+
 def _tar_header(name: str, entry: _Entry) -> bytes:
     info = tarfile.TarInfo(name)
     info.type = tarfile.DIRTYPE if entry.is_dir else tarfile.REGTYPE
@@ -549,7 +602,7 @@ def _copy_source(run_dir: Path, rel: str, entry: _Entry, out: _Compressor) -> st
         try:
             st = os.fstat(fd)
             if (st.st_ino, st.st_size, st.st_mtime_ns) != (entry.ino, entry.size, entry.mtime_ns):
-                raise _changed(run_dir, f"{rel} was modified")
+                raise _changed(run_dir, f"{rel} {_how(entry, st)}")
             while left:
                 chunk = os.read(fd, min(_CHUNK, left))
                 if not chunk:
@@ -562,7 +615,7 @@ def _copy_source(run_dir: Path, rel: str, entry: _Entry, out: _Compressor) -> st
         except OSError as e:
             raise ArchiveError(_io_line(e, "reading", path)) from e
         if grew or (st.st_size, st.st_mtime_ns) != (entry.size, entry.mtime_ns):
-            raise _changed(run_dir, f"{rel} {'grew' if grew or st.st_size > entry.size else 'was modified'}")
+            raise _changed(run_dir, f"{rel} {'grew' if grew else _how(entry, st)}")
         return digest.hexdigest()
     finally:
         os.close(fd)
@@ -687,6 +740,8 @@ def _read_stream(
     archive: Path, raw: IO[bytes], visitor: _Visitor, manifest_only: bool, expect: bytes | None
 ) -> tuple[ArchiveManifest, bytes]:
     codec = _sniff(archive, raw)
+    if codec == "zstd":
+        _check_zstd_frames(archive, raw)
     with _decompressor(codec, raw) as stream, tarfile.open(fileobj=stream, mode="r|", bufsize=_CHUNK) as tar:
         return _read_members(archive, codec, stream, tar, visitor, manifest_only, expect)
 
