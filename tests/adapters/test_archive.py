@@ -234,6 +234,16 @@ def test_same_second_never_overwrites(run_dir: Path, tmp_path: Path) -> None:
         assert verify_archive(result.archive) == result.manifest
 
 
+def test_long_names_and_threads(tmp_path: Path) -> None:
+    long_run = make_run(tmp_path / "logs" / "ds" / ("長" * 70))  # 210 bytes: temporary names get cut
+    result = archive(long_run, tmp_path / "cold", zstd_threads=2)
+    assert verify_archive(result.archive) == result.manifest
+    too_long = tmp_path / "logs" / "ds" / ("長" * 80)
+    too_long.mkdir()
+    with pytest.raises(ArchiveError, match="too long"):
+        archive(too_long, tmp_path / "cold")
+
+
 def test_gzip_when_zstandard_is_missing(run_dir: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     zstd_archive = archive(run_dir, tmp_path / "cold").archive
     monkeypatch.setattr(archive_mod, "_zstd", None)
@@ -481,6 +491,7 @@ def entry(**fields: Any) -> dict[str, Any]:
         pytest.param({"format": 2}, id="future-format"),
         pytest.param({"compression": "xz"}, id="compression"),
         pytest.param({"created_at": "yesterday"}, id="created-at"),
+        pytest.param({"created_at": "2025-01-02T03:04:05"}, id="created-at-naive"),
         pytest.param({"files": [entry(path="x/y")]}, id="orphan"),
         pytest.param({"files": [entry(size=-1)]}, id="size"),
         pytest.param({"files": [entry(sha256="zz")]}, id="sha"),
@@ -641,7 +652,7 @@ def test_list_archives_ignores_partials_and_remove_partial_archives_deletes_them
     dead = [
         folder / f".{stem}.tar.zst.partial-{DEAD_PID}-0123abcd",
         folder / f".{stem}.tar.zst.body.partial-{DEAD_PID}-0123abcd",
-        folder / f".{stem}.manifest.json.partial-{DEAD_PID}-0123abcd",
+        folder / f".{stem}.manifest.json.sidecar.partial-{DEAD_PID}-0123abcd",
     ]
     alive = folder / f".{stem}-9.tar.zst.partial-{os.getpid()}-89abcdef"  # an archive_run in progress
     for path in [*dead, alive]:

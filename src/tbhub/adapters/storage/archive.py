@@ -210,9 +210,11 @@ class ArchiveManifest:
             raise ArchiveError(f"invalid manifest: unknown compression {compression!r}")
         _check_relpath(relpath, "run path")
         try:
-            datetime.fromisoformat(created_at)
-        except ValueError as e:
-            raise ArchiveError(f"invalid manifest: created_at {created_at!r} is not an ISO 8601 time") from e
+            aware = datetime.fromisoformat(created_at).tzinfo is not None
+        except ValueError:
+            aware = False
+        if not aware:
+            raise ArchiveError(f"invalid manifest: created_at {created_at!r} is not an ISO 8601 time with a zone")
         folders = tuple(_get(data, "folders", list))
         if not all(isinstance(folder, str) for folder in folders):
             raise ArchiveError("invalid manifest: folders must be strings")
@@ -380,10 +382,15 @@ def _remove(path: Path | None) -> None:
             path.unlink()
 
 
-def _temp_name(name: str, token: str) -> str:
-    # Long run names must not push the temporary name past NAME_MAX (255 bytes).
-    short = name.encode("utf-8")[:160].decode("utf-8", "ignore")
-    return f".{short}.partial-{token}"
+def _shorten(name: str, limit: int = 160) -> str:
+    """``name`` cut to ``limit`` UTF-8 bytes: temporary names must stay below NAME_MAX (255 bytes)."""
+    return name.encode("utf-8")[:limit].decode("utf-8", "ignore")
+
+
+def _temp_name(name: str, token: str, kind: str = "") -> str:
+    """``.NAME{kind}.partial-PID-XXXXXXXX``; ``kind`` keeps one call's temporary files apart when
+    ``NAME`` had to be cut."""
+    return f".{_shorten(name)}{kind}.partial-{token}"
 
 
 def _open_source(path: str) -> int:
@@ -884,16 +891,19 @@ def archive_run(
     if real_dest == real_run or real_dest.startswith(real_run + os.sep):
         raise ArchiveError(f"destination {dest} lies inside the run folder {run_dir}")
 
+    stem = f"{run}--{created:%Y%m%dT%H%M%SZ}"
+    suffix = SUFFIXES[codec]
+    if len(f"{stem}-999{SIDECAR_SUFFIX}".encode()) > 255:  # NAME_MAX, with room for a -N suffix
+        raise ArchiveError(f"run name {run!r} is too long for an archive file name")
+
     before = _snapshot(run_dir)
     folder = dest / endpoint / dataset
     try:
         folder.mkdir(parents=True, exist_ok=True)
     except OSError as e:
         raise ArchiveError(_io_line(e, "creating", folder)) from e
-    stem = f"{run}--{created:%Y%m%dT%H%M%SZ}"
-    suffix = SUFFIXES[codec]
     token = f"{os.getpid()}-{secrets.token_hex(4)}"
-    body = folder / _temp_name(f"{stem}{suffix}.body", token)
+    body = folder / _temp_name(f"{stem}{suffix}", token, ".body")
     temp = folder / _temp_name(f"{stem}{suffix}", token)
     try:
         digests = _write_body(run_dir, before, body, codec, zstd_threads)
@@ -967,7 +977,7 @@ def _publish(temp: Path, folder: Path, stem: str, suffix: str) -> tuple[Path, Pa
 
 
 def _write_replace(path: Path, data: bytes, token: str) -> None:
-    temp = path.with_name(_temp_name(path.name, token))
+    temp = path.with_name(_temp_name(path.name, token, ".sidecar"))
     out = _DestFile(temp)
     try:
         out.write(data)
@@ -1026,7 +1036,7 @@ class _Restorer(_Visitor):
         target = self.root / (self.relpath or manifest.relpath)
         if os.path.lexists(target):
             raise ArchiveError(f"{target} already exists: not restoring over it")
-        temp = target.parent / f"{RESTORE_PREFIX}{target.name[:100]}-{os.getpid()}-{secrets.token_hex(4)}"
+        temp = target.parent / f"{RESTORE_PREFIX}{_shorten(target.name)}-{os.getpid()}-{secrets.token_hex(4)}"
         try:
             target.parent.mkdir(parents=True, exist_ok=True)
             temp.mkdir(0o700)
