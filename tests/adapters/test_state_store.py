@@ -4,7 +4,7 @@ from pathlib import Path
 
 import pytest
 
-from tbhub.adapters.db.store import ScanRecord, StateStore, open_state
+from tbhub.adapters.db.store import HEAD_REVISION, ScanRecord, StateStore, open_state
 from tbhub.core.models import CorruptRecord, EventFileScan
 from tbhub.errors import StateError
 
@@ -12,7 +12,7 @@ from tbhub.errors import StateError
 def test_fresh_sqlite_is_migrated_to_head_in_wal_mode(tmp_path: Path) -> None:
     store = open_state(f"sqlite:///{tmp_path / 'deep' / 'state.db'}")
     try:
-        assert store.current_revision() == StateStore.head_revision() is not None
+        assert store.current_revision() == StateStore.head_revision() == HEAD_REVISION
         with store.engine.connect() as conn:
             assert conn.exec_driver_sql("PRAGMA journal_mode").scalar() == "wal"
     finally:

@@ -12,20 +12,16 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from alembic import command
-from alembic.config import Config as AlembicConfig
-from alembic.runtime.migration import MigrationContext
-from alembic.script import ScriptDirectory
-from sqlalchemy import Engine, create_engine, delete, event, insert, select
+from sqlalchemy import Engine, create_engine, delete, event, insert, inspect, select
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import ArgumentError, OperationalError, SQLAlchemyError
 from sqlalchemy.pool import ConnectionPoolEntry
 
-from tbhub.adapters.db.tables import event_files, scan_runs
+from tbhub.adapters.db.tables import deletions, event_files, scan_runs
 from tbhub.core.models import CorruptRecord, EventFileScan
 from tbhub.errors import StateError
 
-__all__ = ["ScanRecord", "StateStore", "open_state"]
+__all__ = ["DeletionRecord", "ScanRecord", "StateStore", "open_state"]
 
 MIGRATIONS = Path(__file__).parent / "migrations"
 # SQLite allows 32766 bound variables per statement; keep IN lists well below.
@@ -43,7 +39,32 @@ class ScanRecord:
     error: str | None
 
 
-def _alembic_config() -> AlembicConfig:
+@dataclass(frozen=True, slots=True)
+class DeletionRecord:
+    """One run a manage command removed (``outcome`` "deleted") or failed to ("failed")."""
+
+    at: float
+    actor: str
+    command: str
+    endpoint: str
+    dataset: str
+    run: str
+    relpath: str
+    size_bytes: int
+    event_count: int
+    archive: str | None
+    outcome: str
+    error: str | None = None
+
+
+#: The newest migration; a test checks it against the migration scripts. Comparing with it spares
+#: every command the import of alembic (slow) when the schema is already up to date.
+HEAD_REVISION = "0002"
+
+
+def _alembic_config() -> Any:
+    from alembic.config import Config as AlembicConfig
+
     cfg = AlembicConfig()
     cfg.set_main_option("script_location", str(MIGRATIONS))
     return cfg
@@ -118,7 +139,11 @@ class StateStore:
 
     # -- schema ---------------------------------------------------------------------------------
     def upgrade(self) -> str:
-        """Migrate to the newest revision; returns it."""
+        """Migrate to the newest revision; returns it (a no-op when the schema is already there)."""
+        if self.current_revision() == HEAD_REVISION:
+            return HEAD_REVISION
+        from alembic import command
+
         cfg = _alembic_config()
         try:
             with self.engine.begin() as connection:
@@ -130,11 +155,17 @@ class StateStore:
 
     def current_revision(self) -> str | None:
         with self.engine.connect() as connection:
-            return MigrationContext.configure(connection).get_current_revision()
+            if not inspect(connection).has_table("alembic_version"):
+                return None
+            return connection.exec_driver_sql("SELECT version_num FROM alembic_version").scalar()
 
     @staticmethod
     def head_revision() -> str | None:
-        return ScriptDirectory.from_config(_alembic_config()).get_current_head()
+        """The newest revision according to the migration scripts themselves."""
+        from alembic.script import ScriptDirectory
+
+        head: str | None = ScriptDirectory.from_config(_alembic_config()).get_current_head()
+        return head
 
     # -- ScanIndex ------------------------------------------------------------------------------
     def load(self, endpoint: str) -> Mapping[str, EventFileScan]:
@@ -203,6 +234,17 @@ class StateStore:
         return ScanRecord(
             row.endpoint, row.finished_at, row.duration_s, row.files, row.files_read, row.bytes_read, row.error
         )
+
+    # -- deletion history -----------------------------------------------------------------------
+    def record_deletion(self, record: DeletionRecord) -> None:
+        with self.engine.begin() as connection:
+            connection.execute(insert(deletions).values(**{f: getattr(record, f) for f in DeletionRecord.__slots__}))
+
+    def deletions(self, *, limit: int = 1000) -> list[DeletionRecord]:
+        """The newest ``limit`` deletions, newest first."""
+        with self.engine.connect() as connection:
+            rows = connection.execute(select(deletions).order_by(deletions.c.id.desc()).limit(limit))
+            return [DeletionRecord(**{f: getattr(row, f) for f in DeletionRecord.__slots__}) for row in rows]
 
     def dispose(self) -> None:
         self.engine.dispose()

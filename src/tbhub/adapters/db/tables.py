@@ -15,7 +15,7 @@ from sqlalchemy import (
     Text,
 )
 
-__all__ = ["event_files", "metadata", "scan_runs"]
+__all__ = ["deletions", "event_files", "metadata", "scan_runs"]
 
 metadata = MetaData()
 
@@ -52,5 +52,24 @@ scan_runs = Table(
     Column("files", Integer, nullable=False),
     Column("files_read", Integer, nullable=False),
     Column("bytes_read", BigInteger, nullable=False),
+    Column("error", Text),
+)
+
+#: Every run a manage command removed (or failed to), with where its archive went.
+deletions = Table(
+    "deletions",
+    metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("at", Float, nullable=False, index=True),
+    Column("actor", String(256), nullable=False),
+    Column("command", String(64), nullable=False),
+    Column("endpoint", String(128), nullable=False),
+    Column("dataset", Text, nullable=False),
+    Column("run", Text, nullable=False),
+    Column("relpath", Text, nullable=False),
+    Column("size_bytes", BigInteger, nullable=False),
+    Column("event_count", BigInteger, nullable=False),
+    Column("archive", Text),
+    Column("outcome", String(32), nullable=False),
     Column("error", Text),
 )

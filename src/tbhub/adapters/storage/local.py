@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import os
+import shutil
 import stat
+import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import BinaryIO
@@ -21,6 +23,27 @@ TRASH_PREFIX = ".tbhub-trash-"
 class LocalDiscovery:
     files: list[FileEntry] = field(default_factory=list)
     skipped: list[SkippedEntry] = field(default_factory=list)
+
+
+@dataclass(frozen=True, slots=True)
+class DeleteOutcome:
+    relpath: str
+    kind: str  # "folder", "file" or "link"
+    trash: str | None  # where the run sat between rename and removal
+
+
+def fsync_dir(path: str) -> None:
+    """Make a rename or removal inside ``path`` durable (a no-op where folders cannot be synced)."""
+    try:
+        fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY)
+    except OSError:
+        return
+    try:
+        os.fsync(fd)
+    except OSError:
+        pass
+    finally:
+        os.close(fd)
 
 
 def _is_event_file(name: str) -> bool:
@@ -138,3 +161,85 @@ class LocalLogStore:
 
     def local_path(self, relpath: str) -> str | None:
         return self.resolve(relpath)
+
+    # -- deletion (only the manage commands call these) ---------------------------------------------
+    def _run_path(self, relpath: str) -> str:
+        """The path of a run to delete, after refusing anything that is not strictly inside the root."""
+        path = self.resolve(relpath)
+        norm = os.path.normpath(path)
+        if norm == os.path.normpath(self.root):
+            raise UnsafePathError(f"refusing to delete the log root {self.root} itself")
+        return norm
+
+    def delete_run(self, relpath: str, *, remove_links: bool = False) -> DeleteOutcome:
+        """Remove a run (a folder, or a loose event file) below the root, crash-safely.
+
+        The run is first renamed to a hidden trash sibling (atomic: a crash leaves it either complete
+        in place or complete in the trash, never half-deleted in place), the parent folder is
+        synced, then the trash is removed and the parent synced again. A run that is a symlink is
+        refused unless ``remove_links``; then only the link is removed, never its target. Raises
+        ``UnsafePathError`` for anything outside the root and ``OSError`` when the disk refuses.
+        """
+        path = self._run_path(relpath)
+        st = os.lstat(path)
+        parent = os.path.dirname(path)
+        if stat.S_ISLNK(st.st_mode):
+            target = os.path.realpath(path)
+            if not remove_links:
+                raise UnsafePathError(
+                    f"run {relpath} is a symlink to {target}; not deleted (ask explicitly to remove only the link)"
+                )
+            os.unlink(path)
+            fsync_dir(parent)
+            return DeleteOutcome(relpath, "link", None)
+        if os.path.realpath(path) != path and not self._inside(os.path.realpath(path)):
+            raise UnsafePathError(f"run {relpath} resolves outside log root {self.root}")
+        trash = os.path.join(parent, f"{TRASH_PREFIX}{os.path.basename(path)}-{time.time_ns()}-{os.getpid()}")
+        os.rename(path, trash)
+        fsync_dir(parent)
+        kind = "folder" if stat.S_ISDIR(st.st_mode) else "file"
+        self._remove_trash(trash)
+        fsync_dir(parent)
+        return DeleteOutcome(relpath, kind, trash)
+
+    @staticmethod
+    def _remove_trash(trash: str) -> None:
+        if os.path.isdir(trash) and not os.path.islink(trash):
+            shutil.rmtree(trash)
+        else:
+            os.unlink(trash)
+
+    def leftover_trash(self) -> list[str]:
+        """Trash left by an interrupted delete: in the root and in dataset folders (relpaths)."""
+        found: list[str] = []
+        for folder, prefix in [(self.root, ""), *self._dataset_folders()]:
+            try:
+                with os.scandir(folder) as entries:
+                    found.extend(prefix + e.name for e in entries if e.name.startswith(TRASH_PREFIX))
+            except OSError:
+                continue
+        return sorted(found)
+
+    def _dataset_folders(self) -> list[tuple[str, str]]:
+        try:
+            with os.scandir(self.root) as entries:
+                return [
+                    (e.path, e.name + "/")
+                    for e in entries
+                    if e.is_dir(follow_symlinks=False) and not e.name.startswith(TRASH_PREFIX)
+                ]
+        except OSError:
+            return []
+
+    def finish_trash(self) -> list[str]:
+        """Remove the trash an interrupted delete left behind; returns what was removed."""
+        removed = []
+        for relpath in self.leftover_trash():
+            path = os.path.join(self.root, relpath)
+            self._remove_trash(path)
+            fsync_dir(os.path.dirname(path))
+            removed.append(relpath)
+        return removed
+
+    def commit(self) -> None:
+        """Make every completed deletion durable: on local disk each was synced as it happened."""

@@ -11,7 +11,6 @@ from rich.console import Console
 
 from tbhub.config import Config, ServerConfig, StateConfig
 from tbhub.config import EndpointConfig as Endpoint
-from tbhub.demo import LiveWriter, write_demo_logs
 from tbhub.errors import UsageError
 from tbhub.interfaces.cli.serve import run_hub
 
@@ -30,6 +29,8 @@ def demo_command(
     reload_interval: Annotated[int, typer.Option("--reload-interval", help="TensorBoard reload seconds.")] = 5,
 ) -> None:
     """Write demo logs for two trainers (lora, router), keep two runs training, and serve them."""
+    from tbhub.demo import LiveWriter, write_demo_logs  # tensorboard and numpy: only when asked for
+
     base = directory or Path(tempfile.mkdtemp(prefix="tbhub-demo-"))
     if base.exists() and any(base.iterdir()):
         raise UsageError(f"{base} is not empty; give --dir an empty folder (or none for a temporary one)")

@@ -9,6 +9,7 @@ from rich.console import Console
 
 from tbhub import __version__
 from tbhub.errors import TbhubError
+from tbhub.interfaces.cli.clean import archives_app, clean_command, history_command, restore_command
 from tbhub.interfaces.cli.db import db_app
 from tbhub.interfaces.cli.demo import demo_command
 from tbhub.interfaces.cli.runs import runs_command
@@ -27,6 +28,10 @@ app = typer.Typer(
 app.command("runs")(runs_command)
 app.command("serve")(serve_command)
 app.command("demo")(demo_command)
+app.command("clean")(clean_command)
+app.command("restore")(restore_command)
+app.command("history")(history_command)
+app.add_typer(archives_app, name="archives")
 app.add_typer(db_app, name="db")
 
 

@@ -59,11 +59,13 @@ def run_record(run: RunSummary, root: str, now_ns: int) -> dict[str, Any]:
     }
 
 
-def _flags(run: RunSummary) -> Text:
+def _flags(run: RunSummary, active: bool) -> Text:
     text = Text()
     if run.corrupt:
         _relpath, corrupt = run.corrupt[0]
         text.append(f"corrupt @{corrupt.offset}", style="bold red")
+    elif active:
+        text.append("active", style="bold cyan")
     elif run.truncated:
         text.append("writing", style="cyan")
     return text
@@ -76,6 +78,7 @@ def runs_table(
     fresh_days: float,
     old_days: float,
     title: str | None = None,
+    active_minutes: float | None = None,
 ) -> Table:
     """The runs table of ``tbhub runs`` and ``tbhub clean``: one row a run, index first, totals last."""
     table = Table(title=title, show_footer=False, header_style="bold", expand=False)
@@ -101,7 +104,7 @@ def runs_table(
             "" if run.last_step is None else f"{run.last_step:,}",
             iso_utc(run.last_modified_ns).replace("T", " ").removesuffix("Z"),
             format_age(age),
-            _flags(run),
+            _flags(run, active_minutes is not None and age < active_minutes * 60),
             style=age_style(age, fresh_days, old_days),
         )
     if runs:

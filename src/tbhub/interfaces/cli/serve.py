@@ -9,14 +9,12 @@ from types import FrameType
 from typing import Annotated
 
 import typer
-import uvicorn
 from rich.console import Console
 
 from tbhub.config import Config
 from tbhub.errors import ServeError
 from tbhub.hub import Hub
 from tbhub.interfaces.cli.options import ConfigOpt, LogdirOpt, PathArg, config_from
-from tbhub.interfaces.web.app import create_app
 
 __all__ = ["check_port", "run_hub", "serve_command"]
 
@@ -40,6 +38,11 @@ def _exit_on_sigterm(signum: int, frame: FrameType | None) -> None:
 
 def run_hub(config: Config, *, scan_interval: float, console: Console) -> None:
     """Start the TensorBoards, print the URLs, serve until SIGINT/SIGTERM, then stop everything."""
+    # Imported here: FastAPI and uvicorn cost most of a second, which other commands should not pay.
+    import uvicorn
+
+    from tbhub.interfaces.web.app import create_app
+
     host, port = config.server.host, config.server.port
     check_port(host, port, "the hub")
     hub = Hub.from_config(config)

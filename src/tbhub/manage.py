@@ -1,0 +1,190 @@
+"""The manage use-cases that write to log roots: carry out a cleanup plan, restore an archive.
+
+Only ``tbhub clean``, ``tbhub retention apply`` and ``tbhub restore`` reach this module; ``serve`` never
+does (except the retention job it schedules, through the same code).
+"""
+
+from __future__ import annotations
+
+import getpass
+import os
+import socket
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from tbhub.adapters.db.store import DeletionRecord, StateStore
+from tbhub.adapters.storage.archive import archive_run, remove_partial_archives
+from tbhub.adapters.storage.local import LocalLogStore
+from tbhub.config import Config
+from tbhub.core.cleanup import CleanupPlan
+from tbhub.core.models import RunSummary
+from tbhub.errors import TbhubError
+from tbhub.hub import log_store
+
+__all__ = ["CleanupReport", "RunOutcome", "actor", "execute_plan", "finish_interrupted", "run_summary"]
+
+
+def actor() -> str:
+    """Who is acting, for the history: ``user@host``."""
+    try:
+        user = getpass.getuser()
+    except (KeyError, OSError):
+        user = str(os.getuid())
+    return f"{user}@{socket.gethostname()}"
+
+
+def run_summary(run: RunSummary) -> dict[str, Any]:
+    """What the scanner knew of a run, as stored in an archive's manifest."""
+    return {
+        "size_bytes": run.size_bytes,
+        "event_files": run.event_files,
+        "event_count": run.event_count,
+        "first_step": run.first_step,
+        "last_step": run.last_step,
+        "first_wall_time": run.first_wall_time,
+        "last_wall_time": run.last_wall_time,
+        "last_modified_ns": run.last_modified_ns,
+        "truncated": run.truncated,
+    }
+
+
+@dataclass(frozen=True, slots=True)
+class RunOutcome:
+    run: RunSummary
+    outcome: str  # "deleted" or "failed"
+    archive: str | None = None
+    error: str | None = None
+
+    @property
+    def bytes_freed(self) -> int:
+        return self.run.size_bytes if self.outcome == "deleted" else 0
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "endpoint": self.run.endpoint,
+            "dataset": self.run.dataset,
+            "run": self.run.run,
+            "relpath": self.run.relpath,
+            "size_bytes": self.run.size_bytes,
+            "outcome": self.outcome,
+            "archive": self.archive,
+            "error": self.error,
+        }
+
+
+@dataclass(frozen=True, slots=True)
+class CleanupReport:
+    outcomes: tuple[RunOutcome, ...] = field(default=())
+    skipped: tuple[tuple[RunSummary, str], ...] = field(default=())
+    dry_run: bool = False
+
+    @property
+    def deleted(self) -> list[RunOutcome]:
+        return [o for o in self.outcomes if o.outcome == "deleted"]
+
+    @property
+    def failed(self) -> list[RunOutcome]:
+        return [o for o in self.outcomes if o.outcome == "failed"]
+
+    @property
+    def bytes_freed(self) -> int:
+        return sum(o.bytes_freed for o in self.outcomes)
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "dry_run": self.dry_run,
+            "deleted": len(self.deleted),
+            "failed": len(self.failed),
+            "bytes_freed": self.bytes_freed,
+            "runs": [o.to_json() for o in self.outcomes],
+            "skipped": [
+                {"endpoint": r.endpoint, "dataset": r.dataset, "run": r.run, "reason": why} for r, why in self.skipped
+            ],
+        }
+
+
+def finish_interrupted(config: Config, names: list[str] | None, archive_to: Path | None) -> list[str]:
+    """Finish what an interrupted cleanup left: trash in the log roots, partial archives."""
+    done: list[str] = []
+    for spec in config.endpoint_specs(names):
+        store = log_store(spec)
+        store.check()
+        done.extend(f"{spec.name}:{relpath}" for relpath in store.finish_trash())
+    if archive_to is not None and archive_to.exists():
+        done.extend(str(p) for p in remove_partial_archives(archive_to))
+    return done
+
+
+def _one_line(error: BaseException) -> str:
+    if isinstance(error, TbhubError):
+        return error.message
+    if isinstance(error, OSError):
+        where = f" ({error.filename})" if error.filename else ""
+        return f"{error.strerror or type(error).__name__}{where}"
+    return f"{type(error).__name__}: {error}"
+
+
+def execute_plan(
+    plan: CleanupPlan,
+    config: Config,
+    state: StateStore,
+    *,
+    archive_to: Path | None = None,
+    command: str = "clean",
+    remove_links: bool = False,
+    on_run: Callable[[RunSummary, RunOutcome], None] | None = None,
+) -> CleanupReport:
+    """Archive (when asked) then delete each run of ``plan``; one failing run never stops the rest.
+
+    Per run, in this order: the archive is written, synced, re-read and verified, and only then is the
+    run renamed to trash and removed. Every outcome, failures included, is recorded in the history.
+    """
+    who = actor()
+    stores: dict[str, LocalLogStore] = {}
+    outcomes: list[RunOutcome] = []
+    specs = {s.name: s for s in config.endpoint_specs()}
+    for run in plan.runs:
+        archive_path: str | None = None
+        try:
+            store = stores.setdefault(run.endpoint, log_store(specs[run.endpoint]))
+            run_path = store.resolve(run.relpath)
+            if archive_to is not None and not os.path.islink(run_path):
+                result = archive_run(
+                    Path(run_path),
+                    archive_to,
+                    endpoint=run.endpoint,
+                    dataset=run.dataset,
+                    run=run.run,
+                    relpath=run.relpath,
+                    summary=run_summary(run),
+                )
+                archive_path = str(result.archive)
+            store.delete_run(run.relpath, remove_links=remove_links)
+            outcome = RunOutcome(run, "deleted", archive_path)
+        except (TbhubError, OSError) as error:
+            outcome = RunOutcome(run, "failed", archive_path, _one_line(error))
+        state.record_deletion(
+            DeletionRecord(
+                at=time.time(),
+                actor=who,
+                command=command,
+                endpoint=run.endpoint,
+                dataset=run.dataset,
+                run=run.run,
+                relpath=run.relpath,
+                size_bytes=run.size_bytes,
+                event_count=run.event_count,
+                archive=outcome.archive,
+                outcome=outcome.outcome,
+                error=outcome.error,
+            )
+        )
+        outcomes.append(outcome)
+        if on_run:
+            on_run(run, outcome)
+    for store in stores.values():
+        store.commit()
+    return CleanupReport(tuple(outcomes), plan.skipped)
