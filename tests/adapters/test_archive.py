@@ -56,19 +56,26 @@ CODECS = ["zstd", "gzip"]
 DEAD_PID = 4_194_999  # above the kernel's largest pid_max (2**22): never a live process
 
 FileState = tuple[str, int, int, int]  # sha256, size, mtime_ns, mode
+FolderState = tuple[int, int]  # mtime_ns, mode
 
 
 # --- helpers -------------------------------------------------------------------------------------------
 
 
-def tree_state(root: Path) -> tuple[dict[str, FileState], dict[str, int]]:
-    """(files → (sha256, size, mtime_ns, mode), folders → mtime_ns) below ``root``, ``"."`` included."""
+def folder_state(path: Path) -> FolderState:
+    st = path.lstat()
+    return st.st_mtime_ns, stat.S_IMODE(st.st_mode)
+
+
+def tree_state(root: Path) -> tuple[dict[str, FileState], dict[str, FolderState]]:
+    """(files → (sha256, size, mtime_ns, mode), folders → (mtime_ns, mode)) below ``root``, ``"."``
+    included."""
     files: dict[str, FileState] = {}
-    folders = {".": root.lstat().st_mtime_ns}
+    folders = {".": folder_state(root)}
     for dirpath, dirnames, filenames in os.walk(root):
         for name in dirnames:
             path = Path(dirpath, name)
-            folders[path.relative_to(root).as_posix()] = path.lstat().st_mtime_ns
+            folders[path.relative_to(root).as_posix()] = folder_state(path)
         for name in filenames:
             path = Path(dirpath, name)
             st = path.lstat()
@@ -90,6 +97,8 @@ def make_run(run_dir: Path) -> Path:
     notes = run_dir / "hparams.yaml"
     notes.write_text("lr: 3e-4\n")
     notes.chmod(0o640)
+    (run_dir / "empty").chmod(0o700)
+    run_dir.chmod(0o751)
     files = sorted(p for p in run_dir.rglob("*") if p.is_file())
     folders = sorted((p for p in run_dir.rglob("*") if p.is_dir()), key=lambda p: -len(p.parts))
     for i, path in enumerate([*files, *folders, run_dir]):
@@ -313,6 +322,21 @@ def test_verify_rejects_a_member_whose_content_disagrees_with_the_manifest(tmp_p
         verify_archive(extra)
     good = craft(tmp_path / "ok.tar.zst", manifest, [dir_member("run"), file_member("run/a.txt", b"hello")])
     assert verify_archive(good).files[0].path == "a.txt"
+
+
+def test_a_failed_restore_closes_its_files_and_removes_its_folder(tmp_path: Path) -> None:
+    manifest = base_manifest({"a.txt": b"hello", "b.txt": b"world"})
+    bad = craft(
+        tmp_path / "x.tar.zst", manifest,
+        [dir_member("run"), file_member("run/a.txt", b"hello"), file_member("run/b.txt", b"World")],
+    )
+    root = tmp_path / "root"
+    root.mkdir()
+    fds = len(os.listdir("/proc/self/fd"))
+    with pytest.raises(ArchiveError, match=r"b\.txt does not match"):
+        restore_archive(bad, root)
+    assert len(os.listdir("/proc/self/fd")) == fds
+    assert [p.name for p in root.rglob("*")] == ["ds"]
 
 
 def test_not_an_archive(tmp_path: Path) -> None:

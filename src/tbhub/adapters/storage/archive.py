@@ -141,8 +141,9 @@ class ArchiveManifest:
     """What an archive holds and where it came from; embedded as ``MANIFEST.json`` and in the sidecar.
 
     ``files`` are sorted by path; ``folders`` lists every sub-folder (relative POSIX paths, empty ones
-    included, the run folder itself not), sorted; ``folder_mtimes_ns`` maps ``"."`` (the run folder)
-    and each sub-folder to its mtime. Every parent of a file or folder is listed in ``folders``.
+    included, the run folder itself not), sorted; ``folder_mtimes_ns`` and ``folder_modes`` map ``"."``
+    (the run folder) and each sub-folder to its mtime and permission bits. Every parent of a file or
+    folder is listed in ``folders``.
     ``summary`` is the scanner's summary of the run, stored as given (treat it as read-only).
     ``from_json`` checks all of this, and that no path is absolute or contains ``..``.
     """
@@ -159,6 +160,7 @@ class ArchiveManifest:
     folders: tuple[str, ...]
     summary: dict[str, Any] = field(default_factory=dict)
     folder_mtimes_ns: dict[str, int] = field(default_factory=dict)
+    folder_modes: dict[str, int] = field(default_factory=dict)
 
     @property
     def size_bytes(self) -> int:
@@ -182,6 +184,7 @@ class ArchiveManifest:
             "compression": self.compression,
             "folders": list(self.folders),
             "folder_mtimes_ns": self.folder_mtimes_ns,
+            "folder_modes": self.folder_modes,
             "files": [
                 {"path": f.path, "size": f.size, "sha256": f.sha256, "mtime_ns": f.mtime_ns, "mode": f.mode}
                 for f in self.files
@@ -234,12 +237,10 @@ class ArchiveManifest:
                 raise ArchiveError(f"invalid manifest: bad size, sha256 or mode for {entry.path!r}")
             files.append(entry)
         summary = _get(data, "summary", dict)
-        mtimes = data.get("folder_mtimes_ns", {})
-        if not isinstance(mtimes, dict) or not all(
-            isinstance(v, int) and not isinstance(v, bool) for v in mtimes.values()
-        ):
-            raise ArchiveError("invalid manifest: folder_mtimes_ns must map folders to integers")
-        _check_tree(files, folders, mtimes)
+        mtimes, modes = _folder_map(data, "folder_mtimes_ns"), _folder_map(data, "folder_modes")
+        if not all(0 <= mode <= 0o7777 for mode in modes.values()):
+            raise ArchiveError("invalid manifest: bad folder mode")
+        _check_tree(files, folders, {**mtimes, **modes})
         return cls(
             format=version,
             endpoint=endpoint,
@@ -253,6 +254,7 @@ class ArchiveManifest:
             folders=folders,
             summary=summary,
             folder_mtimes_ns=mtimes,
+            folder_modes=modes,
         )
 
 
@@ -294,7 +296,14 @@ def _check_relpath(path: str, what: str) -> None:
         raise ArchiveError(f"unsafe {what} {path!r}: must be a relative path without '..'")
 
 
-def _check_tree(files: list[ManifestFile], folders: tuple[str, ...], mtimes: Mapping[str, int]) -> None:
+def _folder_map(data: Mapping[str, Any], key: str) -> dict[str, int]:
+    value = data.get(key, {})
+    if not isinstance(value, dict) or not all(isinstance(v, int) and not isinstance(v, bool) for v in value.values()):
+        raise ArchiveError(f"invalid manifest: {key} must map folders to integers")
+    return value
+
+
+def _check_tree(files: list[ManifestFile], folders: tuple[str, ...], folder_keys: Mapping[str, int]) -> None:
     folder_set = set(folders)
     paths = [f.path for f in files]
     for path in (*paths, *folders):
@@ -304,8 +313,8 @@ def _check_tree(files: list[ManifestFile], folders: tuple[str, ...], mtimes: Map
             raise ArchiveError(f"invalid manifest: {path!r} lies in a folder the manifest does not list")
     if len(folder_set) != len(folders) or len(set(paths)) != len(paths) or folder_set.intersection(paths):
         raise ArchiveError("invalid manifest: a path is listed twice")
-    if not set(mtimes) <= folder_set | {"."}:
-        raise ArchiveError("invalid manifest: folder_mtimes_ns names a folder the manifest does not list")
+    if not set(folder_keys) <= folder_set | {"."}:
+        raise ArchiveError("invalid manifest: folder metadata names a folder the manifest does not list")
 
 
 def _check_name(value: str, what: str) -> None:
@@ -690,6 +699,8 @@ def _write_archive(path: Path, manifest: bytes, body: Path, codec: str, created:
 class _Sink(Protocol):
     def write(self, data: bytes) -> int: ...
 
+    def close(self) -> None: ...
+
 
 class _Visitor:
     """What to do with an archive's entries while it is verified; the default only verifies."""
@@ -810,15 +821,21 @@ def _read_members(
         data = tar.extractfile(member)
         assert data is not None
         sink = visitor.open_file(entry)
-        digest = hashlib.sha256()
-        size = 0
-        while chunk := data.read(_CHUNK):
-            digest.update(chunk)
-            size += len(chunk)
+        try:
+            digest = hashlib.sha256()
+            size = 0
+            while chunk := data.read(_CHUNK):
+                digest.update(chunk)
+                size += len(chunk)
+                if sink is not None:
+                    sink.write(chunk)
+            if size != entry.size or digest.hexdigest() != entry.sha256:
+                raise ArchiveError(f"{archive}: {rel} does not match the manifest (size or SHA-256 differs)")
+        except BaseException:
             if sink is not None:
-                sink.write(chunk)
-        if size != entry.size or digest.hexdigest() != entry.sha256:
-            raise ArchiveError(f"{archive}: {rel} does not match the manifest (size or SHA-256 differs)")
+                with contextlib.suppress(Exception):
+                    sink.close()
+            raise
         if sink is not None:
             visitor.close_file(entry, sink)
     # tarfile ends quietly at a damaged header: missing entries are how that shows.
@@ -927,6 +944,7 @@ def archive_run(
             folders=tuple(sorted(path for path, e in before.items() if e.is_dir and path != ".")),
             summary=summary_dict,
             folder_mtimes_ns={path: e.mtime_ns for path, e in sorted(before.items()) if e.is_dir},
+            folder_modes={path: e.mode for path, e in sorted(before.items()) if e.is_dir},
         )
         manifest_bytes = manifest.to_json().encode("utf-8")
         _write_archive(temp, manifest_bytes, body, codec, created)
@@ -971,7 +989,11 @@ def _publish(temp: Path, folder: Path, stem: str, suffix: str) -> tuple[Path, Pa
                 raise ArchiveError(_io_line(e2, "publishing", final)) from e2
         else:
             _remove(temp)
-        _fsync_dir(folder)
+        try:
+            _fsync_dir(folder)
+        except BaseException:
+            _remove(final)  # not known to be durable: the caller must not delete the run
+            raise
         return final, sidecar
     raise ArchiveError(f"no free archive name for {stem} in {folder}")
 
@@ -1039,7 +1061,7 @@ class _Restorer(_Visitor):
         temp = target.parent / f"{RESTORE_PREFIX}{_shorten(target.name)}-{os.getpid()}-{secrets.token_hex(4)}"
         try:
             target.parent.mkdir(parents=True, exist_ok=True)
-            temp.mkdir(0o700)
+            temp.mkdir()
         except OSError as e:
             raise ArchiveError(_io_line(e, "creating", temp)) from e
         self.target, self.temp = target, temp
@@ -1061,28 +1083,33 @@ class _Restorer(_Visitor):
     def close_file(self, entry: ManifestFile, sink: _Sink) -> None:
         assert isinstance(sink, _DestFile)
         try:
-            # Setuid/setgid/sticky bits are not restored (as tar's "data" filter does).
-            os.fchmod(sink.fd, entry.mode & 0o777)
-            os.utime(sink.fd, ns=(entry.mtime_ns, entry.mtime_ns))
-        except OSError as e:
-            raise ArchiveError(_io_line(e, "restoring metadata of", sink.path)) from e
-        sink.sync()
-        sink.close()
+            try:
+                # Setuid/setgid/sticky bits are not restored (as tar's "data" filter does).
+                os.fchmod(sink.fd, entry.mode & 0o777)
+                os.utime(sink.fd, ns=(entry.mtime_ns, entry.mtime_ns))
+            except OSError as e:
+                raise ArchiveError(_io_line(e, "restoring metadata of", sink.path)) from e
+            sink.sync()
+        finally:
+            sink.close()
 
     def finish(self) -> Path:
         manifest, target, temp = self.manifest, self.target, self.temp
         assert manifest is not None and target is not None and temp is not None
-        # Deepest first: setting a folder's mtime must come after everything inside it is created.
+        # Deepest first: a folder's mtime is set after everything inside it exists, and its mode
+        # (which may deny us writing) after everything inside it is done.
         for rel in [*sorted(manifest.folders, key=lambda p: -p.count("/")), "."]:
             path = self._path(rel)
             self._makedirs(path)  # a listed folder the archive held no member for
-            mtime = manifest.folder_mtimes_ns.get(rel)
+            _fsync_dir(path)
+            mode, mtime = manifest.folder_modes.get(rel), manifest.folder_mtimes_ns.get(rel)
             try:
+                if mode is not None:
+                    os.chmod(path, mode & 0o777)
                 if mtime is not None:
                     os.utime(path, ns=(mtime, mtime))
             except OSError as e:
                 raise ArchiveError(_io_line(e, "restoring metadata of", path)) from e
-            _fsync_dir(path)
         # mkdir claims the name atomically (EEXIST if anything is there); renaming a folder onto our
         # own empty folder then replaces it atomically, and fails if anything was put inside meanwhile.
         try:
