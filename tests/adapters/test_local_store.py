@@ -71,4 +71,5 @@ def test_resolve_refuses_escapes(tmp_path: Path) -> None:
 
 def test_trash_siblings_are_not_runs(tmp_path: Path) -> None:
     touch(tmp_path / "ds" / ".tbhub-trash-run" / "events.out.tfevents.1")
+    touch(tmp_path / "ds" / ".tbhub-restore-run-123" / "events.out.tfevents.1")
     assert LocalLogStore(tmp_path).discover().files == []

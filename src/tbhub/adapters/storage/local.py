@@ -13,10 +13,12 @@ from typing import BinaryIO
 from tbhub.core.models import FileEntry, SkippedEntry
 from tbhub.errors import LogRootError, UnsafePathError
 
-__all__ = ["TRASH_PREFIX", "LocalDiscovery", "LocalLogStore"]
+__all__ = ["TRASH_PREFIX", "WORK_PREFIX", "LocalDiscovery", "LocalLogStore"]
 
 #: Hidden siblings that ``clean`` renames runs to before removing them; never runs themselves.
 TRASH_PREFIX = ".tbhub-trash-"
+#: Every hidden working folder of tbhub's (trash, a restore in progress) starts so; discovery skips them.
+WORK_PREFIX = ".tbhub-"
 
 
 @dataclass
@@ -96,7 +98,7 @@ class LocalLogStore:
                 continue  # removed while we walked
             for entry in entries:
                 name = entry.name
-                if name.startswith(TRASH_PREFIX):
+                if name.startswith(WORK_PREFIX):
                     continue
                 rel = prefix + name
                 try:
