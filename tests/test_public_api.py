@@ -5,7 +5,7 @@ import tbhub
 
 def test_public_names_are_pinned() -> None:
     assert sorted(tbhub.__all__) == [
-        "ArchiveError", "ConfigError", "LogRootError", "ServeError", "StateError", "TbhubError", "UnknownEndpoint",
+        "ArchiveError", "ConfigError", "DeliveryError", "LogRootError", "ServeError", "StateError", "TbhubError", "UnknownEndpoint",
         "UnsafePathError", "UsageError", "__version__",
     ]
     for name in tbhub.__all__:

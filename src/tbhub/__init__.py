@@ -5,6 +5,7 @@ from __future__ import annotations
 from tbhub.errors import (
     ArchiveError,
     ConfigError,
+    DeliveryError,
     LogRootError,
     ServeError,
     StateError,
@@ -19,6 +20,7 @@ __version__ = "0.1.0"
 __all__ = [
     "ArchiveError",
     "ConfigError",
+    "DeliveryError",
     "LogRootError",
     "ServeError",
     "StateError",

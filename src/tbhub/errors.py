@@ -11,7 +11,8 @@ code for the CLI and an HTTP status for the hub::
      ├── UnsafePathError            a path that escapes its log root (exit 2, HTTP 400)
      ├── StateError                 the state database cannot be opened or migrated (exit 1)
      ├── ServeError                 the server cannot start (port in use, ...) (exit 2)
-     └── ArchiveError               an archive cannot be written, verified or restored (exit 1)
+     ├── ArchiveError               an archive cannot be written, verified or restored (exit 1)
+     └── DeliveryError              a notifier could not deliver (retry later, or never: ``permanent``)
 
 Anything that is not a ``TbhubError`` is a bug: the CLI shows its traceback.
 """
@@ -21,6 +22,7 @@ from __future__ import annotations
 __all__ = [
     "ArchiveError",
     "ConfigError",
+    "DeliveryError",
     "LogRootError",
     "ServeError",
     "StateError",
@@ -78,3 +80,17 @@ class ServeError(TbhubError):
 
 class ArchiveError(TbhubError):
     exit_code = 1
+
+
+class DeliveryError(TbhubError):
+    """A notification was not delivered.
+
+    ``permanent``: retrying cannot help (the endpoint answered 404 or 410, or rejected the
+    credentials): the channel should be disabled until someone fixes it. ``retry_after``: seconds the
+    receiver asked us to wait (Slack's 429 ``Retry-After``), else ``None``.
+    """
+
+    def __init__(self, message: str, *, permanent: bool = False, retry_after: float | None = None) -> None:
+        super().__init__(message)
+        self.permanent = permanent
+        self.retry_after = retry_after

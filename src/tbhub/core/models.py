@@ -6,11 +6,14 @@ only the storage adapters know where a log root really lives.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from enum import StrEnum
+from typing import Any
 
 __all__ = [
     "DEFAULT_LAYOUT",
+    "Alert",
     "CorruptRecord",
     "EndpointSpec",
     "EventFileScan",
@@ -149,3 +152,29 @@ class RunSummary:
 
     def age_seconds(self, now_ns: int) -> float:
         return max(0.0, (now_ns - self.last_modified_ns) / 1e9)
+
+
+@dataclass(frozen=True, slots=True)
+class Alert:
+    """A run changed status (diverged, stalled, finished): what notifiers deliver.
+
+    ``key`` identifies the state change itself (endpoint, run, status and the evidence's step), so
+    the same change is never alerted twice, across restarts too. ``details`` is JSON-able: for a
+    finished run ``duration_s``, ``last_step`` and ``scalars`` ({tag: {"final", "best", "best_step"}});
+    for a diverged one ``tag``, ``step``, ``value`` and ``reason``; for a stalled one ``idle_s``.
+    """
+
+    key: str
+    endpoint: str
+    dataset: str
+    run: str
+    status: RunStatus
+    at: float
+    message: str
+    details: Mapping[str, Any] = field(default_factory=dict)
+    url: str | None = None
+    id: int | None = None
+
+    @property
+    def title(self) -> str:
+        return f"{self.endpoint}/{self.dataset}/{self.run} {self.status.value}"

@@ -8,9 +8,9 @@ from __future__ import annotations
 from collections.abc import Iterable, Mapping
 from typing import BinaryIO, Protocol
 
-from tbhub.core.models import EventFileScan, FileEntry, SkippedEntry
+from tbhub.core.models import Alert, EventFileScan, FileEntry, SkippedEntry
 
-__all__ = ["Crc32c", "Discovery", "LogStore", "ScanIndex"]
+__all__ = ["Crc32c", "Discovery", "LogStore", "Notifier", "ScanIndex"]
 
 
 class Crc32c(Protocol):
@@ -62,3 +62,16 @@ class ScanIndex(Protocol):
     def save(self, endpoint: str, scans: Iterable[EventFileScan], removed: Iterable[str]) -> None: ...
 
 
+
+
+class Notifier(Protocol):
+    """One notification channel (Slack, webhook, email).
+
+    ``send`` delivers one alert or raises ``tbhub.errors.DeliveryError`` (with ``permanent`` and
+    ``retry_after`` filled in as the receiver said); it never blocks longer than its timeout and
+    never logs secrets. ``name`` is the channel's stable name in the config.
+    """
+
+    name: str
+
+    def send(self, alert: Alert) -> None: ...
