@@ -7,6 +7,7 @@ or a bare ``PATH`` (one endpoint named after the folder).
 
 from __future__ import annotations
 
+import datetime as dt
 import os
 import re
 import tomllib
@@ -17,6 +18,8 @@ from typing import Any
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from tbhub.core.models import DEFAULT_LAYOUT, EndpointSpec
+from tbhub.core.retention import RetentionPolicy, RetentionRule, Schedule
+from tbhub.core.units import parse_duration, parse_size
 from tbhub.errors import ConfigError, UnknownEndpoint, UsageError
 
 __all__ = [
@@ -47,6 +50,17 @@ SETTINGS: tuple[tuple[str, object, str], ...] = (
     ("endpoints.NAME.reload_interval", 30, "Seconds between TensorBoard reloads."),
     ("endpoints.NAME.title", None, "A human title for the hub page."),
     ("endpoints.NAME.expose", False, "Bind this TensorBoard to all interfaces, not only 127.0.0.1."),
+    ("retention.schedule", None, "Apply the retention policies daily at this local time (\"03:00\")."),
+    ("retention.every", None, "Or apply them at this interval (\"6h\")."),
+    ("retention.active_minutes", 10, "Runs written this recently are never removed by a policy."),
+    ("retention.ENDPOINT.keep_days", None, "Remove runs older than this many days."),
+    ("retention.ENDPOINT.keep_last", None, "Always keep this many newest runs of each dataset."),
+    ("retention.ENDPOINT.archive_to", None, "Archive runs here before removing them."),
+    ("retention.ENDPOINT.max_delete", None, "Refuse (and report) an application that removes more runs."),
+    ("retention.ENDPOINT.max_bytes", None, "Refuse (and report) an application that frees more (\"500GB\")."),
+    ("retention.ENDPOINT.datasets.GLOB", None, "A rule for matching datasets: keep_days, keep_last, archive_to."),
+    ("cost.storage_per_gb_month", 0.0, "Storage price per GB and month, for `tbhub usage`."),
+    ("cost.currency", "USD", "Currency of that price."),
 )
 
 
@@ -106,11 +120,96 @@ class EndpointConfig(_Strict):
         return value
 
 
+class RetentionRuleConfig(_Strict):
+    keep_days: float | None = Field(default=None, gt=0)
+    keep_last: int | None = Field(default=None, ge=0)
+    archive_to: str | None = None
+
+    def rule(self) -> RetentionRule:
+        return RetentionRule(self.keep_days, self.keep_last, self.archive_to)
+
+
+class EndpointRetentionConfig(RetentionRuleConfig):
+    max_delete: int | None = Field(default=None, ge=0)
+    max_bytes: int | str | None = None
+    datasets: dict[str, RetentionRuleConfig] = Field(default_factory=dict)
+
+    @field_validator("max_bytes")
+    @classmethod
+    def _size(cls, value: int | str | None) -> int | str | None:
+        if isinstance(value, str):
+            parse_size(value)  # raises ValueError with a readable message
+        return value
+
+    def policy(self, endpoint: str) -> RetentionPolicy:
+        size = parse_size(self.max_bytes) if isinstance(self.max_bytes, str) else self.max_bytes
+        return RetentionPolicy(
+            endpoint,
+            self.rule(),
+            tuple((glob, rule.rule()) for glob, rule in self.datasets.items()),
+            self.max_delete,
+            size,
+        )
+
+
+class RetentionConfig(_Strict):
+    """``[retention]``: the schedule, and one ``[retention.ENDPOINT]`` table per endpoint."""
+
+    schedule: str | None = None
+    every: str | None = None
+    active_minutes: float = Field(default=10, gt=0)
+    policies: dict[str, EndpointRetentionConfig] = Field(default_factory=dict)
+
+    @model_validator(mode="before")
+    @classmethod
+    def _gather(cls, data: Any) -> Any:
+        if isinstance(data, dict) and "policies" not in data:
+            fixed = {k: v for k, v in data.items() if k in ("schedule", "every", "active_minutes")}
+            fixed["policies"] = {k: v for k, v in data.items() if k not in fixed}
+            return fixed
+        return data
+
+    @field_validator("schedule")
+    @classmethod
+    def _daily(cls, value: str | None) -> str | None:
+        if value is not None and not re.fullmatch(r"([01]\d|2[0-3]):[0-5]\d", value):
+            raise ValueError(f"schedule must be a time of day like \"03:00\", not {value!r}")
+        return value
+
+    @field_validator("every")
+    @classmethod
+    def _every(cls, value: str | None) -> str | None:
+        if value is not None:
+            parse_duration(value)
+        return value
+
+    @model_validator(mode="after")
+    def _one_schedule(self) -> RetentionConfig:
+        if self.schedule and self.every:
+            raise ValueError("set either schedule or every, not both")
+        return self
+
+    def schedule_spec(self) -> Schedule | None:
+        if self.schedule:
+            hour, minute = map(int, self.schedule.split(":"))
+            return Schedule(daily_at=dt.time(hour, minute))
+        if self.every:
+            return Schedule(every_s=parse_duration(self.every))
+        return None
+
+
+class CostConfig(_Strict):
+    storage_per_gb_month: float = Field(default=0.0, ge=0)
+    currency: str = "USD"
+
+
 class Config(_Strict):
     server: ServerConfig = ServerConfig()
     state: StateConfig = StateConfig()
     display: DisplayConfig = DisplayConfig()
     endpoints: dict[str, EndpointConfig] = Field(default_factory=dict)
+    retention: RetentionConfig = RetentionConfig()
+    cost: CostConfig = CostConfig()
     source: str = Field(default="<flags>", exclude=True)
 
     @field_validator("endpoints")
@@ -122,6 +221,18 @@ class Config(_Strict):
                     f"endpoint name {name!r} must be letters, digits, '.', '_' or '-' (no slash)"
                 )
         return value
+
+    @model_validator(mode="after")
+    def _retention_endpoints(self) -> Config:
+        unknown = sorted(set(self.retention.policies) - set(self.endpoints))
+        if unknown and self.endpoints:
+            raise ValueError(f"retention.{unknown[0]}: no endpoint named {unknown[0]!r}")
+        return self
+
+    def retention_policies(self) -> dict[str, RetentionPolicy]:
+        return {
+            name: policy.policy(name) for name, policy in self.retention.policies.items() if name in self.endpoints
+        }
 
     @model_validator(mode="after")
     def _ports(self) -> Config:

@@ -7,6 +7,7 @@ does (except the retention job it schedules, through the same code).
 from __future__ import annotations
 
 import getpass
+import json
 import os
 import socket
 import time
@@ -15,16 +16,27 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from tbhub.adapters.db.store import DeletionRecord, StateStore
+from tbhub.adapters.db.store import DeletionRecord, RetentionApplication, StateStore
 from tbhub.adapters.storage.archive import archive_run, remove_partial_archives
 from tbhub.adapters.storage.local import LocalLogStore
 from tbhub.config import Config
 from tbhub.core.cleanup import CleanupPlan
 from tbhub.core.models import RunSummary
+from tbhub.core.retention import RetentionDecision, RetentionPlan, plan_retention
 from tbhub.errors import TbhubError
-from tbhub.hub import log_store
+from tbhub.hub import log_store, scan_endpoints
 
-__all__ = ["CleanupReport", "RunOutcome", "actor", "execute_plan", "finish_interrupted", "run_summary"]
+__all__ = [
+    "CleanupReport",
+    "RetentionOutcome",
+    "RunOutcome",
+    "actor",
+    "apply_retention",
+    "execute_plan",
+    "finish_interrupted",
+    "plan_retention_now",
+    "run_summary",
+]
 
 
 def actor() -> str:
@@ -188,3 +200,118 @@ def execute_plan(
     for store in stores.values():
         store.commit()
     return CleanupReport(tuple(outcomes), plan.skipped)
+
+
+# -- retention -----------------------------------------------------------------------------------------
+RETENTION_LEASE = "retention"
+
+
+@dataclass(frozen=True, slots=True)
+class RetentionOutcome:
+    """What one application of the retention policies did (or would do, with ``dry_run``)."""
+
+    plan: RetentionPlan
+    report: CleanupReport
+    applied: bool
+    busy: bool = False
+    dry_run: bool = False
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "applied": self.applied,
+            "busy": self.busy,
+            "dry_run": self.dry_run,
+            "refused": list(self.plan.refused),
+            "bytes_to_free": self.plan.bytes_freed,
+            "delete": [_decision_json(d) for d in self.plan.delete],
+            "keep": [_decision_json(d) for d in self.plan.keep],
+            "report": self.report.to_json(),
+        }
+
+
+def _decision_json(decision: RetentionDecision) -> dict[str, Any]:
+    run = decision.run
+    return {
+        "endpoint": run.endpoint,
+        "dataset": run.dataset,
+        "run": run.run,
+        "relpath": run.relpath,
+        "size_bytes": run.size_bytes,
+        "last_modified_ns": run.last_modified_ns,
+        "rule": decision.rule,
+        "reason": decision.reason,
+        "archive_to": decision.archive_to,
+    }
+
+
+def plan_retention_now(config: Config, state: StateStore, names: list[str] | None = None) -> RetentionPlan:
+    """Scan the endpoints that have a policy (or ``names``) and plan with the pins in the database."""
+    policies = config.retention_policies()
+    wanted = [n for n in (names or list(policies)) if n in policies]
+    if names:
+        config.endpoint_specs(names)  # unknown names: one clear error
+    if not wanted:
+        return RetentionPlan()
+    inventories = scan_endpoints(config, wanted, state=state)
+    pinned = {(p.endpoint, p.relpath) for p in state.pins()}
+    return plan_retention(
+        (r for inv in inventories for r in inv.runs),
+        {n: policies[n] for n in wanted},
+        pinned=pinned,
+        now_ns=time.time_ns(),
+        active_minutes=config.retention.active_minutes,
+    )
+
+
+def apply_retention(
+    config: Config,
+    state: StateStore,
+    *,
+    trigger: str = "cli",
+    names: list[str] | None = None,
+    dry_run: bool = False,
+    lease_s: float = 3600.0,
+) -> RetentionOutcome:
+    """Plan and carry out the retention policies, one process at a time.
+
+    Takes the ``retention`` lease in the state database first (``busy`` when another process holds
+    it), plans from a fresh scan under the lease so two appliers never act on the same stale view,
+    refuses the whole application when a limit is exceeded, and records it (runs removed, bytes,
+    archives, refusals) in the database.
+    """
+    holder = f"{actor()}:{os.getpid()}:{time.time_ns()}"
+    if not dry_run and not state.acquire_lease(RETENTION_LEASE, holder, lease_s):
+        return RetentionOutcome(RetentionPlan(), CleanupReport(), applied=False, busy=True)
+    try:
+        plan = plan_retention_now(config, state, names)
+        if dry_run:
+            return RetentionOutcome(plan, CleanupReport(dry_run=True), applied=False, dry_run=True)
+        outcomes: list[RunOutcome] = []
+        if not plan.refused:
+            for archive_to in sorted({d.archive_to for d in plan.delete}, key=lambda a: a or ""):
+                group = tuple(d.run for d in plan.delete if d.archive_to == archive_to)
+                report = execute_plan(
+                    CleanupPlan(group),
+                    config,
+                    state,
+                    archive_to=Path(archive_to) if archive_to else None,
+                    command=f"retention ({trigger})",
+                )
+                outcomes.extend(report.outcomes)
+        report = CleanupReport(tuple(outcomes))
+        state.record_retention(
+            RetentionApplication(
+                at=time.time(),
+                trigger=trigger,
+                actor=actor(),
+                deleted=len(report.deleted),
+                failed=len(report.failed),
+                bytes_freed=report.bytes_freed,
+                refused="; ".join(plan.refused) or None,
+                details=json.dumps([o.to_json() for o in report.outcomes]),
+            )
+        )
+        return RetentionOutcome(plan, report, applied=not plan.refused)
+    finally:
+        if not dry_run:
+            state.release_lease(RETENTION_LEASE, holder)

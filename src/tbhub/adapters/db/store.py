@@ -7,21 +7,33 @@ set-up; ``tbhub db upgrade`` does the same explicitly.
 
 from __future__ import annotations
 
+import time
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy import Engine, create_engine, delete, event, insert, inspect, select
+from sqlalchemy import Engine, and_, create_engine, delete, event, insert, inspect, or_, select, update
 from sqlalchemy.engine import make_url
-from sqlalchemy.exc import ArgumentError, OperationalError, SQLAlchemyError
+from sqlalchemy.exc import ArgumentError, IntegrityError, OperationalError, SQLAlchemyError
 from sqlalchemy.pool import ConnectionPoolEntry
 
-from tbhub.adapters.db.tables import deletions, event_files, scan_runs
+from tbhub.adapters.db.tables import (
+    deletions,
+    event_files,
+    leases,
+    pins,
+    retention_applications,
+    scan_runs,
+    usage_snapshots,
+)
 from tbhub.core.models import CorruptRecord, EventFileScan
 from tbhub.errors import StateError
 
-__all__ = ["DeletionRecord", "ScanRecord", "StateStore", "open_state"]
+__all__ = [
+    "HEAD_REVISION", "DeletionRecord", "Pin", "RetentionApplication", "ScanRecord", "StateStore", "UsageRow",
+    "open_state",
+]
 
 MIGRATIONS = Path(__file__).parent / "migrations"
 # SQLite allows 32766 bound variables per statement; keep IN lists well below.
@@ -59,7 +71,40 @@ class DeletionRecord:
 
 #: The newest migration; a test checks it against the migration scripts. Comparing with it spares
 #: every command the import of alembic (slow) when the schema is already up to date.
-HEAD_REVISION = "0002"
+HEAD_REVISION = "0003"
+
+
+@dataclass(frozen=True, slots=True)
+class Pin:
+    endpoint: str
+    relpath: str
+    pinned_by: str
+    pinned_at: float
+
+
+@dataclass(frozen=True, slots=True)
+class RetentionApplication:
+    """One application of the retention policies; ``details`` is JSON text (the runs removed)."""
+
+    at: float
+    trigger: str  # "cli" or "schedule"
+    actor: str
+    deleted: int
+    failed: int
+    bytes_freed: int
+    refused: str | None
+    details: str
+    id: int | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class UsageRow:
+    at: float
+    endpoint: str
+    dataset: str
+    size_bytes: int
+    runs: int
+    events: int
 
 
 def _alembic_config() -> Any:
@@ -245,6 +290,88 @@ class StateStore:
         with self.engine.connect() as connection:
             rows = connection.execute(select(deletions).order_by(deletions.c.id.desc()).limit(limit))
             return [DeletionRecord(**{f: getattr(row, f) for f in DeletionRecord.__slots__}) for row in rows]
+
+    # -- pins ---------------------------------------------------------------------------------------
+    def pin(self, endpoint: str, relpath: str, by: str) -> bool:
+        """Pin a run; ``False`` when it was pinned already."""
+        try:
+            with self.engine.begin() as connection:
+                connection.execute(
+                    insert(pins).values(endpoint=endpoint, relpath=relpath, pinned_by=by, pinned_at=time.time())
+                )
+        except IntegrityError:
+            return False
+        return True
+
+    def unpin(self, endpoint: str, relpath: str) -> bool:
+        """Unpin a run; ``False`` when it was not pinned."""
+        with self.engine.begin() as connection:
+            result = connection.execute(delete(pins).where(pins.c.endpoint == endpoint, pins.c.relpath == relpath))
+            return bool(result.rowcount)
+
+    def pins(self) -> list[Pin]:
+        with self.engine.connect() as connection:
+            rows = connection.execute(select(pins).order_by(pins.c.endpoint, pins.c.relpath))
+            return [Pin(r.endpoint, r.relpath, r.pinned_by, r.pinned_at) for r in rows]
+
+    # -- leases: one process at a time for background jobs ------------------------------------------
+    def acquire_lease(self, name: str, holder: str, ttl_s: float) -> bool:
+        """Take (or renew) the lease ``name`` for ``ttl_s`` seconds; ``False`` if someone else holds it.
+
+        Atomic on every database: the conditional UPDATE takes an expired or own lease, and the
+        primary key makes only one of two concurrent INSERTs of a new lease succeed.
+        """
+        now = time.time()
+        try:
+            with self.engine.begin() as connection:
+                taken = connection.execute(
+                    update(leases)
+                    .where(leases.c.name == name, or_(leases.c.holder == holder, leases.c.expires_at < now))
+                    .values(holder=holder, expires_at=now + ttl_s)
+                )
+                if taken.rowcount:
+                    return True
+                exists = connection.execute(select(leases.c.name).where(leases.c.name == name)).first()
+                if exists:
+                    return False
+                connection.execute(insert(leases).values(name=name, holder=holder, expires_at=now + ttl_s))
+                return True
+        except IntegrityError:
+            return False
+
+    def release_lease(self, name: str, holder: str) -> None:
+        with self.engine.begin() as connection:
+            connection.execute(delete(leases).where(and_(leases.c.name == name, leases.c.holder == holder)))
+
+    # -- retention ----------------------------------------------------------------------------------
+    def record_retention(self, application: RetentionApplication) -> int:
+        values = {f: getattr(application, f) for f in RetentionApplication.__slots__ if f != "id"}
+        with self.engine.begin() as connection:
+            result = connection.execute(insert(retention_applications).values(**values))
+            key = result.inserted_primary_key
+            return int(key[0]) if key else 0
+
+    def retention_history(self, *, limit: int = 50) -> list[RetentionApplication]:
+        with self.engine.connect() as connection:
+            rows = connection.execute(
+                select(retention_applications).order_by(retention_applications.c.id.desc()).limit(limit)
+            )
+            return [RetentionApplication(**{f: getattr(r, f) for f in RetentionApplication.__slots__}) for r in rows]
+
+    # -- usage ----------------------------------------------------------------------------------------
+    def record_usage(self, rows: list[UsageRow]) -> None:
+        if not rows:
+            return
+        with self.engine.begin() as connection:
+            connection.execute(insert(usage_snapshots), [{f: getattr(r, f) for f in UsageRow.__slots__} for r in rows])
+
+    def usage_history(self, since: float = 0.0) -> list[UsageRow]:
+        """Snapshots taken at or after ``since``, oldest first."""
+        with self.engine.connect() as connection:
+            rows = connection.execute(
+                select(usage_snapshots).where(usage_snapshots.c.at >= since).order_by(usage_snapshots.c.at)
+            )
+            return [UsageRow(r.at, r.endpoint, r.dataset, r.size_bytes, r.runs, r.events) for r in rows]
 
     def dispose(self) -> None:
         self.engine.dispose()

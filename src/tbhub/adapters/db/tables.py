@@ -15,7 +15,10 @@ from sqlalchemy import (
     Text,
 )
 
-__all__ = ["deletions", "event_files", "metadata", "scan_runs"]
+__all__ = [
+    "deletions", "event_files", "leases", "metadata", "pins", "retention_applications", "scan_runs",
+    "usage_snapshots",
+]
 
 metadata = MetaData()
 
@@ -72,4 +75,52 @@ deletions = Table(
     Column("archive", Text),
     Column("outcome", String(32), nullable=False),
     Column("error", Text),
+)
+
+#: Runs a retention policy must never delete.
+pins = Table(
+    "pins",
+    metadata,
+    Column("endpoint", String(128), nullable=False),
+    Column("relpath", Text, nullable=False),
+    Column("pinned_by", String(256), nullable=False),
+    Column("pinned_at", Float, nullable=False),
+    PrimaryKeyConstraint("endpoint", "relpath", name="pk_pins"),
+)
+
+#: Time-limited leases: one process at a time runs a background job (retention, alerts).
+leases = Table(
+    "leases",
+    metadata,
+    Column("name", String(128), primary_key=True),
+    Column("holder", String(256), nullable=False),
+    Column("expires_at", Float, nullable=False),
+)
+
+#: Every application of the retention policies, scheduled or by hand.
+retention_applications = Table(
+    "retention_applications",
+    metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("at", Float, nullable=False),
+    Column("trigger", String(32), nullable=False),
+    Column("actor", String(256), nullable=False),
+    Column("deleted", Integer, nullable=False),
+    Column("failed", Integer, nullable=False),
+    Column("bytes_freed", BigInteger, nullable=False),
+    Column("refused", Text),
+    Column("details", Text, nullable=False),
+)
+
+#: Storage used per endpoint and dataset over time (daily from the server, and on each `tbhub usage`).
+usage_snapshots = Table(
+    "usage_snapshots",
+    metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("at", Float, nullable=False, index=True),
+    Column("endpoint", String(128), nullable=False),
+    Column("dataset", Text, nullable=False),
+    Column("size_bytes", BigInteger, nullable=False),
+    Column("runs", Integer, nullable=False),
+    Column("events", BigInteger, nullable=False),
 )

@@ -12,6 +12,7 @@ from tbhub.errors import TbhubError
 from tbhub.interfaces.cli.clean import archives_app, clean_command, history_command, restore_command
 from tbhub.interfaces.cli.db import db_app
 from tbhub.interfaces.cli.demo import demo_command
+from tbhub.interfaces.cli.retention import pin_command, pins_command, retention_app, unpin_command
 from tbhub.interfaces.cli.runs import runs_command
 from tbhub.interfaces.cli.serve import serve_command
 
@@ -32,6 +33,10 @@ app.command("clean")(clean_command)
 app.command("restore")(restore_command)
 app.command("history")(history_command)
 app.add_typer(archives_app, name="archives")
+app.add_typer(retention_app, name="retention")
+app.command("pin")(pin_command)
+app.command("unpin")(unpin_command)
+app.command("pins")(pins_command)
 app.add_typer(db_app, name="db")
 
 

@@ -1,0 +1,201 @@
+"""``tbhub retention plan|apply`` and ``tbhub pin|unpin|pins``."""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+import os
+import sys
+from typing import Annotated
+
+import typer
+from rich.console import Console
+from rich.table import Table
+
+from tbhub.config import Config
+from tbhub.core.retention import RetentionDecision, RetentionPlan
+from tbhub.core.units import format_age, format_size
+from tbhub.errors import UsageError
+from tbhub.hub import log_store, state_store
+from tbhub.interfaces.cli.options import ConfigOpt, JsonOpt, LogdirOpt, config_from
+from tbhub.manage import RetentionOutcome, actor, apply_retention, plan_retention_now
+
+__all__ = ["pin_command", "pins_command", "retention_app", "unpin_command"]
+
+retention_app = typer.Typer(help="Retention policies: what goes, and applying them.", no_args_is_help=True)
+EndpointsOpt = Annotated[
+    list[str] | None,
+    typer.Option("--endpoint", "-e", help="Only this endpoint (repeatable; default: all with a policy)."),
+]
+
+
+def _decisions_table(title: str, decisions: tuple[RetentionDecision, ...], now_ns: int) -> Table:
+    table = Table(title=title, title_justify="left")
+    for column in ("endpoint", "dataset", "run", "size", "age", "rule", "why"):
+        table.add_column(column, justify="right" if column in ("size", "age") else "left")
+    for d in decisions:
+        table.add_row(
+            d.run.endpoint,
+            d.run.dataset or "·",
+            d.run.run,
+            format_size(d.run.size_bytes),
+            format_age(d.run.age_seconds(now_ns)),
+            d.rule,
+            d.reason,
+        )
+    return table
+
+
+def _show_plan(console: Console, plan: RetentionPlan, config: Config) -> None:
+    now_ns = dt.datetime.now(dt.UTC).timestamp() * 1e9
+    if not config.retention_policies():
+        console.print("no retention policies configured ([retention.ENDPOINT] in the config)")
+        return
+    console.print(_decisions_table("would be removed", plan.delete, int(now_ns)))
+    console.print(_decisions_table("kept", plan.keep, int(now_ns)))
+    console.print(f"{len(plan.delete)} runs, {format_size(plan.bytes_freed)} would be freed", soft_wrap=True)
+    for refusal in plan.refused:
+        console.print(f"[bold red]refused:[/] {refusal}; nothing would be removed", soft_wrap=True)
+
+
+@retention_app.command("plan")
+def plan_command(
+    config: ConfigOpt = None, logdir: LogdirOpt = None, endpoint: EndpointsOpt = None, as_json: JsonOpt = False
+) -> None:
+    """What the policies would remove now, which rule sends each run, what each keeps, and the space freed."""
+    cfg = config_from(config, logdir, None)
+    state = state_store(cfg)
+    try:
+        outcome = apply_retention(cfg, state, names=endpoint, dry_run=True)
+    finally:
+        state.dispose()
+    if as_json:
+        json.dump(outcome.to_json(), sys.stdout, indent=2)
+        sys.stdout.write("\n")
+        return
+    _show_plan(Console(highlight=False), outcome.plan, cfg)
+
+
+@retention_app.command("apply")
+def apply_command(
+    config: ConfigOpt = None,
+    logdir: LogdirOpt = None,
+    endpoint: EndpointsOpt = None,
+    yes: Annotated[bool, typer.Option("--yes", "-y", help="Do not ask for confirmation.")] = False,
+    dry_run: Annotated[bool, typer.Option("--dry-run", help="Show the plan; touch nothing.")] = False,
+    as_json: JsonOpt = False,
+) -> None:
+    """Carry out the policies (archive first where configured), one process at a time."""
+    cfg = config_from(config, logdir, None)
+    console = Console(highlight=False)
+    state = state_store(cfg)
+    try:
+        if not yes and not dry_run:
+            if not sys.stdin.isatty():
+                raise UsageError("refusing to apply retention without a terminal to confirm on: add --yes")
+            preview = plan_retention_now(cfg, state, endpoint)
+            _show_plan(console, preview, cfg)
+            if preview.refused or not preview.delete:
+                return
+            answer = console.input(
+                f"Remove {len(preview.delete)} runs ({format_size(preview.bytes_freed)})? [y/N] ", markup=False
+            )
+            if answer.strip().lower() not in ("y", "yes"):
+                console.print("cancelled; nothing removed")
+                return
+        outcome = apply_retention(cfg, state, names=endpoint, dry_run=dry_run)
+    finally:
+        state.dispose()
+    _print_outcome(console, outcome, cfg, as_json)
+    if outcome.busy or outcome.plan.refused or outcome.report.failed:
+        raise typer.Exit(1)
+
+
+def _print_outcome(console: Console, outcome: RetentionOutcome, cfg: Config, as_json: bool) -> None:
+    if as_json:
+        json.dump(outcome.to_json(), sys.stdout, indent=2)
+        sys.stdout.write("\n")
+        return
+    if outcome.busy:
+        console.print("another process is applying the retention policies now; nothing done")
+        return
+    if outcome.dry_run:
+        _show_plan(console, outcome.plan, cfg)
+        return
+    for refusal in outcome.plan.refused:
+        console.print(f"[bold red]refused:[/] {refusal}; nothing removed", soft_wrap=True)
+    report = outcome.report
+    for o in report.failed:
+        console.print(f"  [red]failed[/] {o.run.endpoint}/{o.run.relpath}: {o.error}", soft_wrap=True)
+    console.print(
+        f"removed {len(report.deleted)}, failed {len(report.failed)}, freed {format_size(report.bytes_freed)}"
+    )
+
+
+def _split_run(cfg: Config, spec: str) -> tuple[str, str]:
+    endpoint, _, relpath = spec.strip("/").partition("/")
+    if not relpath:
+        raise UsageError(f"name a run as ENDPOINT/DATASET/RUN, not {spec!r}")
+    (endpoint_spec,) = cfg.endpoint_specs([endpoint])
+    path = log_store(endpoint_spec).resolve(relpath)
+    if not os.path.lexists(path):
+        raise UsageError(f"no run {relpath!r} in endpoint {endpoint!r} ({path})")
+    return endpoint, relpath
+
+
+RunArg = Annotated[str, typer.Argument(help="The run as ENDPOINT/DATASET/RUN.")]
+
+
+def pin_command(run: RunArg, config: ConfigOpt = None, logdir: LogdirOpt = None) -> None:
+    """Pin a run: retention policies never remove it."""
+    cfg = config_from(config, logdir, None)
+    endpoint, relpath = _split_run(cfg, run)
+    state = state_store(cfg)
+    try:
+        fresh = state.pin(endpoint, relpath, actor())
+    finally:
+        state.dispose()
+    Console().print(f"pinned {endpoint}/{relpath}" if fresh else f"{endpoint}/{relpath} was pinned already")
+
+
+def unpin_command(run: RunArg, config: ConfigOpt = None, logdir: LogdirOpt = None) -> None:
+    """Unpin a run."""
+    cfg = config_from(config, logdir, None)
+    endpoint, _, relpath = run.strip("/").partition("/")
+    cfg.endpoint_specs([endpoint])
+    state = state_store(cfg)
+    try:
+        if not state.unpin(endpoint, relpath):
+            raise UsageError(f"{run} is not pinned")
+    finally:
+        state.dispose()
+    Console().print(f"unpinned {endpoint}/{relpath}")
+
+
+def pins_command(config: ConfigOpt = None, as_json: JsonOpt = False) -> None:
+    """List pinned runs."""
+    cfg = config_from(config, None, None)
+    state = state_store(cfg)
+    try:
+        pins = state.pins()
+    finally:
+        state.dispose()
+    if as_json:
+        json.dump(
+            [
+                {"endpoint": p.endpoint, "relpath": p.relpath, "pinned_by": p.pinned_by, "pinned_at": p.pinned_at}
+                for p in pins
+            ],
+            sys.stdout,
+            indent=2,
+        )
+        sys.stdout.write("\n")
+        return
+    table = Table("run", "pinned by", "since")
+    for p in pins:
+        table.add_row(
+            f"{p.endpoint}/{p.relpath}",
+            p.pinned_by,
+            dt.datetime.fromtimestamp(p.pinned_at, tz=dt.UTC).strftime("%Y-%m-%d %H:%M"),
+        )
+    Console().print(table)
