@@ -5,8 +5,17 @@ import tbhub
 
 def test_public_names_are_pinned() -> None:
     assert sorted(tbhub.__all__) == [
-        "ArchiveError", "ConfigError", "DeliveryError", "LogRootError", "ServeError", "StateError", "TbhubError", "UnknownEndpoint",
-        "UnsafePathError", "UsageError", "__version__",
+        "ArchiveError",
+        "ConfigError",
+        "DeliveryError",
+        "LogRootError",
+        "ServeError",
+        "StateError",
+        "TbhubError",
+        "UnknownEndpoint",
+        "UnsafePathError",
+        "UsageError",
+        "__version__",
     ]
     for name in tbhub.__all__:
         assert hasattr(tbhub, name)

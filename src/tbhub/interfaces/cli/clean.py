@@ -25,7 +25,7 @@ from tbhub.core.selection import SelectionError, parse_selection
 from tbhub.core.units import format_size, parse_duration, parse_size
 from tbhub.errors import UsageError
 from tbhub.hub import scan_endpoints, state_store
-from tbhub.interfaces.cli.options import ConfigOpt, JsonOpt, LogdirOpt, PathArg, config_from
+from tbhub.interfaces.cli.options import ConfigOpt, JsonOpt, LogdirOpt, PathArg, config_from, output_console
 from tbhub.interfaces.cli.progress import scan_progress
 from tbhub.interfaces.cli.render import runs_table
 from tbhub.interfaces.cli.runs import SortKey, sort_runs
@@ -125,7 +125,7 @@ def clean_command(
     min_age = _parse_opt(older_than, parse_duration, "--older-than")
     limit_bytes = _parse_opt(max_bytes, parse_size, "--max-bytes")
     old_s = (old_days if old_days is not None else cfg.display.old_days) * 86400
-    out = Console(highlight=False) if sys.stdout.isatty() else Console(width=160, highlight=False)
+    out = output_console()
     err = Console(stderr=True)
     interactive = sys.stdin.isatty()
     if select is None and not interactive and not dry_run:
@@ -291,7 +291,7 @@ def archives_list(
             format_size(i.size_bytes),
             str(i.archive),
         )
-    Console().print(table)
+    output_console().print(table)
 
 
 def history_command(
@@ -317,4 +317,4 @@ def history_command(
         table.add_row(
             when, r.actor, r.command, f"{r.endpoint}/{r.relpath}", format_size(r.size_bytes), outcome, r.archive or ""
         )
-    Console().print(table)
+    output_console().print(table)

@@ -2,13 +2,15 @@
 
 from __future__ import annotations
 
+import sys
 from typing import Annotated
 
 import typer
+from rich.console import Console
 
 from tbhub.config import Config, load_config
 
-__all__ = ["ConfigOpt", "JsonOpt", "LogdirOpt", "PathArg", "config_from"]
+__all__ = ["ConfigOpt", "JsonOpt", "LogdirOpt", "PathArg", "config_from", "output_console"]
 
 ConfigOpt = Annotated[
     str | None,
@@ -29,3 +31,10 @@ JsonOpt = Annotated[bool, typer.Option("--json", help="Print JSON for scripts in
 
 def config_from(config: str | None, logdir: list[str] | None, path: str | None) -> Config:
     return load_config(config, logdir or (), path)
+
+
+def output_console() -> Console:
+    """The console for a command's output: a file or pipe gets wide lines, not 80 squeezed columns."""
+    if sys.stdout.isatty():
+        return Console(highlight=False)
+    return Console(width=160, highlight=False)

@@ -17,7 +17,7 @@ from tbhub.core.retention import RetentionDecision, RetentionPlan
 from tbhub.core.units import format_age, format_size
 from tbhub.errors import UsageError
 from tbhub.hub import log_store, state_store
-from tbhub.interfaces.cli.options import ConfigOpt, JsonOpt, LogdirOpt, config_from
+from tbhub.interfaces.cli.options import ConfigOpt, JsonOpt, LogdirOpt, config_from, output_console
 from tbhub.manage import RetentionOutcome, actor, apply_retention, plan_retention_now
 
 __all__ = ["pin_command", "pins_command", "retention_app", "unpin_command"]
@@ -73,7 +73,7 @@ def plan_command(
         json.dump(outcome.to_json(), sys.stdout, indent=2)
         sys.stdout.write("\n")
         return
-    _show_plan(Console(highlight=False), outcome.plan, cfg)
+    _show_plan(output_console(), outcome.plan, cfg)
 
 
 @retention_app.command("apply")
@@ -87,7 +87,7 @@ def apply_command(
 ) -> None:
     """Carry out the policies (archive first where configured), one process at a time."""
     cfg = config_from(config, logdir, None)
-    console = Console(highlight=False)
+    console = output_console()
     state = state_store(cfg)
     try:
         if not yes and not dry_run:
@@ -155,7 +155,7 @@ def pin_command(run: RunArg, config: ConfigOpt = None, logdir: LogdirOpt = None)
         fresh = state.pin(endpoint, relpath, actor())
     finally:
         state.dispose()
-    Console().print(f"pinned {endpoint}/{relpath}" if fresh else f"{endpoint}/{relpath} was pinned already")
+    output_console().print(f"pinned {endpoint}/{relpath}" if fresh else f"{endpoint}/{relpath} was pinned already")
 
 
 def unpin_command(run: RunArg, config: ConfigOpt = None, logdir: LogdirOpt = None) -> None:
@@ -169,7 +169,7 @@ def unpin_command(run: RunArg, config: ConfigOpt = None, logdir: LogdirOpt = Non
             raise UsageError(f"{run} is not pinned")
     finally:
         state.dispose()
-    Console().print(f"unpinned {endpoint}/{relpath}")
+    output_console().print(f"unpinned {endpoint}/{relpath}")
 
 
 def pins_command(config: ConfigOpt = None, as_json: JsonOpt = False) -> None:
@@ -198,4 +198,4 @@ def pins_command(config: ConfigOpt = None, as_json: JsonOpt = False) -> None:
             p.pinned_by,
             dt.datetime.fromtimestamp(p.pinned_at, tz=dt.UTC).strftime("%Y-%m-%d %H:%M"),
         )
-    Console().print(table)
+    output_console().print(table)

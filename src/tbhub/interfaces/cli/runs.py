@@ -17,7 +17,7 @@ from tbhub.core.models import RunSummary
 from tbhub.core.units import parse_duration
 from tbhub.errors import UsageError
 from tbhub.hub import scan_endpoints
-from tbhub.interfaces.cli.options import ConfigOpt, JsonOpt, LogdirOpt, PathArg, config_from
+from tbhub.interfaces.cli.options import ConfigOpt, JsonOpt, LogdirOpt, PathArg, config_from, output_console
 from tbhub.interfaces.cli.progress import scan_progress
 from tbhub.interfaces.cli.render import RUN_FIELDS, run_record, runs_table
 
@@ -89,9 +89,7 @@ def runs_command(
     if as_csv:
         _write_csv(records)
         return
-    out = Console()
-    if not out.is_terminal:
-        out = Console(width=160)  # piped into a file or pager: do not squeeze the table to 80 columns
+    out = output_console()
     out.print(runs_table(runs, now_ns=now_ns, fresh_days=cfg.display.fresh_days, old_days=cfg.display.old_days))
     _report_skipped(err, inventories)
 
