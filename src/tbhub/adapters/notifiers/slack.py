@@ -97,10 +97,8 @@ class SlackNotifier:
                 "text": {"type": "plain_text", "text": _cut(f"{emoji} {alert.title}", _HEADER_MAX), "emoji": True},
             },
         ]
-        section: dict[str, Any] = {
-            "type": "section",
-            "text": {"type": "mrkdwn", "text": _cut(_mrkdwn(alert.message.strip() or alert.status.value), _SECTION_MAX)},
-        }
+        text = _mrkdwn(alert.message.strip() or alert.status.value)
+        section: dict[str, Any] = {"type": "section", "text": {"type": "mrkdwn", "text": _cut(text, _SECTION_MAX)}}
         fields = [
             {"type": "mrkdwn", "text": _cut(f"*{_mrkdwn(f.label)}*\n{_mrkdwn(f.value)}", _FIELD_MAX)}
             for f in facts(alert)[:_FIELDS_MAX]
