@@ -8,7 +8,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 from tbhub.adapters.crc import crc32c
-from tbhub.adapters.db.store import ScanRecord, StateStore, open_state
+from tbhub.adapters.db.store import ScanRecord, StateStore, UsageRow, open_state
 from tbhub.adapters.storage.local import LocalLogStore
 from tbhub.adapters.tensorboard.supervisor import (
     ChildSpec,
@@ -20,9 +20,22 @@ from tbhub.config import Config
 from tbhub.core.inventory import EndpointInventory, Progress, scan_endpoint
 from tbhub.core.models import EndpointSpec, RunSummary
 from tbhub.core.runs import group_runs
+from tbhub.core.usage import DatasetUsage, Snapshot, growth, usage_by_dataset
 from tbhub.errors import LogRootError, TbhubError, UnknownEndpoint
 
-__all__ = ["EndpointView", "Hub", "log_store", "scan_endpoints", "state_store"]
+__all__ = ["EndpointView", "Hub", "log_store", "scan_endpoints", "state_store", "usage_report"]
+
+#: The server records a usage snapshot when the newest is older than this.
+USAGE_SNAPSHOT_EVERY_S = 86400.0
+
+
+def usage_report(state: StateStore, runs: Sequence[RunSummary], now: float, *, record: bool) -> list[DatasetUsage]:
+    """Usage per dataset of ``runs`` with its growth over 7 and 30 days; ``record`` saves a snapshot."""
+    current = usage_by_dataset(runs)
+    history = [Snapshot(r.at, r.endpoint, r.dataset, r.size_bytes, r.runs, r.events) for r in state.usage_history()]
+    if record:
+        state.record_usage([UsageRow(now, u.endpoint, u.dataset, u.size_bytes, u.runs, u.events) for u in current])
+    return growth(current, history, now)
 
 
 def state_store(config: Config) -> StateStore:
@@ -173,6 +186,20 @@ class Hub:
 
     def views(self) -> list[EndpointView]:
         return [self.view(name) for name in self.specs]
+
+    def all_runs(self) -> list[RunSummary]:
+        return [run for name in self.specs for run in self.runs(name)]
+
+    def usage(self) -> list[DatasetUsage]:
+        return usage_report(self.state, self.all_runs(), time.time(), record=False)
+
+    def snapshot_usage_if_due(self, now: float) -> bool:
+        """Record a usage snapshot from the index when the newest is a day old (or none exists)."""
+        history = self.state.usage_history(since=now - USAGE_SNAPSHOT_EVERY_S)
+        if history:
+            return False
+        usage_report(self.state, self.all_runs(), now, record=True)
+        return True
 
     def close(self) -> None:
         if self.supervisor is not None:

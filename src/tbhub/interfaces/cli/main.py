@@ -15,6 +15,7 @@ from tbhub.interfaces.cli.demo import demo_command
 from tbhub.interfaces.cli.retention import pin_command, pins_command, retention_app, unpin_command
 from tbhub.interfaces.cli.runs import runs_command
 from tbhub.interfaces.cli.serve import serve_command
+from tbhub.interfaces.cli.usage import usage_command
 
 __all__ = ["app", "main"]
 
@@ -37,6 +38,7 @@ app.add_typer(retention_app, name="retention")
 app.command("pin")(pin_command)
 app.command("unpin")(unpin_command)
 app.command("pins")(pins_command)
+app.command("usage")(usage_command)
 app.add_typer(db_app, name="db")
 
 

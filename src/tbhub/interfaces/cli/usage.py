@@ -1,0 +1,97 @@
+"""``tbhub usage``: bytes, runs and events per endpoint and dataset, growth, and monthly cost."""
+
+from __future__ import annotations
+
+import csv
+import json
+import sys
+import time
+from typing import Annotated, Any
+
+import typer
+from rich.table import Table
+
+from tbhub.core.units import format_size
+from tbhub.core.usage import DatasetUsage
+from tbhub.errors import UsageError
+from tbhub.hub import scan_endpoints, state_store, usage_report
+from tbhub.interfaces.cli.options import ConfigOpt, JsonOpt, LogdirOpt, PathArg, config_from, output_console
+
+__all__ = ["usage_command", "usage_record"]
+
+
+def usage_record(u: DatasetUsage, per_gb: float, currency: str) -> dict[str, Any]:
+    return {
+        "endpoint": u.endpoint,
+        "dataset": u.dataset,
+        "size_bytes": u.size_bytes,
+        "runs": u.runs,
+        "events": u.events,
+        "monthly_cost": round(u.monthly_cost(per_gb), 4),
+        "currency": currency,
+        "growth_7d_bytes": u.growth_7d,
+        "growth_30d_bytes": u.growth_30d,
+    }
+
+
+def _growth(value: int | None) -> str:
+    if value is None:
+        return "n/a"
+    return ("+" if value >= 0 else "-") + format_size(abs(value))
+
+
+def usage_command(
+    path: PathArg = None,
+    config: ConfigOpt = None,
+    logdir: LogdirOpt = None,
+    endpoint: Annotated[list[str] | None, typer.Option("--endpoint", "-e", help="Only this endpoint.")] = None,
+    as_json: JsonOpt = False,
+    as_csv: Annotated[bool, typer.Option("--csv", help="Print CSV.")] = False,
+) -> None:
+    """Storage per endpoint and dataset: bytes, runs, events, growth over 7 and 30 days, monthly cost."""
+    if as_json and as_csv:
+        raise UsageError("choose one of --json and --csv")
+    cfg = config_from(config, logdir, path)
+    state = state_store(cfg)
+    try:
+        inventories = scan_endpoints(cfg, endpoint, state=state)
+        runs = [r for inv in inventories for r in inv.runs]
+        rows = usage_report(state, runs, time.time(), record=True)
+    finally:
+        state.dispose()
+    price, currency = cfg.cost.storage_per_gb_month, cfg.cost.currency
+    records = [usage_record(u, price, currency) for u in rows]
+    if as_json:
+        json.dump(records, sys.stdout, indent=2)
+        sys.stdout.write("\n")
+        return
+    if as_csv:
+        fields = list(records[0]) if records else list(usage_record(DatasetUsage("", "", 0, 0, 0), 0, "").keys())
+        writer = csv.DictWriter(sys.stdout, fieldnames=fields, lineterminator="\n")
+        writer.writeheader()
+        writer.writerows(records)
+        return
+    table = Table("endpoint/dataset", "size", "runs", "events", f"{currency}/month", "7 days", "30 days")
+    for u in rows:
+        table.add_row(
+            f"{u.endpoint}/{u.dataset or '·'}",
+            format_size(u.size_bytes),
+            str(u.runs),
+            f"{u.events:,}",
+            f"{u.monthly_cost(price):.2f}",
+            _growth(u.growth_7d),
+            _growth(u.growth_30d),
+        )
+    total = sum(u.size_bytes for u in rows)
+    table.add_section()
+    table.add_row(
+        "total",
+        format_size(total),
+        str(sum(u.runs for u in rows)),
+        f"{sum(u.events for u in rows):,}",
+        f"{total / 1e9 * price:.2f}",
+        "",
+        "",
+        style="bold",
+    )
+    output_console().print(table)
