@@ -79,7 +79,7 @@ class Server:
 
 
 def write_config(path: Path, roots: dict[str, Path], *, hub_port: int, reload_interval: int = 1,
-                 state_dir: Path | None = None) -> dict[str, int]:
+                 state_dir: Path | None = None, extra: str = "") -> dict[str, int]:
     ports = {name: free_port() for name in roots}
     lines = [f"[server]\nport = {hub_port}\n"]
     if state_dir is not None:
@@ -88,18 +88,19 @@ def write_config(path: Path, roots: dict[str, Path], *, hub_port: int, reload_in
         lines.append(
             f'[endpoints.{name}]\nlogdir = "{root}"\nport = {ports[name]}\nreload_interval = {reload_interval}\n'
         )
+    lines.append(extra)
     path.write_text("\n".join(lines))
     return ports
 
 
 @contextlib.contextmanager
 def serve(tmp: Path, roots: dict[str, Path], *, scan_interval: float = 1.0, wait: bool = True,
-          extra_args: tuple[str, ...] = ()) -> Iterator[Server]:
+          extra_args: tuple[str, ...] = (), extra_config: str = "") -> Iterator[Server]:
     """Start ``tbhub serve`` over ``roots``; always stop it (SIGTERM, then SIGKILL of the whole tree)."""
     tmp.mkdir(parents=True, exist_ok=True)
     port = free_port()
     config = tmp / "tbhub.toml"
-    ports = write_config(config, roots, hub_port=port, state_dir=tmp / "state")
+    ports = write_config(config, roots, hub_port=port, state_dir=tmp / "state", extra=extra_config)
     log = tmp / "serve.log"
     with open(log, "w") as out:
         proc = subprocess.Popen(

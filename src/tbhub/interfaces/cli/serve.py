@@ -36,7 +36,7 @@ def _exit_on_sigterm(signum: int, frame: FrameType | None) -> None:
     raise SystemExit(0)
 
 
-def run_hub(config: Config, *, scan_interval: float, console: Console) -> None:
+def run_hub(config: Config, *, scan_interval: float, console: Console, job_interval: float = 30.0) -> None:
     """Start the TensorBoards, print the URLs, serve until SIGINT/SIGTERM, then stop everything."""
     # Imported here: FastAPI and uvicorn cost most of a second, which other commands should not pay.
     import uvicorn
@@ -57,7 +57,7 @@ def run_hub(config: Config, *, scan_interval: float, console: Console) -> None:
                 f"(direct: http://127.0.0.1:{spec.port}/tb/{spec.name}/, reload every {spec.reload_interval}s)",
                 soft_wrap=True,
             )
-        app = create_app(hub, scan_interval=scan_interval)
+        app = create_app(hub, scan_interval=scan_interval, job_interval=job_interval)
         server = uvicorn.Server(
             uvicorn.Config(app, host=host, port=port, log_level="warning", timeout_graceful_shutdown=3,
                            access_log=False)
@@ -83,6 +83,9 @@ def serve_command(
     scan_interval: Annotated[
         float, typer.Option("--scan-interval", help="Seconds between background scans of the log roots.")
     ] = 15.0,
+    job_interval: Annotated[
+        float, typer.Option("--job-interval", help="Seconds between checks for due jobs (retention, usage).")
+    ] = 30.0,
 ) -> None:
     """Serve every endpoint's TensorBoard (restarted if it dies) and the hub with one proxy URL."""
     cfg = config_from(config, logdir, path)
@@ -90,4 +93,4 @@ def serve_command(
     if host is not None or port is not None:
         server = cfg.server.model_copy(update={k: v for k, v in {"host": host, "port": port}.items() if v})
         cfg = cfg.model_copy(update={"server": server})
-    run_hub(cfg, scan_interval=scan_interval, console=Console())
+    run_hub(cfg, scan_interval=scan_interval, console=Console(), job_interval=job_interval)

@@ -8,6 +8,8 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import datetime as dt
+import json
 import logging
 import time
 from collections.abc import AsyncIterator
@@ -26,7 +28,9 @@ from tbhub.core.units import format_age, format_size
 from tbhub.errors import TbhubError
 from tbhub.hub import EndpointView, Hub
 from tbhub.interfaces.cli.render import age_style, iso_utc
+from tbhub.interfaces.cli.usage import usage_record
 from tbhub.interfaces.web.proxy import TensorBoardProxy
+from tbhub.manage import apply_retention
 
 __all__ = ["create_app"]
 
@@ -99,6 +103,51 @@ def _direct_url(view: EndpointView, request: Request) -> str:
     return f"{request.url.scheme}://{host}:{view.spec.port}/tb/{view.spec.name}/"
 
 
+def _retention_status(hub: Hub, now: float) -> dict[str, Any]:
+    """Last and next application of the retention policies, for the hub page and the API."""
+    schedule = hub.config.retention.schedule_spec()
+    history = hub.state.retention_history(limit=1)
+    last = history[0] if history else None
+    next_at: float | None = None
+    if schedule is not None and hub.config.retention_policies():
+        last_dt = dt.datetime.fromtimestamp(last.at).astimezone() if last else None
+        next_at = schedule.next_after(last_dt, dt.datetime.fromtimestamp(now).astimezone()).timestamp()
+    return {
+        "policies": sorted(hub.config.retention_policies()),
+        "schedule": hub.config.retention.schedule or (f"every {hub.config.retention.every}"
+                                                      if hub.config.retention.every else None),
+        "next_at": next_at,
+        "last": None if last is None else {
+            "at": last.at,
+            "trigger": last.trigger,
+            "deleted": last.deleted,
+            "failed": last.failed,
+            "bytes_freed": last.bytes_freed,
+            "refused": last.refused,
+            "runs": json.loads(last.details),
+        },
+    }
+
+
+def _background_jobs(hub: Hub, now: float) -> None:
+    """Daily usage snapshot; retention when due. One process at a time applies retention (a lease)."""
+    hub.snapshot_usage_if_due(now)
+    status = _retention_status(hub, now)
+    if status["next_at"] is not None and now >= status["next_at"]:
+        outcome = apply_retention(hub.config, hub.state, trigger="schedule")
+        if outcome.busy:
+            log.info("retention is being applied by another process")
+
+
+async def _jobs_forever(hub: Hub, interval: float) -> None:
+    while True:
+        try:
+            await asyncio.to_thread(_background_jobs, hub, time.time())
+        except Exception:  # monitoring never stops: log and try again next time
+            log.exception("background job failed")
+        await asyncio.sleep(interval)
+
+
 async def _refresh_forever(hub: Hub, interval: float) -> None:
     while True:
         for name in hub.specs:
@@ -109,7 +158,9 @@ async def _refresh_forever(hub: Hub, interval: float) -> None:
         await asyncio.sleep(interval)
 
 
-def create_app(hub: Hub, *, scan_interval: float = 15.0, start_supervisor: bool = False) -> FastAPI:
+def create_app(
+    hub: Hub, *, scan_interval: float = 15.0, start_supervisor: bool = False, job_interval: float = 30.0
+) -> FastAPI:
     """The hub application.
 
     ``scan_interval`` is the pause between background scans of every endpoint; ``start_supervisor``
@@ -128,13 +179,18 @@ def create_app(hub: Hub, *, scan_interval: float = 15.0, start_supervisor: bool 
         # forwarded as they are, so a client that asked for no compression gets none.
         client.headers.clear()
         app.state.proxy = TensorBoardProxy(client)
-        refresher = asyncio.create_task(_refresh_forever(hub, scan_interval))
+        tasks = [
+            asyncio.create_task(_refresh_forever(hub, scan_interval)),
+            asyncio.create_task(_jobs_forever(hub, job_interval)),
+        ]
         try:
             yield
         finally:
-            refresher.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await refresher
+            for task in tasks:
+                task.cancel()
+            for task in tasks:
+                with contextlib.suppress(asyncio.CancelledError):
+                    await task
             await client.aclose()
             if start_supervisor and hub.supervisor is not None:
                 await asyncio.to_thread(hub.supervisor.stop)
@@ -148,6 +204,9 @@ def create_app(hub: Hub, *, scan_interval: float = 15.0, start_supervisor: bool 
     templates = Jinja2Templates(directory=str(HERE / "templates"))
     templates.env.filters["size"] = format_size
     templates.env.filters["age"] = format_age
+    templates.env.filters["timestamp"] = lambda t: dt.datetime.fromtimestamp(t).astimezone().strftime(
+        "%Y-%m-%d %H:%M %Z"
+    )
     app.mount("/static", StaticFiles(directory=str(HERE / "static")), name="static")
 
     @app.exception_handler(TbhubError)
@@ -165,7 +224,20 @@ def create_app(hub: Hub, *, scan_interval: float = 15.0, start_supervisor: bool 
             newest = e["newest_run"]
             e["newest_style"] = age_style(newest["age_seconds"], hub.config.display.fresh_days,
                                           hub.config.display.old_days) if newest else ""
-        return templates.TemplateResponse(request, "index.html", {**context(request), "endpoints": endpoints})
+        retention = _retention_status(hub, time.time())
+        return templates.TemplateResponse(
+            request, "index.html", {**context(request), "endpoints": endpoints, "retention": retention}
+        )
+
+    @app.get("/usage", response_class=HTMLResponse, include_in_schema=False)
+    def usage_page(request: Request) -> Response:
+        cost = hub.config.cost
+        rows = [usage_record(u, cost.storage_per_gb_month, cost.currency) for u in hub.usage()]
+        return templates.TemplateResponse(
+            request, "usage.html", {**context(request), "rows": rows, "currency": cost.currency,
+                                    "total": sum(r["size_bytes"] for r in rows),
+                                    "total_cost": sum(r["monthly_cost"] for r in rows)}
+        )
 
     @app.get("/endpoints/{name}", response_class=HTMLResponse, include_in_schema=False)
     def endpoint_page(request: Request, name: str) -> Response:
@@ -203,6 +275,26 @@ def create_app(hub: Hub, *, scan_interval: float = 15.0, start_supervisor: bool 
         now_ns = time.time_ns()
         runs = sorted(hub.runs(name), key=lambda r: -r.last_modified_ns)
         return [_run_json(r, now_ns) for r in runs]
+
+    @app.get("/api/usage", tags=["usage"])
+    def api_usage() -> list[dict[str, Any]]:
+        """Bytes, runs, events and monthly cost per endpoint and dataset, with growth over 7 and 30 days."""
+        cost = hub.config.cost
+        return [usage_record(u, cost.storage_per_gb_month, cost.currency) for u in hub.usage()]
+
+    @app.get("/api/usage/history", tags=["usage"])
+    def api_usage_history() -> dict[str, Any]:
+        """Usage snapshots per dataset over time, as series for a chart."""
+        series: dict[str, dict[float, int]] = {}
+        for row in hub.state.usage_history():
+            series.setdefault(f"{row.endpoint}/{row.dataset}", {})[row.at] = row.size_bytes
+        times = sorted({t for points in series.values() for t in points})
+        return {"times": times, "series": {k: [v.get(t) for t in times] for k, v in sorted(series.items())}}
+
+    @app.get("/api/retention", tags=["retention"])
+    def api_retention() -> dict[str, Any]:
+        """The retention schedule, the next and the last application and what it removed."""
+        return _retention_status(hub, time.time())
 
     @app.get("/healthz", tags=["health"])
     def healthz() -> dict[str, str]:

@@ -1,0 +1,73 @@
+"""``serve`` applies retention on its schedule, shows it, and draws usage; checked over HTTP and in Chromium."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import time
+from pathlib import Path
+
+import pytest
+from eventfiles import write_scalar_file
+from serving import serve, wait_for
+
+pytestmark = pytest.mark.slow
+CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
+
+
+def age(path: Path, days: float) -> None:
+    t = time.time() - days * 86400
+    for p in [*path.rglob("*"), path]:
+        os.utime(p, (t, t))
+
+
+def test_scheduled_retention_and_usage(tmp_path: Path) -> None:
+    root = tmp_path / "logs"
+    for name, days in {"chat/old": 45, "chat/older": 60, "chat/new": 2, "claims/keep": 100}.items():
+        write_scalar_file(root / name, range(40))
+        age(root / name, days)
+    extra = (
+        '[retention]\nevery = "3s"\n[retention.lora]\nkeep_days = 30\n'
+        f'archive_to = "{tmp_path / "cold"}"\n[retention.lora.datasets."claims"]\nkeep_days = 365\n'
+        "[cost]\nstorage_per_gb_month = 100.0\ncurrency = \"EUR\"\n"
+    )
+    with serve(tmp_path / "srv", {"lora": root}, extra_config=extra, extra_args=("--job-interval", "1")) as server:
+        wait_for(lambda: not (root / "chat" / "old").exists() and not (root / "chat" / "older").exists(), 60,
+                 "the scheduled retention to remove the old runs")
+        assert (root / "chat" / "new").is_dir() and (root / "claims" / "keep").is_dir()
+        status = wait_for(lambda: server.get("/api/retention").json() if server.get(
+            "/api/retention").json()["last"] else None, 30, "the application to be recorded")
+        assert status["schedule"] == "every 3s" and status["next_at"] is not None
+        removed = {r["relpath"] for r in status["last"]["runs"]}
+        assert removed <= {"chat/old", "chat/older"} and status["last"]["trigger"] == "schedule"
+        page = server.get("/").text
+        assert 'id="retention-last"' in page and "removed" in page
+        usage = wait_for(lambda: server.get("/api/usage").json() or None, 30, "usage")
+        by_dataset = {u["dataset"]: u for u in usage}
+        wait_for(lambda: {u["dataset"] for u in server.get("/api/usage").json()} == {"chat", "claims"}, 30,
+                 "the index to drop the removed runs")
+        sizes = {p.parent.name: p.stat().st_size for p in root.rglob("events.out.tfevents.*")}
+        by_dataset = {u["dataset"]: u for u in server.get("/api/usage").json()}
+        assert by_dataset["claims"]["size_bytes"] == sizes["keep"] and by_dataset["claims"]["currency"] == "EUR"
+        assert by_dataset["chat"]["runs"] == 1
+        history = wait_for(lambda: server.get("/api/usage/history").json() if server.get(
+            "/api/usage/history").json()["times"] else None, 30, "a usage snapshot")
+        assert history["series"]
+
+        if not Path(CHROMIUM).exists():  # pragma: no cover - .ci/run installs it
+            pytest.skip("Debian's chromium is installed by .ci/run")
+        from playwright.sync_api import sync_playwright
+
+        with sync_playwright() as p:
+            browser = p.chromium.launch(executable_path=CHROMIUM, args=[
+                "--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
+                "--disable-component-update", "--disable-sync", "--no-first-run"])
+            try:
+                page_ = browser.new_page()
+                page_.goto(server.url + "/usage")
+                page_.locator("#usage-chart .uplot canvas").wait_for(timeout=30_000)
+                assert "lora/chat" in page_.locator("#usage-chart .u-legend").inner_text()
+                assert page_.locator("#usage tbody tr").count() == 2
+                page_.screenshot(path=str(tmp_path / "usage.png"), full_page=True)
+            finally:
+                browser.close()
