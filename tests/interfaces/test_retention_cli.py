@@ -10,7 +10,6 @@ import time
 from pathlib import Path
 
 from eventfiles import write_scalar_file
-
 from tbhub.adapters.storage.archive import list_archives
 
 DAY = 86400

@@ -8,8 +8,9 @@ import time
 from pathlib import Path
 
 import pytest
-from eventfiles import write_scalar_file
 from serving import serve, wait_for
+
+from eventfiles import write_scalar_file
 
 pytestmark = pytest.mark.slow
 CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
