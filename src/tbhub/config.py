@@ -13,12 +13,13 @@ import re
 import tomllib
 from collections.abc import Mapping, Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from tbhub.core.models import DEFAULT_LAYOUT, EndpointSpec
 from tbhub.core.retention import RetentionPolicy, RetentionRule, Schedule
+from tbhub.core.status import StatusRule, StatusRules
 from tbhub.core.units import parse_duration, parse_size
 from tbhub.errors import ConfigError, UnknownEndpoint, UsageError
 
@@ -40,6 +41,7 @@ FIRST_ENDPOINT_PORT = 6006
 SETTINGS: tuple[tuple[str, object, str], ...] = (
     ("server.host", "127.0.0.1", "Address the hub binds to."),
     ("server.port", 6005, "Port of the hub (pages, API and the /tb/NAME proxy)."),
+    ("server.public_url", None, "The hub's URL as users reach it, for links in notifications."),
     ("state.dir", "$TBHUB_HOME or ~/.local/share/tbhub", "Folder for the state database and logs."),
     ("state.database", "sqlite:///STATE_DIR/tbhub.db", "SQLAlchemy URL of the state database."),
     ("display.fresh_days", 1, "Runs younger than this many days show green."),
@@ -59,6 +61,16 @@ SETTINGS: tuple[tuple[str, object, str], ...] = (
     ("retention.ENDPOINT.max_delete", None, "Refuse (and report) an application that removes more runs."),
     ("retention.ENDPOINT.max_bytes", None, "Refuse (and report) an application that frees more (\"500GB\")."),
     ("retention.ENDPOINT.datasets.GLOB", None, "A rule for matching datasets: keep_days, keep_last, archive_to."),
+    ("alerts.stalled_after", "15m", "A run with no new events for this long is stalled."),
+    ("alerts.max_steps", None, "A run whose last step reaches this is finished."),
+    ("alerts.final_tags", [], "A run that logs one of these tags is finished (train/train_runtime)."),
+    ("alerts.marker_files", [], "A run folder holding one of these files is finished (DONE)."),
+    ("alerts.watch", ["*loss*"], "Scalar tags watched for divergence."),
+    ("alerts.threshold", None, "A watched scalar above this has diverged."),
+    ("alerts.factor", None, "A watched scalar above factor x its minimum has diverged."),
+    ("alerts.max_age", "24h", "Alerts older than this are dropped, not delivered, when a channel recovers."),
+    ("alerts.endpoints.NAME", None, "Status rules for one endpoint; .datasets.GLOB for matching datasets."),
+    ("notify", [], "[[notify]] channels: type slack, webhook or email; see Alerts."),
     ("cost.storage_per_gb_month", 0.0, "Storage price per GB and month, for `tbhub usage`."),
     ("cost.currency", "USD", "Currency of that price."),
 )
@@ -78,6 +90,7 @@ class _Strict(BaseModel):
 class ServerConfig(_Strict):
     host: str = "127.0.0.1"
     port: int = Field(default=6005, ge=1, le=65535)
+    public_url: str | None = None
 
 
 class StateConfig(_Strict):
@@ -198,6 +211,105 @@ class RetentionConfig(_Strict):
         return None
 
 
+class StatusRuleConfig(_Strict):
+    """Status rules; every key left unset comes from the enclosing level (dataset < endpoint < alerts)."""
+
+    stalled_after: str | None = None
+    max_steps: int | None = Field(default=None, ge=1)
+    final_tags: list[str] | None = None
+    marker_files: list[str] | None = None
+    watch: list[str] | None = None
+    threshold: float | None = None
+    factor: float | None = Field(default=None, gt=1)
+
+    @field_validator("stalled_after")
+    @classmethod
+    def _duration(cls, value: str | None) -> str | None:
+        if value is not None:
+            parse_duration(value)
+        return value
+
+    @field_validator("marker_files")
+    @classmethod
+    def _markers(cls, value: list[str] | None) -> list[str] | None:
+        for name in value or []:
+            if "/" in name or name in ("", ".", ".."):
+                raise ValueError(f"marker file {name!r} must be a plain file name")
+        return value
+
+    def over(self, base: StatusRule) -> StatusRule:
+        return StatusRule(
+            parse_duration(self.stalled_after) if self.stalled_after else base.stalled_after_s,
+            self.max_steps if self.max_steps is not None else base.max_steps,
+            tuple(self.final_tags) if self.final_tags is not None else base.final_tags,
+            tuple(self.marker_files) if self.marker_files is not None else base.marker_files,
+            tuple(self.watch) if self.watch is not None else base.watch,
+            self.threshold if self.threshold is not None else base.threshold,
+            self.factor if self.factor is not None else base.factor,
+        )
+
+
+class EndpointAlertsConfig(StatusRuleConfig):
+    datasets: dict[str, StatusRuleConfig] = Field(default_factory=dict)
+
+
+class AlertsConfig(StatusRuleConfig):
+    """``[alerts]``: status rules, per endpoint and dataset glob, and delivery limits."""
+
+    max_age: str = "24h"
+    endpoints: dict[str, EndpointAlertsConfig] = Field(default_factory=dict)
+
+    @field_validator("max_age")
+    @classmethod
+    def _age(cls, value: str) -> str:
+        parse_duration(value)
+        return value
+
+    def rules_for(self, endpoint: str) -> StatusRules:
+        base = self.over(StatusRule())
+        own = self.endpoints.get(endpoint)
+        if own is None:
+            return StatusRules(base)
+        default = own.over(base)
+        return StatusRules(default, tuple((glob, rule.over(default)) for glob, rule in own.datasets.items()))
+
+
+Notified = Literal["diverged", "stalled", "finished"]
+STATUSES_NOTIFIED: tuple[Notified, ...] = ("diverged", "stalled", "finished")
+
+
+class NotifyConfig(_Strict):
+    """One ``[[notify]]`` channel. Secrets come from ``*_env`` (a variable) or ``*_file`` (a file)."""
+
+    type: Literal["slack", "webhook", "email"]
+    name: str | None = None
+    on: list[Notified] = Field(default_factory=lambda: list(STATUSES_NOTIFIED))
+    url: str | None = None
+    url_env: str | None = None
+    url_file: str | None = None
+    secret_env: str | None = None
+    secret_file: str | None = None
+    headers: dict[str, str] = Field(default_factory=dict)
+    host: str | None = None
+    port: int | None = Field(default=None, ge=1, le=65535)
+    security: Literal["starttls", "tls", "none"] = "starttls"
+    username: str | None = None
+    password_env: str | None = None
+    password_file: str | None = None
+    sender: str | None = None
+    to: list[str] = Field(default_factory=list)
+    timeout: float = Field(default=10.0, gt=0)
+
+    @model_validator(mode="after")
+    def _complete(self) -> NotifyConfig:
+        if self.type in ("slack", "webhook") and not (self.url or self.url_env or self.url_file):
+            raise ValueError(f"a {self.type} channel needs url, url_env or url_file")
+        if self.type == "email":
+            if not self.host or not self.to:
+                raise ValueError("an email channel needs host and to")
+        return self
+
+
 class CostConfig(_Strict):
     storage_per_gb_month: float = Field(default=0.0, ge=0)
     currency: str = "USD"
@@ -210,6 +322,19 @@ class Config(_Strict):
     endpoints: dict[str, EndpointConfig] = Field(default_factory=dict)
     retention: RetentionConfig = RetentionConfig()
     cost: CostConfig = CostConfig()
+    alerts: AlertsConfig = AlertsConfig()
+    notify: list[NotifyConfig] = Field(default_factory=list)
+
+    @model_validator(mode="after")
+    def _channel_names(self) -> Config:
+        names = [c.name or f"{c.type}-{i}" for i, c in enumerate(self.notify)]
+        for name in names:
+            if names.count(name) > 1:
+                raise ValueError(f"two notify channels are named {name!r}")
+        return self
+
+    def channel_names(self) -> list[str]:
+        return [c.name or f"{c.type}-{i}" for i, c in enumerate(self.notify)]
     source: str = Field(default="<flags>", exclude=True)
 
     @field_validator("endpoints")

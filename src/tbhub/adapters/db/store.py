@@ -13,12 +13,17 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy import Engine, and_, create_engine, delete, event, insert, inspect, or_, select, update
+from sqlalchemy import Engine, and_, create_engine, delete, event, exists, func, insert, inspect, or_, select, update
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import ArgumentError, IntegrityError, OperationalError, SQLAlchemyError
 from sqlalchemy.pool import ConnectionPoolEntry
 
 from tbhub.adapters.db.tables import (
+    alerts,
+    channels,
+    deliveries,
+    run_states,
+    scalar_files,
     deletions,
     event_files,
     leases,
@@ -31,7 +36,15 @@ from tbhub.core.models import CorruptRecord, EventFileScan
 from tbhub.errors import StateError
 
 __all__ = [
-    "HEAD_REVISION", "DeletionRecord", "Pin", "RetentionApplication", "ScanRecord", "StateStore", "UsageRow",
+    "HEAD_REVISION",
+    "AlertRow",
+    "DeletionRecord",
+    "DeliveryState",
+    "Pin",
+    "RetentionApplication",
+    "ScanRecord",
+    "StateStore",
+    "UsageRow",
     "open_state",
 ]
 
@@ -71,7 +84,7 @@ class DeletionRecord:
 
 #: The newest migration; a test checks it against the migration scripts. Comparing with it spares
 #: every command the import of alembic (slow) when the schema is already up to date.
-HEAD_REVISION = "0003"
+HEAD_REVISION = "0004"
 
 
 @dataclass(frozen=True, slots=True)
@@ -107,6 +120,30 @@ class UsageRow:
     events: int
 
 
+@dataclass(frozen=True, slots=True)
+class AlertRow:
+    id: int
+    key: str
+    endpoint: str
+    dataset: str
+    run: str
+    status: str
+    at: float
+    message: str
+    details: str  # JSON
+    url: str | None
+
+
+@dataclass(frozen=True, slots=True)
+class DeliveryState:
+    """Where delivering one alert to one channel stands: attempts so far, when to try next."""
+
+    alert: AlertRow
+    attempts: int
+    next_at: float | None
+    last_error: str | None
+
+
 def _alembic_config() -> Any:
     from alembic.config import Config as AlembicConfig
 
@@ -136,8 +173,22 @@ _LOAD_SQL = {
 
 
 def _tuple_to_scan(row: Any) -> EventFileScan:
-    (relpath, inode, size, mtime_ns, records, offset, first_step, last_step, first_wall, last_wall,
-     truncated, corrupt_offset, corrupt_reason, verified) = row
+    (
+        relpath,
+        inode,
+        size,
+        mtime_ns,
+        records,
+        offset,
+        first_step,
+        last_step,
+        first_wall,
+        last_wall,
+        truncated,
+        corrupt_offset,
+        corrupt_reason,
+        verified,
+    ) = row
     return EventFileScan(
         relpath,
         inode if inode >= 0 else inode + 2**64,
@@ -269,10 +320,7 @@ class StateStore:
     def last_scan(self, endpoint: str) -> ScanRecord | None:
         with self.engine.connect() as connection:
             row = connection.execute(
-                select(scan_runs)
-                .where(scan_runs.c.endpoint == endpoint)
-                .order_by(scan_runs.c.id.desc())
-                .limit(1)
+                select(scan_runs).where(scan_runs.c.endpoint == endpoint).order_by(scan_runs.c.id.desc()).limit(1)
             ).first()
         if row is None:
             return None
@@ -372,6 +420,200 @@ class StateStore:
                 select(usage_snapshots).where(usage_snapshots.c.at >= since).order_by(usage_snapshots.c.at)
             )
             return [UsageRow(r.at, r.endpoint, r.dataset, r.size_bytes, r.runs, r.events) for r in rows]
+
+    # -- the scalar reader's index --------------------------------------------------------------------
+    def load_scalar_states(self, endpoint: str) -> dict[str, tuple[int, int, int, str]]:
+        """relpath -> (inode, size, mtime_ns, state JSON) of one endpoint."""
+        with self.engine.connect() as connection:
+            rows = connection.execute(
+                select(
+                    scalar_files.c.relpath,
+                    scalar_files.c.inode,
+                    scalar_files.c.size,
+                    scalar_files.c.mtime_ns,
+                    scalar_files.c.state,
+                ).where(scalar_files.c.endpoint == endpoint)
+            )
+            return {r[0]: (r[1] if r[1] >= 0 else r[1] + 2**64, r[2], r[3], r[4]) for r in rows}
+
+    def save_scalar_states(
+        self, endpoint: str, rows: list[tuple[str, int, int, int, str]], removed: Iterable[str]
+    ) -> None:
+        """Upsert (relpath, inode, size, mtime_ns, state JSON) rows and drop ``removed``, in one transaction."""
+        gone = [*removed, *(r[0] for r in rows)]
+        with self.engine.begin() as connection:
+            for i in range(0, len(gone), _CHUNK):
+                connection.execute(
+                    delete(scalar_files).where(
+                        scalar_files.c.endpoint == endpoint, scalar_files.c.relpath.in_(gone[i : i + _CHUNK])
+                    )
+                )
+            if rows:
+                connection.execute(
+                    insert(scalar_files),
+                    [
+                        {
+                            "endpoint": endpoint,
+                            "relpath": r,
+                            "inode": ino if ino < 2**63 else ino - 2**64,
+                            "size": size,
+                            "mtime_ns": mt,
+                            "state": state,
+                        }
+                        for r, ino, size, mt, state in rows
+                    ],
+                )
+
+    # -- run states and alerts -------------------------------------------------------------------------
+    def load_run_states(self, endpoint: str) -> dict[str, tuple[str, str]]:
+        """relpath -> (status, key) as the alert engine last recorded them."""
+        with self.engine.connect() as connection:
+            rows = connection.execute(
+                select(run_states.c.relpath, run_states.c.status, run_states.c.key).where(
+                    run_states.c.endpoint == endpoint
+                )
+            )
+            return {r[0]: (r[1], r[2]) for r in rows}
+
+    def save_run_states(self, endpoint: str, rows: list[tuple[str, str, str, str]]) -> None:
+        """Upsert (relpath, status, key, reason) rows."""
+        if not rows:
+            return
+        now = time.time()
+        with self.engine.begin() as connection:
+            relpaths = [r[0] for r in rows]
+            for i in range(0, len(relpaths), _CHUNK):
+                connection.execute(
+                    delete(run_states).where(
+                        run_states.c.endpoint == endpoint, run_states.c.relpath.in_(relpaths[i : i + _CHUNK])
+                    )
+                )
+            connection.execute(
+                insert(run_states),
+                [
+                    {"endpoint": endpoint, "relpath": r, "status": st, "key": k, "reason": why, "updated_at": now}
+                    for r, st, k, why in rows
+                ],
+            )
+
+    def insert_alert(
+        self,
+        *,
+        key: str,
+        endpoint: str,
+        dataset: str,
+        run: str,
+        status: str,
+        at: float,
+        message: str,
+        details: str,
+        url: str | None,
+    ) -> int | None:
+        """Record an alert; ``None`` when an alert with that key exists already (never alert twice)."""
+        try:
+            with self.engine.begin() as connection:
+                result = connection.execute(
+                    insert(alerts).values(
+                        key=key,
+                        endpoint=endpoint,
+                        dataset=dataset,
+                        run=run,
+                        status=status,
+                        at=at,
+                        message=message,
+                        details=details,
+                        url=url,
+                    )
+                )
+                pk = result.inserted_primary_key
+                return int(pk[0]) if pk else None
+        except IntegrityError:
+            return None
+
+    def alerts(self, *, limit: int = 200) -> list[AlertRow]:
+        """The newest alerts, newest first."""
+        with self.engine.connect() as connection:
+            rows = connection.execute(select(alerts).order_by(alerts.c.id.desc()).limit(limit))
+            return [AlertRow(*r) for r in rows]
+
+    def alert(self, alert_id: int) -> AlertRow | None:
+        with self.engine.connect() as connection:
+            row = connection.execute(select(alerts).where(alerts.c.id == alert_id)).first()
+            return AlertRow(*row) if row else None
+
+    def pending_deliveries(self, channel: str, statuses: Iterable[str], since: float) -> list[DeliveryState]:
+        """Alerts of ``statuses`` at or after ``since`` not yet sent to (nor expired for) ``channel``, oldest first."""
+        done = exists().where(
+            deliveries.c.alert_id == alerts.c.id,
+            deliveries.c.channel == channel,
+            deliveries.c.outcome.in_(("sent", "expired")),
+        )
+        attempts = (
+            select(
+                deliveries.c.alert_id,
+                func.count().label("attempts"),
+                func.max(deliveries.c.next_at).label("next_at"),
+                func.max(deliveries.c.id).label("last_id"),
+            )
+            .where(deliveries.c.channel == channel)
+            .group_by(deliveries.c.alert_id)
+            .subquery()
+        )
+        with self.engine.connect() as connection:
+            rows = connection.execute(
+                select(alerts, attempts.c.attempts, attempts.c.next_at, attempts.c.last_id)
+                .outerjoin(attempts, attempts.c.alert_id == alerts.c.id)
+                .where(alerts.c.status.in_(list(statuses)), alerts.c.at >= since, ~done)
+                .order_by(alerts.c.id)
+            ).all()
+            errors: dict[int, str | None] = {}
+            last_ids = [r.last_id for r in rows if r.last_id is not None]
+            if last_ids:
+                for rid, err in connection.execute(
+                    select(deliveries.c.id, deliveries.c.error).where(deliveries.c.id.in_(last_ids))
+                ):
+                    errors[rid] = err
+        return [DeliveryState(AlertRow(*r[:10]), r.attempts or 0, r.next_at, errors.get(r.last_id)) for r in rows]
+
+    def record_delivery(
+        self,
+        alert_id: int,
+        channel: str,
+        attempt: int,
+        outcome: str,
+        error: str | None = None,
+        next_at: float | None = None,
+    ) -> None:
+        with self.engine.begin() as connection:
+            connection.execute(
+                insert(deliveries).values(
+                    alert_id=alert_id,
+                    channel=channel,
+                    attempt=attempt,
+                    at=time.time(),
+                    outcome=outcome,
+                    error=error,
+                    next_at=next_at,
+                )
+            )
+
+    def deliveries(self, alert_id: int | None = None) -> list[dict[str, Any]]:
+        query = select(deliveries).order_by(deliveries.c.id)
+        if alert_id is not None:
+            query = query.where(deliveries.c.alert_id == alert_id)
+        with self.engine.connect() as connection:
+            return [dict(r._mapping) for r in connection.execute(query)]
+
+    def set_channel(self, name: str, *, disabled: bool, reason: str | None) -> None:
+        with self.engine.begin() as connection:
+            connection.execute(delete(channels).where(channels.c.name == name))
+            connection.execute(
+                insert(channels).values(name=name, disabled=disabled, reason=reason, updated_at=time.time())
+            )
+
+    def channel_states(self) -> dict[str, tuple[bool, str | None]]:
+        with self.engine.connect() as connection:
+            return {r.name: (bool(r.disabled), r.reason) for r in connection.execute(select(channels))}
 
     def dispose(self) -> None:
         self.engine.dispose()

@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 from sqlalchemy import (
+    ForeignKey,
     BigInteger,
     Boolean,
     Column,
     Float,
+    Index,
     Integer,
     MetaData,
     PrimaryKeyConstraint,
@@ -16,7 +18,18 @@ from sqlalchemy import (
 )
 
 __all__ = [
-    "deletions", "event_files", "leases", "metadata", "pins", "retention_applications", "scan_runs",
+    "alerts",
+    "channels",
+    "deliveries",
+    "run_states",
+    "scalar_files",
+    "deletions",
+    "event_files",
+    "leases",
+    "metadata",
+    "pins",
+    "retention_applications",
+    "scan_runs",
     "usage_snapshots",
 ]
 
@@ -123,4 +136,71 @@ usage_snapshots = Table(
     Column("size_bytes", BigInteger, nullable=False),
     Column("runs", Integer, nullable=False),
     Column("events", BigInteger, nullable=False),
+)
+
+#: The scalar reader's incremental state per event file (JSON of ``ScalarFileState``).
+scalar_files = Table(
+    "scalar_files",
+    metadata,
+    Column("endpoint", String(128), nullable=False),
+    Column("relpath", Text, nullable=False),
+    Column("inode", BigInteger, nullable=False),
+    Column("size", BigInteger, nullable=False),
+    Column("mtime_ns", BigInteger, nullable=False),
+    Column("state", Text, nullable=False),
+    PrimaryKeyConstraint("endpoint", "relpath", name="pk_scalar_files"),
+)
+
+#: The last status the alert engine saw for each run (so it fires once per change, across restarts).
+run_states = Table(
+    "run_states",
+    metadata,
+    Column("endpoint", String(128), nullable=False),
+    Column("relpath", Text, nullable=False),
+    Column("status", String(16), nullable=False),
+    Column("key", Text, nullable=False),
+    Column("reason", Text, nullable=False),
+    Column("updated_at", Float, nullable=False),
+    PrimaryKeyConstraint("endpoint", "relpath", name="pk_run_states"),
+)
+
+#: Every alert, once per state change (``key`` is unique).
+alerts = Table(
+    "alerts",
+    metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("key", Text, nullable=False, unique=True),
+    Column("endpoint", String(128), nullable=False),
+    Column("dataset", Text, nullable=False),
+    Column("run", Text, nullable=False),
+    Column("status", String(16), nullable=False),
+    Column("at", Float, nullable=False),
+    Column("message", Text, nullable=False),
+    Column("details", Text, nullable=False),
+    Column("url", Text),
+)
+
+#: Every delivery attempt of an alert to a channel: sent, retry (with next_at), failed, expired.
+deliveries = Table(
+    "deliveries",
+    metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("alert_id", Integer, ForeignKey("alerts.id"), nullable=False),
+    Column("channel", String(128), nullable=False),
+    Column("attempt", Integer, nullable=False),
+    Column("at", Float, nullable=False),
+    Column("outcome", String(16), nullable=False),
+    Column("error", Text),
+    Column("next_at", Float),
+    Index("ix_deliveries_alert_channel", "alert_id", "channel"),
+)
+
+#: A channel disabled after a permanent failure (404, 410, bad credentials) and why.
+channels = Table(
+    "channels",
+    metadata,
+    Column("name", String(128), primary_key=True),
+    Column("disabled", Boolean, nullable=False),
+    Column("reason", Text),
+    Column("updated_at", Float, nullable=False),
 )

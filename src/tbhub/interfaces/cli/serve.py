@@ -15,6 +15,7 @@ from tbhub.config import Config
 from tbhub.errors import ServeError
 from tbhub.hub import Hub
 from tbhub.interfaces.cli.options import ConfigOpt, LogdirOpt, PathArg, config_from
+from tbhub.watch import build_channels
 
 __all__ = ["check_port", "run_hub", "serve_command"]
 
@@ -42,9 +43,11 @@ def run_hub(config: Config, *, scan_interval: float, console: Console, job_inter
     import uvicorn
 
     from tbhub.interfaces.web.app import create_app
+    from tbhub.watch import build_channels
 
     host, port = config.server.host, config.server.port
     check_port(host, port, "the hub")
+    build_channels(config)  # a missing secret is one clear line now, not a failure in the background
     hub = Hub.from_config(config)
     try:
         assert hub.supervisor is not None

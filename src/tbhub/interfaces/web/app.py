@@ -11,8 +11,12 @@ import contextlib
 import datetime as dt
 import json
 import logging
+import os
+import socket
+import threading
 import time
 from collections.abc import AsyncIterator
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
@@ -31,6 +35,7 @@ from tbhub.interfaces.cli.render import age_style, iso_utc
 from tbhub.interfaces.cli.usage import usage_record
 from tbhub.interfaces.web.proxy import TensorBoardProxy
 from tbhub.manage import apply_retention
+from tbhub.watch import AlertEngine
 
 __all__ = ["create_app"]
 
@@ -41,9 +46,10 @@ PROXY_METHODS = ["GET", "HEAD", "POST", "PUT", "DELETE", "OPTIONS", "PATCH"]
 ACTIVE_MINUTES = 10
 
 
-def _run_json(run: RunSummary, now_ns: int) -> dict[str, Any]:
+def _run_json(run: RunSummary, now_ns: int, status: tuple[str, str] | None = None) -> dict[str, Any]:
     age = run.age_seconds(now_ns)
     return {
+        "status": status[0] if status else None,
         "dataset": run.dataset,
         "run": run.run,
         "relpath": run.relpath,
@@ -82,11 +88,13 @@ def _endpoint_json(view: EndpointView, request: Request, now_ns: int) -> dict[st
         "runs": len(view.runs),
         "size_bytes": view.size_bytes,
         "event_count": sum(r.event_count for r in view.runs),
-        "newest_run": None if newest is None else {
-            "dataset": newest.dataset, "run": newest.run, "age_seconds": round(newest.age_seconds(now_ns), 3)
-        },
+        "newest_run": None
+        if newest is None
+        else {"dataset": newest.dataset, "run": newest.run, "age_seconds": round(newest.age_seconds(now_ns), 3)},
         "restarts": child.restarts if child else 0,
-        "last_scan": None if view.last_scan is None else {
+        "last_scan": None
+        if view.last_scan is None
+        else {
             "finished_at": view.last_scan.finished_at,
             "duration_s": round(view.last_scan.duration_s, 4),
             "files": view.last_scan.files,
@@ -114,10 +122,12 @@ def _retention_status(hub: Hub, now: float) -> dict[str, Any]:
         next_at = schedule.next_after(last_dt, dt.datetime.fromtimestamp(now).astimezone()).timestamp()
     return {
         "policies": sorted(hub.config.retention_policies()),
-        "schedule": hub.config.retention.schedule or (f"every {hub.config.retention.every}"
-                                                      if hub.config.retention.every else None),
+        "schedule": hub.config.retention.schedule
+        or (f"every {hub.config.retention.every}" if hub.config.retention.every else None),
         "next_at": next_at,
-        "last": None if last is None else {
+        "last": None
+        if last is None
+        else {
             "at": last.at,
             "trigger": last.trigger,
             "deleted": last.deleted,
@@ -148,18 +158,50 @@ async def _jobs_forever(hub: Hub, interval: float) -> None:
         await asyncio.sleep(interval)
 
 
-async def _refresh_forever(hub: Hub, interval: float) -> None:
+ALERTS_LEASE = "alerts"
+
+
+def _low_priority() -> None:
+    # The alert engine parses scalars; it must not slow the TensorBoards that serve users.
+    with contextlib.suppress(OSError):
+        os.setpriority(os.PRIO_PROCESS, threading.get_native_id(), 10)
+
+
+def _evaluate(hub: Hub, engine: AlertEngine, name: str, holder: str) -> None:
+    if hub.state.acquire_lease(ALERTS_LEASE, holder, 120.0):
+        engine.evaluate(hub.specs[name], hub.runs(name))
+
+
+async def _refresh_forever(hub: Hub, interval: float, engine: AlertEngine | None, pool: ThreadPoolExecutor) -> None:
+    loop = asyncio.get_running_loop()
+    holder = f"{socket.gethostname()}:{os.getpid()}:{id(hub)}"
     while True:
         for name in hub.specs:
             try:
                 await asyncio.to_thread(hub.refresh, name)
+                if engine is not None:
+                    await loop.run_in_executor(pool, _evaluate, hub, engine, name, holder)
             except Exception:  # keep the loop alive: monitoring never stops
                 log.exception("refreshing endpoint %s failed", name)
         await asyncio.sleep(interval)
 
 
+async def _deliver_forever(engine: AlertEngine, name: str, interval: float) -> None:
+    while True:
+        try:
+            await asyncio.to_thread(engine.deliver, name)
+        except Exception:
+            log.exception("delivering alerts to %s failed", name)
+        await asyncio.sleep(interval)
+
+
 def create_app(
-    hub: Hub, *, scan_interval: float = 15.0, start_supervisor: bool = False, job_interval: float = 30.0
+    hub: Hub,
+    *,
+    scan_interval: float = 15.0,
+    start_supervisor: bool = False,
+    job_interval: float = 30.0,
+    alerts: bool = True,
 ) -> FastAPI:
     """The hub application.
 
@@ -172,17 +214,20 @@ def create_app(
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         if start_supervisor and hub.supervisor is not None:
             await asyncio.to_thread(hub.supervisor.start)
-        client = httpx.AsyncClient(
-            timeout=httpx.Timeout(120.0, connect=5.0), trust_env=False, follow_redirects=False
-        )
+        client = httpx.AsyncClient(timeout=httpx.Timeout(120.0, connect=5.0), trust_env=False, follow_redirects=False)
         # httpx would add its own Accept-Encoding (gzip) and User-Agent; the browser's headers are
         # forwarded as they are, so a client that asked for no compression gets none.
         client.headers.clear()
         app.state.proxy = TensorBoardProxy(client)
+        engine = AlertEngine(hub.config, hub.state) if alerts else None
+        app.state.engine = engine
+        pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="tbhub-alerts", initializer=_low_priority)
         tasks = [
-            asyncio.create_task(_refresh_forever(hub, scan_interval)),
+            asyncio.create_task(_refresh_forever(hub, scan_interval, engine, pool)),
             asyncio.create_task(_jobs_forever(hub, job_interval)),
         ]
+        if engine is not None:
+            tasks += [asyncio.create_task(_deliver_forever(engine, name, 1.0)) for name in engine.channels]
         try:
             yield
         finally:
@@ -191,6 +236,7 @@ def create_app(
             for task in tasks:
                 with contextlib.suppress(asyncio.CancelledError):
                     await task
+            pool.shutdown(wait=False, cancel_futures=True)
             await client.aclose()
             if start_supervisor and hub.supervisor is not None:
                 await asyncio.to_thread(hub.supervisor.stop)
@@ -204,8 +250,8 @@ def create_app(
     templates = Jinja2Templates(directory=str(HERE / "templates"))
     templates.env.filters["size"] = format_size
     templates.env.filters["age"] = format_age
-    templates.env.filters["timestamp"] = lambda t: dt.datetime.fromtimestamp(t).astimezone().strftime(
-        "%Y-%m-%d %H:%M %Z"
+    templates.env.filters["timestamp"] = lambda t: (
+        dt.datetime.fromtimestamp(t).astimezone().strftime("%Y-%m-%d %H:%M %Z")
     )
     app.mount("/static", StaticFiles(directory=str(HERE / "static")), name="static")
 
@@ -222,8 +268,11 @@ def create_app(
         endpoints = [_endpoint_json(v, request, now_ns) for v in hub.views()]
         for e in endpoints:
             newest = e["newest_run"]
-            e["newest_style"] = age_style(newest["age_seconds"], hub.config.display.fresh_days,
-                                          hub.config.display.old_days) if newest else ""
+            e["newest_style"] = (
+                age_style(newest["age_seconds"], hub.config.display.fresh_days, hub.config.display.old_days)
+                if newest
+                else ""
+            )
         retention = _retention_status(hub, time.time())
         return templates.TemplateResponse(
             request, "index.html", {**context(request), "endpoints": endpoints, "retention": retention}
@@ -234,9 +283,15 @@ def create_app(
         cost = hub.config.cost
         rows = [usage_record(u, cost.storage_per_gb_month, cost.currency) for u in hub.usage()]
         return templates.TemplateResponse(
-            request, "usage.html", {**context(request), "rows": rows, "currency": cost.currency,
-                                    "total": sum(r["size_bytes"] for r in rows),
-                                    "total_cost": sum(r["monthly_cost"] for r in rows)}
+            request,
+            "usage.html",
+            {
+                **context(request),
+                "rows": rows,
+                "currency": cost.currency,
+                "total": sum(r["size_bytes"] for r in rows),
+                "total_cost": sum(r["monthly_cost"] for r in rows),
+            },
         )
 
     @app.get("/endpoints/{name}", response_class=HTMLResponse, include_in_schema=False)
@@ -244,11 +299,11 @@ def create_app(
         view = hub.view(name)
         now_ns = time.time_ns()
         runs = sorted(view.runs, key=lambda r: -r.last_modified_ns)
+        statuses = hub.state.load_run_states(name)
         rows = [
             {
-                **_run_json(r, now_ns),
-                "style": age_style(r.age_seconds(now_ns), hub.config.display.fresh_days,
-                                   hub.config.display.old_days),
+                **_run_json(r, now_ns, statuses.get(r.relpath)),
+                "style": age_style(r.age_seconds(now_ns), hub.config.display.fresh_days, hub.config.display.old_days),
             }
             for r in runs
         ]
@@ -274,7 +329,8 @@ def create_app(
         """The runs of one endpoint, newest first, from the scanner's index."""
         now_ns = time.time_ns()
         runs = sorted(hub.runs(name), key=lambda r: -r.last_modified_ns)
-        return [_run_json(r, now_ns) for r in runs]
+        statuses = hub.state.load_run_states(name)
+        return [_run_json(r, now_ns, statuses.get(r.relpath)) for r in runs]
 
     @app.get("/api/usage", tags=["usage"])
     def api_usage() -> list[dict[str, Any]]:
@@ -295,6 +351,56 @@ def create_app(
     def api_retention() -> dict[str, Any]:
         """The retention schedule, the next and the last application and what it removed."""
         return _retention_status(hub, time.time())
+
+    def alerts_json(limit: int) -> list[dict[str, Any]]:
+        out = []
+        for a in hub.state.alerts(limit=limit):
+            deliveries = hub.state.deliveries(a.id)
+            per_channel: dict[str, dict[str, Any]] = {}
+            for d in deliveries:
+                per_channel[d["channel"]] = {"outcome": d["outcome"], "attempts": d["attempt"], "error": d["error"]}
+            out.append(
+                {
+                    "id": a.id,
+                    "key": a.key,
+                    "endpoint": a.endpoint,
+                    "dataset": a.dataset,
+                    "run": a.run,
+                    "status": a.status,
+                    "at": a.at,
+                    "message": a.message,
+                    "details": json.loads(a.details),
+                    "url": a.url,
+                    "deliveries": per_channel,
+                }
+            )
+        return out
+
+    @app.get("/api/alerts", tags=["alerts"])
+    def api_alerts(limit: int = 100) -> list[dict[str, Any]]:
+        """The alert feed, newest first, with where each alert was delivered."""
+        return alerts_json(limit)
+
+    @app.get("/api/channels", tags=["alerts"])
+    def api_channels() -> list[dict[str, Any]]:
+        """Notification channels and whether a permanent failure disabled them."""
+        states = hub.state.channel_states()
+        return [
+            {
+                "name": name,
+                "type": cfg.type,
+                "on": cfg.on,
+                "disabled": states.get(name, (False, None))[0],
+                "reason": states.get(name, (False, None))[1],
+            }
+            for name, cfg in zip(hub.config.channel_names(), hub.config.notify, strict=True)
+        ]
+
+    @app.get("/alerts", response_class=HTMLResponse, include_in_schema=False)
+    def alerts_page(request: Request) -> Response:
+        return templates.TemplateResponse(
+            request, "alerts.html", {**context(request), "alerts": alerts_json(200), "channels": api_channels()}
+        )
 
     @app.get("/healthz", tags=["health"])
     def healthz() -> dict[str, str]:
@@ -319,8 +425,7 @@ def create_app(
         hub.spec(name)
         return RedirectResponse(f"/tb/{name}/", status_code=301)
 
-    @app.api_route("/tb/{name}/{path:path}", methods=PROXY_METHODS, include_in_schema=False,
-                   name="tensorboard_root")
+    @app.api_route("/tb/{name}/{path:path}", methods=PROXY_METHODS, include_in_schema=False, name="tensorboard_root")
     async def tensorboard(request: Request, name: str, path: str) -> Response:
         spec = hub.spec(name)
         proxy: TensorBoardProxy = request.app.state.proxy

@@ -1,0 +1,561 @@
+"""Incremental scalar extraction: per event file and tag, what the scalars look like.
+
+``summarize_file`` reads every record of an event file (or only the records appended since the
+previous call), hands each payload to an injected ``EventDecoder`` (protobuf lives in
+``tbhub.adapters.scalar_decoder``) and folds the scalar points into one ``TagSummary`` per tag.
+``merge_tags`` combines the files of one run into per-run tag summaries. The alert engine and
+``tbhub compare`` read these summaries; nothing here needs TensorBoard.
+
+Invariants (what the rest of tbhub relies on):
+
+* Records are read like TensorBoard's reader reads them: in file order, stopping at the first short
+  record (``truncated``, normal while a job writes) or at the first bad header or payload CRC
+  (``corrupt``). ``records`` then equals the number of records TensorBoard's ``RawEventFileLoader``
+  yields for the same bytes, and ``offset`` is the byte just past the last complete, valid record.
+* A file is never read past ``size`` (the caller's snapshot of it); no buffer larger than the bytes
+  that actually exist is allocated, whatever a damaged header claims. File content never raises
+  (damage is reported in the state; a payload the decoder cannot parse is skipped); I/O errors
+  propagate.
+* Resuming (same inode, not shrunk, not corrupt) reads only the bytes from
+  ``previous.offset`` on and gives exactly the state a full pass over the file would give. Anything
+  else (another inode: the file was replaced; a smaller size: it was truncated) starts from byte 0
+  with a fresh state.
+* Scalars are what TensorBoard's scalars dashboard shows: every ``simple_value`` (PyTorch,
+  tensorboardX, TF1, Keras v1), and TF2 tensor summaries of a tag whose plugin is ``scalars``
+  holding one float, double or half. The plugin of a tag is taken from the first value of that tag
+  carrying ``metadata`` in the file (TF2 writers write it only on a tag's first occurrence); the
+  memory (``plugins``) is part of the state, so a resumed file still knows its scalar tags.
+* Within a file "first" and "last" follow file order (TensorBoard's order), whatever the steps.
+  NaN and ±Inf are counted (``nan_count``, ``inf_count``) but never enter ``min``/``max``/``mean``;
+  ``last_value`` is whatever came last, NaN included: that is how a divergence shows.
+
+Tag naming in a run (``merge_tags``): a run is the ``{dataset}/{run}`` folder, but Keras and many
+trainers write ``train/`` and ``validation/`` sub-folders with the same tags (``epoch_loss`` in
+both). TensorBoard shows those as separate runs; tbhub keys them ``"{subdir}/{tag}"``
+(``train/epoch_loss``, ``validation/epoch_loss``), or keeps the tag as is when it already starts with
+that sub-folder (tag ``train/loss`` written in ``train/`` stays ``train/loss``). Files directly in the
+run folder keep their bare tags. See ``run_tag``.
+"""
+
+from __future__ import annotations
+
+import io
+import math
+import os
+from collections.abc import Iterable, Iterator, Sequence
+from concurrent.futures import ProcessPoolExecutor
+from dataclasses import dataclass, field
+from multiprocessing.context import BaseContext
+from typing import BinaryIO, Protocol
+
+from tbhub.core.models import FileEntry
+from tbhub.core.ports import Crc32c
+from tbhub.core.tfrecord import FOOTER_SIZE, HEADER_SIZE, record_length
+
+__all__ = [
+    "PARALLEL_MIN_BYTES",
+    "READ_SIZE",
+    "TAIL_SIZE",
+    "EventDecoder",
+    "ScalarFileState",
+    "ScalarPoint",
+    "TagSummary",
+    "bytes_to_parse",
+    "iter_points",
+    "merge_tags",
+    "resume_offset",
+    "run_tag",
+    "summarize_file",
+    "summarize_many",
+]
+
+ScalarPoint = tuple[str, int, float, float]
+"""One scalar: ``(tag, step, wall_time, value)``. A plain tuple: the decoder builds millions."""
+
+TAIL_SIZE = 10
+"""How many of the last values a ``TagSummary`` keeps (``mean_last`` is their finite mean)."""
+
+READ_SIZE = 1 << 20
+"""Bytes per read. Every byte is parsed, so large reads are cheapest; a record longer than this is
+read in one piece of its own size (only once its header shows it lies within the file)."""
+
+PARALLEL_MIN_BYTES = 32 * 1024 * 1024
+"""``summarize_many`` uses worker processes only above this many bytes to parse (about 0.3 s of
+work): below it, starting the processes costs more than it saves."""
+
+_OVERHEAD = HEADER_SIZE + FOOTER_SIZE
+_U32 = 0xFFFFFFFF
+_MASK_DELTA = 0xA282EAD8
+
+
+class EventDecoder(Protocol):
+    """Turns one serialized ``tensorboard.Event`` into the scalar points it holds.
+
+    Contract:
+
+    * Returns the points in the order of ``summary.value`` in the event: ``simple_value`` values,
+      and tensor values of a tag whose plugin in ``plugins`` is ``"scalars"`` with exactly one
+      float, double or half element. Everything else (no summary, histograms, images, other
+      plugins, other dtypes) gives no point.
+    * Updates ``plugins`` (tag → plugin name of that tag's first value carrying ``metadata``;
+      ``""`` when the metadata names no plugin) before deciding whether that value is a scalar;
+      an existing entry is never overwritten.
+    * Never raises on content: a payload that is not a valid ``Event`` gives ``[]``.
+    * Callers do not mutate the returned sequence, so a decoder may return a shared empty one.
+    * Picklable (``summarize_many`` sends it to worker processes).
+    """
+
+    def decode(self, payload: bytes, plugins: dict[str, str]) -> Sequence[ScalarPoint]: ...
+
+
+@dataclass(frozen=True, slots=True)
+class TagSummary:
+    """What the scalars of one tag look like, from ``count`` points.
+
+    Invariants: ``count >= 1``; ``nan_count`` counts the non-finite values (NaN *and* ±Inf),
+    ``inf_count <= nan_count`` the infinite ones among them; ``min_value``/``max_value`` (and their
+    steps) are over the finite values only, ``None`` when there is none, and on ties name the
+    earliest point; ``first_*``/``last_*`` are the first and last points (file order within a
+    file); ``last_value`` may be NaN; ``tail`` holds the last ``min(count, K)`` values, non-finite
+    ones included; ``first_nonfinite_step`` is the step of the first non-finite value (where a
+    divergence started), ``None`` if every value is finite.
+    """
+
+    tag: str
+    count: int
+    nan_count: int
+    inf_count: int
+    first_step: int
+    last_step: int
+    first_wall_time: float
+    last_wall_time: float
+    last_value: float
+    min_value: float | None
+    min_step: int | None
+    max_value: float | None
+    max_step: int | None
+    first_nonfinite_step: int | None
+    tail: tuple[float, ...]
+
+    @property
+    def finite_count(self) -> int:
+        return self.count - self.nan_count
+
+    @property
+    def mean_last(self) -> float | None:
+        """Mean of the finite values among the last K (``tail``), ``None`` if none is finite."""
+        finite = [v for v in self.tail if math.isfinite(v)]
+        return math.fsum(finite) / len(finite) if finite else None
+
+
+@dataclass(frozen=True, slots=True)
+class ScalarFileState:
+    """The scalar summaries of one event file, valid for exactly (inode, size, mtime_ns).
+
+    ``offset`` is the resume point (just past the last complete, valid record) and ``records`` the
+    number of records before it. ``plugins`` (tag → plugin name) is the file's metadata memory: TF2
+    writers put the plugin name on a tag's first value only. ``tags`` holds one summary per scalar
+    tag, keyed by the tag as written in the file. ``truncated``: the file ends in a partial record;
+    ``corrupt``: reading stopped at a bad CRC. Treat ``plugins`` and ``tags`` as read-only.
+    """
+
+    relpath: str
+    inode: int
+    size: int
+    mtime_ns: int
+    offset: int
+    records: int = 0
+    plugins: dict[str, str] = field(default_factory=dict)
+    tags: dict[str, TagSummary] = field(default_factory=dict)
+    truncated: bool = False
+    corrupt: bool = False
+
+
+# --- folding points into summaries ------------------------------------------------------------------
+
+
+def _summarize_points(tag: str, points: Sequence[ScalarPoint], tail_size: int) -> TagSummary:
+    """The summary of ``points`` (non-empty, all of ``tag``, in order)."""
+    values = [p[3] for p in points]
+    total = sum(values)
+    if total - total == 0.0:
+        # Exact test, no per-value Python work: any NaN or ±Inf makes the sum NaN or ±Inf. (A sum
+        # that overflows to Inf only sends us down the slow path below.)
+        finite = values
+        nan_count = inf_count = 0
+        first_nonfinite_step = None
+    else:
+        isfinite = math.isfinite
+        finite = [v for v in values if isfinite(v)]
+        nan_count = len(values) - len(finite)
+        inf_count = sum(1 for v in values if v in (math.inf, -math.inf))
+        first_nonfinite_step = next((p[1] for p in points if not isfinite(p[3])), None)
+    min_value = max_value = None
+    min_step = max_step = None
+    if finite:
+        # min()/max() return the first of equal extremes, and index() finds that same position;
+        # NaN is never == to anything, so it cannot be found instead.
+        min_value, max_value = min(finite), max(finite)
+        min_step = points[values.index(min_value)][1]
+        max_step = points[values.index(max_value)][1]
+    first, last = points[0], points[-1]
+    return TagSummary(
+        tag=tag,
+        count=len(points),
+        nan_count=nan_count,
+        inf_count=inf_count,
+        first_step=first[1],
+        last_step=last[1],
+        first_wall_time=first[2],
+        last_wall_time=last[2],
+        last_value=last[3],
+        min_value=min_value,
+        min_step=min_step,
+        max_value=max_value,
+        max_step=max_step,
+        first_nonfinite_step=first_nonfinite_step,
+        tail=tuple(values[-tail_size:]) if tail_size > 0 else (),
+    )
+
+
+def _combine(a: TagSummary, b: TagSummary, tail_size: int, *, tag: str | None = None) -> TagSummary:
+    """``a`` followed by ``b``: first point from ``a``, last from ``b``, ties of min/max go to ``a``."""
+    if a.min_value is None or (b.min_value is not None and b.min_value < a.min_value):
+        min_value, min_step = b.min_value, b.min_step
+    else:
+        min_value, min_step = a.min_value, a.min_step
+    if a.max_value is None or (b.max_value is not None and b.max_value > a.max_value):
+        max_value, max_step = b.max_value, b.max_step
+    else:
+        max_value, max_step = a.max_value, a.max_step
+    return TagSummary(
+        tag=a.tag if tag is None else tag,
+        count=a.count + b.count,
+        nan_count=a.nan_count + b.nan_count,
+        inf_count=a.inf_count + b.inf_count,
+        first_step=a.first_step,
+        last_step=b.last_step,
+        first_wall_time=a.first_wall_time,
+        last_wall_time=b.last_wall_time,
+        last_value=b.last_value,
+        min_value=min_value,
+        min_step=min_step,
+        max_value=max_value,
+        max_step=max_step,
+        first_nonfinite_step=a.first_nonfinite_step if a.first_nonfinite_step is not None
+        else b.first_nonfinite_step,
+        tail=(a.tail + b.tail)[-tail_size:] if tail_size > 0 else (),
+    )
+
+
+# --- reading records ----------------------------------------------------------------------------------
+
+
+@dataclass(slots=True)
+class _Walk:
+    """Where reading stands: ``offset`` is just past the last complete, valid record."""
+
+    offset: int
+    records: int = 0
+    truncated: bool = False
+    corrupt: bool = False
+
+
+def _payloads(f: BinaryIO, walk: _Walk, size: int, crc32c: Crc32c) -> Iterator[list[bytes]]:
+    """The CRC-checked payloads from ``walk.offset`` on, in batches (one per read), in file order.
+
+    ``walk`` is advanced as each batch is handed out and says at the end why reading stopped.
+    """
+    limit = min(size, f.seek(0, io.SEEK_END))  # exact even if the file shrank since its stat
+    base = walk.offset  # file offset of buf[0]
+    filepos = base  # file offset just past buf
+    f.seek(base)
+    buf = b""
+    rel = 0
+    lengths: dict[bytes, int] = {}  # header bytes -> record size, headers whose CRC was checked
+    mask_delta = _MASK_DELTA
+    u32 = _U32
+    from_bytes = int.from_bytes
+    while True:
+        batch: list[bytes] = []
+        append = batch.append
+        blen = len(buf)
+        pending = 0  # size of the record at rel when its header is complete but its body is not
+        stop = False
+        while rel + HEADER_SIZE <= blen:
+            header = buf[rel : rel + HEADER_SIZE]
+            n = lengths.get(header)
+            if n is None:
+                length = record_length(header, crc32c)
+                if length is None:
+                    walk.corrupt = stop = True
+                    break
+                n = lengths[header] = length + _OVERHEAD
+            end = rel + n
+            if end > blen:
+                pending = n
+                break
+            payload = buf[rel + HEADER_SIZE : end - FOOTER_SIZE]
+            c = crc32c(payload)  # masked inline (tfrecord.mask_crc): a call per record shows
+            masked = ((((c >> 15) | (c << 17)) & u32) + mask_delta) & u32
+            if masked != from_bytes(buf[end - FOOTER_SIZE : end], "little"):
+                walk.corrupt = stop = True
+                break
+            append(payload)
+            rel = end
+        walk.records += len(batch)
+        walk.offset = base + rel
+        if batch:
+            yield batch
+        if stop:
+            return
+        if pending and walk.offset + pending > limit:
+            # The record does not fit in the file (still being written, or an absurd length
+            # with a valid CRC): nothing more is read or allocated.
+            walk.truncated = True
+            return
+        want = min(max(READ_SIZE, pending - (blen - rel)), limit - filepos)
+        data = f.read(want) if want > 0 else b""
+        if not data:
+            walk.truncated = rel < blen
+            return
+        filepos += len(data)
+        buf = buf[rel:] + data if rel < blen else data
+        base += rel
+        rel = 0
+
+
+def resume_offset(previous: ScalarFileState | None, *, inode: int, size: int) -> int:
+    """Where ``summarize_file`` starts reading: ``previous.offset`` when ``previous`` describes the
+    same inode, not shrunk, and did not stop at a bad CRC; 0 (with a fresh state) otherwise.
+
+    A corrupt file is read from the start again, as the scanner does: it may have been repaired.
+    """
+    if (
+        previous is not None
+        and previous.inode == inode
+        and size >= previous.size
+        and previous.offset <= size
+        and not previous.corrupt
+    ):
+        return previous.offset
+    return 0
+
+
+def bytes_to_parse(entry: FileEntry, previous: ScalarFileState | None) -> int:
+    """How many bytes ``summarize_file`` reads at most for ``entry`` (progress, serial vs parallel)."""
+    return entry.size - resume_offset(previous, inode=entry.inode, size=entry.size)
+
+
+def summarize_file(
+    f: BinaryIO,
+    previous: ScalarFileState | None,
+    *,
+    relpath: str,
+    inode: int,
+    size: int,
+    mtime_ns: int,
+    decoder: EventDecoder,
+    crc32c: Crc32c,
+    tail_size: int = TAIL_SIZE,
+) -> ScalarFileState:
+    """Summarize the scalars of the event file ``f`` (opened by the caller, any position).
+
+    ``relpath``, ``inode``, ``size`` and ``mtime_ns`` are the caller's stat of the file; at most
+    ``size`` bytes are considered. Resumes from ``previous`` when ``resume_offset`` allows (only the
+    new bytes are read), otherwise reads from byte 0. ``tail_size`` must be the same across calls
+    for one file. ``crc32c`` should be the C implementation: every payload is checked.
+    """
+    start = resume_offset(previous, inode=inode, size=size)
+    if start and previous is not None:
+        plugins = dict(previous.plugins)
+        tags = dict(previous.tags)
+        walk = _Walk(start, previous.records)
+    else:
+        plugins, tags, walk = {}, {}, _Walk(0)
+    decode = decoder.decode
+    for batch in _payloads(f, walk, size, crc32c):
+        groups: dict[str, list[ScalarPoint]] = {}
+        get = groups.get
+        for payload in batch:
+            points = decode(payload, plugins)
+            if points:
+                for point in points:
+                    group = get(point[0])
+                    if group is None:
+                        groups[point[0]] = [point]
+                    else:
+                        group.append(point)
+        for tag, points_of_tag in groups.items():
+            summary = _summarize_points(tag, points_of_tag, tail_size)
+            before = tags.get(tag)
+            tags[tag] = summary if before is None else _combine(before, summary, tail_size)
+    return ScalarFileState(
+        relpath=relpath,
+        inode=inode,
+        size=size,
+        mtime_ns=mtime_ns,
+        offset=walk.offset,
+        records=walk.records,
+        plugins=plugins,
+        tags=tags,
+        truncated=walk.truncated,
+        corrupt=walk.corrupt,
+    )
+
+
+def iter_points(
+    f: BinaryIO,
+    previous: ScalarFileState | None,
+    *,
+    inode: int,
+    size: int,
+    decoder: EventDecoder,
+    crc32c: Crc32c,
+) -> Iterator[ScalarPoint]:
+    """The points ``summarize_file(f, previous, ...)`` would fold in, one by one in file order.
+
+    For consumers that need every new point (an alert rule looking at each value). Reads the same
+    bytes as ``summarize_file`` with the same ``previous``; ``previous`` is not modified.
+    """
+    start = resume_offset(previous, inode=inode, size=size)
+    plugins = dict(previous.plugins) if start and previous is not None else {}
+    decode = decoder.decode
+    for batch in _payloads(f, _Walk(start), size, crc32c):
+        for payload in batch:
+            yield from decode(payload, plugins)
+
+
+# --- runs -------------------------------------------------------------------------------------------
+
+
+def run_tag(subdir: str, tag: str) -> str:
+    """The run-level key of ``tag`` written by a file in ``subdir`` (relative to the run folder,
+    ``""`` for the run folder itself): ``"{subdir}/{tag}"``, unless ``subdir`` is empty or the tag
+    already starts with ``"{subdir}/"`` (or is exactly ``subdir``)."""
+    if not subdir or tag == subdir or tag.startswith(subdir + "/"):
+        return tag
+    return f"{subdir}/{tag}"
+
+
+def merge_tags(
+    run_relpath: str, files: Iterable[ScalarFileState], *, tail_size: int = TAIL_SIZE
+) -> dict[str, TagSummary]:
+    """Per-run tag summaries from the states of the run's files, keyed (and ``tag`` set) by
+    ``run_tag``, sorted by key.
+
+    Files are combined in order of their points' wall time: for each key the ``first_*`` fields
+    come from the file whose first point is earliest, ``last_*`` (and the end of ``tail``) from the
+    one whose last point is latest (a resumed job's new file wins over the old one even if its
+    steps went back). Ties go to the file that sorts first by ``relpath`` (TensorBoard's order).
+    Raises ``ValueError`` if a file does not lie below ``run_relpath`` (``""`` is the log root).
+    """
+    prefix = run_relpath.strip("/")
+    found: dict[str, list[tuple[str, TagSummary]]] = {}
+    for state in sorted(files, key=lambda s: s.relpath):
+        if prefix:
+            if not state.relpath.startswith(prefix + "/"):
+                raise ValueError(f"{state.relpath!r} is not below the run folder {run_relpath!r}")
+            inner = state.relpath[len(prefix) + 1 :]
+        else:
+            inner = state.relpath
+        subdir = inner.rpartition("/")[0]
+        for tag, summary in state.tags.items():
+            found.setdefault(run_tag(subdir, tag), []).append((state.relpath, summary))
+    merged: dict[str, TagSummary] = {}
+    for key in sorted(found):
+        parts = [s for _, s in found[key]]  # relpath order; sorted() below is stable
+        by_start = sorted(parts, key=lambda s: s.first_wall_time)
+        by_end = sorted(parts, key=lambda s: s.last_wall_time)
+        result = by_end[0]
+        for summary in by_end[1:]:
+            result = _combine(result, summary, tail_size)
+        first = by_start[0]
+        nonfinite = [s for s in by_start if s.first_nonfinite_step is not None]
+        merged[key] = TagSummary(
+            tag=key,
+            count=result.count,
+            nan_count=result.nan_count,
+            inf_count=result.inf_count,
+            first_step=first.first_step,
+            last_step=result.last_step,
+            first_wall_time=first.first_wall_time,
+            last_wall_time=result.last_wall_time,
+            last_value=result.last_value,
+            min_value=result.min_value,
+            min_step=result.min_step,
+            max_value=result.max_value,
+            max_step=result.max_step,
+            first_nonfinite_step=nonfinite[0].first_nonfinite_step if nonfinite else None,
+            tail=result.tail,
+        )
+    return merged
+
+
+# --- many files ---------------------------------------------------------------------------------
+
+
+def _summarize_path(
+    path: str,
+    entry: FileEntry,
+    previous: ScalarFileState | None,
+    decoder: EventDecoder,
+    crc32c: Crc32c,
+    tail_size: int,
+) -> ScalarFileState | None:
+    if (
+        previous is not None
+        and (previous.inode, previous.size, previous.mtime_ns) == (entry.inode, entry.size, entry.mtime_ns)
+        and previous.relpath == entry.relpath
+    ):
+        return previous  # unchanged since the last pass: not even opened
+    try:
+        # Unbuffered: each read is one system call into the bytes object that gets sliced.
+        with open(path, "rb", buffering=0) as f:
+            return summarize_file(
+                f,
+                previous,
+                relpath=entry.relpath,
+                inode=entry.inode,
+                size=entry.size,
+                mtime_ns=entry.mtime_ns,
+                decoder=decoder,
+                crc32c=crc32c,
+                tail_size=tail_size,
+            )
+    except FileNotFoundError:
+        return None  # deleted between discovery and now
+
+
+def summarize_many(
+    jobs: Sequence[tuple[str, FileEntry, ScalarFileState | None]],
+    *,
+    decoder: EventDecoder,
+    crc32c: Crc32c,
+    workers: int,
+    mp_context: BaseContext | None = None,
+    tail_size: int = TAIL_SIZE,
+) -> list[ScalarFileState | None]:
+    """Summarize many local files (``(absolute path, entry, previous state)``), results in input
+    order; a file deleted since discovery gives ``None``, other ``OSError``s propagate.
+
+    A file whose inode, size and mtime match its previous state is not opened. Uses ``workers``
+    processes when more than ``PARALLEL_MIN_BYTES`` are to be parsed (largest files first, so one big
+    file does not finish last), serially otherwise. ``decoder`` and ``crc32c`` must be picklable.
+    ``mp_context`` as for ``tbhub.core.scanner.scan_many`` (default: the platform's, ``fork`` on
+    Linux; pass ``forkserver`` from a threaded process).
+    """
+    sizes = [bytes_to_parse(entry, prev) for _, entry, prev in jobs]
+    if workers <= 1 or len(jobs) <= 1 or sum(sizes) <= PARALLEL_MIN_BYTES:
+        return [_summarize_path(p, e, prev, decoder, crc32c, tail_size) for p, e, prev in jobs]
+    order = sorted(range(len(jobs)), key=lambda i: -sizes[i])
+    results: list[ScalarFileState | None] = [None] * len(jobs)
+    n_workers = min(workers, len(jobs), os.cpu_count() or 1)
+    with ProcessPoolExecutor(max_workers=n_workers, mp_context=mp_context) as pool:
+        futures = {
+            i: pool.submit(_summarize_path, jobs[i][0], jobs[i][1], jobs[i][2], decoder, crc32c, tail_size)
+            for i in order
+        }
+        for i, future in futures.items():
+            results[i] = future.result()
+    return results

@@ -1,0 +1,369 @@
+"""Watch runs: status from the logs, alerts once per state change, delivery through notifiers.
+
+``AlertEngine.evaluate`` runs after each scan inside ``tbhub serve``: it brings the scalar summaries
+of changed event files up to date (only new bytes are parsed), decides each run's status and records
+an alert when a run *changes* into diverged, stalled or finished. The run states and the alert keys
+live in the state database, so a restart never alerts twice. ``deliver`` sends pending alerts of one
+channel in order, retrying with backoff (honouring ``Retry-After``), at most about one message a second
+per channel; a permanent failure (404, 410, bad credentials) disables the channel until it is fixed.
+A dead channel holds up only its own queue, and loses nothing younger than ``alerts.max_age``.
+"""
+
+from __future__ import annotations
+
+import fnmatch
+import json
+import logging
+import math
+import os
+import time
+from collections.abc import Callable, Mapping
+from dataclasses import asdict, dataclass, replace
+from pathlib import Path
+from typing import Any
+
+from tbhub.adapters.crc import crc32c
+from tbhub.adapters.db.store import AlertRow, StateStore
+from tbhub.adapters.notifiers import EmailNotifier, SlackNotifier, WebhookNotifier
+from tbhub.adapters.scalar_decoder import ProtobufDecoder
+from tbhub.config import Config, NotifyConfig
+from tbhub.core.models import Alert, EndpointSpec, RunStatus, RunSummary
+from tbhub.core.ports import Notifier
+from tbhub.core.scalars import ScalarFileState, TagSummary, merge_tags, summarize_file
+from tbhub.core.status import StatusVerdict, run_status
+from tbhub.core.units import parse_duration
+from tbhub.errors import ConfigError, DeliveryError
+from tbhub.hub import Hub, log_store
+
+__all__ = ["AlertEngine", "Channel", "build_channels", "state_from_json", "state_to_json"]
+
+log = logging.getLogger("tbhub.watch")
+ALERTED = (RunStatus.DIVERGED, RunStatus.STALLED, RunStatus.FINISHED)
+#: Seconds between two messages to one channel (Slack allows about one a second per webhook).
+MIN_SEND_INTERVAL_S = 1.0
+MAX_BACKOFF_S = 300.0
+
+
+# -- the scalar index: ScalarFileState <-> JSON --------------------------------------------------------
+def state_to_json(state: ScalarFileState) -> str:
+    data = asdict(state)
+    data["tags"] = {tag: asdict(summary) for tag, summary in state.tags.items()}
+    return json.dumps(data)
+
+
+def state_from_json(text: str) -> ScalarFileState:
+    data = json.loads(text)
+    tags = {tag: TagSummary(**{**s, "tail": tuple(s["tail"])}) for tag, s in data.pop("tags").items()}
+    return ScalarFileState(**data, tags=tags)
+
+
+# -- channels --------------------------------------------------------------------------------------------
+@dataclass(frozen=True, slots=True)
+class Channel:
+    name: str
+    config: NotifyConfig
+    notifier: Notifier
+
+
+def _secret(
+    cfg: NotifyConfig, name: str, what: str, direct: str | None, env: str | None, file: str | None
+) -> str | None:
+    if direct:
+        return direct
+    if env:
+        value = os.environ.get(env)
+        if not value:
+            raise ConfigError(f"notify channel {name!r}: environment variable {env} ({what}) is not set")
+        return value.strip()
+    if file:
+        try:
+            return Path(file).expanduser().read_text().strip()
+        except OSError as error:
+            raise ConfigError(f"notify channel {name!r}: cannot read {what} from {file}: {error.strerror}") from None
+    return None
+
+
+def build_channels(config: Config) -> list[Channel]:
+    """One notifier per ``[[notify]]`` entry; secrets read from the environment or files now."""
+    hub_url = config.server.public_url or f"http://{config.server.host}:{config.server.port}"
+    channels = []
+    for name, cfg in zip(config.channel_names(), config.notify, strict=True):
+        notifier: Notifier
+        if cfg.type == "slack":
+            url = _secret(cfg, name, "the webhook URL", cfg.url, cfg.url_env, cfg.url_file)
+            assert url is not None  # the config model requires one of the three
+            notifier = SlackNotifier(name, url, hub_url=hub_url, timeout=cfg.timeout)
+        elif cfg.type == "webhook":
+            url = _secret(cfg, name, "the URL", cfg.url, cfg.url_env, cfg.url_file)
+            assert url is not None
+            secret = _secret(cfg, name, "the signing secret", None, cfg.secret_env, cfg.secret_file)
+            notifier = WebhookNotifier(name, url, secret=secret, timeout=cfg.timeout, headers=cfg.headers)
+        else:
+            password = _secret(cfg, name, "the SMTP password", None, cfg.password_env, cfg.password_file)
+            assert cfg.host is not None
+            notifier = EmailNotifier(
+                name,
+                cfg.host,
+                cfg.port or (465 if cfg.security == "tls" else 587 if cfg.security == "starttls" else 25),
+                sender=cfg.sender or f"tbhub@{cfg.host}",
+                to=cfg.to,
+                username=cfg.username,
+                password=password,
+                security=cfg.security,
+                timeout=cfg.timeout,
+            )
+        channels.append(Channel(name, cfg, notifier))
+    return channels
+
+
+# -- the engine ------------------------------------------------------------------------------------------
+def _best(tag: str, summary: TagSummary) -> tuple[float | None, int | None]:
+    lower_is_better = any(word in tag.lower() for word in ("loss", "error", "perplexity", "wer"))
+    if lower_is_better:
+        return summary.min_value, summary.min_step
+    return summary.max_value, summary.max_step
+
+
+def _finite(value: float | None) -> float | str | None:
+    if value is None:
+        return None
+    return value if math.isfinite(value) else str(value)
+
+
+class AlertEngine:
+    """Evaluates runs into alerts and delivers them. Thread-safe only per method and endpoint."""
+
+    def __init__(
+        self,
+        config: Config,
+        state: StateStore,
+        channels: list[Channel] | None = None,
+        *,
+        clock: Callable[[], float] = time.time,
+    ) -> None:
+        self.config = config
+        self.state = state
+        self.channels = {c.name: c for c in (channels if channels is not None else build_channels(config))}
+        self.clock = clock
+        self.decoder = ProtobufDecoder()
+        self._last_send: dict[str, float] = {}
+        self.hub_url = (config.server.public_url or f"http://{config.server.host}:{config.server.port}").rstrip("/")
+        self.max_age_s = parse_duration(config.alerts.max_age)
+
+    # -- scalars -----------------------------------------------------------------------------------------
+    def scalar_tags(self, endpoint: EndpointSpec, runs: list[RunSummary]) -> dict[str, dict[str, TagSummary]]:
+        """Per run relpath, its tag summaries; parses only what changed since the last call."""
+        store = log_store(endpoint)
+        known = self.state.load_scalar_states(endpoint.name)
+        states: dict[str, ScalarFileState] = {}
+        changed: list[tuple[str, int, int, int, str]] = []
+        for run in runs:
+            for f in run.files:
+                old = known.get(f.relpath)
+                if old is not None and old[:3] == (f.inode, f.size, f.mtime_ns):
+                    states[f.relpath] = state_from_json(old[3])
+                    continue
+                previous = state_from_json(old[3]) if old is not None else None
+                try:
+                    with store.open(f.relpath) as fh:
+                        new = summarize_file(
+                            fh,
+                            previous,
+                            relpath=f.relpath,
+                            inode=f.inode,
+                            size=f.size,
+                            mtime_ns=f.mtime_ns,
+                            decoder=self.decoder,
+                            crc32c=crc32c,
+                        )
+                except FileNotFoundError:
+                    continue  # deleted since the scan; the next scan drops it
+                states[f.relpath] = new
+                changed.append((f.relpath, f.inode, f.size, f.mtime_ns, state_to_json(new)))
+        removed = [relpath for relpath in known if relpath not in states]
+        if changed or removed:
+            self.state.save_scalar_states(endpoint.name, changed, removed)
+        tags: dict[str, dict[str, TagSummary]] = {}
+        for run in runs:
+            files = [states[f.relpath] for f in run.files if f.relpath in states]
+            loose = len(run.files) == 1 and run.files[0].relpath == run.relpath
+            root = run.relpath.rpartition("/")[0] if loose else run.relpath
+            tags[run.relpath] = merge_tags(root, files)
+        return tags
+
+    # -- statuses and alerts -------------------------------------------------------------------------------
+    def statuses(
+        self, endpoint: EndpointSpec, runs: list[RunSummary]
+    ) -> tuple[dict[str, StatusVerdict], dict[str, dict[str, TagSummary]]]:
+        """Each run's status now (by relpath), and the tag summaries it was decided on."""
+        rules = self.config.alerts.rules_for(endpoint.name)
+        tags = self.scalar_tags(endpoint, runs)
+        now_ns = int(self.clock() * 1e9)
+        store = log_store(endpoint)
+        verdicts = {}
+        for run in runs:
+            rule = rules.rule_for(run.dataset)
+            folder = store.resolve(run.relpath)
+            markers = {m for m in rule.marker_files if os.path.exists(os.path.join(folder, m))}
+            verdicts[run.relpath] = run_status(run, tags.get(run.relpath, {}), rule, now_ns=now_ns, markers=markers)
+        return verdicts, tags
+
+    def _details(self, run: RunSummary, verdict: StatusVerdict, tags: Mapping[str, TagSummary]) -> dict[str, Any]:
+        details: dict[str, Any] = dict(verdict.evidence)
+        details["last_step"] = run.last_step
+        if verdict.status is RunStatus.FINISHED:
+            if run.first_wall_time is not None and run.last_wall_time is not None:
+                details["duration_s"] = round(run.last_wall_time - run.first_wall_time, 1)
+            rule = self.config.alerts.rules_for(run.endpoint).rule_for(run.dataset)
+            watched = [t for t in tags if any(fnmatch.fnmatchcase(t, w) for w in rule.watch)]
+            key_tags = (watched + [t for t in tags if t not in watched])[:8]
+            scalars = {}
+            for tag in key_tags:
+                best, best_step = _best(tag, tags[tag])
+                scalars[tag] = {"final": _finite(tags[tag].last_value), "best": _finite(best), "best_step": best_step}
+            details["scalars"] = scalars
+        return details
+
+    def run_url(self, run: RunSummary) -> str:
+        from urllib.parse import quote
+
+        return f"{self.hub_url}/tb/{run.endpoint}/#scalars&regexInput={quote(run.dataset + '/' + run.run)}"
+
+    def evaluate(self, endpoint: EndpointSpec, runs: list[RunSummary]) -> list[Alert]:
+        """Decide every run's status; record (and return) an alert for each change into an alerted status.
+
+        A run seen for the first time is alerted only when it is diverged or finished and was
+        written to within ``stalled_after`` (a run that finished weeks ago is history, not news).
+        """
+        rules = self.config.alerts.rules_for(endpoint.name)
+        verdicts, tags = self.statuses(endpoint, runs)
+        previous = self.state.load_run_states(endpoint.name)
+        now = self.clock()
+        updates: list[tuple[str, str, str, str]] = []
+        fired: list[Alert] = []
+        for run in runs:
+            rule = rules.rule_for(run.dataset)
+            verdict = verdicts[run.relpath]
+            before = previous.get(run.relpath)
+            if before is not None and before[0] == verdict.status.value:
+                if before[1] != verdict.key:
+                    updates.append((run.relpath, verdict.status.value, verdict.key, verdict.reason))
+                continue
+            updates.append((run.relpath, verdict.status.value, verdict.key, verdict.reason))
+            if verdict.status not in ALERTED:
+                continue
+            if before is None and (
+                verdict.status is RunStatus.STALLED or run.age_seconds(int(now * 1e9)) > rule.stalled_after_s
+            ):
+                continue
+            alert = Alert(
+                key=verdict.key,
+                endpoint=run.endpoint,
+                dataset=run.dataset,
+                run=run.run,
+                status=verdict.status,
+                at=now,
+                message=verdict.reason,
+                details=self._details(run, verdict, tags.get(run.relpath, {})),
+                url=self.run_url(run),
+            )
+            alert_id = self.state.insert_alert(
+                key=alert.key,
+                endpoint=alert.endpoint,
+                dataset=alert.dataset,
+                run=alert.run,
+                status=alert.status.value,
+                at=alert.at,
+                message=alert.message,
+                details=json.dumps(alert.details),
+                url=alert.url,
+            )
+            if alert_id is not None:
+                fired.append(replace(alert, id=alert_id))
+        self.state.save_run_states(endpoint.name, updates)
+        return fired
+
+    def evaluate_hub(self, hub: Hub) -> list[Alert]:
+        return [a for name in hub.specs for a in self.evaluate(hub.specs[name], hub.runs(name))]
+
+    # -- delivery ------------------------------------------------------------------------------------------
+    def deliver(self, name: str) -> int:
+        """One pass over ``name``'s queue: returns how many alerts were sent.
+
+        Alerts go out oldest first; the pass stops at the first failure (the queue waits for its
+        backoff) so order is kept. Alerts older than ``alerts.max_age`` are recorded as expired.
+        """
+        channel = self.channels[name]
+        disabled = self.state.channel_states().get(name)
+        if disabled and disabled[0]:
+            return 0
+        sent = 0
+        now = self.clock()
+        for pending in self.state.pending_deliveries(name, channel.config.on, since=0.0):
+            alert = pending.alert
+            if now - alert.at > self.max_age_s:
+                self.state.record_delivery(
+                    alert.id,
+                    name,
+                    pending.attempts + 1,
+                    "expired",
+                    f"older than alerts.max_age ({self.config.alerts.max_age})",
+                )
+                continue
+            if pending.next_at is not None and pending.next_at > now:
+                break
+            wait = self._last_send.get(name, 0.0) + MIN_SEND_INTERVAL_S - time.monotonic()
+            if wait > 0:
+                time.sleep(wait)
+            attempt = pending.attempts + 1
+            try:
+                channel.notifier.send(_alert_from_row(alert))
+            except DeliveryError as error:
+                self._last_send[name] = time.monotonic()
+                if error.permanent:
+                    self.state.record_delivery(alert.id, name, attempt, "failed", error.message)
+                    self.state.set_channel(name, disabled=True, reason=error.message)
+                    log.warning("notify channel %s disabled: %s", name, error.message)
+                    return sent
+                backoff = min(MAX_BACKOFF_S, 2.0 ** min(attempt, 16))
+                delay = max(error.retry_after or 0.0, backoff if error.retry_after is None else 0.0)
+                self.state.record_delivery(alert.id, name, attempt, "retry", error.message, self.clock() + delay)
+                return sent
+            self._last_send[name] = time.monotonic()
+            self.state.record_delivery(alert.id, name, attempt, "sent")
+            sent += 1
+            now = self.clock()
+        return sent
+
+    def send_test(self, name: str) -> None:
+        """Send a test message through ``name`` (raises ``DeliveryError``); success re-enables it."""
+        channel = self.channels[name]
+        channel.notifier.send(
+            Alert(
+                key=f"test:{time.time_ns()}",
+                endpoint="tbhub",
+                dataset="test",
+                run="notification",
+                status=RunStatus.FINISHED,
+                at=self.clock(),
+                message=f"test message from tbhub to {name}",
+                details={"last_step": 0, "duration_s": 0, "scalars": {}},
+                url=self.hub_url + "/",
+            )
+        )
+        self.state.set_channel(name, disabled=False, reason=None)
+
+
+def _alert_from_row(row: AlertRow) -> Alert:
+    return Alert(
+        key=row.key,
+        endpoint=row.endpoint,
+        dataset=row.dataset,
+        run=row.run,
+        status=RunStatus(row.status),
+        at=row.at,
+        message=row.message,
+        details=json.loads(row.details),
+        url=row.url,
+        id=row.id,
+    )
