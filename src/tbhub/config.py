@@ -298,6 +298,7 @@ class NotifyConfig(_Strict):
     password_file: str | None = None
     sender: str | None = None
     to: list[str] = Field(default_factory=list)
+    ca_file: str | None = None
     timeout: float = Field(default=10.0, gt=0)
 
     @model_validator(mode="after")

@@ -16,6 +16,7 @@ import json
 import logging
 import math
 import os
+import ssl
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import asdict, dataclass, replace
@@ -111,6 +112,7 @@ def build_channels(config: Config) -> list[Channel]:
                 password=password,
                 security=cfg.security,
                 timeout=cfg.timeout,
+                ssl_context=ssl.create_default_context(cafile=cfg.ca_file) if cfg.ca_file else None,
             )
         channels.append(Channel(name, cfg, notifier))
     return channels

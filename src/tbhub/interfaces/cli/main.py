@@ -9,6 +9,7 @@ from rich.console import Console
 
 from tbhub import __version__
 from tbhub.errors import TbhubError
+from tbhub.interfaces.cli.alerts import alerts_command, notify_app
 from tbhub.interfaces.cli.clean import archives_app, clean_command, history_command, restore_command
 from tbhub.interfaces.cli.db import db_app
 from tbhub.interfaces.cli.demo import demo_command
@@ -39,6 +40,8 @@ app.command("pin")(pin_command)
 app.command("unpin")(unpin_command)
 app.command("pins")(pins_command)
 app.command("usage")(usage_command)
+app.command("alerts")(alerts_command)
+app.add_typer(notify_app, name="notify")
 app.add_typer(db_app, name="db")
 
 

@@ -1,0 +1,125 @@
+"""``tbhub alerts`` (the history) and ``tbhub notify test|enable CHANNEL``."""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+import sys
+from typing import Annotated
+
+import typer
+from rich.table import Table
+
+from tbhub.errors import DeliveryError, UsageError
+from tbhub.hub import state_store
+from tbhub.interfaces.cli.options import ConfigOpt, JsonOpt, config_from, output_console
+
+__all__ = ["alerts_command", "notify_app"]
+
+notify_app = typer.Typer(help="Notification channels ([[notify]] in the config).", no_args_is_help=True)
+
+
+def alerts_command(
+    config: ConfigOpt = None,
+    limit: Annotated[int, typer.Option("--limit", help="How many, newest first.")] = 100,
+    as_json: JsonOpt = False,
+) -> None:
+    """The alert history: which run changed into which status, when, and where it was delivered."""
+    cfg = config_from(config, None, None)
+    state = state_store(cfg)
+    try:
+        rows = state.alerts(limit=limit)
+        deliveries = {a.id: state.deliveries(a.id) for a in rows}
+    finally:
+        state.dispose()
+    records = []
+    for a in rows:
+        last: dict[str, dict[str, object]] = {}
+        for d in deliveries[a.id]:
+            last[d["channel"]] = {"outcome": d["outcome"], "attempts": d["attempt"], "error": d["error"]}
+        records.append(
+            {
+                "id": a.id,
+                "key": a.key,
+                "endpoint": a.endpoint,
+                "dataset": a.dataset,
+                "run": a.run,
+                "status": a.status,
+                "at": a.at,
+                "message": a.message,
+                "details": json.loads(a.details),
+                "url": a.url,
+                "deliveries": last,
+            }
+        )
+    if as_json:
+        json.dump(records, sys.stdout, indent=2)
+        sys.stdout.write("\n")
+        return
+    table = Table("when", "run", "status", "what", "delivered")
+    for r in records:
+        when = dt.datetime.fromtimestamp(float(r["at"]), tz=dt.UTC).strftime("%Y-%m-%d %H:%M:%S")
+        delivered = ", ".join(f"{k}: {v['outcome']}" for k, v in r["deliveries"].items()) or "pending"
+        table.add_row(
+            when, f"{r['endpoint']}/{r['dataset']}/{r['run']}", str(r["status"]), str(r["message"]), delivered
+        )
+    output_console().print(table)
+
+
+ChannelArg = Annotated[str, typer.Argument(help="The channel's name (name = ... or TYPE-INDEX, e.g. slack-0).")]
+
+
+@notify_app.command("test")
+def notify_test(channel: ChannelArg, config: ConfigOpt = None) -> None:
+    """Send a test message through CHANNEL; a channel disabled by a failure is enabled again on success."""
+    from tbhub.watch import AlertEngine
+
+    cfg = config_from(config, None, None)
+    if channel not in cfg.channel_names():
+        known = ", ".join(cfg.channel_names()) or "none configured"
+        raise UsageError(f"unknown notify channel {channel!r} (known: {known})")
+    state = state_store(cfg)
+    try:
+        engine = AlertEngine(cfg, state)
+        try:
+            engine.send_test(channel)
+        except DeliveryError as error:
+            output_console().print(f"[red]not delivered:[/] {error.message}", soft_wrap=True)
+            raise typer.Exit(1) from None
+    finally:
+        state.dispose()
+    output_console().print(f"test message delivered to {channel}")
+
+
+@notify_app.command("list")
+def notify_list(config: ConfigOpt = None, as_json: JsonOpt = False) -> None:
+    """The channels, what they are sent, and whether a permanent failure disabled them."""
+    cfg = config_from(config, None, None)
+    state = state_store(cfg)
+    try:
+        states = state.channel_states()
+    finally:
+        state.dispose()
+    rows = [
+        {
+            "name": n,
+            "type": c.type,
+            "on": c.on,
+            "disabled": states.get(n, (False, None))[0],
+            "reason": states.get(n, (False, None))[1],
+        }
+        for n, c in zip(cfg.channel_names(), cfg.notify, strict=True)
+    ]
+    if as_json:
+        json.dump(rows, sys.stdout, indent=2)
+        sys.stdout.write("\n")
+        return
+    table = Table("channel", "type", "on", "state")
+    for r in rows:
+        table.add_row(
+            str(r["name"]),
+            str(r["type"]),
+            ", ".join(str(x) for x in r["on"]),  # type: ignore[union-attr]
+            f"disabled: {r['reason']}" if r["disabled"] else "active",
+        )
+    output_console().print(table)
