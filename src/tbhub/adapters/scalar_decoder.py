@@ -348,7 +348,7 @@ class ProtobufDecoder:
                                         return [(tag, step, wall_time, v) for tag, v in zip(tags, values, strict=True)]
                                     return self._apply(layout, values, step, wall_time, plugins)
                         return self._learn(payload, start, key, step, wall_time, plugins)
-            except IndexError:
+            except (IndexError, struct.error):  # cut short: upb decides what it is
                 pass
         try:
             event = _from_string(payload)
