@@ -1,0 +1,95 @@
+"""The alert engine in-process, against a real HTTP receiver and real event files."""
+
+from __future__ import annotations
+
+import os
+import time
+from pathlib import Path
+
+import pytest
+
+from eventfiles import file_version_event, scalar_event, write_events
+from receivers import Reply, http_receiver
+from tbhub.adapters.db.store import open_state
+from tbhub.config import load_config
+from tbhub.errors import ConfigError
+from tbhub.hub import scan_endpoints
+from tbhub.watch import AlertEngine, build_channels
+
+
+def write_run(root: Path, relpath: str, values: list[float], *, age_s: float = 0.0) -> None:
+    path = root / relpath / "events.out.tfevents.1"
+    t = time.time() - age_s
+    write_events(
+        path, [file_version_event(t), *(scalar_event(s, v, "loss", wall_time=t) for s, v in enumerate(values))]
+    )
+    os.utime(path, (t, t))
+
+
+def setup(tmp_path: Path, url: str, extra: str = "") -> tuple[AlertEngine, object, object]:
+    cfg_file = tmp_path / "tbhub.toml"
+    cfg_file.write_text(
+        f'[state]\ndir = "{tmp_path / "state"}"\n[endpoints.lora]\nlogdir = "{tmp_path / "logs"}"\n'
+        f'[alerts]\nmax_steps = 9\nmax_age = "1h"\n{extra}'
+        f'[[notify]]\ntype = "webhook"\nname = "hook"\nurl = "{url}"\n'
+    )
+    config = load_config(cfg_file)
+    state = open_state(config.state.url)
+    return AlertEngine(config, state), config, state
+
+
+def evaluate(engine: AlertEngine, config: object, state: object) -> list[object]:
+    (inv,) = scan_endpoints(config, state=state)  # type: ignore[arg-type]
+    return engine.evaluate(inv.endpoint, inv.runs)  # type: ignore[return-value]
+
+
+def test_first_sight_history_is_not_news_and_404_disables(tmp_path: Path) -> None:
+    root = tmp_path / "logs"
+    write_run(root, "ds/ancient", [1.0] * 10, age_s=30 * 86400)  # finished a month ago
+    write_run(root, "ds/fresh", [1.0] * 10)  # finished just now
+    with http_receiver([Reply(404, "no_service")]) as hook:
+        engine, config, state = setup(tmp_path, hook.url)
+        fired = evaluate(engine, config, state)
+        assert [a.run for a in fired] == ["fresh"]  # type: ignore[attr-defined]
+        assert evaluate(engine, config, state) == []  # once per change
+        assert engine.deliver("hook") == 0
+        assert state.channel_states()["hook"][0] is True  # type: ignore[attr-defined]
+        assert "404" in (state.channel_states()["hook"][1] or "")  # type: ignore[attr-defined]
+        assert engine.deliver("hook") == 0 and len(hook.requests) == 1  # disabled: nothing more is sent
+        engine.send_test("hook")  # the receiver answers 200 again: the channel is enabled
+        assert state.channel_states()["hook"][0] is False  # type: ignore[attr-defined]
+        assert engine.deliver("hook") == 1
+        assert [r.json()["run"] for r in hook.requests[2:]] == ["fresh"]
+
+
+def test_retry_after_is_honoured_and_old_alerts_expire(tmp_path: Path) -> None:
+    root = tmp_path / "logs"
+    write_run(root, "ds/a", [1.0] * 10)
+    now = [time.time()]
+    with http_receiver([Reply(429, "slow", {"Retry-After": "30"})]) as hook:
+        engine, config, state = setup(tmp_path, hook.url)
+        engine.clock = lambda: now[0]
+        evaluate(engine, config, state)
+        assert engine.deliver("hook") == 0
+        (pending,) = state.pending_deliveries("hook", ["finished"], 0.0)  # type: ignore[attr-defined]
+        assert pending.attempts == 1 and pending.next_at == pytest.approx(now[0] + 30, abs=1)
+        now[0] += 10
+        assert engine.deliver("hook") == 0 and len(hook.requests) == 1  # still waiting
+        now[0] += 25
+        assert engine.deliver("hook") == 1 and len(hook.requests) == 2
+        write_run(root, "ds/b", [1.0] * 10)
+        evaluate(engine, config, state)
+        now[0] += 2 * 3600  # the channel was down for longer than max_age
+        assert engine.deliver("hook") == 0 and len(hook.requests) == 2
+        outcomes = [d["outcome"] for d in state.deliveries()]  # type: ignore[attr-defined]
+        assert outcomes == ["retry", "sent", "expired"]
+
+
+def test_missing_secret_is_one_clear_line(tmp_path: Path) -> None:
+    cfg_file = tmp_path / "tbhub.toml"
+    cfg_file.write_text(f'[endpoints.a]\nlogdir = "{tmp_path}"\n[[notify]]\ntype = "slack"\nurl_env = "NOPE_UNSET"\n')
+    with pytest.raises(ConfigError, match=r"environment variable NOPE_UNSET .* is not set"):
+        build_channels(load_config(cfg_file))
+    cfg_file.write_text(f'[endpoints.a]\nlogdir = "{tmp_path}"\n[[notify]]\ntype = "slack"\n')
+    with pytest.raises(ConfigError, match="needs url, url_env or url_file"):
+        load_config(cfg_file)
