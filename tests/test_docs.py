@@ -4,7 +4,15 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from tbhub.config import SETTINGS, Config, CostConfig, EndpointConfig, EndpointRetentionConfig, RetentionConfig
+from tbhub.config import (
+    SETTINGS,
+    AlertsConfig,
+    Config,
+    CostConfig,
+    EndpointConfig,
+    EndpointRetentionConfig,
+    RetentionConfig,
+)
 
 README = (Path(__file__).parent.parent / "README.md").read_text()
 
@@ -23,6 +31,8 @@ def test_settings_table_matches_the_model() -> None:
     modelled |= {f"retention.{field}" for field in RetentionConfig.model_fields if field != "policies"}
     modelled |= {f"retention.ENDPOINT.{field}" for field in EndpointRetentionConfig.model_fields if field != "datasets"}
     modelled.add("retention.ENDPOINT.datasets.GLOB")
+    modelled |= {f"alerts.{field}" for field in AlertsConfig.model_fields if field != "endpoints"}
+    modelled |= {"alerts.endpoints.NAME", "notify"}
     assert modelled == {key for key, _, _ in SETTINGS}
 
 
