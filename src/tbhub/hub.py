@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
+import json
 import os
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 
 from tbhub.adapters.crc import crc32c
 from tbhub.adapters.db.store import ScanRecord, StateStore, UsageRow, open_state
@@ -20,10 +21,21 @@ from tbhub.config import Config
 from tbhub.core.inventory import EndpointInventory, Progress, scan_endpoint
 from tbhub.core.models import EndpointSpec, RunSummary
 from tbhub.core.runs import group_runs
+from tbhub.core.scalars import EventDecoder, ScalarFileState, TagSummary, merge_tags, summarize_file
 from tbhub.core.usage import DatasetUsage, Snapshot, growth, usage_by_dataset
 from tbhub.errors import LogRootError, TbhubError, UnknownEndpoint
 
-__all__ = ["EndpointView", "Hub", "log_store", "scan_endpoints", "state_store", "usage_report"]
+__all__ = [
+    "EndpointView",
+    "Hub",
+    "log_store",
+    "run_scalars",
+    "scan_endpoints",
+    "state_from_json",
+    "state_store",
+    "state_to_json",
+    "usage_report",
+]
 
 #: The server records a usage snapshot when the newest is older than this.
 USAGE_SNAPSHOT_EVERY_S = 86400.0
@@ -92,6 +104,73 @@ def scan_endpoints(
             db.dispose()
 
 
+# -- the scalar index: ScalarFileState <-> JSON --------------------------------------------------------
+def state_to_json(state: ScalarFileState) -> str:
+    data = asdict(state)
+    data["tags"] = {tag: asdict(summary) for tag, summary in state.tags.items()}
+    return json.dumps(data)
+
+
+def state_from_json(text: str) -> ScalarFileState:
+    data = json.loads(text)
+    tags = {tag: TagSummary(**{**s, "tail": tuple(s["tail"])}) for tag, s in data.pop("tags").items()}
+    return ScalarFileState(**data, tags=tags)
+
+
+def run_scalars(
+    state: StateStore,
+    endpoint: EndpointSpec,
+    runs: Sequence[RunSummary],
+    decoder: EventDecoder,
+    *,
+    prune: bool = True,
+) -> dict[str, dict[str, TagSummary]]:
+    """Per run relpath, its tag summaries; parses only the event-file bytes added since the last call.
+
+    The per-file state lives in the state database (``scalar_files``), so any process (the alert
+    engine in ``serve``, ``tbhub compare``) continues where the last one stopped. ``prune`` drops
+    the states of files not among ``runs``: pass ``False`` when ``runs`` is only a selection.
+    """
+    store = log_store(endpoint)
+    known = state.load_scalar_states(endpoint.name)
+    states: dict[str, ScalarFileState] = {}
+    changed: list[tuple[str, int, int, int, str]] = []
+    for run in runs:
+        for f in run.files:
+            old = known.get(f.relpath)
+            if old is not None and old[:3] == (f.inode, f.size, f.mtime_ns):
+                states[f.relpath] = state_from_json(old[3])
+                continue
+            previous = state_from_json(old[3]) if old is not None else None
+            try:
+                with store.open(f.relpath) as fh:
+                    new = summarize_file(
+                        fh,
+                        previous,
+                        relpath=f.relpath,
+                        inode=f.inode,
+                        size=f.size,
+                        mtime_ns=f.mtime_ns,
+                        decoder=decoder,
+                        crc32c=crc32c,
+                    )
+            except FileNotFoundError:
+                continue  # deleted since the scan; the next scan drops it
+            states[f.relpath] = new
+            changed.append((f.relpath, f.inode, f.size, f.mtime_ns, state_to_json(new)))
+    wanted = {f.relpath for run in runs for f in run.files}
+    removed = [relpath for relpath in known if relpath not in wanted] if prune else []
+    if changed or removed:
+        state.save_scalar_states(endpoint.name, changed, removed)
+    tags: dict[str, dict[str, TagSummary]] = {}
+    for run in runs:
+        files = [states[f.relpath] for f in run.files if f.relpath in states]
+        loose = len(run.files) == 1 and run.files[0].relpath == run.relpath
+        root = run.relpath.rpartition("/")[0] if loose else run.relpath
+        tags[run.relpath] = merge_tags(root, files)
+    return tags
+
+
 @dataclass(frozen=True, slots=True)
 class EndpointView:
     """What the hub shows of one endpoint, read from the index (no event file is opened)."""
@@ -138,9 +217,7 @@ class Hub:
         """Build the state store and a (not yet started) supervisor with one child per endpoint."""
         state = state_store(config)
         children = [
-            ChildSpec.from_endpoint(
-                spec, state_dir=config.state.path, exposed=config.endpoints[spec.name].expose
-            )
+            ChildSpec.from_endpoint(spec, state_dir=config.state.path, exposed=config.endpoints[spec.name].expose)
             for spec in config.endpoint_specs()
         ]
         return cls(config, state, TensorBoardSupervisor(children, timing=timing))

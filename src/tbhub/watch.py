@@ -19,43 +19,29 @@ import os
 import ssl
 import time
 from collections.abc import Callable, Mapping
-from dataclasses import asdict, dataclass, replace
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
-from tbhub.adapters.crc import crc32c
 from tbhub.adapters.db.store import AlertRow, StateStore
 from tbhub.adapters.notifiers import EmailNotifier, SlackNotifier, WebhookNotifier
 from tbhub.adapters.scalar_decoder import ProtobufDecoder
 from tbhub.config import Config, NotifyConfig
 from tbhub.core.models import Alert, EndpointSpec, RunStatus, RunSummary
 from tbhub.core.ports import Notifier
-from tbhub.core.scalars import ScalarFileState, TagSummary, merge_tags, summarize_file
+from tbhub.core.scalars import TagSummary
 from tbhub.core.status import StatusVerdict, run_status
 from tbhub.core.units import parse_duration
 from tbhub.errors import ConfigError, DeliveryError
-from tbhub.hub import Hub, log_store
+from tbhub.hub import Hub, log_store, run_scalars
 
-__all__ = ["AlertEngine", "Channel", "build_channels", "state_from_json", "state_to_json"]
+__all__ = ["AlertEngine", "Channel", "build_channels"]
 
 log = logging.getLogger("tbhub.watch")
 ALERTED = (RunStatus.DIVERGED, RunStatus.STALLED, RunStatus.FINISHED)
 #: Seconds between two messages to one channel (Slack allows about one a second per webhook).
 MIN_SEND_INTERVAL_S = 1.0
 MAX_BACKOFF_S = 300.0
-
-
-# -- the scalar index: ScalarFileState <-> JSON --------------------------------------------------------
-def state_to_json(state: ScalarFileState) -> str:
-    data = asdict(state)
-    data["tags"] = {tag: asdict(summary) for tag, summary in state.tags.items()}
-    return json.dumps(data)
-
-
-def state_from_json(text: str) -> ScalarFileState:
-    data = json.loads(text)
-    tags = {tag: TagSummary(**{**s, "tail": tuple(s["tail"])}) for tag, s in data.pop("tags").items()}
-    return ScalarFileState(**data, tags=tags)
 
 
 # -- channels --------------------------------------------------------------------------------------------
@@ -152,46 +138,8 @@ class AlertEngine:
         self.hub_url = (config.server.public_url or f"http://{config.server.host}:{config.server.port}").rstrip("/")
         self.max_age_s = parse_duration(config.alerts.max_age)
 
-    # -- scalars -----------------------------------------------------------------------------------------
     def scalar_tags(self, endpoint: EndpointSpec, runs: list[RunSummary]) -> dict[str, dict[str, TagSummary]]:
-        """Per run relpath, its tag summaries; parses only what changed since the last call."""
-        store = log_store(endpoint)
-        known = self.state.load_scalar_states(endpoint.name)
-        states: dict[str, ScalarFileState] = {}
-        changed: list[tuple[str, int, int, int, str]] = []
-        for run in runs:
-            for f in run.files:
-                old = known.get(f.relpath)
-                if old is not None and old[:3] == (f.inode, f.size, f.mtime_ns):
-                    states[f.relpath] = state_from_json(old[3])
-                    continue
-                previous = state_from_json(old[3]) if old is not None else None
-                try:
-                    with store.open(f.relpath) as fh:
-                        new = summarize_file(
-                            fh,
-                            previous,
-                            relpath=f.relpath,
-                            inode=f.inode,
-                            size=f.size,
-                            mtime_ns=f.mtime_ns,
-                            decoder=self.decoder,
-                            crc32c=crc32c,
-                        )
-                except FileNotFoundError:
-                    continue  # deleted since the scan; the next scan drops it
-                states[f.relpath] = new
-                changed.append((f.relpath, f.inode, f.size, f.mtime_ns, state_to_json(new)))
-        removed = [relpath for relpath in known if relpath not in states]
-        if changed or removed:
-            self.state.save_scalar_states(endpoint.name, changed, removed)
-        tags: dict[str, dict[str, TagSummary]] = {}
-        for run in runs:
-            files = [states[f.relpath] for f in run.files if f.relpath in states]
-            loose = len(run.files) == 1 and run.files[0].relpath == run.relpath
-            root = run.relpath.rpartition("/")[0] if loose else run.relpath
-            tags[run.relpath] = merge_tags(root, files)
-        return tags
+        return run_scalars(self.state, endpoint, runs, self.decoder)
 
     # -- statuses and alerts -------------------------------------------------------------------------------
     def statuses(
