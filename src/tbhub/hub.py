@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
+import fnmatch
 import json
 import os
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import asdict, dataclass
 
 from tbhub.adapters.crc import crc32c
@@ -18,16 +19,27 @@ from tbhub.adapters.tensorboard.supervisor import (
     TensorBoardSupervisor,
 )
 from tbhub.config import Config
+from tbhub.core.compare import CompareRow, Target, build_rows
 from tbhub.core.inventory import EndpointInventory, Progress, scan_endpoint
 from tbhub.core.models import EndpointSpec, RunSummary
 from tbhub.core.runs import group_runs
-from tbhub.core.scalars import EventDecoder, ScalarFileState, TagSummary, merge_tags, summarize_file
+from tbhub.core.scalars import (
+    EventDecoder,
+    ScalarFileState,
+    ScalarPoint,
+    TagSummary,
+    iter_points,
+    merge_tags,
+    run_tag,
+    summarize_file,
+)
 from tbhub.core.usage import DatasetUsage, Snapshot, growth, usage_by_dataset
 from tbhub.errors import LogRootError, TbhubError, UnknownEndpoint
 
 __all__ = [
     "EndpointView",
     "Hub",
+    "compare_runs",
     "log_store",
     "run_scalars",
     "scan_endpoints",
@@ -124,12 +136,14 @@ def run_scalars(
     decoder: EventDecoder,
     *,
     prune: bool = True,
+    parse: bool = True,
 ) -> dict[str, dict[str, TagSummary]]:
     """Per run relpath, its tag summaries; parses only the event-file bytes added since the last call.
 
     The per-file state lives in the state database (``scalar_files``), so any process (the alert
     engine in ``serve``, ``tbhub compare``) continues where the last one stopped. ``prune`` drops
     the states of files not among ``runs``: pass ``False`` when ``runs`` is only a selection.
+    ``parse=False`` only reads what the database holds (the hub's request path never parses).
     """
     store = log_store(endpoint)
     known = state.load_scalar_states(endpoint.name)
@@ -142,6 +156,10 @@ def run_scalars(
                 states[f.relpath] = state_from_json(old[3])
                 continue
             previous = state_from_json(old[3]) if old is not None else None
+            if not parse:
+                if previous is not None:
+                    states[f.relpath] = previous
+                continue
             try:
                 with store.open(f.relpath) as fh:
                     new = summarize_file(
@@ -282,3 +300,46 @@ class Hub:
         if self.supervisor is not None:
             self.supervisor.stop()
         self.state.dispose()
+
+
+def compare_runs(
+    config: Config,
+    state: StateStore,
+    *,
+    names: Sequence[str] | None = None,
+    dataset_glob: str | None = None,
+    tags: Sequence[str] = (),
+    target: Target | None = None,
+    scan: bool = True,
+) -> list[CompareRow]:
+    """Rows for ``tbhub compare`` and ``/compare``.
+
+    ``scan=True`` (the CLI): a fresh scan, scalar summaries brought up to date, and a ``target`` read
+    from the points. ``scan=False`` (the hub): only what the index and the scalar index hold, no file
+    is opened (the background alert engine keeps the scalar index fresh).
+    """
+    from tbhub.adapters.scalar_decoder import ProtobufDecoder  # protobuf: only when comparing
+
+    decoder = ProtobufDecoder()
+    rows: list[CompareRow] = []
+    specs = config.endpoint_specs(names)
+    if scan:
+        inventories = {inv.endpoint.name: inv.runs for inv in scan_endpoints(config, names, state=state)}
+    else:
+        inventories = {s.name: group_runs(s.name, state.load(s.name).values()) for s in specs}
+    for spec in specs:
+        runs = inventories[spec.name]
+        selected = [r for r in runs if dataset_glob is None or fnmatch.fnmatchcase(r.dataset, dataset_glob)]
+        summaries = run_scalars(state, spec, selected, decoder, prune=scan and len(selected) == len(runs), parse=scan)
+        store = log_store(spec)
+
+        def points(run: RunSummary, tag: str, store: LocalLogStore = store) -> Iterator[ScalarPoint]:
+            for f in run.files:
+                subdir = f.relpath[len(run.relpath) + 1 :].rpartition("/")[0] if f.relpath != run.relpath else ""
+                with store.open(f.relpath) as fh:
+                    for point in iter_points(fh, None, inode=f.inode, size=f.size, decoder=decoder, crc32c=crc32c):
+                        if run_tag(subdir, point[0]) == tag:
+                            yield point
+
+        rows.extend(build_rows(selected, summaries, list(tags), target=target if scan else None, target_points=points))
+    return rows

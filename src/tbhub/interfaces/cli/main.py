@@ -11,6 +11,7 @@ from tbhub import __version__
 from tbhub.errors import TbhubError
 from tbhub.interfaces.cli.alerts import alerts_command, notify_app
 from tbhub.interfaces.cli.clean import archives_app, clean_command, history_command, restore_command
+from tbhub.interfaces.cli.compare import compare_command
 from tbhub.interfaces.cli.db import db_app
 from tbhub.interfaces.cli.demo import demo_command
 from tbhub.interfaces.cli.retention import pin_command, pins_command, retention_app, unpin_command
@@ -40,6 +41,7 @@ app.command("pin")(pin_command)
 app.command("unpin")(unpin_command)
 app.command("pins")(pins_command)
 app.command("usage")(usage_command)
+app.command("compare")(compare_command)
 app.command("alerts")(alerts_command)
 app.add_typer(notify_app, name="notify")
 app.add_typer(db_app, name="db")

@@ -43,7 +43,6 @@ def run_hub(config: Config, *, scan_interval: float, console: Console, job_inter
     import uvicorn
 
     from tbhub.interfaces.web.app import create_app
-    from tbhub.watch import build_channels
 
     host, port = config.server.host, config.server.port
     check_port(host, port, "the hub")

@@ -9,6 +9,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import datetime as dt
+import io
 import json
 import logging
 import os
@@ -18,19 +19,22 @@ import time
 from collections.abc import AsyncIterator
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
-from typing import Any
+from typing import Annotated, Any
+from urllib.parse import quote
 
 import httpx
-from fastapi import FastAPI, Request
+from fastapi import FastAPI, Query, Request
 from fastapi.responses import HTMLResponse, JSONResponse, RedirectResponse, Response
 from fastapi.staticfiles import StaticFiles
 from fastapi.templating import Jinja2Templates
 
 from tbhub import __version__
+from tbhub.core.compare import best_index, parse_sort, sort_rows
 from tbhub.core.models import RunSummary
 from tbhub.core.units import format_age, format_size
-from tbhub.errors import TbhubError
-from tbhub.hub import EndpointView, Hub
+from tbhub.errors import TbhubError, UsageError
+from tbhub.hub import EndpointView, Hub, compare_runs
+from tbhub.interfaces.cli.compare import compare_record, write_compare_csv
 from tbhub.interfaces.cli.render import age_style, iso_utc
 from tbhub.interfaces.cli.usage import usage_record
 from tbhub.interfaces.web.proxy import TensorBoardProxy
@@ -331,6 +335,74 @@ def create_app(
         runs = sorted(hub.runs(name), key=lambda r: -r.last_modified_ns)
         statuses = hub.state.load_run_states(name)
         return [_run_json(r, now_ns, statuses.get(r.relpath)) for r in runs]
+
+    def compare_data(endpoint: str | None, dataset: str | None, tags: list[str], sort: str | None) -> dict[str, Any]:
+        try:
+            spec = parse_sort(sort) if sort else None
+        except ValueError as error:
+            raise UsageError(str(error)) from None
+        wanted = list(tags)
+        if spec is not None and spec.tag not in wanted:
+            wanted.append(spec.tag)
+        rows = compare_runs(
+            hub.config,
+            hub.state,
+            names=[endpoint] if endpoint else None,
+            dataset_glob=dataset or None,
+            tags=wanted,
+            scan=False,
+        )
+        rows = sort_rows(rows, spec)
+        best = best_index(rows, spec)
+        records = [
+            compare_record(r, wanted, i == best)
+            | {"first_wall_time": r.run.first_wall_time, "tensorboard": tensorboard_link(r.run)}
+            for i, r in enumerate(rows)
+        ]
+        return {"tags": wanted, "sort": sort, "rows": records}
+
+    def tensorboard_link(run: RunSummary) -> str:
+        return f"/tb/{run.endpoint}/#scalars&regexInput={quote(run.dataset + '/' + run.run)}"
+
+    @app.get("/api/compare", tags=["compare"])
+    def api_compare(
+        tag: Annotated[list[str], Query()],
+        endpoint: str | None = None,
+        dataset: str | None = None,
+        sort: str | None = None,
+        format: str = "json",
+    ) -> Response:
+        """One row per run with the figures of each ``tag`` (last, min, max with steps, mean of the
+        last 10, count, NaN count), duration and steps per second; ``best`` marks the best by ``sort``
+        (``TAG:min|max|last``). ``format=csv`` for a spreadsheet."""
+        data = compare_data(endpoint, dataset, tag, sort)
+        if format == "csv":
+            buffer = io.StringIO()
+            write_compare_csv(buffer, data["rows"], data["tags"])
+            return Response(
+                buffer.getvalue(),
+                media_type="text/csv",
+                headers={"content-disposition": 'attachment; filename="tbhub-compare.csv"'},
+            )
+        return JSONResponse(data)
+
+    @app.get("/compare", response_class=HTMLResponse, include_in_schema=False)
+    def compare_page(
+        request: Request, endpoint: str = "", dataset: str = "", tags: str = "", sort: str = ""
+    ) -> Response:
+        chosen = [t.strip() for t in tags.split(",") if t.strip()] or ["loss"]
+        data = compare_data(endpoint or None, dataset or None, chosen, sort or None)
+        return templates.TemplateResponse(
+            request,
+            "compare.html",
+            {
+                **context(request),
+                "data": data,
+                "endpoints": list(hub.specs),
+                "form": {"endpoint": endpoint, "dataset": dataset, "tags": ", ".join(chosen), "sort": sort},
+                "query": str(request.url.query),
+            },
+        )
 
     @app.get("/api/usage", tags=["usage"])
     def api_usage() -> list[dict[str, Any]]:
