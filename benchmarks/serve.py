@@ -5,7 +5,9 @@
 
 Options: ``--tree DIR --runs N --records N`` (the tree ``gentree.py`` generates and reuses),
 ``--python-timeout S`` (default 300; ``--skip-python``), ``--load-seconds S --load-clients N``,
-``--proxy-requests N``, ``--freshness-trials N``, ``--page-reps N``, ``--out FILE``.
+``--proxy-requests N``, ``--freshness-trials N``, ``--page-reps N``, ``--out FILE``;
+``--startup-repeats N`` starts plain TensorBoard and tbhub alternately N times (median reported) and
+``--startup-only`` measures only that (1 and 2), for a less noisy comparison.
 
 Everything listens on 127.0.0.1 only. Every process started here runs in its own session and is
 stopped at the end of its phase (SIGTERM, then SIGKILL of every process group of its tree), also on
@@ -911,56 +913,76 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         tmp = Path(tmp_name)
         procs = Processes(tmp)
         try:
-            # 1 + 2, plain TensorBoard (default flags: the fast loader).
-            port = free_port()
-            plain_cmd = [sys.executable, "-m", "tensorboard.main", "--logdir", str(root), "--port", str(port),
-                         "--host", LOCAL]
-            plain, running = start_and_measure(procs, "tensorboard", plain_cmd, f"http://{LOCAL}:{port}", facts,
-                                               timeout=args.startup_timeout, poll=0.25)
-            plain.stopped_cleanly = procs.stop(running.proc) == 0
-            startup["tensorboard"] = asdict(plain)
+            # 1 + 2, plain TensorBoard (default flags: the fast loader) and tbhub serve, alternately
+            # --startup-repeats times; tbhub's last start stays up for 3, 4 and 5.
+            trials: dict[str, list[Startup]] = {"tensorboard": [], "tbhub": []}
+            for repeat in range(args.startup_repeats):
+                port = free_port()
+                plain_cmd = [sys.executable, "-m", "tensorboard.main", "--logdir", str(root), "--port", str(port),
+                             "--host", LOCAL]
+                plain, running = start_and_measure(procs, "tensorboard", plain_cmd, f"http://{LOCAL}:{port}",
+                                                   facts, timeout=args.startup_timeout, poll=0.25)
+                plain.stopped_cleanly = procs.stop(running.proc) == 0
+                trials["tensorboard"].append(plain)
 
-            # 1 + 2, tbhub serve; then 3, 4, 5 against it.
-            hub_port, tb_port = free_port(), free_port()
-            cfg = tbhub_config(tmp, root, hub_port, tb_port)
-            hub = f"http://{LOCAL}:{hub_port}"
-            direct = f"http://{LOCAL}:{tb_port}/tb/{ENDPOINT}"
-            proxied = f"{hub}/tb/{ENDPOINT}"
-            ours, running = start_and_measure(
-                procs, "tbhub serve", [sys.executable, "-m", "tbhub", "serve", "--config", str(cfg)], proxied,
-                facts, timeout=args.startup_timeout, poll=0.25, hub=hub,
-            )
-            startup["tbhub"] = asdict(ours)
-            try:
-                results["proxy"] = [asdict(o) for o in proxy_overheads(facts, direct, proxied, args.proxy_requests)]
-                results["load"] = asdict(run_load(args, facts, hub, running.proc.pid))
-                with client() as http:
-                    log(f"freshness: {args.freshness_trials} trials (reload_interval {RELOAD_INTERVAL})")
-                    results["freshness"] = asdict(freshness(http, proxied, facts, args.freshness_trials, rng))
-            finally:
-                left = procs.stop(running.proc)
-                startup["tbhub"]["stopped_cleanly"] = left == 0
-                log(f"tbhub serve stopped ({left} processes left after SIGTERM)")
+                hub_port, tb_port = free_port(), free_port()
+                cfg = tbhub_config(tmp, root, hub_port, tb_port)
+                hub = f"http://{LOCAL}:{hub_port}"
+                direct = f"http://{LOCAL}:{tb_port}/tb/{ENDPOINT}"
+                proxied = f"{hub}/tb/{ENDPOINT}"
+                ours, running = start_and_measure(
+                    procs, "tbhub serve", [sys.executable, "-m", "tbhub", "serve", "--config", str(cfg)],
+                    proxied, facts, timeout=args.startup_timeout, poll=0.25, hub=hub,
+                )
+                trials["tbhub"].append(ours)
+                if repeat < args.startup_repeats - 1 or args.startup_only:
+                    ours.stopped_cleanly = procs.stop(running.proc) == 0
+            startup["tensorboard"] = median_trial(trials["tensorboard"])
+            if args.startup_only:
+                startup["tbhub"] = median_trial(trials["tbhub"])
+            else:
+                try:
+                    results["proxy"] = [asdict(o) for o in proxy_overheads(facts, direct, proxied,
+                                                                           args.proxy_requests)]
+                    results["load"] = asdict(run_load(args, facts, hub, running.proc.pid))
+                    with client() as http:
+                        log(f"freshness: {args.freshness_trials} trials (reload_interval {RELOAD_INTERVAL})")
+                        results["freshness"] = asdict(freshness(http, proxied, facts, args.freshness_trials, rng))
+                finally:
+                    left = procs.stop(running.proc)
+                    ours.stopped_cleanly = left == 0
+                    startup["tbhub"] = median_trial(trials["tbhub"])
+                    log(f"tbhub serve stopped ({left} processes left after SIGTERM)")
 
-            # 6
-            many = ensure_many_runs(MANY_ROOT, 10, args.many_runs // 10)
-            results["hub_pages"] = asdict(hub_pages(procs, tmp, many, args.page_reps))
+                # 6
+                many = ensure_many_runs(MANY_ROOT, 10, args.many_runs // 10)
+                results["hub_pages"] = asdict(hub_pages(procs, tmp, many, args.page_reps))
 
             # 1 + 2, the Python loader, last: it is the slow one.
-            if not args.skip_python:
+            if not args.skip_python and not args.startup_only:
                 port = free_port()
                 python_cmd = [*plain_cmd[:-4], "--port", str(port), "--host", LOCAL, "--load_fast=false"]
                 slow, running = start_and_measure(procs, "tensorboard --load_fast=false", python_cmd,
                                                   f"http://{LOCAL}:{port}", facts, timeout=args.python_timeout,
                                                   poll=1.0)
                 slow.stopped_cleanly = procs.stop(running.proc) == 0
-                startup["python_loader"] = asdict(slow)
+                startup["python_loader"] = median_trial([slow])
         finally:
             procs.stop_all()
     results["meta"]["load_avg_end"] = load_average()
     results["meta"]["finished"] = time.strftime("%Y-%m-%dT%H:%M:%S%z")
     results["targets"] = targets(results)
     return results
+
+
+def median_trial(trials: list[Startup]) -> dict[str, Any]:
+    """The trial with the (lower) median time to all runs, with every trial's time and peak RSS."""
+    ordered = sorted(trials, key=lambda t: float("inf") if t.served_s is None else t.served_s)
+    out = asdict(ordered[(len(ordered) - 1) // 2])
+    out["trials_served_s"] = [t.served_s for t in trials]
+    out["trials_peak_rss_mb"] = [round(t.peak_rss_mb, 1) for t in trials]
+    out["stopped_cleanly"] = all(t.stopped_cleanly for t in trials)
+    return out
 
 
 def proxy_overheads(facts: TreeFacts, direct: str, proxied: str, n: int) -> list[Overhead]:
@@ -1097,6 +1119,10 @@ def report(r: dict[str, Any]) -> str:
     row("time to all runs served", lambda x: _secs(x["served_s"], x["timeout_s"]))
     row("time to all runs listed with tags", lambda x: _secs(x["listed_s"], x["timeout_s"]))
     row("runs served", lambda x: f"{x['runs_done']}/{x['runs_total']}")
+    if any(len(x["trials_served_s"]) > 1 for x in s.values()):
+        row("  every trial (median shown above)",
+            lambda x: " ".join(_secs(t, x["timeout_s"]).removesuffix(" s") for t in x["trials_served_s"]))
+        row("  peak RSS of every trial (MB)", lambda x: " ".join(f"{m:.0f}" for m in x["trials_peak_rss_mb"]))
     if any(x["estimated_s"] for x in s.values()):
         row("  timed out: estimate by bytes served", lambda x: (
             f"~{x['estimated_s']:.0f} s ({x['bytes_done_fraction'] * 100:.0f} %)" if x["estimated_s"] else ""))
@@ -1177,6 +1203,10 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--startup-timeout", type=float, default=180.0, help="fast loaders and tbhub")
     parser.add_argument("--python-timeout", type=float, default=None, help="seconds (default 300, quick 30)")
     parser.add_argument("--skip-python", action="store_true", help="skip the Python loader")
+    parser.add_argument("--startup-repeats", type=int, default=1,
+                        help="start plain TensorBoard and tbhub alternately N times; report the median trial")
+    parser.add_argument("--startup-only", action="store_true",
+                        help="measure only 1 + 2 for plain TensorBoard and tbhub (with --startup-repeats)")
     parser.add_argument("--load-seconds", type=float, default=None, help="default 30, quick 5")
     parser.add_argument("--load-clients", type=int, default=50)
     parser.add_argument("--load-max-requests", type=int, default=200_000)
@@ -1194,7 +1224,8 @@ def main(argv: list[str] | None = None) -> int:
     args.load_seconds = args.load_seconds or (5.0 if quick else 30.0)
     args.proxy_requests = args.proxy_requests or (20 if quick else 50)
     args.freshness_trials = args.freshness_trials or (2 if quick else 3)
-    args.out = args.out or REPO / "bench-results" / ("serve-quick.json" if quick else "serve.json")
+    name = "serve" + ("-quick" if quick else "") + ("-startup" if args.startup_only else "")
+    args.out = args.out or REPO / "bench-results" / f"{name}.json"
 
     signal.signal(signal.SIGTERM, _sig_term)  # run the cleanup in `finally` blocks on SIGTERM too
     started = time.perf_counter()
