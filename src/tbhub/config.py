@@ -305,9 +305,8 @@ class NotifyConfig(_Strict):
     def _complete(self) -> NotifyConfig:
         if self.type in ("slack", "webhook") and not (self.url or self.url_env or self.url_file):
             raise ValueError(f"a {self.type} channel needs url, url_env or url_file")
-        if self.type == "email":
-            if not self.host or not self.to:
-                raise ValueError("an email channel needs host and to")
+        if self.type == "email" and (not self.host or not self.to):
+            raise ValueError("an email channel needs host and to")
         return self
 
 

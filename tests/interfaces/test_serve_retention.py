@@ -30,29 +30,42 @@ def test_scheduled_retention_and_usage(tmp_path: Path) -> None:
     extra = (
         '[retention]\nevery = "3s"\n[retention.lora]\nkeep_days = 30\n'
         f'archive_to = "{tmp_path / "cold"}"\n[retention.lora.datasets."claims"]\nkeep_days = 365\n'
-        "[cost]\nstorage_per_gb_month = 100.0\ncurrency = \"EUR\"\n"
+        '[cost]\nstorage_per_gb_month = 100.0\ncurrency = "EUR"\n'
     )
     with serve(tmp_path / "srv", {"lora": root}, extra_config=extra, extra_args=("--job-interval", "1")) as server:
-        wait_for(lambda: not (root / "chat" / "old").exists() and not (root / "chat" / "older").exists(), 60,
-                 "the scheduled retention to remove the old runs")
+        wait_for(
+            lambda: not (root / "chat" / "old").exists() and not (root / "chat" / "older").exists(),
+            60,
+            "the scheduled retention to remove the old runs",
+        )
         assert (root / "chat" / "new").is_dir() and (root / "claims" / "keep").is_dir()
-        status = wait_for(lambda: server.get("/api/retention").json() if server.get(
-            "/api/retention").json()["last"] else None, 30, "the application to be recorded")
+        status = wait_for(
+            lambda: server.get("/api/retention").json() if server.get("/api/retention").json()["last"] else None,
+            30,
+            "the application to be recorded",
+        )
         assert status["schedule"] == "every 3s" and status["next_at"] is not None
         removed = {r["relpath"] for r in status["last"]["runs"]}
         assert removed <= {"chat/old", "chat/older"} and status["last"]["trigger"] == "schedule"
         page = server.get("/").text
         assert 'id="retention-last"' in page and "removed" in page
-        usage = wait_for(lambda: server.get("/api/usage").json() or None, 30, "usage")
-        by_dataset = {u["dataset"]: u for u in usage}
-        wait_for(lambda: {u["dataset"] for u in server.get("/api/usage").json()} == {"chat", "claims"}, 30,
-                 "the index to drop the removed runs")
+
+        def usage_after_removal() -> dict[str, dict[str, object]] | None:
+            rows = {u["dataset"]: u for u in server.get("/api/usage").json()}
+            return rows if set(rows) == {"chat", "claims"} and rows["chat"]["runs"] == 1 else None
+
+        wait_for(usage_after_removal, 30, "the index to drop the removed runs")
         sizes = {p.parent.name: p.stat().st_size for p in root.rglob("events.out.tfevents.*")}
         by_dataset = {u["dataset"]: u for u in server.get("/api/usage").json()}
         assert by_dataset["claims"]["size_bytes"] == sizes["keep"] and by_dataset["claims"]["currency"] == "EUR"
         assert by_dataset["chat"]["runs"] == 1
-        history = wait_for(lambda: server.get("/api/usage/history").json() if server.get(
-            "/api/usage/history").json()["times"] else None, 30, "a usage snapshot")
+        history = wait_for(
+            lambda: (
+                server.get("/api/usage/history").json() if server.get("/api/usage/history").json()["times"] else None
+            ),
+            30,
+            "a usage snapshot",
+        )
         assert history["series"]
 
         if not Path(CHROMIUM).exists():  # pragma: no cover - .ci/run installs it
@@ -60,9 +73,18 @@ def test_scheduled_retention_and_usage(tmp_path: Path) -> None:
         from playwright.sync_api import sync_playwright
 
         with sync_playwright() as p:
-            browser = p.chromium.launch(executable_path=CHROMIUM, args=[
-                "--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
-                "--disable-component-update", "--disable-sync", "--no-first-run"])
+            browser = p.chromium.launch(
+                executable_path=CHROMIUM,
+                args=[
+                    "--headless",
+                    "--no-sandbox",
+                    "--disable-gpu",
+                    "--disable-background-networking",
+                    "--disable-component-update",
+                    "--disable-sync",
+                    "--no-first-run",
+                ],
+            )
             try:
                 page_ = browser.new_page()
                 page_.goto(server.url + "/usage")

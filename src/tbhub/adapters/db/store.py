@@ -21,14 +21,14 @@ from sqlalchemy.pool import ConnectionPoolEntry
 from tbhub.adapters.db.tables import (
     alerts,
     channels,
-    deliveries,
-    run_states,
-    scalar_files,
     deletions,
+    deliveries,
     event_files,
     leases,
     pins,
     retention_applications,
+    run_states,
+    scalar_files,
     scan_runs,
     usage_snapshots,
 )

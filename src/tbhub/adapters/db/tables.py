@@ -3,11 +3,11 @@
 from __future__ import annotations
 
 from sqlalchemy import (
-    ForeignKey,
     BigInteger,
     Boolean,
     Column,
     Float,
+    ForeignKey,
     Index,
     Integer,
     MetaData,
@@ -20,15 +20,15 @@ from sqlalchemy import (
 __all__ = [
     "alerts",
     "channels",
-    "deliveries",
-    "run_states",
-    "scalar_files",
     "deletions",
+    "deliveries",
     "event_files",
     "leases",
     "metadata",
     "pins",
     "retention_applications",
+    "run_states",
+    "scalar_files",
     "scan_runs",
     "usage_snapshots",
 ]
