@@ -9,6 +9,7 @@ import os
 import pickle
 import struct
 from collections.abc import Sequence
+from itertools import repeat
 from pathlib import Path
 from typing import Any, BinaryIO, cast
 
@@ -44,6 +45,7 @@ from tbhub.core.models import FileEntry
 from tbhub.core.scalars import (
     ScalarFileState,
     ScalarPoint,
+    Series,
     TagSummary,
     iter_points,
     merge_tags,
@@ -686,6 +688,49 @@ def test_template_decoding_equals_protobuf_decoding(events: list[bytes], repeat:
     for payload in events * repeat:  # repeated: the second time round, templates are used
         assert _points_equal(fast.decode(payload, fast_plugins), slow.decode(payload, slow_plugins))
         assert fast_plugins == slow_plugins
+
+
+def _concatenated(segments: list[dict[str, Series]]) -> dict[str, list[ScalarPoint]]:
+    out: dict[str, list[ScalarPoint]] = {}
+    for segment in segments:
+        for tag, (steps, wall_times, values) in segment.items():
+            assert len(steps) == len(wall_times) == len(values) > 0
+            out.setdefault(tag, []).extend(zip(repeat(tag), steps, wall_times, values))
+    return out
+
+
+@settings(max_examples=150, deadline=None)
+@given(events=st.lists(_events(), min_size=1, max_size=40), repeat_=st.integers(1, 3), cut=st.integers(0, 120))
+def test_batch_decoding_equals_decoding_one_by_one(events: list[bytes], repeat_: int, cut: int) -> None:
+    fast, slow = ProtobufDecoder(), ProtobufDecoder(templates=False)
+    fast_plugins: dict[str, str] = {}
+    slow_plugins: dict[str, str] = {}
+    payloads = events * repeat_
+    want: dict[str, list[ScalarPoint]] = {}
+    for payload in payloads:
+        for point in slow.decode(payload, slow_plugins):
+            want.setdefault(point[0], []).append(point)
+    got = _concatenated(fast.decode_batch(payloads[:cut], fast_plugins))
+    for tag, points in _concatenated(fast.decode_batch(payloads[cut:], fast_plugins)).items():
+        got.setdefault(tag, []).extend(points)
+    assert sorted(got) == sorted(want)
+    for tag in want:
+        assert _points_equal(got[tag], want[tag])
+    assert fast_plugins == slow_plugins
+    assert _concatenated(slow.decode_batch(payloads, {})).keys() == want.keys()
+
+
+def test_batch_decoding_keeps_order_across_layouts_of_one_tag() -> None:
+    # TF2: the first value of a tag carries metadata (one layout), the later ones do not (another);
+    # a simple_value of the same tag in between comes through a third.
+    payloads = [tf2_event(0, 0.5, "t"), tf2_event(1, 1.5, "t", metadata=False), scalar_event(2, 2.5, "t"),
+                tf2_event(3, 3.5, "t", metadata=False)] * 3
+    decoder = ProtobufDecoder()
+    plugins: dict[str, str] = {}
+    segments = decoder.decode_batch(payloads, plugins)
+    assert [p[1:] for p in _concatenated(segments)["t"]] == [
+        (s % 4, BASE_WALL_TIME + s % 4, s % 4 + 0.5) for s in range(12)]
+    assert plugins == {"t": "scalars"}
 
 
 def test_templates_are_used_for_repeated_layouts() -> None:

@@ -15,8 +15,8 @@ with ten values, and tbhub reads tens of millions of events. Real event files re
 byte layouts (same tags, same fields) that differ only in the wall time, the step and the 4 or 8
 bytes of each value. So the decoder learns *templates*: the first event of a layout is decoded by
 upb, its summary walked to find where each value's bytes lie, and the result checked against upb;
-later events whose summary bytes equal the template everywhere except in those value slots (one
-``re.fullmatch``) are decoded with one ``struct.unpack_from``. Anything unusual (extra event
+later events whose summary bytes equal the template everywhere except in those value slots are
+checked and decoded with one ``struct.unpack_from``. Anything unusual (extra event
 fields, histograms, half floats, varint-encoded values, a layout not seen before) goes through upb.
 The fast path is exact, not a heuristic: outside the slots the bytes are identical, so the
 protobuf structure is identical, and the slots are the raw payloads of fixed-width fields.
@@ -24,16 +24,16 @@ protobuf structure is identical, and the slots are the raw payloads of fixed-wid
 
 from __future__ import annotations
 
-import re
 import struct
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from typing import Any
+from itertools import repeat
+from typing import Any, cast
 
 from google.protobuf.message import DecodeError  # type: ignore[import-untyped]
 from tensorboard.compat.proto import event_pb2
 
-from tbhub.core.scalars import ScalarPoint
+from tbhub.core.scalars import ScalarPoint, Series
 
 __all__ = ["SCALARS_PLUGIN", "ProtobufDecoder", "tensor_scalar"]
 
@@ -41,7 +41,6 @@ SCALARS_PLUGIN = "scalars"
 
 _DT_FLOAT, _DT_DOUBLE, _DT_HALF = 1, 2, 19
 
-_EMPTY: Sequence[ScalarPoint] = ()
 _FLOAT = struct.Struct("<f")
 _DOUBLE = struct.Struct("<d")
 _HALF = struct.Struct("<e")
@@ -82,6 +81,75 @@ def tensor_scalar(tensor: Any) -> float | None:
     return float(values[0]) if len(values) == 1 else None
 
 
+def _decode_payload(payload: bytes, plugins: dict[str, str]) -> list[ScalarPoint]:
+    """Points of a serialized ``Event``, all with upb."""
+    try:
+        event = _from_string(payload)
+    except DecodeError:
+        return []
+    if not event.HasField("summary"):
+        return []
+    return _decode_with_protobuf(event, plugins)
+
+
+def _group_points(
+    payloads: Sequence[bytes], plugins: dict[str, str], decode: Callable[[bytes, dict[str, str]], list[ScalarPoint]]
+) -> list[dict[str, Series]]:
+    """One segment with the points of ``payloads`` grouped by tag."""
+    series: dict[str, tuple[list[int], list[float], list[float]]] = {}
+    for payload in payloads:
+        for tag, step, wall_time, value in decode(payload, plugins):
+            columns = series.get(tag)
+            if columns is None:
+                columns = series[tag] = ([], [], [])
+            columns[0].append(step)
+            columns[1].append(wall_time)
+            columns[2].append(value)
+    return [dict(series)] if series else []
+
+
+_Rows = dict["_Template", tuple[tuple[tuple[str, int], ...], list[tuple[tuple[Any, ...], int, float]]]]
+"""Per template: (which tag each emitted slot is, ``(tag, slot index)``), and its rows."""
+
+
+def _segment(rows: _Rows, other: dict[str, tuple[list[int], list[float], list[float]]]) -> dict[str, Series]:
+    """Columns from template rows (transposed in C) and from points decoded one by one."""
+    segment: dict[str, Series] = dict(other)
+    for emitted, layout_rows in rows.values():
+        if emitted:
+            parts, steps, wall_times = zip(*layout_rows, strict=True)
+            columns = list(zip(*parts, strict=True))
+            for tag, slot in emitted:
+                segment[tag] = (steps, wall_times, columns[2 * slot + 1])
+    return segment
+
+
+_UPB = object()  # the source of points decoded one by one, in decode_batch
+
+
+def _emitted(layout: _Template, plugins: dict[str, str]) -> tuple[tuple[str, int], ...] | None:
+    """Which slots of ``layout`` give points, as ``(tag, slot index)``, if that can no longer change
+    for this ``plugins`` (the file's memory only ever grows, first metadata wins); else ``None``.
+
+    Settled once every tag that registers metadata or is a tensor is known: then registering is a
+    no-op and whether a tensor is a scalar is fixed. Tags must be distinct (one series per tag).
+    """
+    if layout.simple_tags is not None:
+        return layout.simple_slots
+    emitted = []
+    for slot, (tag, plugin, is_tensor) in enumerate(layout.values):
+        if is_tensor or plugin is not None:
+            known = plugins.get(tag)
+            if known is None:
+                return None
+            if is_tensor and known != SCALARS_PLUGIN:
+                continue
+        emitted.append((tag, slot))
+    if len({tag for tag, _ in emitted}) < len(emitted):
+        return None
+    return tuple(emitted)
+
+
 def _decode_with_protobuf(event: Any, plugins: dict[str, str]) -> list[ScalarPoint]:
     """Points of a parsed ``Event`` (the authority the fast path is checked against)."""
     points: list[ScalarPoint] = []
@@ -105,21 +173,24 @@ def _decode_with_protobuf(event: Any, plugins: dict[str, str]) -> list[ScalarPoi
 # --- templates --------------------------------------------------------------------------------------
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(frozen=True, slots=True, eq=False)  # hashed by identity: decode_batch keys dicts by it
 class _Template:
-    """A summary layout: constant bytes everywhere except one fixed-width slot per value.
+    """A summary layout of ``size`` bytes: constant bytes except one fixed-width slot per value.
 
-    ``pattern`` full-matches the summary bytes; ``unpack_from(payload, summary_start + offset)``
-    gives the values in order. ``values`` is per value ``(tag, plugin of its metadata or None,
+    ``unpack_from(payload, summary_start)`` returns the constant segments and the slot values
+    interleaved (``segment, value, segment, ..., value, segment``): a summary of ``size`` bytes
+    whose segments equal ``segments`` has this layout, and its values are the odd items. One C call
+    both checks and decodes. ``values`` is per value ``(tag, plugin of its metadata or None,
     is_tensor)``; ``simple_tags`` is set when every value is a ``simple_value`` without metadata
     (no plugin bookkeeping needed).
     """
 
-    pattern: re.Pattern[bytes]
-    unpack_from: Callable[[bytes, int], tuple[float, ...]]
-    offset: int
+    size: int
+    unpack_from: Callable[[bytes, int], tuple[Any, ...]]
+    segments: tuple[bytes, ...]
     values: tuple[tuple[str, str | None, bool], ...]
     simple_tags: tuple[str, ...] | None
+    simple_slots: tuple[tuple[str, int], ...] | None
 
 
 def _varint(data: bytes, pos: int) -> tuple[int, int]:
@@ -236,17 +307,13 @@ def _build_template(payload: bytes, start: int, event: Any) -> _Template | None:
     values = list(event.summary.value)
     if not slots or len(slots) != len(values):
         return None
-    parts: list[bytes] = []
+    segments: list[bytes] = []
     fmt = ["<"]
     pos = start
-    first = slots[0][0] - start
     entries: list[tuple[str, str | None, bool]] = []
     for (offset, width, is_tensor), value in zip(slots, values, strict=True):
-        parts.append(re.escape(payload[pos:offset]))
-        parts.append(b".{%d}" % width)
-        if entries and offset > pos:
-            fmt.append(f"{offset - pos}x")  # constant bytes between two slots
-        fmt.append("f" if width == 4 else "d")
+        segments.append(payload[pos:offset])
+        fmt.append(f"{offset - pos}s" + ("f" if width == 4 else "d"))
         raw = payload[offset : offset + width]
         slot_value = (_FLOAT if width == 4 else _DOUBLE).unpack(raw)[0]
         # The slot must be exactly what upb reads as the value (with the plugin taken as scalars).
@@ -264,12 +331,16 @@ def _build_template(payload: bytes, start: int, event: Any) -> _Template | None:
         plugin = value.metadata.plugin_data.plugin_name if value.HasField("metadata") else None
         entries.append((value.tag, plugin, is_tensor))
         pos = offset + width
-    parts.append(re.escape(payload[pos:]))
-    pattern = re.compile(b"".join(parts), re.DOTALL)
-    if pattern.fullmatch(payload, start) is None:
+    segments.append(payload[pos:])
+    fmt.append(f"{len(payload) - pos}s")
+    layout = struct.Struct("".join(fmt))
+    if layout.size != len(payload) - start or layout.unpack_from(payload, start)[::2] != tuple(segments):
         return None
-    simple = None if any(p is not None or t for _, p, t in entries) else tuple(tag for tag, _, _ in entries)
-    return _Template(pattern, struct.Struct("".join(fmt)).unpack_from, first, tuple(entries), simple)
+    tags = tuple(tag for tag, _, _ in entries)
+    # "Simple": plain simple_values with distinct tags, turned into columns without bookkeeping.
+    simple = None if any(p is not None or t for _, p, t in entries) or len(set(tags)) < len(tags) else tags
+    simple_slots = tuple((tag, i) for i, tag in enumerate(simple)) if simple is not None else None
+    return _Template(layout.size, layout.unpack_from, tuple(segments), tuple(entries), simple, simple_slots)
 
 
 _MAX_KEYS = 4096  # layouts remembered per decoder; a file has a handful per tag
@@ -298,65 +369,130 @@ class ProtobufDecoder:
 
     def decode(self, payload: bytes, plugins: dict[str, str]) -> Sequence[ScalarPoint]:
         """The scalar points of one serialized ``Event`` (see ``tbhub.core.scalars.EventDecoder``)."""
-        if self.templates:
-            # The layout every writer uses for a summary event: wall_time (field 1, fixed64), step
-            # (field 2, varint; both omitted when 0), summary (field 5) running to the end.
-            try:
-                if payload[0] == 0x09:
-                    wall_time: float = _DOUBLE.unpack_from(payload, 1)[0]
-                    i = 9
+        if not self.templates:
+            return _decode_payload(payload, plugins)
+        layout, found, step, wall_time = self._lookup(payload, plugins)
+        if layout is None:
+            return cast(list[ScalarPoint], found)
+        tags = layout.simple_tags
+        if tags is None:
+            return self._apply(layout, found[1::2], step, wall_time, plugins)
+        if len(tags) == 1:
+            return [(tags[0], step, wall_time, found[1])]
+        n = len(tags)
+        return list(zip(tags, repeat(step, n), repeat(wall_time, n), found[1::2], strict=True))
+
+    def decode_batch(self, payloads: Sequence[bytes], plugins: dict[str, str]) -> list[dict[str, Series]]:
+        """The points of ``payloads`` as column segments (see ``tbhub.core.scalars.BatchEventDecoder``).
+
+        Events matching a template without plugin bookkeeping are not turned into points at all:
+        their unpacked rows are transposed into columns in C at the end. A segment ends when a tag
+        would get points from two sources (two templates, or a template and upb), which keeps each
+        tag's points in file order; in practice that happens at most once per tag and file.
+        """
+        if not self.templates:
+            return _group_points(payloads, plugins, _decode_payload)
+        segments: list[dict[str, Series]] = []
+        rows: _Rows = {}
+        other: dict[str, tuple[list[int], list[float], list[float]]] = {}
+        owners: dict[str, object] = {}  # tag -> its source in this segment: a template or _UPB
+        lookup = self._lookup
+        for payload in payloads:
+            layout, found, step, wall_time = lookup(payload, plugins)
+            if layout is not None:
+                entry = rows.get(layout)
+                if entry is None:
+                    emitted = _emitted(layout, plugins)
+                    if emitted is not None:
+                        if any(owners.get(tag, layout) is not layout for tag, _ in emitted):
+                            segments.append(_segment(rows, other))
+                            rows, other, owners = {}, {}, {}
+                        for tag, _ in emitted:
+                            owners[tag] = layout
+                        entry = rows[layout] = (emitted, [])
+                if entry is not None:
+                    entry[1].append((found, step, wall_time))
+                    continue
+                found = self._apply(layout, found[1::2], step, wall_time, plugins)
+            for tag, point_step, point_wall_time, value in found:
+                owner = owners.get(tag)
+                if owner is not _UPB:
+                    if owner is not None:
+                        segments.append(_segment(rows, other))
+                        rows, other, owners = {}, {}, {}
+                    owners[tag] = _UPB
+                    other[tag] = ([], [], [])
+                series = other[tag]
+                series[0].append(point_step)
+                series[1].append(point_wall_time)
+                series[2].append(value)
+        if rows or other:
+            segments.append(_segment(rows, other))
+        return segments
+
+    def _lookup(self, payload: bytes, plugins: dict[str, str]) -> tuple[_Template | None, Any, int, float]:
+        """``(template, unpacked parts, step, wall_time)`` when a learnt template matches the event;
+        ``(None, points, 0, 0.0)`` otherwise, the points decoded by upb (learning the layout)."""
+        # The layout every writer uses for a summary event: wall_time (field 1, fixed64), step
+        # (field 2, varint; both omitted when 0), summary (field 5) running to the end. Varints
+        # of up to 3 bytes are decoded inline: a call costs more than the rest of this block.
+        try:
+            if payload[0] == 0x09:
+                wall_time: float = _DOUBLE.unpack_from(payload, 1)[0]
+                i = 9
+            else:
+                wall_time = 0.0
+                i = 0
+            byte = payload[i]
+            if byte == 0x10:
+                byte = payload[i + 1]
+                if byte < 0x80:
+                    step = byte
+                    i += 2
                 else:
-                    wall_time = 0.0
-                    i = 0
-                byte = payload[i]
-                if byte == 0x10:
-                    byte = payload[i + 1]
-                    if byte < 0x80:
-                        step = byte
-                        i += 2
+                    high = payload[i + 2]
+                    if high < 0x80:
+                        step = (byte & 0x7F) | high << 7
+                        i += 3
+                    elif payload[i + 3] < 0x80:
+                        step = (byte & 0x7F) | (high & 0x7F) << 7 | payload[i + 3] << 14
+                        i += 4
                     else:
                         step, i = _varint(payload, i + 1)
                         step &= _TWO_64 - 1
                         if step >= _TWO_63:
                             step -= _TWO_64
-                    byte = payload[i]
+                byte = payload[i]
+            else:
+                step = 0
+            if byte == 0x2A:
+                size = payload[i + 1]
+                if size < 0x80:
+                    start = i + 2
+                elif payload[i + 2] < 0x80:
+                    size = (size & 0x7F) | payload[i + 2] << 7
+                    start = i + 3
                 else:
-                    step = 0
-                if byte == 0x2A:
-                    size = payload[i + 1]
-                    if size < 0x80:
-                        start = i + 2
-                    else:
-                        size, start = _varint(payload, i + 1)
-                    # Keyed by the first value's header and tag bytes: never part of a slot.
-                    if (
-                        start + size == len(payload)
-                        and payload[start] == 0x0A
-                        and payload[start + 1] < 0x80
-                        and payload[start + 2] == 0x0A
-                    ):
-                        key = payload[start : start + 4 + payload[start + 3]]
-                        layouts = self._layouts.get(key)
-                        if layouts is not None:
-                            for layout in layouts:
-                                if layout.pattern.fullmatch(payload, start) is not None:
-                                    values = layout.unpack_from(payload, start + layout.offset)
-                                    tags = layout.simple_tags
-                                    if tags is not None:
-                                        if len(tags) == 1:
-                                            return [(tags[0], step, wall_time, values[0])]
-                                        return [(tag, step, wall_time, v) for tag, v in zip(tags, values, strict=True)]
-                                    return self._apply(layout, values, step, wall_time, plugins)
-                        return self._learn(payload, start, key, step, wall_time, plugins)
-            except (IndexError, struct.error):  # cut short: upb decides what it is
-                pass
-        try:
-            event = _from_string(payload)
-        except DecodeError:
-            return _EMPTY
-        if not event.HasField("summary"):
-            return _EMPTY
-        return _decode_with_protobuf(event, plugins)
+                    size, start = _varint(payload, i + 1)
+                # Keyed by the first value's header and tag bytes: never part of a slot.
+                if (
+                    start + size == len(payload)
+                    and payload[start] == 0x0A
+                    and payload[start + 1] < 0x80
+                    and payload[start + 2] == 0x0A
+                ):
+                    key = payload[start : start + 4 + payload[start + 3]]
+                    layouts = self._layouts.get(key)
+                    if layouts is not None:
+                        for layout in layouts:
+                            if layout.size == size:
+                                parts = layout.unpack_from(payload, start)
+                                if parts[::2] == layout.segments:
+                                    return layout, parts, step, wall_time
+                    return None, self._learn(payload, start, key, step, wall_time, plugins), 0, 0.0
+        except (IndexError, struct.error):  # cut short: upb decides what it is
+            pass
+        return None, _decode_payload(payload, plugins), 0, 0.0
 
     @staticmethod
     def _apply(
@@ -372,12 +508,12 @@ class ProtobufDecoder:
 
     def _learn(
         self, payload: bytes, start: int, key: bytes, step: int, wall_time: float, plugins: dict[str, str]
-    ) -> Sequence[ScalarPoint]:
+    ) -> list[ScalarPoint]:
         """Decode with upb and try to learn the event's layout."""
         try:
             event = _from_string(payload)
         except DecodeError:
-            return _EMPTY
+            return []
         points = _decode_with_protobuf(event, plugins)
         if self._failures.get(key, 0) >= _MAX_FAILURES:
             return points

@@ -42,7 +42,7 @@ from __future__ import annotations
 import io
 import math
 import os
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass, field
 from multiprocessing.context import BaseContext
@@ -56,9 +56,11 @@ __all__ = [
     "PARALLEL_MIN_BYTES",
     "READ_SIZE",
     "TAIL_SIZE",
+    "BatchEventDecoder",
     "EventDecoder",
     "ScalarFileState",
     "ScalarPoint",
+    "Series",
     "TagSummary",
     "bytes_to_parse",
     "iter_points",
@@ -71,6 +73,9 @@ __all__ = [
 
 ScalarPoint = tuple[str, int, float, float]
 """One scalar: ``(tag, step, wall_time, value)``. A plain tuple: the decoder builds millions."""
+
+Series = tuple[Sequence[int], Sequence[float], Sequence[float]]
+"""The points of one tag as columns: ``(steps, wall_times, values)``, in file order."""
 
 TAIL_SIZE = 10
 """How many of the last values a ``TagSummary`` keeps (``mean_last`` is their finite mean)."""
@@ -106,6 +111,21 @@ class EventDecoder(Protocol):
     """
 
     def decode(self, payload: bytes, plugins: dict[str, str]) -> Sequence[ScalarPoint]: ...
+
+
+class BatchEventDecoder(EventDecoder, Protocol):
+    """An ``EventDecoder`` that can also decode many payloads at once, into columns.
+
+    ``summarize_file`` uses ``decode_batch`` when the decoder has it: building one tuple per point
+    and sorting points by tag in Python costs more than decoding them when events hold many values.
+
+    Contract: ``decode_batch(payloads, plugins)`` returns *segments*; concatenating, segment after
+    segment, the series of a tag gives exactly the points ``decode`` would return for that tag over
+    ``payloads`` in order, and ``plugins`` ends up exactly as after those ``decode`` calls. Within a
+    segment every series is non-empty and the three columns have equal lengths.
+    """
+
+    def decode_batch(self, payloads: Sequence[bytes], plugins: dict[str, str]) -> list[dict[str, Series]]: ...
 
 
 @dataclass(frozen=True, slots=True)
@@ -174,9 +194,9 @@ class ScalarFileState:
 # --- folding points into summaries ------------------------------------------------------------------
 
 
-def _summarize_points(tag: str, points: Sequence[ScalarPoint], tail_size: int) -> TagSummary:
-    """The summary of ``points`` (non-empty, all of ``tag``, in order)."""
-    values = [p[3] for p in points]
+def _summarize_series(tag: str, steps: Sequence[int], wall_times: Sequence[float], values: Sequence[float],
+                      tail_size: int) -> TagSummary:
+    """The summary of one tag's points (non-empty columns of equal length, in order)."""
     total = sum(values)
     if total - total == 0.0:
         # Exact test, no per-value Python work: any NaN or ±Inf makes the sum NaN or ±Inf. (A sum
@@ -189,26 +209,25 @@ def _summarize_points(tag: str, points: Sequence[ScalarPoint], tail_size: int) -
         finite = [v for v in values if isfinite(v)]
         nan_count = len(values) - len(finite)
         inf_count = sum(1 for v in values if v in (math.inf, -math.inf))
-        first_nonfinite_step = next((p[1] for p in points if not isfinite(p[3])), None)
+        first_nonfinite_step = next((s for s, v in zip(steps, values, strict=True) if not isfinite(v)), None)
     min_value = max_value = None
     min_step = max_step = None
     if finite:
         # min()/max() return the first of equal extremes, and index() finds that same position;
         # NaN is never == to anything, so it cannot be found instead.
         min_value, max_value = min(finite), max(finite)
-        min_step = points[values.index(min_value)][1]
-        max_step = points[values.index(max_value)][1]
-    first, last = points[0], points[-1]
+        min_step = steps[values.index(min_value)]
+        max_step = steps[values.index(max_value)]
     return TagSummary(
         tag=tag,
-        count=len(points),
+        count=len(values),
         nan_count=nan_count,
         inf_count=inf_count,
-        first_step=first[1],
-        last_step=last[1],
-        first_wall_time=first[2],
-        last_wall_time=last[2],
-        last_value=last[3],
+        first_step=steps[0],
+        last_step=steps[-1],
+        first_wall_time=wall_times[0],
+        last_wall_time=wall_times[-1],
+        last_value=values[-1],
         min_value=min_value,
         min_step=min_step,
         max_value=max_value,
@@ -216,6 +235,29 @@ def _summarize_points(tag: str, points: Sequence[ScalarPoint], tail_size: int) -
         first_nonfinite_step=first_nonfinite_step,
         tail=tuple(values[-tail_size:]) if tail_size > 0 else (),
     )
+
+
+def _point_batches(decode: Callable[[bytes, dict[str, str]], Sequence[ScalarPoint]]
+                   ) -> Callable[[Sequence[bytes], dict[str, str]], list[dict[str, Series]]]:
+    """``decode_batch`` for a decoder that only has ``decode``: one segment, grouped in Python."""
+
+    def decode_batch(payloads: Sequence[bytes], plugins: dict[str, str]) -> list[dict[str, Series]]:
+        groups: dict[str, list[ScalarPoint]] = {}
+        for payload in payloads:
+            points = decode(payload, plugins)
+            if points:
+                for point in points:
+                    try:
+                        groups[point[0]].append(point)
+                    except KeyError:
+                        groups[point[0]] = [point]
+        segment: dict[str, Series] = {}
+        for tag, group in groups.items():
+            _, steps, wall_times, values = zip(*group, strict=True)
+            segment[tag] = (steps, wall_times, values)
+        return [segment]
+
+    return decode_batch
 
 
 def _combine(a: TagSummary, b: TagSummary, tail_size: int, *, tag: str | None = None) -> TagSummary:
@@ -363,7 +405,8 @@ def summarize_file(
 
     ``relpath``, ``inode``, ``size`` and ``mtime_ns`` are the caller's stat of the file; at most
     ``size`` bytes are considered. Resumes from ``previous`` when ``resume_offset`` allows (only the
-    new bytes are read), otherwise reads from byte 0. ``tail_size`` must be the same across calls
+    new bytes are read), otherwise reads from byte 0. Uses ``decoder.decode_batch`` if the decoder
+    has one (``BatchEventDecoder``), ``decoder.decode`` otherwise. ``tail_size`` must be the same across calls
     for one file. ``crc32c`` should be the C implementation: every payload is checked.
     """
     start = resume_offset(previous, inode=inode, size=size)
@@ -373,23 +416,13 @@ def summarize_file(
         walk = _Walk(start, previous.records)
     else:
         plugins, tags, walk = {}, {}, _Walk(0)
-    decode = decoder.decode
+    decode_batch = getattr(decoder, "decode_batch", None) or _point_batches(decoder.decode)
     for batch in _payloads(f, walk, size, crc32c):
-        groups: dict[str, list[ScalarPoint]] = {}
-        get = groups.get
-        for payload in batch:
-            points = decode(payload, plugins)
-            if points:
-                for point in points:
-                    group = get(point[0])
-                    if group is None:
-                        groups[point[0]] = [point]
-                    else:
-                        group.append(point)
-        for tag, points_of_tag in groups.items():
-            summary = _summarize_points(tag, points_of_tag, tail_size)
-            before = tags.get(tag)
-            tags[tag] = summary if before is None else _combine(before, summary, tail_size)
+        for segment in decode_batch(batch, plugins):
+            for tag, (steps, wall_times, values) in segment.items():
+                summary = _summarize_series(tag, steps, wall_times, values, tail_size)
+                before = tags.get(tag)
+                tags[tag] = summary if before is None else _combine(before, summary, tail_size)
     return ScalarFileState(
         relpath=relpath,
         inode=inode,
