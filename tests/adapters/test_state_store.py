@@ -53,3 +53,17 @@ def test_bad_database_url_is_one_line(url: str) -> None:
     with pytest.raises(StateError) as info:
         open_state(url)
     assert "\n" not in str(info.value)
+
+
+def test_index_kept_in_memory_until_another_process_changes_it(tmp_path: Path) -> None:
+    url = f"sqlite:///{tmp_path / 's.db'}"
+    mine, theirs = open_state(url), open_state(url)
+    a = EventFileScan("ds/r/events.out.tfevents.1", 1, 10, 1, 1, 10)
+    b = EventFileScan("ds/r/events.out.tfevents.2", 2, 10, 1, 1, 10)
+    mine.save("lora", [a, b], [])
+    first = mine.load("lora")
+    assert mine.load("lora") is first  # unchanged: served from memory
+    theirs.save("lora", [], [b.relpath])  # another process drops a file
+    assert dict(mine.load("lora")) == {a.relpath: a}  # the generation moved: reloaded, no ghost row
+    mine.dispose()
+    theirs.dispose()

@@ -24,6 +24,7 @@ from tbhub.adapters.db.tables import (
     deletions,
     deliveries,
     event_files,
+    index_generations,
     leases,
     pins,
     retention_applications,
@@ -84,7 +85,7 @@ class DeletionRecord:
 
 #: The newest migration; a test checks it against the migration scripts. Comparing with it spares
 #: every command the import of alembic (slow) when the schema is already up to date.
-HEAD_REVISION = "0004"
+HEAD_REVISION = "0005"
 
 
 @dataclass(frozen=True, slots=True)
@@ -165,6 +166,11 @@ _LOAD_COLUMNS = (
     "relpath, inode, size, mtime_ns, records, scanned_offset, first_step, last_step, first_wall_time, "
     "last_wall_time, truncated, corrupt_offset, corrupt_reason, verified"
 )
+_GENERATION_SQL = {
+    "qmark": "SELECT generation FROM index_generations WHERE endpoint = ?",
+    "pyformat": "SELECT generation FROM index_generations WHERE endpoint = %(e)s",
+    "named": "SELECT generation FROM index_generations WHERE endpoint = :e",
+}
 _LOAD_SQL = {
     "qmark": f"SELECT {_LOAD_COLUMNS} FROM event_files WHERE endpoint = ?",
     "pyformat": f"SELECT {_LOAD_COLUMNS} FROM event_files WHERE endpoint = %(e)s",
@@ -232,6 +238,7 @@ class StateStore:
 
     def __init__(self, engine: Engine) -> None:
         self.engine = engine
+        self._index_cache: dict[str, tuple[int, dict[str, EventFileScan]]] = {}
 
     # -- schema ---------------------------------------------------------------------------------
     def upgrade(self) -> str:
@@ -265,17 +272,34 @@ class StateStore:
 
     # -- ScanIndex ------------------------------------------------------------------------------
     def load(self, endpoint: str) -> Mapping[str, EventFileScan]:
-        # This runs on every rescan, so it stays close to the driver: plain tuples, no Row objects.
+        """The endpoint's index; from memory when no process changed it since (its generation).
+
+        This runs on every rescan, so it stays close to the driver: plain tuples, no Row objects.
+        """
+        style = self.engine.dialect.paramstyle
+        params: Any = (endpoint,) if style == "qmark" else {"e": endpoint}
         with self.engine.connect() as connection:
-            style = self.engine.dialect.paramstyle
-            params: Any = (endpoint,) if style == "qmark" else {"e": endpoint}
-            cursor = connection.exec_driver_sql(_LOAD_SQL[style], params)
-            return {row[0]: _tuple_to_scan(row) for row in cursor.fetchall()}
+            generation = connection.exec_driver_sql(_GENERATION_SQL[style], params).scalar() or 0
+            cached = self._index_cache.get(endpoint)
+            if cached is not None and cached[0] == generation:
+                return cached[1]
+            rows = connection.exec_driver_sql(_LOAD_SQL[style], params).fetchall()
+        index = {row[0]: _tuple_to_scan(row) for row in rows}
+        self._index_cache[endpoint] = (generation, index)
+        return index
 
     def save(self, endpoint: str, scans: Iterable[EventFileScan], removed: Iterable[str]) -> None:
         rows = [_scan_to_row(endpoint, s) for s in scans]
         gone = [*removed, *(r["relpath"] for r in rows)]
+        self._index_cache.pop(endpoint, None)
+        self._ensure_generation(endpoint)
         with self.engine.begin() as connection:
+            # Bumping the generation first also locks the endpoint's row: concurrent saves queue up.
+            connection.execute(
+                update(index_generations)
+                .where(index_generations.c.endpoint == endpoint)
+                .values(generation=index_generations.c.generation + 1)
+            )
             for i in range(0, len(gone), _CHUNK):
                 connection.execute(
                     delete(event_files).where(
@@ -286,8 +310,23 @@ class StateStore:
             if rows:
                 connection.execute(insert(event_files), rows)
 
+    def _ensure_generation(self, endpoint: str) -> None:
+        with self.engine.connect() as connection:
+            exists_ = connection.execute(
+                select(index_generations.c.generation).where(index_generations.c.endpoint == endpoint)
+            ).first()
+        if exists_ is not None:
+            return
+        try:
+            with self.engine.begin() as connection:
+                connection.execute(insert(index_generations).values(endpoint=endpoint, generation=0))
+        except IntegrityError:
+            pass  # another process created it first
+
     def forget_endpoint(self, endpoint: str) -> None:
+        self._index_cache.pop(endpoint, None)
         with self.engine.begin() as connection:
+            connection.execute(delete(index_generations).where(index_generations.c.endpoint == endpoint))
             connection.execute(delete(event_files).where(event_files.c.endpoint == endpoint))
 
     # -- scan history ---------------------------------------------------------------------------

@@ -23,6 +23,7 @@ __all__ = [
     "deletions",
     "deliveries",
     "event_files",
+    "index_generations",
     "leases",
     "metadata",
     "pins",
@@ -203,4 +204,13 @@ channels = Table(
     Column("disabled", Boolean, nullable=False),
     Column("reason", Text),
     Column("updated_at", Float, nullable=False),
+)
+
+#: Bumped in the transaction of every change to an endpoint's scan index: a process that kept the
+#: index in memory reloads it only when the generation moved.
+index_generations = Table(
+    "index_generations",
+    metadata,
+    Column("endpoint", String(128), primary_key=True),
+    Column("generation", BigInteger, nullable=False),
 )

@@ -87,35 +87,36 @@ class LocalLogStore:
         # share the root's device except below a mount point, where a repeat walk is merely wasted.
         seen_dirs = {(root_stat.st_dev, root_stat.st_ino)}
         stack: list[tuple[str, str, int]] = [(self.root, "", root_stat.st_dev)]
+        files = found.files
         while stack:
             folder, prefix, device = stack.pop()
             try:
-                entries = list(os.scandir(folder))
+                with os.scandir(folder) as entries:
+                    for entry in entries:
+                        name = entry.name
+                        # Cheapest tests first: d_type answers is_dir/is_symlink without a system call.
+                        try:
+                            if entry.is_dir(follow_symlinks=False):
+                                if name.startswith(WORK_PREFIX):
+                                    continue
+                                key = (device, entry.inode())
+                                if key not in seen_dirs:
+                                    seen_dirs.add(key)
+                                    stack.append((entry.path, f"{prefix}{name}/", device))
+                            elif entry.is_symlink():
+                                if not name.startswith(WORK_PREFIX):
+                                    self._follow_link(entry, prefix + name, found, seen_dirs, stack)
+                            elif "tfevents" in name and entry.is_file(follow_symlinks=False):
+                                st = entry.stat(follow_symlinks=False)
+                                files.append(FileEntry(prefix + name, st.st_ino, st.st_size, st.st_mtime_ns))
+                        except FileNotFoundError:
+                            continue  # removed while we walked
+                        except PermissionError:
+                            found.skipped.append(SkippedEntry(prefix + name, "permission denied"))
             except PermissionError:
                 found.skipped.append(SkippedEntry(prefix.rstrip("/") or ".", "permission denied"))
-                continue
             except (FileNotFoundError, NotADirectoryError):
                 continue  # removed while we walked
-            for entry in entries:
-                name = entry.name
-                if name.startswith(WORK_PREFIX):
-                    continue
-                rel = prefix + name
-                try:
-                    if entry.is_symlink():
-                        self._follow_link(entry, rel, found, seen_dirs, stack)
-                    elif entry.is_dir(follow_symlinks=False):
-                        key = (device, entry.inode())
-                        if key not in seen_dirs:
-                            seen_dirs.add(key)
-                            stack.append((entry.path, rel + "/", device))
-                    elif _is_event_file(name) and entry.is_file(follow_symlinks=False):
-                        st = entry.stat(follow_symlinks=False)
-                        found.files.append(FileEntry(rel, st.st_ino, st.st_size, st.st_mtime_ns))
-                except FileNotFoundError:
-                    continue  # removed while we walked
-                except PermissionError:
-                    found.skipped.append(SkippedEntry(rel, "permission denied"))
         found.files.sort(key=lambda f: f.relpath)
         found.skipped.sort(key=lambda s: s.relpath)
         return found
