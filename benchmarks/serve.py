@@ -254,6 +254,16 @@ def ensure_many_runs(root: Path, datasets: int = 10, per_dataset: int = 100, ste
 # --- processes ---------------------------------------------------------------------------------------
 
 
+@dataclass
+class Stopped:
+    seconds: float  # SIGTERM until the whole tree was gone (or until it was killed)
+    left: list[str]  # processes still alive after the grace period (then killed)
+
+    @property
+    def clean(self) -> bool:
+        return not self.left
+
+
 def _alive(p: psutil.Process) -> bool:
     try:
         return bool(p.is_running()) and p.status() != psutil.STATUS_ZOMBIE
@@ -279,9 +289,10 @@ class Processes:
         self._procs.append(proc)
         return proc, out
 
-    def stop(self, proc: subprocess.Popen[bytes], grace: float = 20.0) -> int:
+    def stop(self, proc: subprocess.Popen[bytes], grace: float = 20.0) -> Stopped:
         """SIGTERM (tbhub then stops its TensorBoards), wait, then SIGKILL every process group of the
-        tree and every process still in it. Returns how many were left after SIGTERM + ``grace``."""
+        tree and every process still in it. Reports how long the tree took to go after SIGTERM and
+        what was still there after ``grace`` (+ 3 s for its children)."""
         try:
             root = psutil.Process(proc.pid)
             tree = [root, *root.children(recursive=True)]
@@ -294,6 +305,7 @@ class Processes:
                 group = os.getpgid(p.pid)
                 if group != own:
                     groups.add(group)
+        t = time.monotonic()
         if proc.poll() is None:
             with contextlib.suppress(ProcessLookupError):
                 proc.send_signal(signal.SIGTERM)
@@ -302,7 +314,12 @@ class Processes:
         deadline = time.monotonic() + 3
         while time.monotonic() < deadline and any(_alive(p) for p in tree[1:]):
             time.sleep(0.1)  # TensorBoard's data server exits once its parent's pipe closes
-        left = sum(1 for p in tree if _alive(p))
+        seconds = time.monotonic() - t
+        left = []
+        for p in tree:
+            if _alive(p):
+                with contextlib.suppress(psutil.Error):
+                    left.append(f"{p.pid} {' '.join(p.cmdline())[:100]}")
         for group in groups:
             with contextlib.suppress(ProcessLookupError, PermissionError):
                 os.killpg(group, signal.SIGKILL)
@@ -315,7 +332,9 @@ class Processes:
         psutil.wait_procs([p for p in tree[1:] if _alive(p)], timeout=5)
         if proc in self._procs:
             self._procs.remove(proc)
-        return left
+        if left:
+            log(f"{len(left)} processes still there {seconds:.0f} s after SIGTERM, killed: " + "; ".join(left))
+        return Stopped(round(seconds, 2), left)
 
     def stop_all(self) -> None:
         for proc in reversed(list(self._procs)):
@@ -446,6 +465,11 @@ class Startup:
     samples: int = 0
     load_avg_before: list[float] = field(default_factory=list)
     stopped_cleanly: bool | None = None
+    stop_s: float | None = None  # SIGTERM until the tree was gone
+    left_after_sigterm: list[str] = field(default_factory=list)
+
+    def record_stop(self, stopped: Stopped) -> None:
+        self.stopped_cleanly, self.stop_s, self.left_after_sigterm = stopped.clean, stopped.seconds, stopped.left
 
 
 def _json_or(response: httpx.Response, default: Any) -> Any:
@@ -821,6 +845,8 @@ class Pages:
     reps: int
     load_avg_before: list[float]
     stopped_cleanly: bool | None = None
+    stop_s: float | None = None  # SIGTERM until the tree was gone
+    left_after_sigterm: list[str] = field(default_factory=list)
 
 
 def time_pages(hub: str, paths: list[str], reps: int) -> dict[str, dict[str, float]]:
@@ -868,8 +894,9 @@ def hub_pages(procs: Processes, tmp: Path, root: Path, reps: int) -> Pages:
         print(out.read_text(errors="replace")[-3000:], file=sys.stderr)
         raise
     finally:
-        left = procs.stop(proc)
-    result = Pages(runs, index_s, tensorboard_s, pages, reps, load_avg, left == 0)
+        stopped = procs.stop(proc)
+    result = Pages(runs, index_s, tensorboard_s, pages, reps, load_avg, stopped.clean, stopped.seconds,
+                   stopped.left)
     log("hub pages: " + ", ".join(f"{p} {v['median_ms']:.1f} ms" for p, v in pages.items()))
     return result
 
@@ -892,6 +919,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
             "tensorboard": tb_version.VERSION,
             "load_avg_start": load_average(),
             "other_benchmarks_running": _other_benchmarks(),
+            "git": _git_head(),
         }
     }
     root = ensure_tree(args.tree, args.runs, args.records, log=log)
@@ -922,7 +950,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
                              "--host", LOCAL]
                 plain, running = start_and_measure(procs, "tensorboard", plain_cmd, f"http://{LOCAL}:{port}",
                                                    facts, timeout=args.startup_timeout, poll=0.25)
-                plain.stopped_cleanly = procs.stop(running.proc) == 0
+                plain.record_stop(procs.stop(running.proc))
                 trials["tensorboard"].append(plain)
 
                 hub_port, tb_port = free_port(), free_port()
@@ -936,7 +964,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
                 )
                 trials["tbhub"].append(ours)
                 if repeat < args.startup_repeats - 1 or args.startup_only:
-                    ours.stopped_cleanly = procs.stop(running.proc) == 0
+                    ours.record_stop(procs.stop(running.proc))
             startup["tensorboard"] = median_trial(trials["tensorboard"])
             if args.startup_only:
                 startup["tbhub"] = median_trial(trials["tbhub"])
@@ -949,10 +977,10 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
                         log(f"freshness: {args.freshness_trials} trials (reload_interval {RELOAD_INTERVAL})")
                         results["freshness"] = asdict(freshness(http, proxied, facts, args.freshness_trials, rng))
                 finally:
-                    left = procs.stop(running.proc)
-                    ours.stopped_cleanly = left == 0
+                    stopped = procs.stop(running.proc)
+                    ours.record_stop(stopped)
                     startup["tbhub"] = median_trial(trials["tbhub"])
-                    log(f"tbhub serve stopped ({left} processes left after SIGTERM)")
+                    log(f"tbhub serve stopped {stopped.seconds:.1f} s after SIGTERM ({len(stopped.left)} left)")
 
                 # 6
                 many = ensure_many_runs(MANY_ROOT, 10, args.many_runs // 10)
@@ -965,7 +993,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
                 slow, running = start_and_measure(procs, "tensorboard --load_fast=false", python_cmd,
                                                   f"http://{LOCAL}:{port}", facts, timeout=args.python_timeout,
                                                   poll=1.0)
-                slow.stopped_cleanly = procs.stop(running.proc) == 0
+                slow.record_stop(procs.stop(running.proc))
                 startup["python_loader"] = median_trial([slow])
         finally:
             procs.stop_all()
@@ -982,6 +1010,7 @@ def median_trial(trials: list[Startup]) -> dict[str, Any]:
     out["trials_served_s"] = [t.served_s for t in trials]
     out["trials_peak_rss_mb"] = [round(t.peak_rss_mb, 1) for t in trials]
     out["stopped_cleanly"] = all(t.stopped_cleanly for t in trials)
+    out["trials_stop_s"] = [t.stop_s for t in trials]
     return out
 
 
@@ -1028,6 +1057,18 @@ def run_load(args: argparse.Namespace, facts: TreeFacts, hub: str, pid: int) -> 
                        args.load_seconds, args.load_max_requests)
     log(f"load: {result.requests} requests, {result.rps:.0f}/s, {result.errors} errors")
     return result
+
+
+def _git_head() -> str:
+    """The commit measured (``+dirty`` if tracked files under src/ differ from it)."""
+    try:
+        head = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=REPO, capture_output=True, text=True,
+                              check=True).stdout.strip()
+        dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no", "--", "src"], cwd=REPO,
+                               capture_output=True, text=True, check=True).stdout.strip()
+    except (OSError, subprocess.CalledProcessError):
+        return "unknown"
+    return head + ("+dirty" if dirty else "")
 
 
 def _other_benchmarks() -> list[str]:
@@ -1104,7 +1145,8 @@ def report(r: dict[str, Any]) -> str:
     w(f"tbhub serving benchmark{' (QUICK)' if meta['quick'] else ''}: {tree['runs']} runs "
       f"({tree['tensorboard_runs']} TensorBoard runs), {tree['files']} files, "
       f"{(tree['records'] or 0) / 1e6:.1f} M records, {tree['bytes'] / 1e9:.2f} GB; {meta['cpus']} CPUs; "
-      f"TensorBoard {meta['tensorboard']}; load avg start {meta['load_avg_start']}, end {meta['load_avg_end']}")
+      f"TensorBoard {meta['tensorboard']}; tbhub at {meta['git']}; load avg start {meta['load_avg_start']}, "
+      f"end {meta['load_avg_end']}")
     if meta["other_benchmarks_running"]:
         w(f"  other test/benchmark processes at start: {len(meta['other_benchmarks_running'])}")
     w("")
@@ -1135,7 +1177,8 @@ def report(r: dict[str, Any]) -> str:
     row("  of which hub + scan workers", lambda x: f"{x['cpu_hub_s']:.1f} s")
     row("TensorBoard process first seen after", lambda x: _secs(x["tensorboard_seen_s"]))
     row("load average before", lambda x: f"{x['load_avg_before'][0]:.2f}")
-    row("stopped cleanly (nothing left)", lambda x: "yes" if x["stopped_cleanly"] else "NO")
+    row("exit after SIGTERM (every trial)", lambda x: " ".join(f"{t:.1f}" for t in x["trials_stop_s"]) + " s")
+    row("stopped cleanly (within 20 s)", lambda x: "yes" if x["stopped_cleanly"] else "NO (killed)")
     if "tbhub" in s:
         t = s["tbhub"]
         w(f"{'tbhub index lists every run after':<40}{_secs(t['index_s']):>20}   (its scan took "
@@ -1177,7 +1220,8 @@ def report(r: dict[str, Any]) -> str:
         w("")
         tb = _secs(pages["tensorboard_s"])
         w(f"hub pages, {pages['runs']} runs (index after {_secs(pages['index_s'])}, TensorBoard lists them after "
-          f"{tb}; median of {pages['reps']}):")
+          f"{tb}; median of {pages['reps']}; exit {pages['stop_s']:.1f} s after SIGTERM"
+          + ("" if pages["stopped_cleanly"] else ", NOT within 20 s: killed") + "):")
         for path, v in pages["pages"].items():
             w(f"  {path:<32} median {v['median_ms']:7.1f} ms   p90 {v['p90_ms']:7.1f} ms   "
               f"{v['bytes'] / 1e3:7.0f} kB")
