@@ -33,6 +33,7 @@ from tbhub.core.scalars import (
     run_tag,
     summarize_file,
 )
+from tbhub.core.status import StatusVerdict, run_status
 from tbhub.core.usage import DatasetUsage, Snapshot, growth, usage_by_dataset
 from tbhub.errors import LogRootError, TbhubError, UnknownEndpoint
 
@@ -42,6 +43,7 @@ __all__ = [
     "compare_runs",
     "log_store",
     "run_scalars",
+    "run_statuses",
     "scan_endpoints",
     "state_from_json",
     "state_store",
@@ -343,3 +345,25 @@ def compare_runs(
 
         rows.extend(build_rows(selected, summaries, list(tags), target=target if scan else None, target_points=points))
     return rows
+
+
+def run_statuses(
+    config: Config,
+    state: StateStore,
+    endpoint: EndpointSpec,
+    runs: Sequence[RunSummary],
+    decoder: EventDecoder,
+    *,
+    now_ns: int,
+) -> tuple[dict[str, StatusVerdict], dict[str, dict[str, TagSummary]]]:
+    """Each run's status (by relpath) under the endpoint's rules, and the tag summaries behind it."""
+    rules = config.alerts.rules_for(endpoint.name)
+    tags = run_scalars(state, endpoint, runs, decoder)
+    store = log_store(endpoint)
+    verdicts = {}
+    for run in runs:
+        rule = rules.rule_for(run.dataset)
+        folder = store.resolve(run.relpath)
+        markers = {m for m in rule.marker_files if os.path.exists(os.path.join(folder, m))}
+        verdicts[run.relpath] = run_status(run, tags.get(run.relpath, {}), rule, now_ns=now_ns, markers=markers)
+    return verdicts, tags

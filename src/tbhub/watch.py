@@ -30,10 +30,10 @@ from tbhub.config import Config, NotifyConfig
 from tbhub.core.models import Alert, EndpointSpec, RunStatus, RunSummary
 from tbhub.core.ports import Notifier
 from tbhub.core.scalars import TagSummary
-from tbhub.core.status import StatusVerdict, run_status
+from tbhub.core.status import StatusVerdict
 from tbhub.core.units import parse_duration
 from tbhub.errors import ConfigError, DeliveryError
-from tbhub.hub import Hub, log_store, run_scalars
+from tbhub.hub import Hub, run_scalars, run_statuses
 
 __all__ = ["AlertEngine", "Channel", "build_channels"]
 
@@ -146,17 +146,7 @@ class AlertEngine:
         self, endpoint: EndpointSpec, runs: list[RunSummary]
     ) -> tuple[dict[str, StatusVerdict], dict[str, dict[str, TagSummary]]]:
         """Each run's status now (by relpath), and the tag summaries it was decided on."""
-        rules = self.config.alerts.rules_for(endpoint.name)
-        tags = self.scalar_tags(endpoint, runs)
-        now_ns = int(self.clock() * 1e9)
-        store = log_store(endpoint)
-        verdicts = {}
-        for run in runs:
-            rule = rules.rule_for(run.dataset)
-            folder = store.resolve(run.relpath)
-            markers = {m for m in rule.marker_files if os.path.exists(os.path.join(folder, m))}
-            verdicts[run.relpath] = run_status(run, tags.get(run.relpath, {}), rule, now_ns=now_ns, markers=markers)
-        return verdicts, tags
+        return run_statuses(self.config, self.state, endpoint, runs, self.decoder, now_ns=int(self.clock() * 1e9))
 
     def _details(self, run: RunSummary, verdict: StatusVerdict, tags: Mapping[str, TagSummary]) -> dict[str, Any]:
         details: dict[str, Any] = dict(verdict.evidence)

@@ -163,3 +163,19 @@ def test_table_rows_coloured_by_age_with_totals() -> None:
     assert yellow in lines["ageing"] and red not in lines["ageing"]
     assert red in lines["old"] and green not in lines["old"]
     assert "3 runs" in lines["total"] and "6.3 MB" in lines["total"] and "3,702" in lines["total"]
+
+
+def test_status_column_and_fields(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    write_scalar_file(tmp_path / "ds" / "calm", range(20))
+    nan = write_scalar_file(tmp_path / "ds" / "nan", range(5))
+    write_events(nan, [scalar_event(5, float("nan"))], append=True)
+    write_scalar_file(tmp_path / "ds" / "old", range(20))
+    set_age(tmp_path / "ds" / "old", 3)
+    _, out, _ = run_cli(capsys, "runs", str(tmp_path), "--json", "--status")
+    by_run = {r["run"]: r for r in json.loads(out)}
+    assert by_run["calm"]["status"] == "running" and by_run["old"]["status"] == "stalled"
+    assert by_run["nan"]["status"] == "diverged" and "NaN at step 5" in by_run["nan"]["status_reason"]
+    _, out, _ = run_cli(capsys, "runs", str(tmp_path), "--json")
+    assert "status" not in json.loads(out)[0]  # without --status the fields stay exactly the documented ones
+    _, out, _ = run_cli(capsys, "runs", str(tmp_path), "--status")
+    assert "diverged" in out and "stalled" in out

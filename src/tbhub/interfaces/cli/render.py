@@ -71,6 +71,13 @@ def _flags(run: RunSummary, active: bool) -> Text:
     return text
 
 
+STATUS_STYLES = {"running": "cyan", "stalled": "yellow", "finished": "green", "diverged": "bold red"}
+
+
+def _status_cell(status: str | None) -> Text:
+    return Text(status or "", style=STATUS_STYLES.get(status or "", ""))
+
+
 def runs_table(
     runs: Sequence[RunSummary],
     *,
@@ -79,6 +86,7 @@ def runs_table(
     old_days: float,
     title: str | None = None,
     active_minutes: float | None = None,
+    statuses: dict[tuple[str, str], str] | None = None,
 ) -> Table:
     """The runs table of ``tbhub runs`` and ``tbhub clean``: one row a run, index first, totals last."""
     table = Table(title=title, show_footer=False, header_style="bold", expand=False)
@@ -92,6 +100,8 @@ def runs_table(
     table.add_column("last modified")
     table.add_column("age", justify="right")
     table.add_column("state")
+    if statuses is not None:
+        table.add_column("status")
     for i, run in enumerate(runs):
         age = run.age_seconds(now_ns)
         table.add_row(
@@ -105,6 +115,7 @@ def runs_table(
             iso_utc(run.last_modified_ns).replace("T", " ").removesuffix("Z"),
             format_age(age),
             _flags(run, active_minutes is not None and age < active_minutes * 60),
+            *([_status_cell(statuses.get((run.endpoint, run.relpath)))] if statuses is not None else []),
             style=age_style(age, fresh_days, old_days),
         )
     if runs:
@@ -120,6 +131,7 @@ def runs_table(
             "",
             "",
             "",
+            *([""] if statuses is not None else []),
             style="bold",
         )
     return table

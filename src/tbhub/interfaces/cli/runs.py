@@ -12,11 +12,13 @@ from typing import Annotated, Any
 import typer
 from rich.console import Console
 
+from tbhub.config import Config
 from tbhub.core.inventory import EndpointInventory
 from tbhub.core.models import RunSummary
+from tbhub.core.status import StatusVerdict
 from tbhub.core.units import parse_duration
 from tbhub.errors import UsageError
-from tbhub.hub import scan_endpoints
+from tbhub.hub import run_statuses, scan_endpoints, state_store
 from tbhub.interfaces.cli.options import ConfigOpt, JsonOpt, LogdirOpt, PathArg, config_from, output_console
 from tbhub.interfaces.cli.progress import scan_progress
 from tbhub.interfaces.cli.render import RUN_FIELDS, run_record, runs_table
@@ -63,6 +65,10 @@ def runs_command(
     ] = None,
     sort: Annotated[SortKey, typer.Option("--sort", help="Order of the rows.")] = SortKey.name,
     verify: Annotated[bool, typer.Option("--verify", help="Also check every payload CRC (slower).")] = False,
+    status: Annotated[
+        bool,
+        typer.Option("--status", help="Also decide each run's status (running, stalled, finished, diverged)."),
+    ] = False,
     as_json: JsonOpt = False,
     as_csv: Annotated[bool, typer.Option("--csv", help="Print CSV instead of a table.")] = False,
 ) -> None:
@@ -82,6 +88,12 @@ def runs_command(
     runs = sort_runs(runs, sort)
     roots = {inv.endpoint.name: inv.endpoint.logdir for inv in inventories}
     records = [run_record(r, roots[r.endpoint], now_ns) for r in runs]
+    verdicts: dict[tuple[str, str], StatusVerdict] = {}
+    if status:
+        verdicts = _statuses(cfg, inventories, now_ns)
+        for run, record in zip(runs, records, strict=True):
+            verdict = verdicts[(run.endpoint, run.relpath)]
+            record["status"], record["status_reason"] = verdict.status.value, verdict.reason
     if as_json:
         json.dump(records, sys.stdout, indent=2)
         sys.stdout.write("\n")
@@ -90,12 +102,38 @@ def runs_command(
         _write_csv(records)
         return
     out = output_console()
-    out.print(runs_table(runs, now_ns=now_ns, fresh_days=cfg.display.fresh_days, old_days=cfg.display.old_days))
+    out.print(
+        runs_table(
+            runs,
+            now_ns=now_ns,
+            fresh_days=cfg.display.fresh_days,
+            old_days=cfg.display.old_days,
+            statuses={key: v.status.value for key, v in verdicts.items()} if status else None,
+        )
+    )
     _report_skipped(err, inventories)
 
 
+def _statuses(
+    cfg: Config, inventories: list[EndpointInventory], now_ns: int
+) -> dict[tuple[str, str], StatusVerdict]:
+    from tbhub.adapters.scalar_decoder import ProtobufDecoder  # protobuf: only when asked for
+
+    decoder = ProtobufDecoder()
+    state = state_store(cfg)
+    try:
+        out = {}
+        for inv in inventories:
+            verdicts, _ = run_statuses(cfg, state, inv.endpoint, inv.runs, decoder, now_ns=now_ns)
+            out.update({(inv.endpoint.name, relpath): v for relpath, v in verdicts.items()})
+        return out
+    finally:
+        state.dispose()
+
+
 def _write_csv(records: list[dict[str, Any]]) -> None:
-    writer = csv.DictWriter(sys.stdout, fieldnames=RUN_FIELDS, lineterminator="\n")
+    fields = list(RUN_FIELDS) + [f for f in ("status", "status_reason") if records and f in records[0]]
+    writer = csv.DictWriter(sys.stdout, fieldnames=fields, lineterminator="\n")
     writer.writeheader()
     for record in records:
         row = dict(record)
