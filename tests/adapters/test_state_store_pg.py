@@ -7,6 +7,8 @@ each behaviour is proven on both backends. The PostgreSQL server starts once, on
 
 from __future__ import annotations
 
+import subprocess
+import sys
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -99,6 +101,47 @@ def test_postgresql_urls_use_psycopg3(fresh_postgres_url: str) -> None:  # noqa:
         store.dispose()
 
 
+_OPEN_WHEN_TOLD = """
+import sys
+from tbhub.adapters.db.store import open_state
+print("ready", flush=True)
+sys.stdin.readline()
+try:
+    open_state(sys.argv[1]).dispose()
+    print("ok", flush=True)
+except Exception as error:
+    print(f"{type(error).__name__}: {error}", flush=True)
+"""
+
+
+def test_servers_starting_together_on_a_fresh_postgresql_migrate_once(fresh_postgres_url: str) -> None:  # noqa: F811
+    """Four server processes open a fresh shared database at the same moment: all start, one migrates."""
+    procs = [
+        subprocess.Popen([sys.executable, "-c", _OPEN_WHEN_TOLD, fresh_postgres_url], stdin=subprocess.PIPE,
+                         stdout=subprocess.PIPE, text=True)
+        for _ in range(4)
+    ]
+    try:
+        for p in procs:
+            assert p.stdout is not None and p.stdout.readline().strip() == "ready"
+        for p in procs:  # as close together as the OS allows
+            assert p.stdin is not None
+            p.stdin.write("go\n")
+            p.stdin.flush()
+        outcomes = [p.communicate(timeout=60)[0].strip() for p in procs]
+    finally:
+        for p in procs:
+            if p.poll() is None:
+                p.kill()
+                p.wait()
+    assert outcomes == ["ok"] * 4
+    store = open_state(fresh_postgres_url, migrate=False)
+    try:
+        assert store.current_revision() == HEAD_REVISION
+    finally:
+        store.dispose()
+
+
 # -- the scan index ----------------------------------------------------------------------------------
 
 
@@ -139,6 +182,49 @@ def test_save_replaces_and_removes(store: StateStore) -> None:
     store.forget_endpoint("big")
     assert dict(store.load("big")) == {}
     assert dict(store.load("router")) == {a.relpath: a}
+
+
+def test_index_cache_follows_changes_by_other_servers(url: str) -> None:
+    mine, theirs = open_state(url), open_state(url)
+    try:
+        a = EventFileScan("ds/r/a", 1, 10, 1, 1, 10)
+        b = EventFileScan("ds/r/b", 2, 10, 1, 1, 10)
+        assert dict(mine.load("lora")) == {}
+        mine.save("lora", [a, b], [])
+        first = mine.load("lora")
+        assert mine.load("lora") is first  # unchanged: served from memory
+        theirs.save("lora", [], [b.relpath])
+        assert dict(mine.load("lora")) == {a.relpath: a}
+        theirs.save("router", [b], [])  # another endpoint's change keeps this one's cache
+        kept = mine.load("lora")
+        assert mine.load("lora") is kept
+        theirs.forget_endpoint("lora")
+        assert dict(mine.load("lora")) == {}
+        theirs.save("lora", [b], [])  # the generation starts over: still a change
+        assert dict(mine.load("lora")) == {b.relpath: b}
+    finally:
+        mine.dispose()
+        theirs.dispose()
+
+
+def test_concurrent_saves_of_one_endpoint_queue_up(url: str) -> None:
+    """Two servers rescanning the same endpoint save the same files at once: no duplicate-key error."""
+    stores = [open_state(url) for _ in range(4)]
+    try:
+        barrier = threading.Barrier(len(stores))
+
+        def rescan(i: int) -> None:
+            for n in range(15):
+                scans = [EventFileScan(f"ds/r/{f}", f, 10 + n, n, 1, 10 + n) for f in range(20)]
+                barrier.wait(10)
+                stores[i].save("lora", scans, [])
+
+        _run_threads(len(stores), rescan)
+        final = stores[0].load("lora")
+        assert len(final) == 20 and {s.size for s in final.values()} == {24}
+    finally:
+        for s in stores:
+            s.dispose()
 
 
 def test_scan_history_keeps_last_100(store: StateStore) -> None:

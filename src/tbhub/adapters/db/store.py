@@ -85,7 +85,7 @@ class DeletionRecord:
 
 #: The newest migration; a test checks it against the migration scripts. Comparing with it spares
 #: every command the import of alembic (slow) when the schema is already up to date.
-HEAD_REVISION = "0005"
+HEAD_REVISION = "0006"
 
 
 @dataclass(frozen=True, slots=True)
@@ -250,6 +250,10 @@ class StateStore:
         cfg = _alembic_config()
         try:
             with self.engine.begin() as connection:
+                if connection.dialect.name == "postgresql":
+                    # Servers sharing a fresh database start together: one migrates, the others wait here
+                    # (the lock lasts until commit) and then find the schema at head.
+                    connection.exec_driver_sql("SELECT pg_advisory_xact_lock(7460501)")
                 cfg.attributes["connection"] = connection
                 command.upgrade(cfg, "head")
         except SQLAlchemyError as error:
