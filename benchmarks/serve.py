@@ -70,9 +70,10 @@ import time
 from collections import Counter
 from collections.abc import Callable, Iterator
 from dataclasses import asdict, dataclass, field
+from functools import partial
 from pathlib import Path
 from types import FrameType
-from typing import Any
+from typing import Any, TypeVar
 
 import httpx
 import psutil
@@ -83,6 +84,7 @@ from tensorboard.summary.writer.record_writer import RecordWriter
 from gentree import DEFAULT_RECORDS, DEFAULT_ROOT, DEFAULT_RUNS, ensure_tree, read_marker
 from tbhub.adapters.crc import crc32c
 
+T = TypeVar("T")
 REPO = Path(__file__).resolve().parent.parent
 QUICK_ROOT = Path("/tmp/tbhub-bench/serve-quick")
 QUICK_RUNS, QUICK_RECORDS = 10, 200_000
@@ -550,10 +552,13 @@ class IndexWatch:
         return False
 
 
-def wait_index(http: httpx.Client, hub: str, runs: int, t0: float, timeout: float) -> float:
+def wait_index(http: httpx.Client, hub: str, runs: int, t0: float, timeout: float,
+               alive: Callable[[], bool]) -> float:
     """Seconds from ``t0`` until tbhub's ``/api/endpoints`` lists ``runs`` runs."""
     watch = IndexWatch(http, hub, runs, t0)
     while time.perf_counter() < t0 + timeout:
+        if not alive():
+            raise RuntimeError("tbhub serve exited")
         if watch():
             assert watch.index_s is not None
             return watch.index_s
@@ -610,6 +615,7 @@ def start_and_measure(
             time.sleep(SETTLE_S)
         except Exception:
             print(out.read_text(errors="replace")[-3000:], file=sys.stderr)
+            procs.stop(proc)
             raise
         finally:
             sampler.stop()
@@ -880,9 +886,9 @@ def hub_pages(procs: Processes, tmp: Path, root: Path, reps: int) -> Pages:
     proc, out = procs.start("tbhub_1000", [sys.executable, "-m", "tbhub", "serve", "--config", str(cfg)])
     try:
         with client() as http:
-            index_s = wait_index(http, hub, runs, t0, 180.0)
+            index_s = wait_index(http, hub, runs, t0, 180.0, alive=lambda: proc.poll() is None)
             tensorboard_s: float | None = None
-            while time.perf_counter() - t0 < 180.0:
+            while time.perf_counter() - t0 < 180.0 and proc.poll() is None:
                 with contextlib.suppress(httpx.HTTPError):
                     tags = _json_or(http.get(f"{hub}/tb/{ENDPOINT}/data/plugin/scalars/tags"), {})
                     if all(tags.get(run) for run in tb_runs):
@@ -937,64 +943,92 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     rng = random.Random(42)
     startup: dict[str, Any] = {}
     results["startup"] = startup
+    errors: list[str] = []
+    results["errors"] = errors
+
+    def attempt(what: str, fn: Callable[[], T]) -> T | None:
+        try:
+            return fn()
+        except Exception as error:  # reported; the other phases still run
+            log(f"{what} FAILED: {type(error).__name__}: {error}")
+            errors.append(f"{what}: {type(error).__name__}: {error}")
+            return None
+
     with tempfile.TemporaryDirectory(prefix="tbhub-bench-serve-") as tmp_name:
         tmp = Path(tmp_name)
         procs = Processes(tmp)
         try:
             # 1 + 2, plain TensorBoard (default flags: the fast loader) and tbhub serve, alternately
-            # --startup-repeats times; tbhub's last start stays up for 3, 4 and 5.
+            # --startup-repeats times; tbhub's last start stays up for 3, 4 and 5. A phase that fails is
+            # reported and the others still run.
             trials: dict[str, list[Startup]] = {"tensorboard": [], "tbhub": []}
+            kept: tuple[Startup, Running] | None = None
+            plain_cmd = [sys.executable, "-m", "tensorboard.main", "--logdir", str(root)]
             for repeat in range(args.startup_repeats):
                 port = free_port()
-                plain_cmd = [sys.executable, "-m", "tensorboard.main", "--logdir", str(root), "--port", str(port),
-                             "--host", LOCAL]
-                plain, running = start_and_measure(procs, "tensorboard", plain_cmd, f"http://{LOCAL}:{port}",
-                                                   facts, timeout=args.startup_timeout, poll=0.25)
-                plain.record_stop(procs.stop(running.proc))
-                trials["tensorboard"].append(plain)
+                got = attempt("tensorboard startup", partial(
+                    start_and_measure, procs, "tensorboard", [*plain_cmd, "--port", str(port), "--host", LOCAL],
+                    f"http://{LOCAL}:{port}", facts, timeout=args.startup_timeout, poll=0.25,
+                ))
+                if got is not None:
+                    got[0].record_stop(procs.stop(got[1].proc))
+                    trials["tensorboard"].append(got[0])
 
                 hub_port, tb_port = free_port(), free_port()
                 cfg = tbhub_config(tmp, root, hub_port, tb_port)
                 hub = f"http://{LOCAL}:{hub_port}"
                 direct = f"http://{LOCAL}:{tb_port}/tb/{ENDPOINT}"
                 proxied = f"{hub}/tb/{ENDPOINT}"
-                ours, running = start_and_measure(
-                    procs, "tbhub serve", [sys.executable, "-m", "tbhub", "serve", "--config", str(cfg)],
-                    proxied, facts, timeout=args.startup_timeout, poll=0.25, hub=hub,
-                )
-                trials["tbhub"].append(ours)
-                if repeat < args.startup_repeats - 1 or args.startup_only:
-                    ours.record_stop(procs.stop(running.proc))
-            startup["tensorboard"] = median_trial(trials["tensorboard"])
-            if args.startup_only:
-                startup["tbhub"] = median_trial(trials["tbhub"])
-            else:
+                got = attempt("tbhub startup", partial(
+                    start_and_measure, procs, "tbhub serve",
+                    [sys.executable, "-m", "tbhub", "serve", "--config", str(cfg)], proxied, facts,
+                    timeout=args.startup_timeout, poll=0.25, hub=hub,
+                ))
+                if got is not None:
+                    trials["tbhub"].append(got[0])
+                    if repeat < args.startup_repeats - 1 or args.startup_only:
+                        got[0].record_stop(procs.stop(got[1].proc))
+                    else:
+                        kept = got
+            if trials["tensorboard"]:
+                startup["tensorboard"] = median_trial(trials["tensorboard"])
+            if kept is not None:
+                ours, running = kept
                 try:
-                    results["proxy"] = [asdict(o) for o in proxy_overheads(facts, direct, proxied,
-                                                                           args.proxy_requests)]
-                    results["load"] = asdict(run_load(args, facts, hub, running.proc.pid))
+                    if (overheads := attempt("proxy overhead", partial(
+                            proxy_overheads, facts, direct, proxied, args.proxy_requests))) is not None:
+                        results["proxy"] = [asdict(o) for o in overheads]
+                    if (load := attempt("load", partial(run_load, args, facts, hub, running.proc.pid))) is not None:
+                        results["load"] = asdict(load)
+                    log(f"freshness: {args.freshness_trials} trials (reload_interval {RELOAD_INTERVAL})")
                     with client() as http:
-                        log(f"freshness: {args.freshness_trials} trials (reload_interval {RELOAD_INTERVAL})")
-                        results["freshness"] = asdict(freshness(http, proxied, facts, args.freshness_trials, rng))
+                        if (fresh := attempt("freshness", partial(
+                                freshness, http, proxied, facts, args.freshness_trials, rng))) is not None:
+                            results["freshness"] = asdict(fresh)
                 finally:
                     stopped = procs.stop(running.proc)
                     ours.record_stop(stopped)
-                    startup["tbhub"] = median_trial(trials["tbhub"])
                     log(f"tbhub serve stopped {stopped.seconds:.1f} s after SIGTERM ({len(stopped.left)} left)")
+            if trials["tbhub"]:
+                startup["tbhub"] = median_trial(trials["tbhub"])
 
-                # 6
+            # 6
+            if not args.startup_only:
                 many = ensure_many_runs(MANY_ROOT, 10, args.many_runs // 10)
-                results["hub_pages"] = asdict(hub_pages(procs, tmp, many, args.page_reps))
+                if (pages := attempt("hub pages", partial(hub_pages, procs, tmp, many, args.page_reps))) is not None:
+                    results["hub_pages"] = asdict(pages)
 
             # 1 + 2, the Python loader, last: it is the slow one.
             if not args.skip_python and not args.startup_only:
                 port = free_port()
-                python_cmd = [*plain_cmd[:-4], "--port", str(port), "--host", LOCAL, "--load_fast=false"]
-                slow, running = start_and_measure(procs, "tensorboard --load_fast=false", python_cmd,
-                                                  f"http://{LOCAL}:{port}", facts, timeout=args.python_timeout,
-                                                  poll=1.0)
-                slow.record_stop(procs.stop(running.proc))
-                startup["python_loader"] = median_trial([slow])
+                got = attempt("python loader startup", partial(
+                    start_and_measure, procs, "tensorboard --load_fast=false",
+                    [*plain_cmd, "--port", str(port), "--host", LOCAL, "--load_fast=false"],
+                    f"http://{LOCAL}:{port}", facts, timeout=args.python_timeout, poll=1.0,
+                ))
+                if got is not None:
+                    got[0].record_stop(procs.stop(got[1].proc))
+                    startup["python_loader"] = median_trial([got[0]])
         finally:
             procs.stop_all()
     results["meta"]["load_avg_end"] = load_average()
@@ -1230,6 +1264,8 @@ def report(r: dict[str, Any]) -> str:
     for t in r["targets"]:
         status = {True: "met", False: "MISSED", None: "info" if not t["target"] else "undecided"}[t["met"]]
         w(f"{t['name']:<52}{t['value']:>20}  {t['target']:<20}{status}")
+    for error in r.get("errors", []):
+        w(f"FAILED: {error}")
     if "tensorboard" in s:
         p = s["tensorboard"]
         w(f"{'(reference: plain TensorBoard ~5 s, ~300 MB, 2 cores)':<52}"
