@@ -24,7 +24,9 @@ from tbhub.core.units import parse_duration, parse_size
 from tbhub.errors import ConfigError, UnknownEndpoint, UsageError
 
 __all__ = [
+    "LOOPBACK_HOSTS",
     "SETTINGS",
+    "AuthConfig",
     "Config",
     "DisplayConfig",
     "EndpointConfig",
@@ -73,7 +75,15 @@ SETTINGS: tuple[tuple[str, object, str], ...] = (
     ("notify", [], "[[notify]] channels: type slack, webhook or email; see Alerts."),
     ("cost.storage_per_gb_month", 0.0, "Storage price per GB and month, for `tbhub usage`."),
     ("cost.currency", "USD", "Currency of that price."),
+    ("auth.mode", "password", "\"password\" (accounts and roles) or \"none\" (no login; only on a loopback host)."),
+    ("auth.session_max_age", "12h", "A browser session ends this long after login."),
+    ("auth.trusted_proxies", [], "Addresses of an authenticating proxy (oauth2-proxy) whose header is trusted."),
+    ("auth.proxy_header", "X-Auth-Request-Email", "The header naming the user, read only from trusted_proxies."),
+    ("auth.proxy_role", "viewer", "Role of a proxy-authenticated user who has no account of their own."),
 )
+
+#: Hosts the hub may listen on with ``[auth] mode = "none"``.
+LOOPBACK_HOSTS = frozenset({"127.0.0.1", "localhost", "::1"})
 
 
 def default_state_dir() -> Path:
@@ -315,6 +325,31 @@ class CostConfig(_Strict):
     currency: str = "USD"
 
 
+class AuthConfig(_Strict):
+    """``[auth]``: on by default; ``mode = "none"`` only on a hub bound to loopback."""
+
+    mode: Literal["password", "none"] = "password"
+    session_max_age: str = "12h"
+    trusted_proxies: list[str] = Field(default_factory=list)
+    proxy_header: str = "X-Auth-Request-Email"
+    proxy_role: Literal["viewer", "editor", "admin"] = "viewer"
+
+    @field_validator("session_max_age")
+    @classmethod
+    def _age(cls, value: str) -> str:
+        if parse_duration(value) <= 0:
+            raise ValueError("session_max_age must be positive")
+        return value
+
+    @property
+    def enabled(self) -> bool:
+        return self.mode != "none"
+
+    @property
+    def session_seconds(self) -> float:
+        return parse_duration(self.session_max_age)
+
+
 class Config(_Strict):
     server: ServerConfig = ServerConfig()
     state: StateConfig = StateConfig()
@@ -324,6 +359,28 @@ class Config(_Strict):
     cost: CostConfig = CostConfig()
     alerts: AlertsConfig = AlertsConfig()
     notify: list[NotifyConfig] = Field(default_factory=list)
+    auth: AuthConfig = AuthConfig()
+
+    @model_validator(mode="after")
+    def _auth_safe(self) -> Config:
+        self.check_auth()
+        return self
+
+    def check_auth(self) -> None:
+        """Raise ``ValueError`` for a config that would let anyone in: no login on a public address, or a
+        TensorBoard reachable around the hub's login."""
+        if not self.auth.enabled and self.server.host not in LOOPBACK_HOSTS:
+            raise ValueError(
+                f'auth.mode = "none" is allowed only when the hub listens on 127.0.0.1, localhost or ::1 '
+                f"(server.host is {self.server.host!r})"
+            )
+        if self.auth.enabled:
+            exposed = [name for name, e in self.endpoints.items() if e.expose]
+            if exposed:
+                raise ValueError(
+                    f"endpoints.{exposed[0]}.expose = true would bypass the hub's login: with auth on, "
+                    "TensorBoards listen on 127.0.0.1 and the hub's proxy is the only way in"
+                )
 
     @model_validator(mode="after")
     def _channel_names(self) -> Config:

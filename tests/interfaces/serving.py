@@ -79,9 +79,12 @@ class Server:
 
 
 def write_config(path: Path, roots: dict[str, Path], *, hub_port: int, reload_interval: int = 1,
-                 state_dir: Path | None = None, extra: str = "") -> dict[str, int]:
+                 state_dir: Path | None = None, extra: str = "", auth: str | None = "none") -> dict[str, int]:
+    """``auth``: the ``[auth]`` mode to write ("none": no login on loopback); ``None`` writes no ``[auth]``."""
     ports = {name: free_port() for name in roots}
     lines = [f"[server]\nport = {hub_port}\n"]
+    if auth is not None:
+        lines.append(f'[auth]\nmode = "{auth}"\n')
     if state_dir is not None:
         lines.append(f'[state]\ndir = "{state_dir}"\n')
     for name, root in roots.items():
@@ -95,12 +98,13 @@ def write_config(path: Path, roots: dict[str, Path], *, hub_port: int, reload_in
 
 @contextlib.contextmanager
 def serve(tmp: Path, roots: dict[str, Path], *, scan_interval: float = 1.0, wait: bool = True,
-          extra_args: tuple[str, ...] = (), extra_config: str = "") -> Iterator[Server]:
+          extra_args: tuple[str, ...] = (), extra_config: str = "", auth: str | None = "none") -> Iterator[Server]:
     """Start ``tbhub serve`` over ``roots``; always stop it (SIGTERM, then SIGKILL of the whole tree)."""
     tmp.mkdir(parents=True, exist_ok=True)
     port = free_port()
     config = tmp / "tbhub.toml"
-    ports = write_config(config, roots, hub_port=port, state_dir=tmp / "state", extra=extra_config)
+    ports = write_config(config, roots, hub_port=port, state_dir=tmp / "state", extra=extra_config,
+                         auth=auth)
     log = tmp / "serve.log"
     with open(log, "w") as out:
         proc = subprocess.Popen(

@@ -19,6 +19,8 @@ from sqlalchemy import (
 
 __all__ = [
     "alerts",
+    "api_tokens",
+    "bookmarks",
     "channels",
     "deletions",
     "deliveries",
@@ -26,12 +28,17 @@ __all__ = [
     "index_generations",
     "leases",
     "metadata",
+    "notes",
     "pins",
     "retention_applications",
     "run_states",
+    "run_tags",
     "scalar_files",
     "scan_runs",
+    "sessions",
+    "setup_tokens",
     "usage_snapshots",
+    "users",
 ]
 
 metadata = MetaData()
@@ -213,4 +220,95 @@ index_generations = Table(
     metadata,
     Column("endpoint", String(128), primary_key=True),
     Column("generation", BigInteger, nullable=False),
+)
+
+# -- accounts (0006) ---------------------------------------------------------------------------------
+#: Hub accounts; ``password_hash`` is scrypt (``tbhub.core.accounts``), never the password.
+users = Table(
+    "users",
+    metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("name", String(128), nullable=False, unique=True),
+    Column("role", String(16), nullable=False),
+    Column("password_hash", Text),
+    Column("created_at", Float, nullable=False),
+    Column("disabled", Boolean, nullable=False, default=False),
+)
+
+#: Browser sessions: the SHA-256 of the cookie's value, never the value itself.
+sessions = Table(
+    "sessions",
+    metadata,
+    Column("token_hash", String(64), primary_key=True),
+    Column("user_id", Integer, ForeignKey("users.id", ondelete="CASCADE"), nullable=False),
+    Column("csrf", String(64), nullable=False),
+    Column("created_at", Float, nullable=False),
+    Column("expires_at", Float, nullable=False),
+    Index("ix_sessions_expires", "expires_at"),
+)
+
+#: API tokens for scripts (``Authorization: Bearer``), shown once and kept as a SHA-256.
+api_tokens = Table(
+    "api_tokens",
+    metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("name", String(128), nullable=False),
+    Column("token_hash", String(64), nullable=False, unique=True),
+    Column("role", String(16), nullable=False),
+    Column("created_by", String(256), nullable=False),
+    Column("created_at", Float, nullable=False),
+    Column("last_used_at", Float),
+    Column("revoked_at", Float),
+)
+
+#: One-time links that create the first admin.
+setup_tokens = Table(
+    "setup_tokens",
+    metadata,
+    Column("token_hash", String(64), primary_key=True),
+    Column("created_at", Float, nullable=False),
+    Column("expires_at", Float, nullable=False),
+    Column("used_at", Float),
+)
+
+#: Notes on runs, keyed by (endpoint, relpath) and not tied to the index: they outlive an archive.
+notes = Table(
+    "notes",
+    metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("endpoint", String(128), nullable=False),
+    Column("relpath", Text, nullable=False),
+    Column("text", Text, nullable=False),
+    Column("author", String(256), nullable=False),
+    Column("at", Float, nullable=False),
+    Index("ix_notes_run", "endpoint", "relpath"),
+)
+
+#: Free tags on runs.
+run_tags = Table(
+    "run_tags",
+    metadata,
+    Column("endpoint", String(128), nullable=False),
+    Column("relpath", Text, nullable=False),
+    Column("tag", String(128), nullable=False),
+    Column("added_by", String(256), nullable=False),
+    Column("added_at", Float, nullable=False),
+    PrimaryKeyConstraint("endpoint", "relpath", "tag", name="pk_run_tags"),
+)
+
+#: Shared bookmarks: a TensorBoard view (endpoint and fragment state) or a hub page.
+bookmarks = Table(
+    "bookmarks",
+    metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("name", String(128), nullable=False, unique=True),
+    Column("owner", String(256), nullable=False),
+    Column("description", Text, nullable=False),
+    Column("endpoint", String(128)),
+    Column("dashboard", String(32), nullable=False),
+    Column("run_filter", Text, nullable=False),
+    Column("tag_filter", Text, nullable=False),
+    Column("smoothing", Float),
+    Column("page", Text),
+    Column("created_at", Float, nullable=False),
 )

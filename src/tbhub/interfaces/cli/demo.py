@@ -10,7 +10,7 @@ from typing import Annotated
 import typer
 from rich.console import Console
 
-from tbhub.config import AlertsConfig, Config, ServerConfig, StateConfig
+from tbhub.config import AlertsConfig, AuthConfig, Config, ServerConfig, StateConfig
 from tbhub.config import EndpointConfig as Endpoint
 from tbhub.errors import UsageError
 from tbhub.interfaces.cli.serve import run_hub
@@ -50,6 +50,7 @@ def demo_command(
         server=ServerConfig(port=port),
         state=StateConfig(dir=base / "state"),
         alerts=AlertsConfig(marker_files=["DONE"], stalled_after="2m"),
+        auth=AuthConfig(mode="none"),  # a demo on 127.0.0.1 needs no setup
         endpoints={
             "lora": Endpoint(logdir=str(logs.roots["lora"]), port=lora_port, reload_interval=reload_interval,
                              title="LoRA fine-tunes"),

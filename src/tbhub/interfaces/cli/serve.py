@@ -45,6 +45,10 @@ def run_hub(config: Config, *, scan_interval: float, console: Console, job_inter
     from tbhub.interfaces.web.app import create_app
 
     host, port = config.server.host, config.server.port
+    try:
+        config.check_auth()  # again: --host may have moved the hub off loopback after the file was checked
+    except ValueError as error:
+        raise ServeError(str(error)) from None
     check_port(host, port, "the hub")
     build_channels(config)  # a missing secret is one clear line now, not a failure in the background
     hub = Hub.from_config(config)
@@ -59,6 +63,8 @@ def run_hub(config: Config, *, scan_interval: float, console: Console, job_inter
                 f"(direct: http://127.0.0.1:{spec.port}/tb/{spec.name}/, reload every {spec.reload_interval}s)",
                 soft_wrap=True,
             )
+        if config.auth.enabled:
+            _offer_setup(hub, f"http://{shown}:{port}", console)
         app = create_app(hub, scan_interval=scan_interval, job_interval=job_interval)
         server = uvicorn.Server(
             uvicorn.Config(app, host=host, port=port, log_level="warning", timeout_graceful_shutdown=3,
@@ -74,6 +80,21 @@ def run_hub(config: Config, *, scan_interval: float, console: Console, job_inter
             signal.signal(signal.SIGTERM, previous)
     finally:
         hub.close()
+
+
+def _offer_setup(hub: Hub, base_url: str, console: Console) -> None:
+    """With auth on and no admin yet: print a one-time link that creates the first admin."""
+    from tbhub.adapters.db.accounts import AccountStore
+
+    accounts = AccountStore(hub.state.engine)
+    if accounts.has_admin():
+        return
+    token = accounts.create_setup_token()
+    console.print(
+        f"[bold yellow]no admin yet:[/] create one at {base_url}/setup/{token} "
+        "(works once, for 24 h), or run `tbhub users add NAME --role admin`",
+        soft_wrap=True,
+    )
 
 
 def serve_command(

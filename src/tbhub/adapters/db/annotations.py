@@ -1,0 +1,136 @@
+"""Notes and tags on runs, and shared bookmarks, in the state database.
+
+Notes and tags are keyed by (endpoint, relpath) and have no link to the scan index: removing,
+archiving or restoring a run leaves them alone, so a restored run finds its notes again. Pins stay
+where they always were (``StateStore.pin``), because retention reads them there.
+"""
+
+from __future__ import annotations
+
+import re
+import time
+from dataclasses import dataclass
+
+from sqlalchemy import Engine, delete, insert, select
+from sqlalchemy.exc import IntegrityError
+
+from tbhub.adapters.db.tables import bookmarks, notes, run_tags
+from tbhub.core.bookmarks import Bookmark
+from tbhub.errors import UsageError
+
+__all__ = ["NOTE_MAX", "TAG", "AnnotationStore", "Note"]
+
+TAG = re.compile(r"^[\w][\w.:/+-]{0,63}$")
+NOTE_MAX = 20_000
+
+
+@dataclass(frozen=True, slots=True)
+class Note:
+    id: int
+    endpoint: str
+    relpath: str
+    text: str
+    author: str
+    at: float
+
+
+class AnnotationStore:
+    """Notes, tags and bookmarks on the state database's engine."""
+
+    def __init__(self, engine: Engine) -> None:
+        self.engine = engine
+
+    # -- notes ----------------------------------------------------------------------------------
+    def add_note(self, endpoint: str, relpath: str, text: str, author: str) -> Note:
+        text = text.strip()
+        if not text:
+            raise UsageError("the note is empty")
+        if len(text) > NOTE_MAX:
+            raise UsageError(f"a note holds at most {NOTE_MAX:,} characters")
+        now = time.time()
+        with self.engine.begin() as connection:
+            result = connection.execute(
+                insert(notes).values(endpoint=endpoint, relpath=relpath, text=text, author=author, at=now)
+            )
+            note_id = int(result.inserted_primary_key[0])  # type: ignore[index]
+        return Note(note_id, endpoint, relpath, text, author, now)
+
+    def notes(self, endpoint: str, relpath: str | None = None) -> list[Note]:
+        """Notes of one run (or of every run of the endpoint), oldest first."""
+        query = select(notes).where(notes.c.endpoint == endpoint)
+        if relpath is not None:
+            query = query.where(notes.c.relpath == relpath)
+        with self.engine.connect() as connection:
+            rows = connection.execute(query.order_by(notes.c.at, notes.c.id))
+            return [Note(r.id, r.endpoint, r.relpath, r.text, r.author, r.at) for r in rows]
+
+    def remove_note(self, note_id: int) -> bool:
+        with self.engine.begin() as connection:
+            return bool(connection.execute(delete(notes).where(notes.c.id == note_id)).rowcount)
+
+    # -- tags -----------------------------------------------------------------------------------
+    def tag(self, endpoint: str, relpath: str, tag: str, by: str) -> bool:
+        """Tag a run; ``False`` when it had the tag already."""
+        tag = tag.strip()
+        if not TAG.match(tag):
+            raise UsageError(f"tag {tag!r}: letters, digits and . : / + - _ (no spaces, up to 64)")
+        try:
+            with self.engine.begin() as connection:
+                connection.execute(
+                    insert(run_tags).values(endpoint=endpoint, relpath=relpath, tag=tag, added_by=by,
+                                            added_at=time.time())
+                )
+        except IntegrityError:
+            return False
+        return True
+
+    def untag(self, endpoint: str, relpath: str, tag: str) -> bool:
+        with self.engine.begin() as connection:
+            result = connection.execute(
+                delete(run_tags).where(run_tags.c.endpoint == endpoint, run_tags.c.relpath == relpath,
+                                       run_tags.c.tag == tag.strip())
+            )
+            return bool(result.rowcount)
+
+    def tags(self, endpoint: str) -> dict[str, list[str]]:
+        """Tags per run (relpath) of one endpoint, sorted."""
+        out: dict[str, list[str]] = {}
+        with self.engine.connect() as connection:
+            rows = connection.execute(
+                select(run_tags.c.relpath, run_tags.c.tag).where(run_tags.c.endpoint == endpoint)
+                .order_by(run_tags.c.relpath, run_tags.c.tag)
+            )
+            for relpath, tag in rows:
+                out.setdefault(relpath, []).append(tag)
+        return out
+
+    # -- bookmarks ------------------------------------------------------------------------------
+    def add_bookmark(self, bookmark: Bookmark) -> Bookmark:
+        """Save a bookmark; ``UsageError`` when the name is taken."""
+        now = time.time()
+        values = {
+            "name": bookmark.name, "owner": bookmark.owner, "description": bookmark.description,
+            "endpoint": bookmark.endpoint, "dashboard": bookmark.dashboard, "run_filter": bookmark.run_filter,
+            "tag_filter": bookmark.tag_filter, "smoothing": bookmark.smoothing, "page": bookmark.page,
+            "created_at": now,
+        }
+        try:
+            with self.engine.begin() as connection:
+                result = connection.execute(insert(bookmarks).values(**values))
+                bookmark_id = int(result.inserted_primary_key[0])  # type: ignore[index]
+        except IntegrityError:
+            raise UsageError(f"a bookmark named {bookmark.name!r} exists already") from None
+        return Bookmark(**{**values, "id": bookmark_id})  # type: ignore[arg-type]
+
+    def bookmarks(self) -> list[Bookmark]:
+        with self.engine.connect() as connection:
+            rows = connection.execute(select(bookmarks).order_by(bookmarks.c.name))
+            return [Bookmark(**dict(r._mapping)) for r in rows]
+
+    def remove_bookmark(self, key: str) -> bool:
+        """Remove by name or by id."""
+        with self.engine.begin() as connection:
+            where = bookmarks.c.name == key
+            if key.isdigit():
+                where = where | (bookmarks.c.id == int(key))
+            return bool(connection.execute(delete(bookmarks).where(where)).rowcount)

@@ -1,0 +1,75 @@
+"""Shared bookmarks: a named link to a TensorBoard view or to a hub page.
+
+A TensorBoard view is the endpoint plus what TensorBoard keeps in the URL fragment: the dashboard,
+the run filter (``regexInput``), the tag filter (``tagFilter``) and the smoothing
+(``_smoothingWeight``). ``tensorboard_url`` builds ``/tb/ENDPOINT/#scalars&regexInput=...``; the
+values are percent-encoded, so any regex survives the round trip.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from urllib.parse import quote
+
+__all__ = ["DASHBOARDS", "Bookmark", "tensorboard_url"]
+
+#: TensorBoard's dashboards that read the run and tag filters from the fragment.
+DASHBOARDS = ("scalars", "timeseries", "images", "histograms", "distributions", "graphs", "text", "hparams")
+_NAME = re.compile(r"^[\w][\w .:/+-]{0,127}$")
+
+
+@dataclass(frozen=True, slots=True)
+class Bookmark:
+    """``endpoint`` set: a TensorBoard view; else ``page``: a hub path (``/compare?tags=loss``)."""
+
+    name: str
+    owner: str
+    description: str = ""
+    endpoint: str | None = None
+    dashboard: str = "scalars"
+    run_filter: str = ""
+    tag_filter: str = ""
+    smoothing: float | None = None
+    page: str | None = None
+    created_at: float = 0.0
+    id: int | None = None
+
+    def __post_init__(self) -> None:
+        if not _NAME.match(self.name):
+            raise ValueError(f"bookmark name {self.name!r}: letters, digits, spaces and . : / + - (up to 128)")
+        if (self.endpoint is None) == (self.page is None):
+            raise ValueError("a bookmark names either an endpoint (a TensorBoard view) or a hub page")
+        if self.page is not None and (not self.page.startswith("/") or self.page.startswith("//")):
+            raise ValueError(f"a hub page is a path on the hub, like /compare?tags=loss, not {self.page!r}")
+        if self.dashboard not in DASHBOARDS:
+            raise ValueError(f"unknown dashboard {self.dashboard!r} ({', '.join(DASHBOARDS)})")
+        if self.smoothing is not None and not 0 <= self.smoothing < 1:
+            raise ValueError("smoothing is between 0 and 1 (0.6 is TensorBoard's default)")
+        for pattern in (self.run_filter, self.tag_filter):
+            try:
+                re.compile(pattern)
+            except re.error as error:
+                raise ValueError(f"not a regular expression: {pattern!r} ({error})") from None
+
+    @property
+    def url(self) -> str:
+        if self.page is not None:
+            return self.page
+        assert self.endpoint is not None
+        return tensorboard_url(self.endpoint, self.dashboard, self.run_filter, self.tag_filter, self.smoothing)
+
+
+def tensorboard_url(
+    endpoint: str, dashboard: str = "scalars", run_filter: str = "", tag_filter: str = "",
+    smoothing: float | None = None,
+) -> str:
+    """The hub path of a TensorBoard view, its state in the fragment as TensorBoard writes it."""
+    parts = [dashboard]
+    if run_filter:
+        parts.append(f"regexInput={quote(run_filter, safe='')}")
+    if tag_filter:
+        parts.append(f"tagFilter={quote(tag_filter, safe='')}")
+    if smoothing is not None:
+        parts.append(f"_smoothingWeight={smoothing:g}")
+    return f"/tb/{quote(endpoint, safe='')}/#" + "&".join(parts)

@@ -1,0 +1,127 @@
+"""Accounts, notes, tags and bookmarks in the state database (SQLite)."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from sqlalchemy import select
+
+from tbhub.adapters.db.accounts import AccountStore
+from tbhub.adapters.db.annotations import AnnotationStore
+from tbhub.adapters.db.store import StateStore, open_state
+from tbhub.adapters.db.tables import api_tokens, sessions, setup_tokens, users
+from tbhub.core.accounts import Role, hash_password, token_digest, verify_password
+from tbhub.core.bookmarks import Bookmark, tensorboard_url
+from tbhub.errors import UsageError
+
+
+@pytest.fixture
+def state(tmp_path: Path) -> Iterator[StateStore]:
+    store = open_state(f"sqlite:///{tmp_path / 'state.db'}")
+    try:
+        yield store
+    finally:
+        store.dispose()
+
+
+def test_passwords_are_scrypt_hashes_checked_in_constant_time() -> None:
+    stored = hash_password("correct horse")
+    assert stored.startswith("scrypt$") and "correct horse" not in stored
+    assert verify_password("correct horse", stored)
+    assert not verify_password("Correct horse", stored)
+    assert not verify_password("x", "not a hash")
+    assert hash_password("correct horse") != stored  # salted
+
+
+def test_users_roles_and_login(state: StateStore) -> None:
+    accounts = AccountStore(state.engine)
+    assert not accounts.has_admin()
+    accounts.add_user("ada", Role.ADMIN, "s3cret-pass")
+    accounts.add_user("bob", Role.VIEWER, "hunter22")
+    assert accounts.has_admin()
+    with pytest.raises(UsageError, match="exists already"):
+        accounts.add_user("ada", Role.VIEWER, "x")
+    assert [(u.name, u.role) for u in accounts.users()] == [("ada", Role.ADMIN), ("bob", Role.VIEWER)]
+    assert accounts.authenticate("ada", "wrong") is None
+    assert accounts.authenticate("nobody", "s3cret-pass") is None
+    user = accounts.authenticate("ada", "s3cret-pass")
+    assert user is not None and user.role is Role.ADMIN
+    with state.engine.connect() as c:
+        assert "s3cret-pass" not in str(c.execute(select(users.c.password_hash)).all())
+
+
+def test_sessions_expire_and_are_hashed_at_rest(state: StateStore) -> None:
+    accounts = AccountStore(state.engine)
+    accounts.add_user("ada", Role.EDITOR, "pw")
+    user = accounts.authenticate("ada", "pw")
+    assert user is not None
+    cookie, session = accounts.start_session(user, ttl_s=60)
+    assert accounts.session(cookie) == session
+    assert accounts.session(cookie, now=time.time() + 61) is None  # expired: refused and removed
+    assert accounts.session(cookie) is None
+    cookie, _ = accounts.start_session(user, ttl_s=60)
+    with state.engine.connect() as c:
+        stored = c.execute(select(sessions.c.token_hash)).scalars().all()
+    assert stored == [token_digest(cookie)] and cookie not in stored
+    accounts.set_password("ada", "new")
+    assert accounts.session(cookie) is None  # a new password ends every session
+
+
+def test_api_tokens_are_shown_once_and_stored_hashed(state: StateStore) -> None:
+    accounts = AccountStore(state.engine)
+    secret, token = accounts.create_token("ci", Role.EDITOR, "tester")
+    assert secret.startswith("tbh_")
+    with state.engine.connect() as c:
+        rows = c.execute(select(api_tokens)).all()
+    assert secret not in str(rows) and rows[0].token_hash == token_digest(secret)
+    user = accounts.token_user(secret)
+    assert user is not None and (user.name, user.role, user.via) == ("token:ci", Role.EDITOR, "token")
+    assert accounts.revoke_token(token.id)
+    assert not accounts.revoke_token(token.id)
+    assert accounts.token_user(secret) is None
+
+
+def test_setup_link_creates_one_admin_once(state: StateStore) -> None:
+    accounts = AccountStore(state.engine)
+    link = accounts.create_setup_token()
+    with state.engine.connect() as c:
+        assert c.execute(select(setup_tokens.c.token_hash)).scalar() == token_digest(link)
+    assert accounts.setup_token_valid(link)
+    accounts.use_setup_token(link, "root", "pw")
+    assert accounts.has_admin() and not accounts.setup_token_valid(link)
+    with pytest.raises(UsageError, match="used already"):
+        accounts.use_setup_token(link, "mallory", "pw")
+
+
+def test_notes_and_tags_are_kept_apart_from_the_index(state: StateStore) -> None:
+    notes = AnnotationStore(state.engine)
+    notes.add_note("lora", "alpaca/r16", "lr too **high**", "ada")
+    notes.add_note("lora", "alpaca/r16", "second", "bob")
+    assert notes.tag("lora", "alpaca/r16", "baseline", "ada")
+    assert not notes.tag("lora", "alpaca/r16", "baseline", "ada")
+    with pytest.raises(UsageError):
+        notes.tag("lora", "alpaca/r16", "two words", "ada")
+    state.forget_endpoint("lora")  # the index goes; notes and tags stay
+    assert [(n.text, n.author) for n in notes.notes("lora", "alpaca/r16")] == [("lr too **high**", "ada"),
+                                                                               ("second", "bob")]
+    assert notes.tags("lora") == {"alpaca/r16": ["baseline"]}
+    assert notes.untag("lora", "alpaca/r16", "baseline") and notes.tags("lora") == {}
+
+
+def test_bookmarks_build_the_tensorboard_fragment(state: StateStore) -> None:
+    store = AnnotationStore(state.engine)
+    saved = store.add_bookmark(Bookmark("lr sweep", "ada", "the r16 runs", endpoint="lora", run_filter="alpaca/r16.*",
+                                        tag_filter="loss|lr", smoothing=0.8))
+    assert saved.url == "/tb/lora/#scalars&regexInput=alpaca%2Fr16.%2A&tagFilter=loss%7Clr&_smoothingWeight=0.8"
+    store.add_bookmark(Bookmark("losses", "bob", page="/compare?tags=loss"))
+    with pytest.raises(UsageError):
+        store.add_bookmark(Bookmark("losses", "bob", page="/"))
+    assert [b.name for b in store.bookmarks()] == ["losses", "lr sweep"]
+    assert store.remove_bookmark("losses") and not store.remove_bookmark("losses")
+    assert tensorboard_url("a", "timeseries") == "/tb/a/#timeseries"
+    for bad in ({"page": "//evil.example"}, {"endpoint": "a", "run_filter": "("}, {"endpoint": "a", "smoothing": 1.5}):
+        with pytest.raises(ValueError):
+            Bookmark("x", "o", **bad)  # type: ignore[arg-type]
