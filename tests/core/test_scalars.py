@@ -659,12 +659,21 @@ def _value(kind: str, tag: str, x: float) -> Any:
     return v
 
 
+VARINT_EDGES = [n for k in range(10) for n in ((1 << (7 * k)) - 1, 1 << (7 * k), (1 << (7 * k)) + 1) if n < 1 << 63]
+"""Steps around every varint length boundary."""
+
+
 @st.composite
 def _events(draw: st.DrawFn) -> bytes:
     values = draw(st.lists(st.tuples(_value_kinds, _tags, st.floats(width=32)), max_size=4))
     event = event_pb2.Event(
         wall_time=draw(st.sampled_from([0.0, BASE_WALL_TIME, math.nan])) + draw(st.integers(0, 3)),
-        step=draw(st.one_of(st.integers(-(1 << 63), (1 << 63) - 1), st.integers(0, 300))),
+        step=draw(st.one_of(
+            st.integers(-(1 << 63), (1 << 63) - 1),
+            st.integers(0, 300),
+            # every step varint length, around each boundary
+            st.sampled_from(VARINT_EDGES),
+        )),
     )
     if values or draw(st.booleans()):
         event.summary.CopyFrom(summary_pb2.Summary(value=[_value(k, t, x) for k, t, x in values]))
@@ -747,9 +756,58 @@ def test_templates_are_used_for_repeated_layouts() -> None:
 def test_invalid_payloads_give_no_points() -> None:
     plugins: dict[str, str] = {}
     good = scalar_event(3, 1.5)
-    for payload in (b"", b"\x09", b"\x2a\x05\x0a", good[:-2], b"\xff" * 20, good + b"\x07"):
+    bad_utf8 = good.replace(b"loss", b"lo\xffs")  # the usual layout, but upb rejects the tag
+    for payload in (b"", b"\x09", b"\x2a\x05\x0a", good[:-2], b"\xff" * 20, good + b"\x07", bad_utf8, bad_utf8):
         assert ProtobufDecoder().decode(payload, plugins) == ProtobufDecoder(templates=False).decode(payload, plugins)
     assert DECODER.decode(good, plugins) == [("loss", 3, BASE_WALL_TIME + 3, 1.5)]
+
+
+def test_steps_of_every_varint_length(tmp_path: Path) -> None:
+    steps = sorted({s + d for s in VARINT_EDGES if s < 1 << 60 for d in range(-3, 4) if s + d >= 0})
+    payloads = [file_version_event()]
+    for step in steps:
+        payloads.append(multi_event(step, {"a": wavy(step), "b": -wavy(step)}, wall_time=1.0 + step % 7))
+        payloads.append(tf2_event(step, wavy(step), "t", metadata=step == 0, wall_time=2.0))
+        payloads.append(scalar_event(step, wavy(step), "s", wall_time=0.0 if step % 2 else 3.0))
+    path = write_events(tmp_path / "events.out.tfevents.1", payloads)
+    state = state_of(path)
+    assert_matches_tensorboard(path, state)
+    assert_same_state(state, state_of(path, decoder=ProtobufDecoder(templates=False)))
+    assert state.tags["a"].last_step == steps[-1] and state.tags["t"].count == len(steps)
+    st_ = path.stat()
+    with open(path, "rb") as f:
+        fast = list(iter_points(f, None, inode=st_.st_ino, size=st_.st_size, decoder=ProtobufDecoder(), crc32c=crc32c))
+    with open(path, "rb") as f:
+        slow = list(iter_points(f, None, inode=st_.st_ino, size=st_.st_size, decoder=ProtobufDecoder(templates=False),
+                                crc32c=crc32c))
+    assert _points_equal(fast, slow) and len(fast) == 4 * len(steps)
+
+
+class DecodeOnly:
+    """A decoder without ``decode_batch``: the core groups its points itself."""
+
+    def decode(self, payload: bytes, plugins: dict[str, str]) -> Sequence[ScalarPoint]:
+        return DECODER.decode(payload, plugins)
+
+
+def test_decoders_without_batches(tmp_path: Path) -> None:
+    train, _ = write_tf2_run(tmp_path, train_steps=50)
+    path = write_events(tmp_path / "events.out.tfevents.9",
+                        [multi_event(s, {"x": wavy(s), "y": math.nan if s == 9 else 1.0}) for s in range(20)])
+    for p in (train, path):
+        assert_same_state(state_of(p, decoder=DecodeOnly()), state_of(p))
+
+
+def test_layout_memory_is_bounded(monkeypatch: pytest.MonkeyPatch) -> None:
+    from tbhub.adapters import scalar_decoder
+
+    monkeypatch.setattr(scalar_decoder, "_MAX_KEYS", 2)
+    decoder = ProtobufDecoder()
+    plugins: dict[str, str] = {}
+    for step in range(20):
+        for tag in ("a", "b", "c", "d"):
+            assert decoder.decode(scalar_event(step, 1.0, tag), plugins) == [(tag, step, BASE_WALL_TIME + step, 1.0)]
+    assert len(decoder._layouts) <= 2
 
 
 # --- runs --------------------------------------------------------------------------------------------------
@@ -762,6 +820,9 @@ def test_run_tag_naming() -> None:
     assert run_tag("train", "training/loss") == "train/training/loss"
     assert run_tag("train", "train") == "train"
     assert run_tag("a/b", "x") == "a/b/x"
+    loose = ScalarFileState("ds/events.out.tfevents.1", 1, 0, 0, 0, tags={"loss": TagSummary(
+        "loss", 1, 0, 0, 1, 1, 1.0, 1.0, 2.0, 2.0, 1, 2.0, 1, None, (2.0,))})
+    assert list(merge_tags("", [loose])) == ["ds/loss"]
 
 
 def test_merge_tags_of_a_keras_run(tmp_path: Path) -> None:
