@@ -67,3 +67,16 @@ def test_index_kept_in_memory_until_another_process_changes_it(tmp_path: Path) -
     assert dict(mine.load("lora")) == {a.relpath: a}  # the generation moved: reloaded, no ghost row
     mine.dispose()
     theirs.dispose()
+
+
+def test_processes_starting_together_on_a_fresh_sqlite_file_all_migrate(tmp_path: Path) -> None:
+    import subprocess
+    import sys
+
+    url = f"sqlite:///{tmp_path / 'fresh.db'}"
+    code = f"from tbhub.adapters.db.store import open_state; print(open_state({url!r}).current_revision())"
+    procs = [subprocess.Popen([sys.executable, "-c", code], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+             for _ in range(8)]
+    results = [p.communicate(timeout=120) for p in procs]
+    assert [p.returncode for p in procs] == [0] * 8, [err for _, err in results]
+    assert {out.strip() for out, _ in results} == {HEAD_REVISION}

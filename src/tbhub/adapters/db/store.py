@@ -7,8 +7,10 @@ set-up; ``tbhub db upgrade`` does the same explicitly.
 
 from __future__ import annotations
 
+import contextlib
+import fcntl
 import time
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -249,7 +251,7 @@ class StateStore:
 
         cfg = _alembic_config()
         try:
-            with self.engine.begin() as connection:
+            with self._sqlite_migration_lock(), self.engine.begin() as connection:
                 if connection.dialect.name == "postgresql":
                     # Servers sharing a fresh database start together: one migrates, the others wait here
                     # (the lock lasts until commit) and then find the schema at head.
@@ -259,6 +261,21 @@ class StateStore:
         except SQLAlchemyError as error:
             raise StateError(f"cannot migrate the state database: {_one_line(error)}") from None
         return self.current_revision() or ""
+
+    @contextlib.contextmanager
+    def _sqlite_migration_lock(self) -> Iterator[None]:
+        """SQLite has no advisory locks: processes that start together on a fresh file take turns on a
+        lock file beside it (alembic then finds the schema at head and does nothing)."""
+        database = self.engine.url.database if self.engine.dialect.name == "sqlite" else None
+        if not database or database == ":memory:":
+            yield
+            return
+        with open(f"{database}.migrate-lock", "a+b") as lock:
+            fcntl.flock(lock, fcntl.LOCK_EX)
+            try:
+                yield
+            finally:
+                fcntl.flock(lock, fcntl.LOCK_UN)
 
     def current_revision(self) -> str | None:
         with self.engine.connect() as connection:
