@@ -11,8 +11,8 @@ pass and incremental update, over the tree ``gentree.py`` generates.
     same runs are checked against what it loaded (count, last, min and max per tag).
 (b) tbhub first pass: ``summarize_many`` over every event file, no previous state, ``--workers``
     processes (fork).
-(c) tbhub update after appending scalar events to the largest file of one run, for each amount in
-    ``--append``: every file is passed with its previous state (unchanged files are not opened), so
+(c) tbhub update after appending ``train/loss`` events to the largest PyTorch-style run, for each
+    amount in ``--append``: every file is passed with its previous state (unchanged files are not opened), so
     only the appended bytes are parsed; the result is checked against a full pass over that file.
     The append is cut off again afterwards (``os.truncate`` + the original mtime): the tree is left
     as it was.
@@ -64,18 +64,16 @@ def jobs_for(root: Path, files: list[Path], previous: dict[str, ScalarFileState]
     return jobs
 
 
-def pick_runs(root: Path, runs: int, records: int, n: int) -> list[tuple[str, Path]]:
-    """Up to ``n`` runs, one per style in turn, each of median size among its style."""
+def runs_by_style(root: Path, runs: int, records: int) -> dict[str, list[tuple[int, Path]]]:
+    """Per style (``gentree.plan``), its runs as (event-file bytes, folder), smallest first."""
     by_style: dict[str, list[tuple[int, Path]]] = {}
     for run in plan(runs, records):
         run_dir = root / run.dataset / run.name
-        size = sum(p.stat().st_size for p in run_dir.rglob("*") if p.is_file())
+        size = sum(p.stat().st_size for p in run_dir.rglob("*") if "tfevents" in p.name)
         by_style.setdefault(run.style, []).append((size, run_dir))
-    picks: list[tuple[str, Path]] = []
-    for style, group in sorted(by_style.items()):
+    for group in by_style.values():
         group.sort()
-        picks.append((style, group[len(group) // 2][1]))
-    return picks[:n]
+    return by_style
 
 
 def tensorboard_load(run_dir: Path) -> tuple[float, float, dict[str, list[tuple[int, float]]]]:
@@ -205,13 +203,18 @@ def main(argv: list[str] | None = None) -> int:
     assert all(not s.truncated and not s.corrupt and s.offset == s.size for s in states.values())
 
     # (a)
-    picks = pick_runs(root, args.runs, args.records, args.ea_runs)
-    a_seconds = a_cpu = 0.0
+    # One run of median size per style; each style's time scaled by the bytes of that style in the
+    # tree (TensorBoard's cost per byte differs by style: record sizes, values per event).
+    by_style = runs_by_style(root, args.runs, args.records)
+    picks = [(style, group[len(group) // 2]) for style, group in sorted(by_style.items())][: args.ea_runs]
+    a_seconds = a_cpu = a = a_cpu_tree = 0.0
     a_bytes = 0
     notes = []
-    for style, run_dir in picks:
-        size = sum(p.stat().st_size for p in run_dir.rglob("*") if "tfevents" in p.name)
+    for style, (size, run_dir) in picks:
         seconds, cpu, theirs = tensorboard_load(run_dir)
+        style_bytes = sum(b for b, _ in by_style[style])
+        a += seconds * style_bytes / size
+        a_cpu_tree += cpu * style_bytes / size
         a_seconds += seconds
         a_cpu += cpu
         a_bytes += size
@@ -220,21 +223,19 @@ def main(argv: list[str] | None = None) -> int:
         problems = compare(ours, theirs)
         verdict = "tbhub agrees" if not problems else "DISAGREES: " + "; ".join(problems[:3])
         notes.append(f"{style:8s} {rel}: {size / 1e6:.1f} MB in {seconds:.1f} s, {len(theirs)} tags, {verdict}")
-    a = a_seconds * total_bytes / a_bytes
-    a_cpu = a_cpu * total_bytes / a_bytes
+    covered = sum(sum(b for b, _ in by_style[style]) for style, _ in picks)
+    a, a_cpu = a * total_bytes / covered, a_cpu_tree * total_bytes / covered  # styles not sampled: pro rata
 
-    # (c)
-    run_sizes: dict[Path, Path] = {}
-    for p in sorted(files, key=lambda p: -p.stat().st_size):
-        run_sizes.setdefault(p.parent, p)
-    target = next(iter(run_sizes.values()))
+    # (c): a PyTorch-style run goes on writing train/loss (one of its tags)
+    _, run_dir = by_style["pytorch"][-1] if "pytorch" in by_style else max(x for g in by_style.values() for x in g)
+    target = max((p for p in files if p.is_relative_to(run_dir)), key=lambda p: p.stat().st_size)
     original = target.stat()
     rel = target.relative_to(root).as_posix()
     c_results = []
     previous = states
     try:
         for each in (int(x) for x in args.append.split(",")):
-            added = append_events(target, each, 50_000_000)
+            added = append_events(target, each, 1_000_000 + len(c_results) * 100_000)
             jobs = jobs_for(root, files, previous)
             to_parse = sum(bytes_to_parse(entry, prev) for _, entry, prev in jobs)
             t = time.perf_counter()
@@ -250,8 +251,8 @@ def main(argv: list[str] | None = None) -> int:
 
     print()
     print(f"(a) TensorBoard EventAccumulator          {a:10.1f} s   ESTIMATED: {len(picks)} runs, "
-          f"{a_bytes / 1e6:.1f} MB loaded in {a_seconds:.1f} s = {a_bytes / a_seconds / 1e6:.2f} MB/s, "
-          f"scaled by bytes to {total_bytes / 1e9:.2f} GB; {a_cpu:.1f} CPU s")
+          f"{a_bytes / 1e6:.1f} MB loaded in {a_seconds:.1f} s ({a_bytes / a_seconds / 1e6:.2f} MB/s), "
+          f"each style scaled by its bytes in the {total_bytes / 1e9:.2f} GB tree; {a_cpu:.1f} CPU s")
     for note in notes:
         print(f"      {note}")
     print(f"(b) tbhub first summary (summarize_many)  {b:10.2f} s   ({records:,} records, {points:,} scalar "
@@ -269,7 +270,7 @@ def main(argv: list[str] | None = None) -> int:
         per_mb = (s2 - s1) / ((add2 - add1) / 1e6)
         print(f"c: only the appended bytes are parsed; {per_mb * 1e3:.0f} ms per MB appended "
               f"(first pass: {b / (total_bytes / 1e6) * 1e3:.1f} ms/MB on {args.workers} workers) "
-              f"+ {(s1 - per_mb * add1 / 1e6) * 1e3:.0f} ms fixed ({len(files)} files checked, 1 opened)")
+              f"+ {max(0.0, s1 - per_mb * add1 / 1e6) * 1e3:.0f} ms fixed ({len(files)} files checked, 1 opened)")
     return 0
 
 

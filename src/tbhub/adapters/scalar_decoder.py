@@ -226,7 +226,11 @@ def _steps(column: Sequence[int], width: int) -> list[int]:
         return [(x & 0x7F) | (x >> 1 & 0x3F80) for x in column]
     if width == 3:
         return [(x & 0x7F) | (x >> 1 & 0x3F80) | (x >> 2 & 0x1FC000) for x in column]
-    return [_varint_value(x, width) for x in column]
+    steps = [(x & 0x7F) | (x >> 1 & 0x3F80) | (x >> 2 & 0x1FC000) for x in column]
+    for j in range(3, width):  # byte j holds bits 7j .. 7j+6
+        mask = 0x7F << (7 * j)
+        steps = [step | (x >> j & mask) for step, x in zip(steps, column, strict=True)]
+    return steps
 
 
 def _varint(data: bytes, pos: int) -> tuple[int, int]:

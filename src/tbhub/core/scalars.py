@@ -16,15 +16,17 @@ Invariants (what the rest of tbhub relies on):
   that actually exist is allocated, whatever a damaged header claims. File content never raises
   (damage is reported in the state; a payload the decoder cannot parse is skipped); I/O errors
   propagate.
-* Resuming (same inode, not shrunk, not corrupt) reads only the bytes from
-  ``previous.offset`` on and gives exactly the state a full pass over the file would give. Anything
-  else (another inode: the file was replaced; a smaller size: it was truncated) starts from byte 0
-  with a fresh state.
+* Resuming (same inode, not shrunk, not corrupt) reads only the bytes from ``previous.offset`` on
+  and gives exactly the state a full pass over the file would give. Anything else (another inode:
+  the file was replaced; a smaller size: it was truncated; a previous pass that stopped at a bad
+  CRC: it may have been repaired) starts from byte 0 with a fresh state.
 * Scalars are what TensorBoard's scalars dashboard shows: every ``simple_value`` (PyTorch,
   tensorboardX, TF1, Keras v1), and TF2 tensor summaries of a tag whose plugin is ``scalars``
   holding one float, double or half. The plugin of a tag is taken from the first value of that tag
   carrying ``metadata`` in the file (TF2 writers write it only on a tag's first occurrence); the
   memory (``plugins``) is part of the state, so a resumed file still knows its scalar tags.
+  TensorBoard remembers plugins per run folder rather than per file; the two agree on what writers
+  produce, since every writer (a new file) repeats the metadata on its first value of each tag.
 * Within a file "first" and "last" follow file order (TensorBoard's order), whatever the steps.
   NaN and ±Inf are counted (``nan_count``, ``inf_count``) but never enter ``min``/``max``/``mean``;
   ``last_value`` is whatever came last, NaN included: that is how a divergence shows.
