@@ -29,6 +29,9 @@ from fastapi.staticfiles import StaticFiles
 from fastapi.templating import Jinja2Templates
 
 from tbhub import __version__
+from tbhub.adapters.db.accounts import AccountStore
+from tbhub.adapters.db.annotations import AnnotationStore
+from tbhub.core.accounts import Role
 from tbhub.core.compare import best_index, parse_sort, sort_rows
 from tbhub.core.models import RunSummary
 from tbhub.core.units import format_age, format_size
@@ -37,6 +40,10 @@ from tbhub.hub import EndpointView, Hub, compare_runs
 from tbhub.interfaces.cli.compare import compare_record, write_compare_csv
 from tbhub.interfaces.cli.render import age_style, iso_utc
 from tbhub.interfaces.cli.usage import usage_record
+from tbhub.interfaces.web.annotate import add_annotation_routes, run_marks
+from tbhub.interfaces.web.auth import AuthMiddleware, RoleTable, current_user
+from tbhub.interfaces.web.login import add_login_routes
+from tbhub.interfaces.web.markup import render_note
 from tbhub.interfaces.web.proxy import TensorBoardProxy
 from tbhub.manage import apply_retention
 from tbhub.watch import AlertEngine
@@ -251,7 +258,16 @@ def create_app(
         description="Always-on TensorBoard for every log root, behind one URL.",
         lifespan=lifespan,
     )
+    access = RoleTable()
+    app.state.access = access  # read by the route × role test
+    for generated in ("openapi", "swagger_ui_html", "swagger_ui_redirect", "redoc_html"):  # FastAPI's own pages
+        access.grant(generated, Role.VIEWER)
+    accounts = AccountStore(hub.state.engine)
+    annotations = AnnotationStore(hub.state.engine)
+    app.add_middleware(AuthMiddleware, routes=app.router.routes, table=access, accounts=accounts,
+                       config=hub.config.auth)
     templates = Jinja2Templates(directory=str(HERE / "templates"))
+    templates.env.filters["note"] = render_note
     templates.env.filters["size"] = format_size
     templates.env.filters["age"] = format_age
     templates.env.filters["timestamp"] = lambda t: (
@@ -264,9 +280,20 @@ def create_app(
         return JSONResponse({"error": exc.message}, status_code=exc.http_status)
 
     def context(request: Request) -> dict[str, Any]:
-        return {"request": request, "version": __version__, "display": hub.config.display}
+        user = current_user(request)
+        return {
+            "request": request,
+            "version": __version__,
+            "display": hub.config.display,
+            "user": user,
+            "csrf": request.state.csrf,
+            "auth": hub.config.auth.enabled,
+            "can_edit": user is not None and user.role >= Role.EDITOR,
+            "is_admin": user is not None and user.role >= Role.ADMIN,
+        }
 
     @app.get("/", response_class=HTMLResponse, include_in_schema=False)
+    @access(Role.VIEWER)
     def index(request: Request) -> Response:
         now_ns = time.time_ns()
         endpoints = [_endpoint_json(v, request, now_ns) for v in hub.views()]
@@ -283,6 +310,7 @@ def create_app(
         )
 
     @app.get("/usage", response_class=HTMLResponse, include_in_schema=False)
+    @access(Role.VIEWER)
     def usage_page(request: Request) -> Response:
         cost = hub.config.cost
         rows = [usage_record(u, cost.storage_per_gb_month, cost.currency) for u in hub.usage()]
@@ -299,14 +327,17 @@ def create_app(
         )
 
     @app.get("/endpoints/{name}", response_class=HTMLResponse, include_in_schema=False)
+    @access(Role.VIEWER)
     def endpoint_page(request: Request, name: str) -> Response:
         view = hub.view(name)
         now_ns = time.time_ns()
         runs = sorted(view.runs, key=lambda r: -r.last_modified_ns)
         statuses = hub.state.load_run_states(name)
+        marks = run_marks(hub, annotations, name)
         rows = [
             {
                 **_run_json(r, now_ns, statuses.get(r.relpath)),
+                **marks.get(r.relpath, {"tags": [], "pinned": False, "notes": 0, "last_note": None}),
                 "style": age_style(r.age_seconds(now_ns), hub.config.display.fresh_days, hub.config.display.old_days),
             }
             for r in runs
@@ -318,23 +349,28 @@ def create_app(
         )
 
     @app.get("/api/endpoints", tags=["endpoints"])
+    @access(Role.VIEWER)
     def api_endpoints(request: Request) -> list[dict[str, Any]]:
         """Every endpoint: TensorBoard state, URLs, run count, size, newest run, last scan."""
         now_ns = time.time_ns()
         return [_endpoint_json(v, request, now_ns) for v in hub.views()]
 
     @app.get("/api/endpoints/{name}", tags=["endpoints"])
+    @access(Role.VIEWER)
     def api_endpoint(request: Request, name: str) -> dict[str, Any]:
         """One endpoint (404 if unknown)."""
         return _endpoint_json(hub.view(name), request, time.time_ns())
 
     @app.get("/api/endpoints/{name}/runs", tags=["runs"])
+    @access(Role.VIEWER)
     def api_runs(name: str) -> list[dict[str, Any]]:
         """The runs of one endpoint, newest first, from the scanner's index."""
         now_ns = time.time_ns()
         runs = sorted(hub.runs(name), key=lambda r: -r.last_modified_ns)
         statuses = hub.state.load_run_states(name)
-        return [_run_json(r, now_ns, statuses.get(r.relpath)) for r in runs]
+        marks = run_marks(hub, annotations, name)
+        empty = {"tags": [], "pinned": False, "notes": 0, "last_note": None}
+        return [_run_json(r, now_ns, statuses.get(r.relpath)) | marks.get(r.relpath, empty) for r in runs]
 
     def compare_data(endpoint: str | None, dataset: str | None, tags: list[str], sort: str | None) -> dict[str, Any]:
         try:
@@ -365,6 +401,7 @@ def create_app(
         return f"/tb/{run.endpoint}/#scalars&regexInput={quote(run.dataset + '/' + run.run)}"
 
     @app.get("/api/compare", tags=["compare"])
+    @access(Role.VIEWER)
     def api_compare(
         tag: Annotated[list[str], Query()],
         endpoint: str | None = None,
@@ -387,6 +424,7 @@ def create_app(
         return JSONResponse(data)
 
     @app.get("/compare", response_class=HTMLResponse, include_in_schema=False)
+    @access(Role.VIEWER)
     def compare_page(
         request: Request, endpoint: str = "", dataset: str = "", tags: str = "", sort: str = ""
     ) -> Response:
@@ -405,12 +443,14 @@ def create_app(
         )
 
     @app.get("/api/usage", tags=["usage"])
+    @access(Role.VIEWER)
     def api_usage() -> list[dict[str, Any]]:
         """Bytes, runs, events and monthly cost per endpoint and dataset, with growth over 7 and 30 days."""
         cost = hub.config.cost
         return [usage_record(u, cost.storage_per_gb_month, cost.currency) for u in hub.usage()]
 
     @app.get("/api/usage/history", tags=["usage"])
+    @access(Role.VIEWER)
     def api_usage_history() -> dict[str, Any]:
         """Usage snapshots per dataset over time, as series for a chart."""
         series: dict[str, dict[float, int]] = {}
@@ -420,6 +460,7 @@ def create_app(
         return {"times": times, "series": {k: [v.get(t) for t in times] for k, v in sorted(series.items())}}
 
     @app.get("/api/retention", tags=["retention"])
+    @access(Role.VIEWER)
     def api_retention() -> dict[str, Any]:
         """The retention schedule, the next and the last application and what it removed."""
         return _retention_status(hub, time.time())
@@ -449,11 +490,13 @@ def create_app(
         return out
 
     @app.get("/api/alerts", tags=["alerts"])
+    @access(Role.VIEWER)
     def api_alerts(limit: int = 100) -> list[dict[str, Any]]:
         """The alert feed, newest first, with where each alert was delivered."""
         return alerts_json(limit)
 
     @app.get("/api/channels", tags=["alerts"])
+    @access(Role.VIEWER)
     def api_channels() -> list[dict[str, Any]]:
         """Notification channels and whether a permanent failure disabled them."""
         states = hub.state.channel_states()
@@ -469,6 +512,7 @@ def create_app(
         ]
 
     @app.get("/alerts", response_class=HTMLResponse, include_in_schema=False)
+    @access(Role.VIEWER)
     def alerts_page(request: Request) -> Response:
         return templates.TemplateResponse(
             request, "alerts.html", {**context(request), "alerts": alerts_json(200), "channels": api_channels()}
@@ -493,9 +537,12 @@ def create_app(
         )
 
     @app.get("/tb/{name}", include_in_schema=False)
+    @access(Role.VIEWER)
     def tensorboard_bare(name: str) -> Response:
         hub.spec(name)
         return RedirectResponse(f"/tb/{name}/", status_code=301)
+
+    access.grant("tensorboard_root", Role.VIEWER)
 
     @app.api_route("/tb/{name}/{path:path}", methods=PROXY_METHODS, include_in_schema=False, name="tensorboard_root")
     async def tensorboard(request: Request, name: str, path: str) -> Response:
@@ -503,4 +550,6 @@ def create_app(
         proxy: TensorBoardProxy = request.app.state.proxy
         return await proxy.forward(request, name, f"http://127.0.0.1:{spec.port}", f"/tb/{name}/{path}")
 
+    add_login_routes(app, hub, accounts, templates, access, context)
+    add_annotation_routes(app, hub, annotations, templates, access, context)
     return app

@@ -1,0 +1,279 @@
+"""Notes, tags and pins on runs, and shared bookmarks: the run page, forms and the API.
+
+Reading needs a viewer; every change needs an editor (the ``RoleTable`` entries below). Forms post
+back and redirect (POST/redirect/GET); the API answers JSON.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import re
+import time
+from collections.abc import Callable
+from typing import Any
+from urllib.parse import quote
+
+from fastapi import FastAPI, Request
+from fastapi.responses import HTMLResponse, RedirectResponse, Response
+from fastapi.templating import Jinja2Templates
+from pydantic import BaseModel
+
+from tbhub.adapters.db.annotations import AnnotationStore, Note
+from tbhub.core.accounts import Role
+from tbhub.core.bookmarks import DASHBOARDS, Bookmark
+from tbhub.core.bookmarks import tensorboard_url as tb_url
+from tbhub.errors import UnknownEndpoint, UsageError
+from tbhub.hub import Hub
+from tbhub.interfaces.web.auth import RoleTable, current_user, read_form
+
+__all__ = ["add_annotation_routes", "run_marks"]
+
+
+def run_marks(hub: Hub, annotations: AnnotationStore, endpoint: str) -> dict[str, dict[str, Any]]:
+    """Per run (relpath) of an endpoint: tags, pinned, number of notes, the latest note's text."""
+    marks: dict[str, dict[str, Any]] = {}
+
+    def mark(relpath: str) -> dict[str, Any]:
+        return marks.setdefault(relpath, {"tags": [], "pinned": False, "notes": 0, "last_note": None})
+
+    for relpath, tags in annotations.tags(endpoint).items():
+        mark(relpath)["tags"] = tags
+    for pin in hub.state.pins():
+        if pin.endpoint == endpoint:
+            mark(pin.relpath)["pinned"] = True
+    for note in annotations.notes(endpoint):
+        m = mark(note.relpath)
+        m["notes"] += 1
+        m["last_note"] = note.text
+    return marks
+
+
+def _note_json(note: Note) -> dict[str, Any]:
+    return {"id": note.id, "run": note.relpath, "text": note.text, "author": note.author, "at": note.at}
+
+
+def _bookmark_json(b: Bookmark) -> dict[str, Any]:
+    return {"id": b.id, "name": b.name, "owner": b.owner, "description": b.description, "endpoint": b.endpoint,
+            "dashboard": b.dashboard, "run_filter": b.run_filter, "tag_filter": b.tag_filter,
+            "smoothing": b.smoothing, "page": b.page, "url": b.url, "created_at": b.created_at}
+
+
+class NoteIn(BaseModel):
+    run: str
+    text: str
+
+
+class TagIn(BaseModel):
+    run: str
+    tag: str
+    remove: bool = False
+
+
+class PinIn(BaseModel):
+    run: str
+    pinned: bool = True
+
+
+class BookmarkIn(BaseModel):
+    name: str
+    description: str = ""
+    endpoint: str | None = None
+    dashboard: str = "scalars"
+    run_filter: str = ""
+    tag_filter: str = ""
+    smoothing: float | None = None
+    page: str | None = None
+
+
+def add_annotation_routes(
+    app: FastAPI,
+    hub: Hub,
+    annotations: AnnotationStore,
+    templates: Jinja2Templates,
+    access: RoleTable,
+    context: Callable[[Request], dict[str, Any]],
+) -> None:
+    def who(request: Request) -> str:
+        user = current_user(request)
+        return user.name if user else "anonymous"
+
+    def known_run(endpoint: str, relpath: str) -> None:
+        """The endpoint must exist; the run may be gone (archived runs keep their notes)."""
+        hub.spec(endpoint)
+        relpath = relpath.strip("/")
+        if not relpath or ".." in relpath.split("/"):
+            raise UsageError(f"no run {relpath!r}")
+
+    def run_url(endpoint: str, relpath: str) -> str:
+        return f"/runs/{quote(endpoint)}/{quote(relpath.strip('/'))}"
+
+    def set_tag(endpoint: str, relpath: str, tag: str, remove: bool, by: str) -> None:
+        if remove:
+            annotations.untag(endpoint, relpath, tag)
+        else:
+            annotations.tag(endpoint, relpath, tag, by)
+
+    def set_pin(endpoint: str, relpath: str, pinned: bool, by: str) -> None:
+        if pinned:
+            hub.state.pin(endpoint, relpath, by)
+        else:
+            hub.state.unpin(endpoint, relpath)
+
+    # -- the run page and its forms -------------------------------------------------------------
+    @app.get("/runs/{endpoint}/{relpath:path}", response_class=HTMLResponse, include_in_schema=False)
+    @access(Role.VIEWER)
+    def run_page(request: Request, endpoint: str, relpath: str) -> Response:
+        known_run(endpoint, relpath)
+        relpath = relpath.strip("/")
+        run = next((r for r in hub.runs(endpoint) if r.relpath == relpath), None)
+        marks = run_marks(hub, annotations, endpoint).get(relpath, {"tags": [], "pinned": False})
+        if run is None and not marks.get("notes") and not marks["tags"] and not marks["pinned"]:
+            raise UnknownEndpoint(f"no run {relpath!r} in endpoint {endpoint!r}")
+        return templates.TemplateResponse(
+            request,
+            "run.html",
+            {
+                **context(request),
+                "endpoint": endpoint,
+                "relpath": relpath,
+                "run": run,
+                "now_ns": time.time_ns(),
+                "notes": annotations.notes(endpoint, relpath),
+                "tags": marks["tags"],
+                "pinned": marks["pinned"],
+                "tensorboard": tb_url(endpoint, "scalars", "^" + re.escape(relpath) + "$"),
+            },
+        )
+
+    @app.post("/notes", include_in_schema=False)
+    @access(Role.EDITOR)
+    async def note_submit(request: Request) -> Response:
+        form = await read_form(request)
+        endpoint, run = form.get("endpoint", ""), form.get("run", "")
+        known_run(endpoint, run)
+        await asyncio.to_thread(annotations.add_note, endpoint, run.strip("/"), form.get("text", ""), who(request))
+        return RedirectResponse(run_url(endpoint, run), status_code=303)
+
+    @app.post("/notes/{note_id}/delete", include_in_schema=False)
+    @access(Role.EDITOR)
+    async def note_delete(request: Request, note_id: int) -> Response:
+        form = await read_form(request)
+        await asyncio.to_thread(annotations.remove_note, note_id)
+        return RedirectResponse(run_url(form.get("endpoint", ""), form.get("run", "")), status_code=303)
+
+    @app.post("/tags", include_in_schema=False)
+    @access(Role.EDITOR)
+    async def tag_submit(request: Request) -> Response:
+        form = await read_form(request)
+        endpoint, run = form.get("endpoint", ""), form.get("run", "")
+        known_run(endpoint, run)
+        remove = form.get("remove", "") in ("true", "1", "on")
+        await asyncio.to_thread(set_tag, endpoint, run.strip("/"), form.get("tag", ""), remove, who(request))
+        return RedirectResponse(run_url(endpoint, run), status_code=303)
+
+    @app.post("/pins", include_in_schema=False)
+    @access(Role.EDITOR)
+    async def pin_submit(request: Request) -> Response:
+        form = await read_form(request)
+        endpoint, run = form.get("endpoint", ""), form.get("run", "")
+        known_run(endpoint, run)
+        pinned = form.get("pinned", "") in ("true", "1", "on")
+        await asyncio.to_thread(set_pin, endpoint, run.strip("/"), pinned, who(request))
+        return RedirectResponse(run_url(endpoint, run), status_code=303)
+
+    # -- the API --------------------------------------------------------------------------------
+    @app.get("/api/endpoints/{name}/notes", tags=["notes"])
+    @access(Role.VIEWER)
+    def api_notes(name: str, run: str | None = None) -> list[dict[str, Any]]:
+        """Notes on the endpoint's runs (or on one ``run``), oldest first, with author and time."""
+        hub.spec(name)
+        return [_note_json(n) for n in annotations.notes(name, run.strip("/") if run else None)]
+
+    @app.post("/api/endpoints/{name}/notes", tags=["notes"], status_code=201)
+    @access(Role.EDITOR)
+    def api_add_note(request: Request, name: str, body: NoteIn) -> dict[str, Any]:
+        """Add a note (markdown, shown sanitized) to a run. Editor."""
+        known_run(name, body.run)
+        return _note_json(annotations.add_note(name, body.run.strip("/"), body.text, who(request)))
+
+    @app.post("/api/endpoints/{name}/tags", tags=["notes"])
+    @access(Role.EDITOR)
+    def api_tag(request: Request, name: str, body: TagIn) -> dict[str, Any]:
+        """Add (or with ``remove``, remove) a tag on a run. Editor."""
+        known_run(name, body.run)
+        set_tag(name, body.run.strip("/"), body.tag, body.remove, who(request))
+        return {"run": body.run, "tags": annotations.tags(name).get(body.run.strip("/"), [])}
+
+    @app.post("/api/endpoints/{name}/pins", tags=["notes"])
+    @access(Role.EDITOR)
+    def api_pin(request: Request, name: str, body: PinIn) -> dict[str, Any]:
+        """Pin (or unpin) a run: retention never removes a pinned run. Editor."""
+        known_run(name, body.run)
+        set_pin(name, body.run.strip("/"), body.pinned, who(request))
+        return {"run": body.run, "pinned": body.pinned}
+
+    # -- bookmarks ------------------------------------------------------------------------------
+    def new_bookmark(owner: str, data: BookmarkIn) -> Bookmark:
+        if data.endpoint:
+            hub.spec(data.endpoint)
+        try:
+            bookmark = Bookmark(
+                data.name.strip(), owner, data.description.strip(), data.endpoint or None, data.dashboard,
+                data.run_filter, data.tag_filter, data.smoothing, data.page or None,
+            )
+        except ValueError as error:
+            raise UsageError(str(error)) from None
+        return annotations.add_bookmark(bookmark)
+
+    @app.get("/bookmarks", response_class=HTMLResponse, include_in_schema=False)
+    @access(Role.VIEWER)
+    def bookmarks_page(request: Request) -> Response:
+        return templates.TemplateResponse(
+            request, "bookmarks.html",
+            {**context(request), "bookmarks": annotations.bookmarks(), "endpoints": list(hub.specs),
+             "dashboards": DASHBOARDS},
+        )
+
+    @app.post("/bookmarks", include_in_schema=False)
+    @access(Role.EDITOR)
+    async def bookmark_submit(request: Request) -> Response:
+        form = await read_form(request)
+        smoothing = form.get("smoothing", "").strip()
+        try:
+            weight = float(smoothing) if smoothing else None
+        except ValueError:
+            raise UsageError(f"smoothing {smoothing!r} is not a number") from None
+        data = BookmarkIn(
+            name=form.get("name", ""), description=form.get("description", ""),
+            endpoint=form.get("endpoint") or None, dashboard=form.get("dashboard") or "scalars",
+            run_filter=form.get("run_filter", ""), tag_filter=form.get("tag_filter", ""), smoothing=weight,
+            page=form.get("page") or None,
+        )
+        await asyncio.to_thread(new_bookmark, who(request), data)
+        return RedirectResponse("/bookmarks", status_code=303)
+
+    @app.post("/bookmarks/{key}/delete", include_in_schema=False)
+    @access(Role.EDITOR)
+    def bookmark_delete(key: str) -> Response:
+        annotations.remove_bookmark(key)
+        return RedirectResponse("/bookmarks", status_code=303)
+
+    @app.get("/api/bookmarks", tags=["bookmarks"])
+    @access(Role.VIEWER)
+    def api_bookmarks() -> list[dict[str, Any]]:
+        """Shared bookmarks with the URL each opens."""
+        return [_bookmark_json(b) for b in annotations.bookmarks()]
+
+    @app.post("/api/bookmarks", tags=["bookmarks"], status_code=201)
+    @access(Role.EDITOR)
+    def api_add_bookmark(request: Request, body: BookmarkIn) -> dict[str, Any]:
+        """Save a bookmark: a TensorBoard view (``endpoint`` and filters) or a hub ``page``. Editor."""
+        return _bookmark_json(new_bookmark(who(request), body))
+
+    @app.delete("/api/bookmarks/{key}", tags=["bookmarks"])
+    @access(Role.EDITOR)
+    def api_remove_bookmark(key: str) -> dict[str, Any]:
+        """Remove a bookmark by id or name. Editor."""
+        if not annotations.remove_bookmark(key):
+            raise UnknownEndpoint(f"no bookmark {key!r}")
+        return {"removed": key}

@@ -1,0 +1,276 @@
+"""Who may do what on the hub: one ASGI middleware in front of every route, the proxy included.
+
+Every request is matched to its route the way the router will match it, and the route's required
+role is looked up in a ``RoleTable``. Routes in ``PUBLIC`` need nobody; any other route that the
+table does not know needs ``admin`` (deny by default), and a test fails for such a route.
+
+How a request authenticates, in order: ``[auth] mode = "none"`` (everyone is a local admin; only on
+loopback), ``Authorization: Bearer TOKEN`` (an API token), the trusted proxy's user header (only from
+``auth.trusted_proxies``), the session cookie.
+
+Refusals: anonymous page requests are sent to ``/login`` (302); anonymous API calls and TensorBoard
+data calls get 401; a role too low gets 403.
+
+CSRF: every unsafe request (POST, PUT, PATCH, DELETE) authenticated by a cookie, or by nothing, must
+carry the session's CSRF token in the ``csrf`` form field or the ``X-CSRF-Token`` header. Before login
+the token lives in its own cookie (double submit). Bearer tokens are not sent by browsers on their
+own, so token requests need none. The TensorBoard proxy is exempt: TensorBoard's frontend posts its
+own data queries without our token, they read but change nothing, and the SameSite=Lax session
+cookie is not sent on cross-site POSTs.
+"""
+
+from __future__ import annotations
+
+import hmac
+import ipaddress
+import json
+from collections.abc import Callable, Iterable
+from typing import Any, TypeVar
+from urllib.parse import parse_qs, quote
+
+import anyio.to_thread
+from starlette.datastructures import Headers, MutableHeaders
+from starlette.requests import Request
+from starlette.routing import BaseRoute, Match
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from tbhub.adapters.db.accounts import AccountStore
+from tbhub.config import AuthConfig
+from tbhub.core.accounts import Role, User, new_token
+from tbhub.errors import UsageError
+
+__all__ = [
+    "CSRF_COOKIE",
+    "PUBLIC",
+    "SESSION_COOKIE",
+    "AuthMiddleware",
+    "RoleTable",
+    "cookie_secure",
+    "current_user",
+    "read_form",
+    "required_role",
+]
+
+SESSION_COOKIE = "tbhub_session"
+CSRF_COOKIE = "tbhub_csrf"
+#: Routes anyone may reach: logging in, the first admin's setup, health checks, stylesheets.
+PUBLIC = frozenset({"login", "login_submit", "setup_page", "setup_submit", "healthz", "readyz", "static"})
+UNSAFE = frozenset({"POST", "PUT", "PATCH", "DELETE"})
+#: Forms and JSON the hub accepts are small; a bigger body is refused before it is buffered.
+MAX_CHECKED_BODY = 1 << 20
+
+F = TypeVar("F", bound=Callable[..., Any])
+
+
+class RoleTable:
+    """Route name → the least role that may use it."""
+
+    def __init__(self) -> None:
+        self.roles: dict[str, Role] = {}
+
+    def __call__(self, role: Role) -> Callable[[F], F]:
+        """Decorate a route function (beneath ``@app.get``): its route needs ``role``."""
+
+        def record(fn: F) -> F:
+            self.grant(fn.__name__, role)
+            return fn
+
+        return record
+
+    def grant(self, name: str, role: Role) -> None:
+        self.roles[name] = role
+
+
+def required_role(table: RoleTable, route_name: str | None) -> Role | None:
+    """``None``: public. A path no route matches needs a viewer (the 404 is for users only)."""
+    if route_name in PUBLIC:
+        return None
+    if route_name is None:
+        return Role.VIEWER
+    return table.roles.get(route_name, Role.ADMIN)
+
+
+def _route_name(routes: Iterable[BaseRoute], scope: Scope) -> str | None:
+    partial: str | None = None
+    for route in routes:
+        match, _ = route.matches(scope)
+        if match is Match.FULL:
+            return getattr(route, "name", None)
+        if match is Match.PARTIAL and partial is None:
+            partial = getattr(route, "name", None)
+    return partial
+
+
+def cookie_secure(scope: Scope) -> bool:
+    """Behind TLS (directly or at a proxy that says so) cookies are ``Secure``."""
+    if scope.get("scheme") == "https":
+        return True
+    return Headers(scope=scope).get("x-forwarded-proto", "").split(",")[0].strip().lower() == "https"
+
+
+def current_user(request: Request) -> User | None:
+    user: User | None = request.state.user
+    return user
+
+
+async def read_form(request: Request) -> dict[str, str]:
+    """The fields of a URL-encoded form (the last value of each). The hub's forms are small and never
+    upload files, so this needs no multipart parser (python-multipart is not a dependency)."""
+    if not request.headers.get("content-type", "").startswith("application/x-www-form-urlencoded"):
+        raise UsageError("send the form URL-encoded (application/x-www-form-urlencoded)")
+    body = await request.body()
+    return {k: v[-1] for k, v in parse_qs(body.decode(), keep_blank_values=True).items()}
+
+
+def _client_trusted(host: str | None, proxies: list[str]) -> bool:
+    if not host or not proxies:
+        return False
+    try:
+        address = ipaddress.ip_address(host)
+    except ValueError:
+        return False
+    for proxy in proxies:
+        try:
+            if address in ipaddress.ip_network(proxy, strict=False):
+                return True
+        except ValueError:
+            continue
+    return False
+
+
+async def _json(send: Send, status: int, body: dict[str, Any], headers: dict[str, str] | None = None) -> None:
+    raw = json.dumps(body).encode()
+    out = [(b"content-type", b"application/json"), (b"content-length", str(len(raw)).encode())]
+    out += [(k.encode(), v.encode()) for k, v in (headers or {}).items()]
+    await send({"type": "http.response.start", "status": status, "headers": out})
+    await send({"type": "http.response.body", "body": raw})
+
+
+async def _redirect(send: Send, location: str) -> None:
+    await send({"type": "http.response.start", "status": 302,
+                "headers": [(b"location", location.encode()), (b"content-length", b"0")]})
+    await send({"type": "http.response.body", "body": b""})
+
+
+class AuthMiddleware:
+    """Authenticates each request, enforces its route's role and CSRF; sets ``request.state.user``
+    (``None`` when anonymous) and ``request.state.csrf`` (the token forms must carry)."""
+
+    def __init__(self, app: ASGIApp, *, routes: list[BaseRoute], table: RoleTable, accounts: AccountStore,
+                 config: AuthConfig) -> None:
+        self.app = app
+        self.routes = routes
+        self.table = table
+        self.accounts = accounts
+        self.config = config
+
+    def _authenticate(self, scope: Scope) -> tuple[User | None, str | None, bool]:
+        """(user, the session's CSRF token if a session, whether a bearer token failed)."""
+        if not self.config.enabled:
+            return User("local", Role.ADMIN, "none"), None, False
+        headers = Headers(scope=scope)
+        authorization = headers.get("authorization", "")
+        if authorization[:7].lower() == "bearer ":
+            user = self.accounts.token_user(authorization[7:].strip())
+            return user, None, user is None
+        client = scope.get("client")
+        if _client_trusted(client[0] if client else None, self.config.trusted_proxies):
+            name = headers.get(self.config.proxy_header, "").strip()
+            if name:
+                row = self.accounts.user(name)
+                if row is not None and row.disabled:
+                    return None, None, False
+                role = row.role if row is not None else Role.parse(self.config.proxy_role)
+                return User(name, role, "proxy", row.id if row else None), None, False
+        cookie = Request(scope).cookies.get(SESSION_COOKIE)
+        if cookie:
+            session = self.accounts.session(cookie)
+            if session is not None:
+                return session.user, session.csrf, False
+        return None, None, False
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        user, session_csrf, bad_token = await anyio.to_thread.run_sync(self._authenticate, scope)
+        cookies = Request(scope).cookies
+        fresh_csrf: str | None = None
+        csrf = session_csrf or cookies.get(CSRF_COOKIE)
+        if csrf is None:
+            csrf = fresh_csrf = new_token()
+        state = scope.setdefault("state", {})
+        state["user"], state["csrf"] = user, csrf
+
+        name = _route_name(self.routes, scope)
+        need = required_role(self.table, name)
+        path: str = scope["path"]
+        if bad_token:
+            await _json(send, 401, {"error": "invalid or revoked API token"}, {"www-authenticate": "Bearer"})
+            return
+        if need is not None and user is None:
+            accept = Headers(scope=scope).get("accept", "")
+            api = path.startswith("/api/") or path == "/openapi.json"
+            if scope["method"] in ("GET", "HEAD") and "text/html" in accept and not api:
+                target = path + ("?" + scope["query_string"].decode("latin-1") if scope.get("query_string") else "")
+                await _redirect(send, "/login?next=" + quote(target, safe=""))
+            else:
+                await _json(send, 401, {"error": "log in, or send Authorization: Bearer TOKEN"},
+                            {"www-authenticate": "Bearer"})
+            return
+        if need is not None and user is not None and user.role < need:
+            await _json(send, 403, {"error": f"this needs the {need} role; {user.name} is a {user.role}"})
+            return
+
+        if scope["method"] in UNSAFE and not path.startswith("/tb/") and (user is None or user.via != "token"):
+            receive, ok = await self._check_csrf(scope, receive, csrf if fresh_csrf is None else None)
+            if not ok:
+                await _json(send, 403, {"error": "missing or wrong CSRF token: reload the page and try again"})
+                return
+
+        if fresh_csrf is None:
+            await self.app(scope, receive, send)
+            return
+        secure = cookie_secure(scope)
+
+        async def send_with_cookie(message: Message) -> None:
+            if message["type"] == "http.response.start":
+                headers = MutableHeaders(scope=message)
+                headers.append("set-cookie", f"{CSRF_COOKIE}={fresh_csrf}; Path=/; HttpOnly; SameSite=Lax"
+                               + ("; Secure" if secure else ""))
+            await send(message)
+
+        await self.app(scope, receive, send_with_cookie)
+
+    async def _check_csrf(self, scope: Scope, receive: Receive, expected: str | None) -> tuple[Receive, bool]:
+        """Buffer the body, find the token; return a ``receive`` that replays the body to the route."""
+        chunks: list[bytes] = []
+        size = 0
+        while True:
+            message = await receive()
+            if message["type"] == "http.disconnect":
+                return receive, False
+            chunk = message.get("body", b"")
+            size += len(chunk)
+            if size > MAX_CHECKED_BODY:
+                return receive, False
+            chunks.append(chunk)
+            if not message.get("more_body", False):
+                break
+        body = b"".join(chunks)
+        headers = Headers(scope=scope)
+        given = headers.get("x-csrf-token")
+        if given is None and headers.get("content-type", "").startswith("application/x-www-form-urlencoded"):
+            values = parse_qs(body.decode("latin-1")).get("csrf")
+            given = values[0] if values else None
+        ok = expected is not None and given is not None and hmac.compare_digest(given, expected)
+        sent = False
+
+        async def replay() -> Message:
+            nonlocal sent
+            if not sent:
+                sent = True
+                return {"type": "http.request", "body": body, "more_body": False}
+            return await receive()
+
+        return replay, ok

@@ -1,0 +1,179 @@
+"""Logging in and out, the first admin's setup link, and the admin page (users and API tokens)."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Callable
+from typing import Any
+
+from fastapi import FastAPI, Request
+from fastapi.responses import HTMLResponse, JSONResponse, RedirectResponse, Response
+from fastapi.templating import Jinja2Templates
+
+from tbhub.adapters.db.accounts import AccountStore
+from tbhub.core.accounts import ROLES, Role
+from tbhub.errors import UsageError
+from tbhub.hub import Hub
+from tbhub.interfaces.web.auth import SESSION_COOKIE, RoleTable, cookie_secure, current_user, read_form
+
+__all__ = ["add_login_routes", "safe_next"]
+
+#: A failed login waits this long: guessing passwords over HTTP gets slow.
+FAILED_LOGIN_DELAY_S = 1.0
+
+
+def safe_next(target: str | None) -> str:
+    """Where to go after login: a path on this hub only (no ``//host`` or ``https://``)."""
+    if not target or not target.startswith("/") or target.startswith("//") or "\\" in target:
+        return "/"
+    return target
+
+
+def add_login_routes(
+    app: FastAPI,
+    hub: Hub,
+    accounts: AccountStore,
+    templates: Jinja2Templates,
+    access: RoleTable,
+    context: Callable[[Request], dict[str, Any]],
+) -> None:
+    def login_form(request: Request, error: str | None = None, status: int = 200,
+                   next_url: str = "/") -> Response:
+        return templates.TemplateResponse(
+            request,
+            "login.html",
+            {**context(request), "error": error, "next": safe_next(next_url), "has_admin": accounts.has_admin()},
+            status_code=status,
+        )
+
+    @app.get("/login", response_class=HTMLResponse, include_in_schema=False)
+    def login(request: Request, next: str = "/") -> Response:
+        if not hub.config.auth.enabled or current_user(request) is not None:
+            return RedirectResponse(safe_next(next), status_code=303)
+        return login_form(request, next_url=next)
+
+    @app.post("/login", response_class=HTMLResponse, include_in_schema=False)
+    async def login_submit(request: Request) -> Response:
+        form = await read_form(request)
+        name, password, next = form.get("name", ""), form.get("password", ""), form.get("next", "/")
+        user = await asyncio.to_thread(accounts.authenticate, name, password)
+        if user is None:
+            await asyncio.sleep(FAILED_LOGIN_DELAY_S)
+            return login_form(request, "wrong name or password", 401, next)
+        token, _ = await asyncio.to_thread(accounts.start_session, user, hub.config.auth.session_seconds)
+        response = RedirectResponse(safe_next(next), status_code=303)
+        _set_session_cookie(request, response, token, hub.config.auth.session_seconds)
+        return response
+
+    @app.post("/logout", include_in_schema=False)
+    @access(Role.VIEWER)
+    def logout(request: Request) -> Response:
+        token = request.cookies.get(SESSION_COOKIE)
+        if token:
+            accounts.end_session(token)
+        response = RedirectResponse("/login", status_code=303)
+        response.delete_cookie(SESSION_COOKIE, path="/")
+        return response
+
+    @app.get("/setup/{token}", response_class=HTMLResponse, include_in_schema=False)
+    def setup_page(request: Request, token: str) -> Response:
+        valid = accounts.setup_token_valid(token)
+        return templates.TemplateResponse(
+            request, "setup.html", {**context(request), "token": token, "valid": valid, "error": None},
+            status_code=200 if valid else 404,
+        )
+
+    @app.post("/setup/{token}", response_class=HTMLResponse, include_in_schema=False)
+    async def setup_submit(request: Request, token: str) -> Response:
+        form = await read_form(request)
+        name, password, password2 = form.get("name", ""), form.get("password", ""), form.get("password2", "")
+        def again(error: str, status: int) -> Response:
+            return templates.TemplateResponse(
+                request, "setup.html",
+                {**context(request), "token": token, "valid": status != 404, "error": error}, status_code=status,
+            )
+
+        if password != password2:
+            return again("the passwords differ", 400)
+        if len(password) < 8:
+            return again("use at least 8 characters", 400)
+        try:
+            await asyncio.to_thread(accounts.use_setup_token, token, name, password)
+        except UsageError as error:
+            return again(error.message, 404 if "setup link" in error.message else 400)
+        user = await asyncio.to_thread(accounts.authenticate, name, password)
+        assert user is not None
+        session, _ = await asyncio.to_thread(accounts.start_session, user, hub.config.auth.session_seconds)
+        response = RedirectResponse("/", status_code=303)
+        _set_session_cookie(request, response, session, hub.config.auth.session_seconds)
+        return response
+
+    # -- admin: users and tokens ----------------------------------------------------------------
+    def admin_context(request: Request, new_token: str | None = None, error: str | None = None) -> dict[str, Any]:
+        return {**context(request), "users": accounts.users(), "tokens": accounts.tokens(), "roles": ROLES,
+                "new_token": new_token, "error": error}
+
+    @app.get("/admin", response_class=HTMLResponse, include_in_schema=False)
+    @access(Role.ADMIN)
+    def admin_page(request: Request) -> Response:
+        return templates.TemplateResponse(request, "admin.html", admin_context(request))
+
+    @app.post("/admin/users", response_class=HTMLResponse, include_in_schema=False)
+    @access(Role.ADMIN)
+    async def admin_add_user(request: Request) -> Response:
+        form = await read_form(request)
+        password = form.get("password", "")
+        try:
+            if len(password) < 8:
+                raise UsageError("use at least 8 characters for the password")
+            await asyncio.to_thread(accounts.add_user, form.get("name", ""), _role(form.get("role", "")), password)
+        except UsageError as error:
+            return templates.TemplateResponse(request, "admin.html", admin_context(request, error=error.message),
+                                              status_code=400)
+        return RedirectResponse("/admin", status_code=303)
+
+    @app.post("/admin/tokens", response_class=HTMLResponse, include_in_schema=False)
+    @access(Role.ADMIN)
+    async def admin_create_token(request: Request) -> Response:
+        form = await read_form(request)
+        user = current_user(request)
+        secret, _ = await asyncio.to_thread(
+            accounts.create_token, form.get("name", ""), _role(form.get("role", "")), user.name if user else "web"
+        )
+        # Shown once, on this page; only its hash is kept.
+        return templates.TemplateResponse(request, "admin.html", admin_context(request, new_token=secret))
+
+    @app.post("/admin/tokens/{token_id}/revoke", include_in_schema=False)
+    @access(Role.ADMIN)
+    def admin_revoke_token(token_id: int) -> Response:
+        accounts.revoke_token(token_id)
+        return RedirectResponse("/admin", status_code=303)
+
+    @app.get("/api/users", tags=["accounts"])
+    @access(Role.ADMIN)
+    def api_users() -> list[dict[str, Any]]:
+        """Hub accounts (admin only)."""
+        return [{"id": u.id, "name": u.name, "role": str(u.role), "created_at": u.created_at,
+                 "disabled": u.disabled} for u in accounts.users()]
+
+    @app.get("/api/me", tags=["accounts"])
+    @access(Role.VIEWER)
+    def api_me(request: Request) -> JSONResponse:
+        """Who this request acts as, with which role, and how it authenticated."""
+        user = current_user(request)
+        assert user is not None
+        return JSONResponse({"name": user.name, "role": str(user.role), "via": user.via})
+
+
+def _role(name: str) -> Role:
+    try:
+        return Role.parse(name)
+    except ValueError as error:
+        raise UsageError(str(error)) from None
+
+
+def _set_session_cookie(request: Request, response: Response, token: str, max_age: float) -> None:
+    response.set_cookie(
+        SESSION_COOKIE, token, max_age=int(max_age), path="/", httponly=True, samesite="lax",
+        secure=cookie_secure(request.scope),
+    )
