@@ -18,6 +18,7 @@ from tbhub.interfaces.cli.retention import pin_command, pins_command, retention_
 from tbhub.interfaces.cli.runs import runs_command
 from tbhub.interfaces.cli.serve import serve_command
 from tbhub.interfaces.cli.usage import usage_command
+from tbhub.interfaces.cli.users import bookmarks_app, note_command, tag_command, tokens_app, users_app
 
 __all__ = ["app", "main"]
 
@@ -45,6 +46,11 @@ app.command("compare")(compare_command)
 app.command("alerts")(alerts_command)
 app.add_typer(notify_app, name="notify")
 app.add_typer(db_app, name="db")
+app.add_typer(users_app, name="users")
+app.add_typer(tokens_app, name="tokens")
+app.command("note")(note_command)
+app.command("tag")(tag_command)
+app.add_typer(bookmarks_app, name="bookmarks")
 
 
 def _version(value: bool) -> None:

@@ -1,0 +1,77 @@
+"""``tbhub users|tokens|note|tag|bookmarks``: the state database the hub reads, written from the shell."""
+
+from __future__ import annotations
+
+import io
+import json
+from pathlib import Path
+
+import pytest
+from sqlalchemy import select
+
+from tbhub.adapters.db.accounts import AccountStore
+from tbhub.adapters.db.store import open_state
+from tbhub.adapters.db.tables import api_tokens
+from tbhub.core.accounts import token_digest
+from tbhub.interfaces.cli.main import main
+
+
+@pytest.fixture
+def config(tmp_path: Path) -> str:
+    (tmp_path / "logs" / "ds" / "r1").mkdir(parents=True)
+    path = tmp_path / "tbhub.toml"
+    path.write_text(f'[state]\ndir = "{tmp_path / "state"}"\n[endpoints.lora]\nlogdir = "{tmp_path / "logs"}"\n')
+    return str(path)
+
+
+def run(capsys: pytest.CaptureFixture[str], *args: str, code: int = 0) -> tuple[str, str]:
+    try:
+        main(list(args))
+    except SystemExit as exit_:
+        assert (exit_.code or 0) == code, capsys.readouterr()
+    else:
+        assert code == 0
+    captured = capsys.readouterr()
+    return captured.out, captured.err
+
+
+def test_users_and_tokens(config: str, tmp_path: Path, capsys: pytest.CaptureFixture[str],
+                          monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr("sys.stdin", io.StringIO("long-password\n"))
+    run(capsys, "users", "add", "ada", "--role", "admin", "--password-stdin", "-c", config)
+    monkeypatch.setattr("sys.stdin", io.StringIO("short\n"))
+    _, err = run(capsys, "users", "add", "bob", "--password-stdin", "-c", config, code=2)
+    assert "at least 8" in err
+    out, _ = run(capsys, "users", "list", "--json", "-c", config)
+    assert [(u["name"], u["role"]) for u in json.loads(out)] == [("ada", "admin")]
+    secret, err = run(capsys, "tokens", "create", "ci", "--role", "editor", "-c", config)
+    secret = secret.strip()
+    assert secret.startswith("tbh_") and "not shown again" in err
+    state = open_state(f"sqlite:///{tmp_path / 'state' / 'tbhub.db'}")
+    try:
+        with state.engine.connect() as c:
+            assert c.execute(select(api_tokens.c.token_hash)).scalar() == token_digest(secret)
+        assert AccountStore(state.engine).token_user(secret) is not None
+        out, _ = run(capsys, "tokens", "list", "--json", "-c", config)
+        assert secret not in out and json.loads(out)[0]["name"] == "ci"
+        run(capsys, "tokens", "revoke", "1", "-c", config)
+        assert AccountStore(state.engine).token_user(secret) is None
+        run(capsys, "tokens", "revoke", "1", "-c", config, code=2)
+    finally:
+        state.dispose()
+
+
+def test_notes_tags_and_bookmarks(config: str, capsys: pytest.CaptureFixture[str]) -> None:
+    run(capsys, "note", "lora/ds/r1", "lr too *high*", "-c", config)
+    out, _ = run(capsys, "note", "lora/ds/r1", "--json", "-c", config)
+    assert json.loads(out)[0]["text"] == "lr too *high*"
+    out, _ = run(capsys, "tag", "lora/ds/r1", "baseline", "sweep", "-c", config)
+    assert "baseline sweep" in out
+    out, _ = run(capsys, "tag", "lora/ds/r1", "sweep", "--remove", "-c", config)
+    assert out.strip().endswith(": baseline")
+    run(capsys, "note", "nope/ds/r1", "x", "-c", config, code=2)
+    run(capsys, "bookmarks", "add", "sweep", "-e", "lora", "--runs", "ds/r.*", "--smoothing", "0.9", "-c", config)
+    out, _ = run(capsys, "bookmarks", "list", "--json", "-c", config)
+    assert json.loads(out)[0]["url"] == "/tb/lora/#scalars&regexInput=ds%2Fr.%2A&_smoothingWeight=0.9"
+    run(capsys, "bookmarks", "rm", "sweep", "-c", config)
+    run(capsys, "bookmarks", "rm", "sweep", "-c", config, code=2)
