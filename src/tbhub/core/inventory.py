@@ -35,6 +35,10 @@ class EndpointInventory:
     scanned_at_ns: int = 0
 
 
+#: endpoint -> (the index mapping that was grouped, its runs). A store that keeps its index in memory
+#: hands back the same mapping while nothing changed, which makes a no-change rescan skip grouping.
+_LAST_GROUPING: dict[str, tuple[Mapping[str, EventFileScan] | None, list[RunSummary]]] = {}
+
 #: Progress is reported after each batch of about this many bytes (a 1.5 GB cold scan: ~12 updates).
 BATCH_BYTES = 128 * 1024 * 1024
 
@@ -110,7 +114,13 @@ def scan_endpoint(
     removed = [relpath for relpath in previous if relpath not in current]
     if fresh or removed:
         index.save(endpoint.name, fresh, removed)
-    runs = group_runs(endpoint.name, [*kept, *fresh])
+    if fresh or removed:
+        runs = group_runs(endpoint.name, [*kept, *fresh])
+    else:
+        # Nothing changed and the index is the very mapping grouped last time: its runs still hold.
+        cached = _LAST_GROUPING.get(endpoint.name)
+        runs = list(cached[1]) if cached is not None and cached[0] is previous else group_runs(endpoint.name, kept)
+    _LAST_GROUPING[endpoint.name] = (previous if not (fresh or removed) else None, runs)
     return EndpointInventory(
         endpoint=endpoint,
         runs=runs,
