@@ -81,6 +81,7 @@ from tensorboard import version as tb_version
 from tensorboard.compat.proto import event_pb2, summary_pb2
 from tensorboard.summary.writer.record_writer import RecordWriter
 
+import tbhub
 from gentree import DEFAULT_RECORDS, DEFAULT_ROOT, DEFAULT_RUNS, ensure_tree, read_marker
 from tbhub.adapters.crc import crc32c
 
@@ -925,7 +926,8 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
             "tensorboard": tb_version.VERSION,
             "load_avg_start": load_average(),
             "other_benchmarks_running": _other_benchmarks(),
-            "git": _git_head(),
+            "git": _git_head(),  # of this checkout; see tbhub_source when PYTHONPATH points elsewhere
+            "tbhub_source": str(Path(tbhub.__file__).resolve().parent),
         }
     }
     root = ensure_tree(args.tree, args.runs, args.records, log=log)
@@ -1105,6 +1107,11 @@ def _git_head() -> str:
     return head + ("+dirty" if dirty else "")
 
 
+def _source(meta: dict[str, Any]) -> str:
+    here = str((REPO / "src" / "tbhub").resolve())
+    return f"at {meta['git']}" if meta["tbhub_source"] == here else f"from {meta['tbhub_source']}"
+
+
 def _other_benchmarks() -> list[str]:
     found = []
     for p in psutil.process_iter(["pid", "cmdline"]):
@@ -1179,7 +1186,7 @@ def report(r: dict[str, Any]) -> str:
     w(f"tbhub serving benchmark{' (QUICK)' if meta['quick'] else ''}: {tree['runs']} runs "
       f"({tree['tensorboard_runs']} TensorBoard runs), {tree['files']} files, "
       f"{(tree['records'] or 0) / 1e6:.1f} M records, {tree['bytes'] / 1e9:.2f} GB; {meta['cpus']} CPUs; "
-      f"TensorBoard {meta['tensorboard']}; tbhub at {meta['git']}; load avg start {meta['load_avg_start']}, "
+      f"TensorBoard {meta['tensorboard']}; tbhub {_source(meta)}; load avg start {meta['load_avg_start']}, "
       f"end {meta['load_avg_end']}")
     if meta["other_benchmarks_running"]:
         w(f"  other test/benchmark processes at start: {len(meta['other_benchmarks_running'])}")
