@@ -7,7 +7,6 @@ import io
 import json
 import math
 import os
-import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -16,10 +15,10 @@ import pytest
 from serving import serve, wait_for
 from tensorboard.backend.event_processing import event_accumulator as ea
 
+from browser import chromium_page
 from eventfiles import file_version_event, scalar_event, tensor_scalar_event, write_events
 
 NAN = float("nan")
-CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
 
 
 def write_run(
@@ -145,30 +144,10 @@ def test_hub_compare_api_csv_and_charts(tree: Path, tmp_path: Path) -> None:
         assert {r["dataset"] for r in filtered["rows"]} == {"dolly"}
         page = server.get("/compare", params={"tags": "train/loss, eval/accuracy", "sort": "train/loss:min"})
         assert page.status_code == 200 and 'class="best"' in page.text
-        if not Path(CHROMIUM).exists():  # pragma: no cover - .ci/run installs it
-            pytest.skip("Debian's chromium is installed by .ci/run")
-        from playwright.sync_api import sync_playwright
-
-        with sync_playwright() as p:
-            browser = p.chromium.launch(
-                executable_path=CHROMIUM,
-                args=[
-                    "--headless",
-                    "--no-sandbox",
-                    "--disable-gpu",
-                    "--disable-background-networking",
-                    "--disable-component-update",
-                    "--disable-sync",
-                    "--no-first-run",
-                ],
-            )
-            try:
-                tab = browser.new_page()
-                tab.goto(server.url + "/compare?tags=train/loss&sort=train/loss:min")
-                tab.locator("#best-chart .uplot canvas").wait_for(timeout=30_000)
-                tab.locator("#speed-chart .uplot canvas").wait_for(timeout=30_000)
-                assert "lora/alpaca" in tab.locator("#best-chart .u-legend").inner_text()
-                assert tab.locator("#compare tbody tr.best").count() == 1
-                tab.screenshot(path=str(tmp_path / "compare.png"), full_page=True)
-            finally:
-                browser.close()
+        with chromium_page() as tab:
+            tab.goto(server.url + "/compare?tags=train/loss&sort=train/loss:min")
+            tab.locator("#best-chart .uplot canvas").wait_for(timeout=30_000)
+            tab.locator("#speed-chart .uplot canvas").wait_for(timeout=30_000)
+            assert "lora/alpaca" in tab.locator("#best-chart .u-legend").inner_text()
+            assert tab.locator("#compare tbody tr.best").count() == 1
+            tab.screenshot(path=str(tmp_path / "compare.png"), full_page=True)

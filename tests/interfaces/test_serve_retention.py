@@ -3,17 +3,16 @@
 from __future__ import annotations
 
 import os
-import shutil
 import time
 from pathlib import Path
 
 import pytest
 from serving import serve, wait_for
 
+from browser import chromium_page
 from eventfiles import write_scalar_file
 
 pytestmark = pytest.mark.slow
-CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
 
 
 def age(path: Path, days: float) -> None:
@@ -68,29 +67,9 @@ def test_scheduled_retention_and_usage(tmp_path: Path) -> None:
         )
         assert history["series"]
 
-        if not Path(CHROMIUM).exists():  # pragma: no cover - .ci/run installs it
-            pytest.skip("Debian's chromium is installed by .ci/run")
-        from playwright.sync_api import sync_playwright
-
-        with sync_playwright() as p:
-            browser = p.chromium.launch(
-                executable_path=CHROMIUM,
-                args=[
-                    "--headless",
-                    "--no-sandbox",
-                    "--disable-gpu",
-                    "--disable-background-networking",
-                    "--disable-component-update",
-                    "--disable-sync",
-                    "--no-first-run",
-                ],
-            )
-            try:
-                page_ = browser.new_page()
-                page_.goto(server.url + "/usage")
-                page_.locator("#usage-chart .uplot canvas").wait_for(timeout=30_000)
-                assert "lora/chat" in page_.locator("#usage-chart .u-legend").inner_text()
-                assert page_.locator("#usage tbody tr").count() == 2
-                page_.screenshot(path=str(tmp_path / "usage.png"), full_page=True)
-            finally:
-                browser.close()
+        with chromium_page() as page_:
+            page_.goto(server.url + "/usage")
+            page_.locator("#usage-chart .uplot canvas").wait_for(timeout=30_000)
+            assert "lora/chat" in page_.locator("#usage-chart .u-legend").inner_text()
+            assert page_.locator("#usage tbody tr").count() == 2
+            page_.screenshot(path=str(tmp_path / "usage.png"), full_page=True)
