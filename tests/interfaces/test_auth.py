@@ -350,3 +350,12 @@ def test_a_script_tag_in_a_note_is_text(app: FastAPI, state: StateStore) -> None
         page = client.get("/runs/lora/alpaca/r1").text
     assert "<script>alert(1)</script>" not in page
     assert "&lt;script&gt;alert(1)&lt;/script&gt; <strong>bold</strong> <code>a&lt;b</code>" in page
+
+
+def test_the_proxy_keeps_hub_credentials_from_tensorboard() -> None:
+    from tbhub.interfaces.web.proxy import without_hub_credentials
+
+    headers = [("Authorization", "Bearer tbh_x"), ("Cookie", "tbhub_session=s; theme=dark; tbhub_csrf=c"),
+               ("Accept", "*/*")]
+    assert without_hub_credentials(headers) == [("Cookie", "theme=dark"), ("Accept", "*/*")]
+    assert without_hub_credentials([("cookie", "tbhub_session=s")]) == []

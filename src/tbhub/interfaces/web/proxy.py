@@ -16,7 +16,7 @@ from starlette.background import BackgroundTask
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response, StreamingResponse
 
-__all__ = ["HOP_BY_HOP", "TensorBoardProxy", "redact_environment"]
+__all__ = ["HOP_BY_HOP", "TensorBoardProxy", "redact_environment", "without_hub_credentials"]
 
 # RFC 9110 §7.6.1 connection-specific headers, plus the ones the server computes itself.
 HOP_BY_HOP = frozenset(
@@ -29,6 +29,26 @@ HOP_BY_HOP = frozenset(
 
 def _forward_headers(headers: Iterable[tuple[str, str]]) -> list[tuple[str, str]]:
     return [(k, v) for k, v in headers if k.lower() not in HOP_BY_HOP]
+
+
+#: The hub's own cookies (session, CSRF): TensorBoard has no use for them and never sees them.
+HUB_COOKIES = ("tbhub_session", "tbhub_csrf")
+
+
+def without_hub_credentials(headers: list[tuple[str, str]]) -> list[tuple[str, str]]:
+    """The request headers minus what authenticates to the hub: the API token and the hub's cookies."""
+    out = []
+    for key, value in headers:
+        lower = key.lower()
+        if lower == "authorization":
+            continue
+        if lower == "cookie":
+            kept = [c for c in value.split(";") if c.strip().split("=", 1)[0] not in HUB_COOKIES]
+            if not kept:
+                continue
+            value = ";".join(kept).strip()
+        out.append((key, value))
+    return out
 
 
 def redact_environment(body: bytes, endpoint: str) -> bytes:
@@ -49,7 +69,7 @@ class TensorBoardProxy:
     async def forward(self, request: Request, endpoint: str, upstream: str, path: str) -> Response:
         """Forward ``request`` to ``upstream`` (``http://127.0.0.1:PORT``) with ``path`` (prefix included)."""
         url = httpx.URL(upstream + path, query=request.url.query.encode())
-        headers = _forward_headers(request.headers.items())
+        headers = without_hub_credentials(_forward_headers(request.headers.items()))
         headers.append(("x-forwarded-host", request.headers.get("host", "")))
         headers.append(("x-forwarded-proto", request.url.scheme))
         environment = path.rstrip("/").endswith("/data/environment")
