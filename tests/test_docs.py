@@ -7,6 +7,7 @@ from pathlib import Path
 from tbhub.config import (
     SETTINGS,
     AlertsConfig,
+    AuthConfig,
     Config,
     CostConfig,
     EndpointConfig,
@@ -33,6 +34,7 @@ def test_settings_table_matches_the_model() -> None:
     modelled.add("retention.ENDPOINT.datasets.GLOB")
     modelled |= {f"alerts.{field}" for field in AlertsConfig.model_fields if field != "endpoints"}
     modelled |= {"alerts.endpoints.NAME", "notify"}
+    modelled |= {f"auth.{field}" for field in AuthConfig.model_fields}
     assert modelled == {key for key, _, _ in SETTINGS}
 
 
