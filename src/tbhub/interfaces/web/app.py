@@ -9,15 +9,17 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import datetime as dt
+import functools
 import io
 import json
 import logging
 import os
+import queue
 import socket
 import threading
 import time
-from collections.abc import AsyncIterator
-from concurrent.futures import ThreadPoolExecutor
+from collections.abc import AsyncIterator, Callable
+from concurrent.futures import Executor, Future
 from pathlib import Path
 from typing import Annotated, Any
 from urllib.parse import quote
@@ -172,6 +174,41 @@ async def _jobs_forever(hub: Hub, interval: float) -> None:
 ALERTS_LEASE = "alerts"
 
 
+class _BackgroundThread(Executor):
+    """One daemon worker thread at the lowest priority.
+
+    Daemon, unlike ``ThreadPoolExecutor``'s workers: a long scalar parse in progress must not keep the
+    process alive after SIGTERM (its database transaction simply rolls back).
+    """
+
+    def __init__(self) -> None:
+        self._jobs: queue.SimpleQueue[tuple[Future[Any], Callable[..., Any], tuple[Any, ...]] | None] = (
+            queue.SimpleQueue()
+        )
+        self._thread = threading.Thread(target=self._work, name="tbhub-background", daemon=True)
+        self._thread.start()
+
+    def _work(self) -> None:
+        _low_priority()
+        while (job := self._jobs.get()) is not None:
+            future, fn, args = job
+            if future.set_running_or_notify_cancel():
+                try:
+                    future.set_result(fn(*args))
+                except BaseException as error:  # handed to the awaiting coroutine
+                    future.set_exception(error)
+
+    def submit(self, fn: Callable[..., Any], /, *args: Any, **kwargs: Any) -> Future[Any]:
+        future: Future[Any] = Future()
+        self._jobs.put((future, functools.partial(fn, **kwargs) if kwargs else fn, args))
+        return future
+
+    def shutdown(self, wait: bool = True, *, cancel_futures: bool = False) -> None:
+        self._jobs.put(None)
+        if wait:
+            self._thread.join()
+
+
 def _low_priority() -> None:
     # Scanning and the alert engine's scalar parsing must never slow the TensorBoards that serve
     # users: the lowest priority (Linux applies nice per thread) leaves them only idle CPU.
@@ -184,7 +221,7 @@ def _evaluate(hub: Hub, engine: AlertEngine, name: str, holder: str) -> None:
         engine.evaluate(hub.specs[name], hub.runs(name))
 
 
-async def _refresh_forever(hub: Hub, interval: float, engine: AlertEngine | None, pool: ThreadPoolExecutor) -> None:
+async def _refresh_forever(hub: Hub, interval: float, engine: AlertEngine | None, pool: Executor) -> None:
     loop = asyncio.get_running_loop()
     holder = f"{socket.gethostname()}:{os.getpid()}:{id(hub)}"
     while True:
@@ -233,7 +270,7 @@ def create_app(
         app.state.proxy = TensorBoardProxy(client)
         engine = AlertEngine(hub.config, hub.state) if alerts else None
         app.state.engine = engine
-        pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="tbhub-background", initializer=_low_priority)
+        pool = _BackgroundThread()
         tasks = [
             asyncio.create_task(_refresh_forever(hub, scan_interval, engine, pool)),
             asyncio.create_task(_jobs_forever(hub, job_interval)),
