@@ -571,6 +571,8 @@ def tbhub_config(tmp: Path, logdir: Path, hub_port: int, tb_port: int) -> Path:
     path = tmp / f"tbhub-{hub_port}.toml"
     path.write_text(
         f"[server]\nport = {hub_port}\n\n[state]\ndir = \"{tmp / f'state-{hub_port}'}\"\n\n"
+        # A loopback hub without accounts: the benchmark measures serving, not logging in.
+        "[auth]\nmode = \"none\"\n\n"
         f"[endpoints.{ENDPOINT}]\nlogdir = \"{logdir}\"\nport = {tb_port}\nreload_interval = {RELOAD_INTERVAL}\n"
     )
     return path
