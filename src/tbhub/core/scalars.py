@@ -50,6 +50,7 @@ from array import array
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass, field
+from itertools import chain, takewhile
 from multiprocessing.context import BaseContext
 from typing import BinaryIO, Protocol
 
@@ -328,24 +329,38 @@ def _payloads(f: BinaryIO, walk: _Walk, size: int, crc32c: Crc32c) -> Iterator[l
         start = rel
         blen = len(buf)
         pending = 0  # size of the record at rel when its header is complete but its body is not
-        stop = False
-        # 12 and 4 are HEADER_SIZE and FOOTER_SIZE: literals, this loop runs once per record.
-        while rel + 12 <= blen:
-            header = buf[rel : rel + 12]
-            n = lengths.get(header)
-            if n is None:
-                length = record_length(header, crc32c)
-                if length is None:
-                    walk.corrupt = stop = True
+        stop = done = False
+        probe = _PROBE_MIN
+        while not done:
+            # A probe: records one by one. 12 and 4 are HEADER_SIZE and FOOTER_SIZE, as literals.
+            seen: list[bytes] = []
+            note = seen.append
+            for _ in range(probe):
+                if rel + 12 > blen:
+                    done = True
                     break
-                n = lengths[header] = length + _OVERHEAD
-            end = rel + n
-            if end > blen:
-                pending = n
+                header = buf[rel : rel + 12]
+                n = lengths.get(header)
+                if n is None:
+                    length = record_length(header, crc32c)
+                    if length is None:
+                        walk.corrupt = stop = done = True
+                        break
+                    n = lengths[header] = length + _OVERHEAD
+                end = rel + n
+                if end > blen:
+                    pending = n
+                    done = True
+                    break
+                append(buf[rel + 12 : end - 4])
+                append_footer(buf[end - 4 : end])
+                rel = end
+                note(header)
+            if done:
                 break
-            append(buf[rel + 12 : end - 4])
-            append_footer(buf[end - 4 : end])
-            rel = end
+            matched = _periods(buf, rel, seen, lengths, batch, footers)
+            rel += matched
+            probe = _PROBE_MIN if matched else min(probe * 2, _PROBE_MAX)
         bad = _first_bad_payload(batch, footers, crc32c)
         if bad is not None:
             del batch[bad:]
@@ -373,6 +388,73 @@ def _payloads(f: BinaryIO, walk: _Walk, size: int, crc32c: Crc32c) -> Iterator[l
         buf = buf[rel:] + data if rel < blen else data
         base += rel
         rel = 0
+
+
+_PROBE_MIN = 16
+_PROBE_MAX = 1024
+_UNIT_MIN = 8
+_SHAPES: dict[tuple[int, ...], tuple[struct.Struct, struct.Struct, struct.Struct]] = {}
+
+
+def _period(seen: list[bytes]) -> int:
+    """The smallest p such that the last p headers repeat the p before them, or 0 (at most four
+    candidates are tried: the distances back to earlier occurrences of the last header)."""
+    k = len(seen)
+    rev = seen[::-1]
+    last = rev[0]
+    i = 0
+    for _ in range(4):
+        try:
+            i = rev.index(last, i + 1)
+        except ValueError:
+            return 0
+        if 2 * i > k:
+            return 0
+        if rev[:i] == rev[i : 2 * i]:
+            return i
+    return 0
+
+
+def _periods(
+    buf: bytes, rel: int, seen: list[bytes], lengths: dict[bytes, int], batch: list[bytes], footers: list[bytes]
+) -> int:
+    """Consume whole repetitions of the period the last headers in ``seen`` show, from ``rel`` on;
+    returns the bytes consumed (0 without a period, or when the next unit breaks it).
+
+    Event files are very regular: every step logs the same tags, and a scalar event's size depends
+    only on its tag and the step's varint length. As in the scanner (``scanner._skim``), one
+    ``struct`` covers a *unit* (the period repeated to at least ``_UNIT_MIN`` records): the
+    headers of all units in the buffer are compared with the period's, already checked ones in C
+    (``takewhile``), then the payloads and footers of the matching units are cut out in C. The
+    Python work is per unit, not per record.
+    """
+    period = _period(seen)
+    if not period:
+        return 0
+    unit = period * -(-_UNIT_MIN // period)
+    pattern = tuple(seen[-period:]) * (unit // period)
+    sizes = tuple(lengths[h] for h in pattern)
+    shapes = _SHAPES.get(sizes)
+    if shapes is None:
+        if len(_SHAPES) > 4096:  # bounded: a long-lived process sees many files
+            _SHAPES.clear()
+        shapes = _SHAPES[sizes] = (
+            struct.Struct("<" + "".join(f"12s{n - 12}x" for n in sizes)),
+            struct.Struct("<" + "".join(f"12x{n - 16}s4x" for n in sizes)),
+            struct.Struct("<" + "".join(f"{n - 4}x4s" for n in sizes)),
+        )
+    headers, payloads, footer_shape = shapes
+    stride = headers.size
+    n = (len(buf) - rel) // stride  # whole units left in the buffer
+    if n < 1:
+        return 0
+    view = memoryview(buf)[rel : rel + n * stride]
+    matched = sum(map(bool, takewhile(pattern.__eq__, headers.iter_unpack(view))))
+    if matched:
+        region = view[: matched * stride]
+        batch.extend(chain.from_iterable(payloads.iter_unpack(region)))
+        footers.extend(chain.from_iterable(footer_shape.iter_unpack(region)))
+    return matched * stride
 
 
 _U32_CODE = "I" if array("I").itemsize == 4 else "L"  # an array typecode of exactly 4 bytes
