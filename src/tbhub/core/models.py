@@ -98,53 +98,44 @@ class RunStatus(StrEnum):
 
 @dataclass(frozen=True, slots=True)
 class RunSummary:
-    """A run: the folder the endpoint's layout matches and every event file beneath it."""
+    """A run: the folder the endpoint's layout matches and every event file beneath it.
+
+    The aggregates over ``files`` are computed once, at construction: pages list thousands of runs.
+    """
 
     endpoint: str
     dataset: str
     run: str
     relpath: str
     files: tuple[EventFileScan, ...] = field(default=())
+    size_bytes: int = field(init=False)
+    event_files: int = field(init=False)
+    event_count: int = field(init=False)
+    last_modified_ns: int = field(init=False)
+    first_step: int | None = field(init=False)
+    last_step: int | None = field(init=False)
+    first_wall_time: float | None = field(init=False)
+    last_wall_time: float | None = field(init=False)
+    truncated: bool = field(init=False)
 
-    @property
-    def size_bytes(self) -> int:
-        return sum(f.size for f in self.files)
-
-    @property
-    def event_files(self) -> int:
-        return len(self.files)
-
-    @property
-    def event_count(self) -> int:
-        return sum(f.records for f in self.files)
-
-    @property
-    def last_modified_ns(self) -> int:
-        return max((f.mtime_ns for f in self.files), default=0)
-
-    @property
-    def first_step(self) -> int | None:
-        steps = [f.first_step for f in self.files if f.first_step is not None]
-        return min(steps) if steps else None
-
-    @property
-    def last_step(self) -> int | None:
-        steps = [f.last_step for f in self.files if f.last_step is not None]
-        return max(steps) if steps else None
-
-    @property
-    def first_wall_time(self) -> float | None:
-        times = [f.first_wall_time for f in self.files if f.first_wall_time is not None]
-        return min(times) if times else None
-
-    @property
-    def last_wall_time(self) -> float | None:
-        times = [f.last_wall_time for f in self.files if f.last_wall_time is not None]
-        return max(times) if times else None
-
-    @property
-    def truncated(self) -> bool:
-        return any(f.truncated for f in self.files)
+    def __post_init__(self) -> None:
+        files = self.files
+        first_steps = [f.first_step for f in files if f.first_step is not None]
+        last_steps = [f.last_step for f in files if f.last_step is not None]
+        first_times = [f.first_wall_time for f in files if f.first_wall_time is not None]
+        last_times = [f.last_wall_time for f in files if f.last_wall_time is not None]
+        for name, value in (
+            ("size_bytes", sum(f.size for f in files)),
+            ("event_files", len(files)),
+            ("event_count", sum(f.records for f in files)),
+            ("last_modified_ns", max((f.mtime_ns for f in files), default=0)),
+            ("first_step", min(first_steps) if first_steps else None),
+            ("last_step", max(last_steps) if last_steps else None),
+            ("first_wall_time", min(first_times) if first_times else None),
+            ("last_wall_time", max(last_times) if last_times else None),
+            ("truncated", any(f.truncated for f in files)),
+        ):
+            object.__setattr__(self, name, value)
 
     @property
     def corrupt(self) -> list[tuple[str, CorruptRecord]]:

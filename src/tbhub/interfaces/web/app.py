@@ -372,14 +372,21 @@ def create_app(
         runs = sorted(view.runs, key=lambda r: -r.last_modified_ns)
         statuses = hub.state.load_run_states(name)
         marks = run_marks(hub, annotations, name)
-        rows = [
-            {
-                **_run_json(r, now_ns, statuses.get(r.relpath)),
-                **marks.get(r.relpath, {"tags": [], "pinned": False, "notes": 0, "last_note": None}),
-                "style": age_style(r.age_seconds(now_ns), hub.config.display.fresh_days, hub.config.display.old_days),
-            }
-            for r in runs
-        ]
+        # Display strings are made here, not with template filters: the page lists thousands of runs.
+        no_marks = {"tags": [], "pinned": False, "notes": 0, "last_note": None}
+        prefix = f"/runs/{quote(name, safe='')}/"
+        rows = []
+        for r in runs:
+            row = _run_json(r, now_ns, statuses.get(r.relpath))
+            row.update(marks.get(r.relpath, no_marks))
+            row["style"] = age_style(row["age_seconds"], hub.config.display.fresh_days, hub.config.display.old_days)
+            row["href"] = prefix + quote(r.relpath)
+            row["size_h"] = format_size(r.size_bytes)
+            row["events_h"] = f"{r.event_count:,}"
+            row["step_h"] = "" if r.last_step is None else f"{r.last_step:,}"
+            row["modified_h"] = (row["last_modified"] or "").replace("T", " ").replace("Z", "")
+            row["age_h"] = format_age(row["age_seconds"])
+            rows.append(row)
         return templates.TemplateResponse(
             request,
             "endpoint.html",
