@@ -9,6 +9,7 @@ import os
 import pickle
 import struct
 from collections.abc import Sequence
+from dataclasses import replace
 from itertools import repeat
 from pathlib import Path
 from typing import Any, BinaryIO, cast
@@ -549,7 +550,7 @@ def test_tf2_resumed_after_the_first_occurrence_keeps_the_plugin(tmp_path: Path)
     assert_same_state(resumed, state_of(path))
     assert_matches_tensorboard(path, resumed)
     # Without the remembered plugin the new values would not be recognised as scalars:
-    forgetful = ScalarFileState(**{**{k: getattr(first, k) for k in ScalarFileState.__slots__}, "plugins": {}})
+    forgetful = replace(first, plugins={})
     st_ = path.stat()
     with open(path, "rb") as f:
         assert list(iter_points(f, forgetful, inode=st_.st_ino, size=st_.st_size, decoder=DECODER, crc32c=crc32c)) == []
