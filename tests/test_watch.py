@@ -93,3 +93,40 @@ def test_missing_secret_is_one_clear_line(tmp_path: Path) -> None:
     cfg_file.write_text(f'[endpoints.a]\nlogdir = "{tmp_path}"\n[[notify]]\ntype = "slack"\n')
     with pytest.raises(ConfigError, match="needs url, url_env or url_file"):
         load_config(cfg_file)
+
+
+def test_alert_warmup_waits_for_every_tensorboard_to_be_up(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from dataclasses import dataclass
+
+    from tbhub.hub import Hub
+    from tbhub.interfaces.web.app import _Warmup
+
+    @dataclass
+    class Child:
+        state: str
+
+    class Children:  # what the warm-up reads of the supervisor: the children's states
+        def __init__(self) -> None:
+            self.states = ["starting", "up"]
+
+        def status(self) -> list[Child]:
+            return [Child(s) for s in self.states]
+
+    cfg_file = tmp_path / "tbhub.toml"
+    cfg_file.write_text(f'[state]\ndir = "{tmp_path / "st"}"\n[endpoints.a]\nlogdir = "{tmp_path}"\n')
+    config = load_config(cfg_file)
+    state = open_state(config.state.url)
+    children = Children()
+    hub = Hub(config, state, children)  # type: ignore[arg-type]
+    clock = [100.0]
+    monkeypatch.setattr("tbhub.interfaces.web.app.time.monotonic", lambda: clock[0])
+    warmup = _Warmup(hub, 30.0)
+    assert not warmup.over()  # one TensorBoard is still starting
+    children.states = ["up", "error"]  # a missing log root never comes up: it does not hold alerts back
+    assert not warmup.over()
+    clock[0] += 29
+    assert not warmup.over()
+    clock[0] += 2
+    assert warmup.over() and warmup.over()
+    assert _Warmup(Hub(config, state, None), 30.0).over()  # no supervisor: nothing to wait for
+    state.dispose()

@@ -109,7 +109,7 @@ def serve(tmp: Path, roots: dict[str, Path], *, scan_interval: float = 1.0, wait
     with open(log, "w") as out:
         proc = subprocess.Popen(
             [sys.executable, "-m", "tbhub", "serve", "--config", str(config),
-             "--scan-interval", str(scan_interval), *extra_args],
+             "--scan-interval", str(scan_interval), "--alerts-warmup", "0", *extra_args],
             stdout=out, stderr=subprocess.STDOUT, text=True, env={**os.environ, "PYTHONUNBUFFERED": "1"},
         )
     server = Server(proc, port, ports, config, log)

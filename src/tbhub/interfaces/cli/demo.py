@@ -61,6 +61,6 @@ def demo_command(
     writer = LiveWriter(logs, interval=interval)
     writer.start()
     try:
-        run_hub(config, scan_interval=max(2.0, interval), console=console)
+        run_hub(config, scan_interval=max(2.0, interval), console=console, alerts_warmup=5.0)
     finally:
         writer.stop()

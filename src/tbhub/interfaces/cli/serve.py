@@ -37,7 +37,9 @@ def _exit_on_sigterm(signum: int, frame: FrameType | None) -> None:
     raise SystemExit(0)
 
 
-def run_hub(config: Config, *, scan_interval: float, console: Console, job_interval: float = 30.0) -> None:
+def run_hub(
+    config: Config, *, scan_interval: float, console: Console, job_interval: float = 30.0, alerts_warmup: float = 30.0
+) -> None:
     """Start the TensorBoards, print the URLs, serve until SIGINT/SIGTERM, then stop everything."""
     # Imported here: FastAPI and uvicorn cost most of a second, which other commands should not pay.
     import uvicorn
@@ -65,7 +67,7 @@ def run_hub(config: Config, *, scan_interval: float, console: Console, job_inter
             )
         if config.auth.enabled:
             _offer_setup(hub, f"http://{shown}:{port}", console)
-        app = create_app(hub, scan_interval=scan_interval, job_interval=job_interval)
+        app = create_app(hub, scan_interval=scan_interval, job_interval=job_interval, alerts_warmup=alerts_warmup)
         server = uvicorn.Server(
             uvicorn.Config(app, host=host, port=port, log_level="warning", timeout_graceful_shutdown=3,
                            access_log=False)
@@ -109,6 +111,10 @@ def serve_command(
     job_interval: Annotated[
         float, typer.Option("--job-interval", help="Seconds between checks for due jobs (retention, usage).")
     ] = 30.0,
+    alerts_warmup: Annotated[
+        float,
+        typer.Option("--alerts-warmup", help="Seconds every TensorBoard must be up before the first alert pass."),
+    ] = 30.0,
 ) -> None:
     """Serve every endpoint's TensorBoard (restarted if it dies) and the hub with one proxy URL."""
     cfg = config_from(config, logdir, path)
@@ -116,4 +122,4 @@ def serve_command(
     if host is not None or port is not None:
         server = cfg.server.model_copy(update={k: v for k, v in {"host": host, "port": port}.items() if v})
         cfg = cfg.model_copy(update={"server": server})
-    run_hub(cfg, scan_interval=scan_interval, console=Console(), job_interval=job_interval)
+    run_hub(cfg, scan_interval=scan_interval, console=Console(), job_interval=job_interval, alerts_warmup=alerts_warmup)

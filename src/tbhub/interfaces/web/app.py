@@ -221,14 +221,39 @@ def _evaluate(hub: Hub, engine: AlertEngine, name: str, holder: str) -> None:
         engine.evaluate(hub.specs[name], hub.runs(name))
 
 
-async def _refresh_forever(hub: Hub, interval: float, engine: AlertEngine | None, pool: Executor) -> None:
+class _Warmup:
+    """The alert engine's first pass parses every scalar of every run: wait until each TensorBoard has
+    been up for ``seconds``, so their initial load (what users wait for) gets the machine first."""
+
+    def __init__(self, hub: Hub, seconds: float) -> None:
+        self.hub, self.seconds = hub, seconds
+        self.all_up_since: float | None = None
+        self.done = seconds <= 0 or hub.supervisor is None
+
+    def over(self) -> bool:
+        if self.done:
+            return True
+        assert self.hub.supervisor is not None
+        states = [c.state for c in self.hub.supervisor.status()]
+        if any(str(s) not in ("up", "error") for s in states):  # a missing log root never comes "up"
+            self.all_up_since = None
+            return False
+        now = time.monotonic()
+        self.all_up_since = self.all_up_since or now
+        self.done = now - self.all_up_since >= self.seconds
+        return self.done
+
+
+async def _refresh_forever(
+    hub: Hub, interval: float, engine: AlertEngine | None, pool: Executor, warmup: _Warmup
+) -> None:
     loop = asyncio.get_running_loop()
     holder = f"{socket.gethostname()}:{os.getpid()}:{id(hub)}"
     while True:
         for name in hub.specs:
             try:
                 await loop.run_in_executor(pool, hub.refresh, name)
-                if engine is not None:
+                if engine is not None and warmup.over():
                     await loop.run_in_executor(pool, _evaluate, hub, engine, name, holder)
             except Exception:  # keep the loop alive: monitoring never stops
                 log.exception("refreshing endpoint %s failed", name)
@@ -251,6 +276,7 @@ def create_app(
     start_supervisor: bool = False,
     job_interval: float = 30.0,
     alerts: bool = True,
+    alerts_warmup: float = 30.0,
 ) -> FastAPI:
     """The hub application.
 
@@ -272,7 +298,7 @@ def create_app(
         app.state.engine = engine
         pool = _BackgroundThread()
         tasks = [
-            asyncio.create_task(_refresh_forever(hub, scan_interval, engine, pool)),
+            asyncio.create_task(_refresh_forever(hub, scan_interval, engine, pool, _Warmup(hub, alerts_warmup))),
             asyncio.create_task(_jobs_forever(hub, job_interval)),
         ]
         if engine is not None:
