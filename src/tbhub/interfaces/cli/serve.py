@@ -15,7 +15,6 @@ from tbhub.config import Config
 from tbhub.errors import ServeError
 from tbhub.hub import Hub
 from tbhub.interfaces.cli.options import ConfigOpt, LogdirOpt, PathArg, config_from
-from tbhub.watch import build_channels
 
 __all__ = ["check_port", "run_hub", "serve_command"]
 
@@ -41,22 +40,24 @@ def run_hub(
     config: Config, *, scan_interval: float, console: Console, job_interval: float = 30.0, alerts_warmup: float = 30.0
 ) -> None:
     """Start the TensorBoards, print the URLs, serve until SIGINT/SIGTERM, then stop everything."""
-    # Imported here: FastAPI and uvicorn cost most of a second, which other commands should not pay.
-    import uvicorn
-
-    from tbhub.interfaces.web.app import create_app
-
     host, port = config.server.host, config.server.port
     try:
         config.check_auth()  # again: --host may have moved the hub off loopback after the file was checked
     except ValueError as error:
         raise ServeError(str(error)) from None
     check_port(host, port, "the hub")
-    build_channels(config)  # a missing secret is one clear line now, not a failure in the background
     hub = Hub.from_config(config)
     try:
         assert hub.supervisor is not None
         hub.supervisor.start()
+        # Imported once the TensorBoards are loading: FastAPI, uvicorn and the alert engine cost about a
+        # second, which neither their start nor other commands should wait for.
+        import uvicorn
+
+        from tbhub.interfaces.web.app import create_app
+        from tbhub.watch import build_channels
+
+        build_channels(config)  # a missing secret is one clear line, not a failure in the background
         shown = "127.0.0.1" if host in ("0.0.0.0", "::") else host
         console.print(f"[bold]tbhub[/] hub on http://{shown}:{port}/", soft_wrap=True)
         for spec in hub.specs.values():
