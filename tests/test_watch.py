@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import time
 from pathlib import Path
@@ -60,6 +61,14 @@ def test_first_sight_history_is_not_news_and_404_disables(tmp_path: Path) -> Non
         assert state.channel_states()["hook"][0] is False  # type: ignore[attr-defined]
         assert engine.deliver("hook") == 1
         assert [r.json()["run"] for r in hook.requests[2:]] == ["fresh"]
+        import subprocess
+        import sys
+
+        listed = subprocess.run([sys.executable, "-m", "tbhub", "alerts", "--json", "--config",
+                                 str(tmp_path / "tbhub.toml")], capture_output=True, text=True, timeout=60)
+        (alert,) = json.loads(listed.stdout)
+        assert alert["run"] == "fresh" and alert["status"] == "finished"
+        assert alert["deliveries"]["hook"]["outcome"] == "sent" and alert["deliveries"]["hook"]["attempts"] == 2
 
 
 def test_retry_after_is_honoured_and_old_alerts_expire(tmp_path: Path) -> None:

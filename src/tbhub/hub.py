@@ -8,6 +8,7 @@ import os
 import time
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import asdict, dataclass
+from typing import Any
 
 from tbhub.adapters.crc import crc32c
 from tbhub.adapters.db.store import ScanRecord, StateStore, UsageRow, open_state
@@ -40,6 +41,7 @@ from tbhub.errors import LogRootError, TbhubError, UnknownEndpoint
 __all__ = [
     "EndpointView",
     "Hub",
+    "alert_history",
     "compare_runs",
     "log_store",
     "run_scalars",
@@ -367,3 +369,28 @@ def run_statuses(
         markers = {m for m in rule.marker_files if os.path.exists(os.path.join(folder, m))}
         verdicts[run.relpath] = run_status(run, tags.get(run.relpath, {}), rule, now_ns=now_ns, markers=markers)
     return verdicts, tags
+
+
+def alert_history(state: StateStore, limit: int = 100) -> list[dict[str, Any]]:
+    """The newest alerts, newest first, each with the last delivery attempt per channel (JSON-ready)."""
+    out = []
+    for a in state.alerts(limit=limit):
+        per_channel: dict[str, dict[str, Any]] = {}
+        for d in state.deliveries(a.id):
+            per_channel[d["channel"]] = {"outcome": d["outcome"], "attempts": d["attempt"], "error": d["error"]}
+        out.append(
+            {
+                "id": a.id,
+                "key": a.key,
+                "endpoint": a.endpoint,
+                "dataset": a.dataset,
+                "run": a.run,
+                "status": a.status,
+                "at": a.at,
+                "message": a.message,
+                "details": json.loads(a.details),
+                "url": a.url,
+                "deliveries": per_channel,
+            }
+        )
+    return out

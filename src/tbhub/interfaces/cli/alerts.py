@@ -11,7 +11,7 @@ import typer
 from rich.table import Table
 
 from tbhub.errors import DeliveryError, UsageError
-from tbhub.hub import state_store
+from tbhub.hub import alert_history, state_store
 from tbhub.interfaces.cli.options import ConfigOpt, JsonOpt, config_from, output_console
 
 __all__ = ["alerts_command", "notify_app"]
@@ -28,30 +28,9 @@ def alerts_command(
     cfg = config_from(config, None, None)
     state = state_store(cfg)
     try:
-        rows = state.alerts(limit=limit)
-        deliveries = {a.id: state.deliveries(a.id) for a in rows}
+        records = alert_history(state, limit)
     finally:
         state.dispose()
-    records = []
-    for a in rows:
-        last: dict[str, dict[str, object]] = {}
-        for d in deliveries[a.id]:
-            last[d["channel"]] = {"outcome": d["outcome"], "attempts": d["attempt"], "error": d["error"]}
-        records.append(
-            {
-                "id": a.id,
-                "key": a.key,
-                "endpoint": a.endpoint,
-                "dataset": a.dataset,
-                "run": a.run,
-                "status": a.status,
-                "at": a.at,
-                "message": a.message,
-                "details": json.loads(a.details),
-                "url": a.url,
-                "deliveries": last,
-            }
-        )
     if as_json:
         json.dump(records, sys.stdout, indent=2)
         sys.stdout.write("\n")

@@ -38,7 +38,7 @@ from tbhub.core.compare import best_index, parse_sort, sort_rows
 from tbhub.core.models import RunSummary
 from tbhub.core.units import format_age, format_size
 from tbhub.errors import TbhubError, UsageError
-from tbhub.hub import EndpointView, Hub, compare_runs
+from tbhub.hub import EndpointView, Hub, alert_history, compare_runs
 from tbhub.interfaces.cli.compare import compare_record, write_compare_csv
 from tbhub.interfaces.cli.render import age_style, iso_utc
 from tbhub.interfaces.cli.usage import usage_record
@@ -537,28 +537,7 @@ def create_app(
         return _retention_status(hub, time.time())
 
     def alerts_json(limit: int) -> list[dict[str, Any]]:
-        out = []
-        for a in hub.state.alerts(limit=limit):
-            deliveries = hub.state.deliveries(a.id)
-            per_channel: dict[str, dict[str, Any]] = {}
-            for d in deliveries:
-                per_channel[d["channel"]] = {"outcome": d["outcome"], "attempts": d["attempt"], "error": d["error"]}
-            out.append(
-                {
-                    "id": a.id,
-                    "key": a.key,
-                    "endpoint": a.endpoint,
-                    "dataset": a.dataset,
-                    "run": a.run,
-                    "status": a.status,
-                    "at": a.at,
-                    "message": a.message,
-                    "details": json.loads(a.details),
-                    "url": a.url,
-                    "deliveries": per_channel,
-                }
-            )
-        return out
+        return alert_history(hub.state, limit)
 
     @app.get("/api/alerts", tags=["alerts"])
     @access(Role.VIEWER)
