@@ -57,6 +57,7 @@ from typing import BinaryIO, Protocol
 from tbhub.core.models import FileEntry
 from tbhub.core.ports import Crc32c
 from tbhub.core.tfrecord import FOOTER_SIZE, HEADER_SIZE, record_length
+from tbhub.core.tfrecord import repeat_period as _period
 
 __all__ = [
     "PARALLEL_MIN_BYTES",
@@ -394,25 +395,6 @@ _PROBE_MIN = 16
 _PROBE_MAX = 1024
 _UNIT_MIN = 8
 _SHAPES: dict[tuple[int, ...], tuple[struct.Struct, struct.Struct, struct.Struct]] = {}
-
-
-def _period(seen: list[bytes]) -> int:
-    """The smallest p such that the last p headers repeat the p before them, or 0 (at most four
-    candidates are tried: the distances back to earlier occurrences of the last header)."""
-    k = len(seen)
-    rev = seen[::-1]
-    last = rev[0]
-    i = 0
-    for _ in range(4):
-        try:
-            i = rev.index(last, i + 1)
-        except ValueError:
-            return 0
-        if 2 * i > k:
-            return 0
-        if rev[:i] == rev[i : 2 * i]:
-            return i
-    return 0
 
 
 def _periods(

@@ -42,6 +42,9 @@ from tbhub.core.tfrecord import (
     parse_event_head,
     record_length,
 )
+from tbhub.core.tfrecord import (
+    repeat_period as _period,
+)
 
 __all__ = [
     "BAD_HEADER_CRC",
@@ -363,27 +366,6 @@ def _shape(sizes: tuple[int, ...]) -> struct.Struct:
             _SHAPES.clear()
         shape = _SHAPES[sizes] = struct.Struct("<" + "".join(f"12s{n - 12}x" for n in sizes))
     return shape
-
-
-def _period(seen: list[bytes]) -> int:
-    """The smallest p such that the last p headers repeat the p before them, or 0.
-
-    Candidates are the distances back to earlier occurrences of the last header (at most 4 tried).
-    """
-    k = len(seen)
-    rev = seen[::-1]
-    last = rev[0]
-    i = 0
-    for _ in range(4):
-        try:
-            i = rev.index(last, i + 1)
-        except ValueError:
-            return 0
-        if 2 * i > k:
-            return 0
-        if rev[:i] == rev[i : 2 * i]:
-            return i
-    return 0
 
 
 def _record_before(buf: bytes, rel: int, stop: int, cache: dict[bytes, int]) -> int:

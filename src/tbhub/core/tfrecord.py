@@ -28,6 +28,7 @@ __all__ = [
     "masked_crc32c",
     "parse_event_head",
     "record_length",
+    "repeat_period",
 ]
 
 HEADER_SIZE = 12
@@ -195,3 +196,24 @@ def parse_event_head(data: bytes, *, complete: bool = True) -> EventHead | None:
         if complete:
             return None
     return EventHead(wall_time, step, file_version)
+
+
+def repeat_period(seen: list[bytes]) -> int:
+    """The smallest p such that the last p headers repeat the p before them, or 0.
+
+    Candidates are the distances back to earlier occurrences of the last header (at most 4 tried).
+    """
+    k = len(seen)
+    rev = seen[::-1]
+    last = rev[0]
+    i = 0
+    for _ in range(4):
+        try:
+            i = rev.index(last, i + 1)
+        except ValueError:
+            return 0
+        if 2 * i > k:
+            return 0
+        if rev[:i] == rev[i : 2 * i]:
+            return i
+    return 0
