@@ -161,6 +161,22 @@ def frame(payload: bytes) -> bytes:
     return header + payload + _U32.pack(_mask(google_crc32c.value(payload)))
 
 
+def append_events(path: Path, records: int, step0: int) -> int:
+    """Append ``records`` ``simple_value`` events to ``path`` (as a training job would); bytes added."""
+    before, after = simple_value_template("train/loss")
+    wall_time = time.time()
+    chunks = []
+    for i in range(records):
+        summary = before + struct.pack("<f", 1.0 / (i + 1)) + after
+        payload = (b"\x09" + struct.pack("<d", wall_time + i) + b"\x10" + _varint(step0 + i)
+                   + b"\x2a" + _varint(len(summary)) + summary)
+        chunks.append(frame(payload))
+    data = b"".join(chunks)
+    with open(path, "ab") as f:
+        f.write(data)
+    return len(data)
+
+
 class _EventFile:
     """Buffered writer of framed records; counts records and bytes."""
 

@@ -22,14 +22,13 @@ from __future__ import annotations
 import argparse
 import os
 import statistics
-import struct
 import sys
 import tempfile
 import time
 from collections.abc import Callable
 from pathlib import Path
 
-from gentree import DEFAULT_RECORDS, DEFAULT_ROOT, DEFAULT_RUNS, ensure_tree, frame, simple_value_template
+from gentree import DEFAULT_RECORDS, DEFAULT_ROOT, DEFAULT_RUNS, append_events, ensure_tree
 from tbhub.adapters.crc import crc32c
 from tbhub.adapters.db.store import open_state
 from tbhub.adapters.storage.local import LocalLogStore
@@ -117,34 +116,6 @@ def sample_full_parse(
     return seconds, parsed, notes
 
 
-def append_events(paths: list[Path], records_each: int, step0: int) -> int:
-    """Append ``records_each`` scalar events to each file (as a training job would); bytes added."""
-    before, after = simple_value_template("train/loss")
-    wall_time = time.time()
-    added = 0
-    for path in paths:
-        chunks = []
-        for i in range(records_each):
-            summary = before + struct.pack("<f", 1.0 / (i + 1)) + after
-            payload = (b"\x09" + struct.pack("<d", wall_time + i) + b"\x10" + _varint(step0 + i)
-                       + b"\x2a" + _varint(len(summary)) + summary)
-            chunks.append(frame(payload))
-        data = b"".join(chunks)
-        with open(path, "ab") as f:
-            f.write(data)
-        added += len(data)
-    return added
-
-
-def _varint(n: int) -> bytes:
-    out = bytearray()
-    while n >= 0x80:
-        out.append((n & 0x7F) | 0x80)
-        n >>= 7
-    out.append(n)
-    return bytes(out)
-
-
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0] if __doc__ else None)
     parser.add_argument("--tree", type=Path, default=DEFAULT_ROOT)
@@ -202,7 +173,7 @@ def main(argv: list[str] | None = None) -> int:
             e_results = []
             try:
                 for each in (1_000, 20_000):
-                    added = append_events(targets, each, 10_000_000)
+                    added = sum(append_events(path, each, 10_000_000) for path in targets)
                     t = time.perf_counter()
                     (grown,) = scan_endpoints(config, state=state, workers=args.workers)
                     e_results.append((added, time.perf_counter() - t, grown.files_read, grown.bytes_read))

@@ -26,14 +26,13 @@ import argparse
 import math
 import os
 import resource
-import struct
 import subprocess
 import sys
 import time
 from multiprocessing import get_context
 from pathlib import Path
 
-from gentree import DEFAULT_RECORDS, DEFAULT_ROOT, DEFAULT_RUNS, ensure_tree, frame, plan, simple_value_template
+from gentree import DEFAULT_RECORDS, DEFAULT_ROOT, DEFAULT_RUNS, append_events, ensure_tree, plan
 from tbhub.adapters.crc import crc32c
 from tbhub.adapters.scalar_decoder import ProtobufDecoder
 from tbhub.core.models import FileEntry
@@ -126,31 +125,6 @@ def compare(ours: dict[str, TagSummary], theirs: dict[str, list[tuple[int, float
         if want != got:
             problems.append(f"{tag}: TensorBoard {want}, tbhub {got}")
     return problems
-
-
-def append_events(path: Path, records: int, step0: int) -> int:
-    """Append ``records`` ``simple_value`` events to ``path`` (as a training job would); bytes added."""
-    before, after = simple_value_template("train/loss")
-    wall_time = time.time()
-    chunks = []
-    for i in range(records):
-        summary = before + struct.pack("<f", 1.0 / (i + 1)) + after
-        payload = (b"\x09" + struct.pack("<d", wall_time + i) + b"\x10" + _varint(step0 + i)
-                   + b"\x2a" + _varint(len(summary)) + summary)
-        chunks.append(frame(payload))
-    data = b"".join(chunks)
-    with open(path, "ab") as f:
-        f.write(data)
-    return len(data)
-
-
-def _varint(n: int) -> bytes:
-    out = bytearray()
-    while n >= 0x80:
-        out.append((n & 0x7F) | 0x80)
-        n >>= 7
-    out.append(n)
-    return bytes(out)
 
 
 def _children_cpu() -> float:
