@@ -93,6 +93,8 @@ ROUTES: dict[str, Case] = {
     "tensorboard_root": Case("GET", "/tb/lora/data/runs", (401, 502, 502, 502), headers={}),
     "healthz": Case("GET", "/healthz", (200, 200, 200, 200)),
     "readyz": Case("GET", "/readyz", (200, 200, 200, 200)),
+    # Prometheus scrapes with a viewer API token; without one it gets 401, never the login page.
+    "metrics": Case("GET", "/metrics", API, headers={}),
     "static": Case("GET", "/static/hub.css", (200, 200, 200, 200)),
     "login": Case("GET", "/login", (200, 303, 303, 303)),
     "login_submit": Case("POST", "/login", (401, 401, 401, 401), form=_form(name="nobody", password="wrong")),

@@ -664,6 +664,24 @@ class StateStore:
         with self.engine.connect() as connection:
             return [dict(r._mapping) for r in connection.execute(query)]
 
+    def alert_counts(self) -> dict[tuple[str, str], int]:
+        """(endpoint, status) → how many alerts were ever recorded (one GROUP BY; for ``/metrics``)."""
+        with self.engine.connect() as connection:
+            rows = connection.execute(
+                select(alerts.c.endpoint, alerts.c.status, func.count()).group_by(alerts.c.endpoint, alerts.c.status)
+            )
+            return {(endpoint, status): int(n) for endpoint, status, n in rows}
+
+    def delivery_counts(self) -> dict[tuple[str, str], int]:
+        """(channel, outcome) → how many delivery attempts ended so (one GROUP BY; for ``/metrics``)."""
+        with self.engine.connect() as connection:
+            rows = connection.execute(
+                select(deliveries.c.channel, deliveries.c.outcome, func.count()).group_by(
+                    deliveries.c.channel, deliveries.c.outcome
+                )
+            )
+            return {(channel, outcome): int(n) for channel, outcome, n in rows}
+
     def set_channel(self, name: str, *, disabled: bool, reason: str | None) -> None:
         with self.engine.begin() as connection:
             connection.execute(delete(channels).where(channels.c.name == name))

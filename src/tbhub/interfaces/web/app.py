@@ -46,6 +46,7 @@ from tbhub.interfaces.web.annotate import add_annotation_routes, run_marks
 from tbhub.interfaces.web.auth import AuthMiddleware, RoleTable, current_user
 from tbhub.interfaces.web.login import add_login_routes
 from tbhub.interfaces.web.markup import render_note
+from tbhub.interfaces.web.metrics import add_metrics
 from tbhub.interfaces.web.proxy import TensorBoardProxy
 from tbhub.manage import apply_retention
 from tbhub.watch import AlertEngine
@@ -602,4 +603,5 @@ def create_app(
 
     add_login_routes(app, hub, accounts, templates, access, context)
     add_annotation_routes(app, hub, annotations, templates, access, context)
+    add_metrics(app, hub, access)  # last: its request middleware is the outermost
     return app
