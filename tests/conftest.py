@@ -8,6 +8,9 @@ from pathlib import Path
 
 import pytest
 
+# The S3 fixtures (a real moto_server, started only by tests that ask for one) for every test module.
+from s3 import s3_bucket, s3_endpoint, s3_server  # noqa: F401  (pytest fixtures)
+
 
 @pytest.fixture(autouse=True)
 def isolated_env(tmp_path_factory: pytest.TempPathFactory, monkeypatch: pytest.MonkeyPatch) -> Iterator[Path]:

@@ -13,6 +13,7 @@ from tbhub.config import (
     EndpointConfig,
     EndpointRetentionConfig,
     RetentionConfig,
+    S3Config,
 )
 
 README = (Path(__file__).parent.parent / "README.md").read_text()
@@ -35,6 +36,7 @@ def test_settings_table_matches_the_model() -> None:
     modelled |= {f"alerts.{field}" for field in AlertsConfig.model_fields if field != "endpoints"}
     modelled |= {"alerts.endpoints.NAME", "notify"}
     modelled |= {f"auth.{field}" for field in AuthConfig.model_fields}
+    modelled |= {f"s3.{field}" for field in S3Config.model_fields}
     assert modelled == {key for key, _, _ in SETTINGS}
 
 

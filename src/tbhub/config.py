@@ -30,6 +30,7 @@ __all__ = [
     "Config",
     "DisplayConfig",
     "EndpointConfig",
+    "S3Config",
     "ServerConfig",
     "StateConfig",
     "default_state_dir",
@@ -54,6 +55,14 @@ SETTINGS: tuple[tuple[str, object, str], ...] = (
     ("endpoints.NAME.reload_interval", 30, "Seconds between TensorBoard reloads."),
     ("endpoints.NAME.title", None, "A human title for the hub page."),
     ("endpoints.NAME.expose", False, "Bind this TensorBoard to all interfaces, not only 127.0.0.1."),
+    ("endpoints.NAME.s3", None, "[s3] settings for this endpoint's s3:// log root; unset keys come from [s3]."),
+    ("s3.endpoint_url", None, "S3-compatible server URL (else $AWS_ENDPOINT_URL, else AWS)."),
+    ("s3.region", None, "Region (else $AWS_DEFAULT_REGION or the profile's)."),
+    ("s3.profile", None, "Profile in ~/.aws/config and credentials (else $AWS_PROFILE)."),
+    ("s3.access_key_id_env", None, "Variable holding the access key id (else $AWS_ACCESS_KEY_ID)."),
+    ("s3.secret_access_key_env", None, "Variable holding the secret key (else $AWS_SECRET_ACCESS_KEY)."),
+    ("s3.secret_access_key_file", None, "Or a file holding the secret key."),
+    ("s3.anon", False, "Read public buckets without credentials."),
     ("retention.schedule", None, "Apply the retention policies daily at this local time (\"03:00\")."),
     ("retention.every", None, "Or apply them at this interval (\"6h\")."),
     ("retention.active_minutes", 10, "Runs written this recently are never removed by a policy."),
@@ -127,6 +136,79 @@ class DisplayConfig(_Strict):
         return self
 
 
+class S3Config(_Strict):
+    """``[s3]`` (and ``[endpoints.NAME.s3]``): how to reach S3-compatible object storage.
+
+    Every key is optional: what is unset comes from the enclosing ``[s3]`` and then from the usual
+    AWS environment (``AWS_ENDPOINT_URL``, ``AWS_ACCESS_KEY_ID``, ``AWS_PROFILE``, ...), which
+    botocore reads itself. Secrets are never in the file: ``*_env`` names a variable, ``*_file`` a file.
+    """
+
+    endpoint_url: str | None = None
+    region: str | None = None
+    profile: str | None = None
+    access_key_id_env: str | None = None
+    secret_access_key_env: str | None = None
+    secret_access_key_file: str | None = None
+    anon: bool | None = None
+
+    @field_validator("endpoint_url")
+    @classmethod
+    def _url(cls, value: str | None) -> str | None:
+        if value is not None and not re.match(r"^https?://[^/\s]+", value):
+            raise ValueError(f"endpoint_url must be an http:// or https:// URL, not {value!r}")
+        return value
+
+    @model_validator(mode="after")
+    def _one_secret(self) -> S3Config:
+        if self.secret_access_key_env and self.secret_access_key_file:
+            raise ValueError("set either secret_access_key_env or secret_access_key_file, not both")
+        return self
+
+    def over(self, base: S3Config) -> S3Config:
+        """These settings, with every unset key taken from ``base``."""
+        own = self.model_dump(exclude_none=True)
+        return base.model_copy(update=own)
+
+    def storage_options(self, where: str = "s3") -> dict[str, Any]:
+        """Keyword arguments for ``s3fs.S3FileSystem``, secrets read now from their variable or file.
+
+        Raises ``ConfigError`` (naming ``where``, never a value) when a named variable is unset or a
+        file unreadable. The result holds secrets: never log or print it.
+        """
+        options: dict[str, Any] = {}
+        if self.endpoint_url:
+            options["endpoint_url"] = self.endpoint_url
+        if self.region:
+            # Only the client's region: s3fs would also send it as a bucket LocationConstraint, and
+            # tbhub never creates buckets.
+            options["client_kwargs"] = {"region_name": self.region}
+        if self.profile:
+            options["profile"] = self.profile
+        if self.anon:
+            options["anon"] = True
+        if self.access_key_id_env:
+            options["key"] = _secret_from_env(self.access_key_id_env, f"{where}.access_key_id_env")
+        if self.secret_access_key_env:
+            options["secret"] = _secret_from_env(self.secret_access_key_env, f"{where}.secret_access_key_env")
+        elif self.secret_access_key_file:
+            path = Path(self.secret_access_key_file).expanduser()
+            try:
+                options["secret"] = path.read_text().strip()
+            except OSError as error:
+                raise ConfigError(
+                    f"{where}.secret_access_key_file: cannot read {path} ({error.strerror or error})"
+                ) from None
+        return options
+
+
+def _secret_from_env(variable: str, key: str) -> str:
+    value = os.environ.get(variable)
+    if not value:
+        raise ConfigError(f"{key}: environment variable {variable} is not set")
+    return value
+
+
 class EndpointConfig(_Strict):
     logdir: str
     layout: str = DEFAULT_LAYOUT
@@ -134,6 +216,7 @@ class EndpointConfig(_Strict):
     reload_interval: int = Field(default=30, ge=1)
     title: str | None = None
     expose: bool = False
+    s3: S3Config | None = None
 
     @field_validator("layout")
     @classmethod
@@ -360,6 +443,23 @@ class Config(_Strict):
     alerts: AlertsConfig = AlertsConfig()
     notify: list[NotifyConfig] = Field(default_factory=list)
     auth: AuthConfig = AuthConfig()
+    s3: S3Config = S3Config()
+
+    def storage_options(self, endpoint: str | None = None) -> dict[str, Any]:
+        """fsspec/s3fs options for an ``s3://`` URL of ``endpoint`` (its log root, its archives), or,
+        with ``None``, for any other ``s3://`` URL: ``[endpoints.NAME.s3]`` over ``[s3]``.
+
+        Raises ``UnknownEndpoint`` for an unknown name and ``ConfigError`` when a secret's variable is
+        unset. The result may hold secrets: pass it to the filesystem, never to a log or ``--json``.
+        """
+        settings, where = self.s3, "s3"
+        if endpoint is not None:
+            if endpoint not in self.endpoints:
+                raise UnknownEndpoint(f"unknown endpoint {endpoint!r}")
+            own = self.endpoints[endpoint].s3
+            if own is not None:
+                settings, where = own.over(self.s3), f"endpoints.{endpoint}.s3"
+        return settings.storage_options(where)
 
     @model_validator(mode="after")
     def _auth_safe(self) -> Config:
@@ -495,9 +595,12 @@ def _from_mapping(data: Mapping[str, Any], source: str) -> Config:
 def parse_logdir_flag(value: str) -> tuple[str, str]:
     """``NAME=PATH`` → (name, path); a bare PATH is named after its folder."""
     name, sep, path = value.partition("=")
-    if not sep:
+    if not sep or "://" in name:
         path = value
-        name = Path(value).expanduser().resolve().name or "root"
+        if "://" in value:
+            name = value.split("://", 1)[1].rstrip("/").rpartition("/")[2] or "root"
+        else:
+            name = Path(value).expanduser().resolve().name or "root"
     if not name or not path:
         raise UsageError(f"--logdir wants NAME=PATH, got {value!r}")
     return name, path
@@ -541,7 +644,7 @@ def load_config(
         name, logdir = parse_logdir_flag(value)
         if name in flag_endpoints:
             raise UsageError(f"endpoint {name!r} given twice")
-        flag_endpoints[name] = {"logdir": str(Path(logdir).expanduser())}
+        flag_endpoints[name] = {"logdir": logdir if "://" in logdir else str(Path(logdir).expanduser())}
     if flag_endpoints:
         file_endpoints = data.get("endpoints", {}) if isinstance(data.get("endpoints"), dict) else {}
         for name, spec in flag_endpoints.items():
