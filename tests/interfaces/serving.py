@@ -79,14 +79,17 @@ class Server:
 
 
 def write_config(path: Path, roots: dict[str, Path], *, hub_port: int, reload_interval: int = 1,
-                 state_dir: Path | None = None, extra: str = "", auth: str | None = "none") -> dict[str, int]:
-    """``auth``: the ``[auth]`` mode to write ("none": no login on loopback); ``None`` writes no ``[auth]``."""
+                 state_dir: Path | None = None, extra: str = "", auth: str | None = "none",
+                 database: str | None = None) -> dict[str, int]:
+    """``auth``: the ``[auth]`` mode to write ("none": no login on loopback); ``None`` writes no ``[auth]``.
+    ``database``: a state database URL (default: SQLite in ``state_dir``)."""
     ports = {name: free_port() for name in roots}
     lines = [f"[server]\nport = {hub_port}\n"]
     if auth is not None:
         lines.append(f'[auth]\nmode = "{auth}"\n')
-    if state_dir is not None:
-        lines.append(f'[state]\ndir = "{state_dir}"\n')
+    if state_dir is not None or database is not None:
+        lines.append("[state]\n" + (f'dir = "{state_dir}"\n' if state_dir else "")
+                     + (f'database = "{database}"\n' if database else ""))
     for name, root in roots.items():
         lines.append(
             f'[endpoints.{name}]\nlogdir = "{root}"\nport = {ports[name]}\nreload_interval = {reload_interval}\n'
@@ -98,13 +101,14 @@ def write_config(path: Path, roots: dict[str, Path], *, hub_port: int, reload_in
 
 @contextlib.contextmanager
 def serve(tmp: Path, roots: dict[str, Path], *, scan_interval: float = 1.0, wait: bool = True,
-          extra_args: tuple[str, ...] = (), extra_config: str = "", auth: str | None = "none") -> Iterator[Server]:
+          extra_args: tuple[str, ...] = (), extra_config: str = "", auth: str | None = "none",
+          database: str | None = None) -> Iterator[Server]:
     """Start ``tbhub serve`` over ``roots``; always stop it (SIGTERM, then SIGKILL of the whole tree)."""
     tmp.mkdir(parents=True, exist_ok=True)
     port = free_port()
     config = tmp / "tbhub.toml"
     ports = write_config(config, roots, hub_port=port, state_dir=tmp / "state", extra=extra_config,
-                         auth=auth)
+                         auth=auth, database=database)
     log = tmp / "serve.log"
     with open(log, "w") as out:
         proc = subprocess.Popen(

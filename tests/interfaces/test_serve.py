@@ -89,7 +89,10 @@ def test_prefix_redirect_and_unknown_endpoint(server: Server) -> None:
 
 
 def test_api_health_and_openapi(server: Server) -> None:
-    assert server.get("/healthz").json() == {"status": "ok"}
+    health = server.get("/healthz").json()
+    # A lone server on SQLite leads (it holds the leader lease) and names itself host:pid.
+    assert health == {"status": "ok", "leader": True, "replica": health["replica"]}
+    assert health["replica"].endswith(f":{server.proc.pid}")
     ready = server.get("/readyz")
     assert ready.status_code == 200 and ready.json()["endpoints"] == {"lora": "up", "router": "up"}
     endpoints = {e["name"]: e for e in server.get("/api/endpoints").json()}

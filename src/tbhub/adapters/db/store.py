@@ -87,7 +87,7 @@ class DeletionRecord:
 
 #: The newest migration; a test checks it against the migration scripts. Comparing with it spares
 #: every command the import of alembic (slow) when the schema is already up to date.
-HEAD_REVISION = "0006"
+HEAD_REVISION = "0007"
 
 
 @dataclass(frozen=True, slots=True)
@@ -259,7 +259,7 @@ class StateStore:
                 cfg.attributes["connection"] = connection
                 command.upgrade(cfg, "head")
         except SQLAlchemyError as error:
-            raise StateError(f"cannot migrate the state database: {_one_line(error)}") from None
+            raise StateError(f"cannot migrate the state database: {one_line(error)}") from None
         return self.current_revision() or ""
 
     @contextlib.contextmanager
@@ -697,7 +697,8 @@ class StateStore:
         self.engine.dispose()
 
 
-def _one_line(error: BaseException) -> str:
+def one_line(error: BaseException) -> str:
+    """The first line of a database error (the driver's own message when there is one)."""
     text = str(getattr(error, "orig", None) or error)
     return text.strip().splitlines()[0] if text.strip() else type(error).__name__
 
@@ -734,5 +735,5 @@ def open_state(url: str, *, migrate: bool = True) -> StateStore:
         try:
             store.upgrade()
         except OperationalError as error:  # pragma: no cover - depends on the server
-            raise StateError(f"cannot reach state database: {_one_line(error)}") from None
+            raise StateError(f"cannot reach state database: {one_line(error)}") from None
     return store

@@ -33,6 +33,7 @@ from fastapi.templating import Jinja2Templates
 from tbhub import __version__
 from tbhub.adapters.db.accounts import AccountStore
 from tbhub.adapters.db.annotations import AnnotationStore
+from tbhub.adapters.db.leader import Leadership, leadership_for
 from tbhub.core.accounts import Role
 from tbhub.core.compare import best_index, parse_sort, sort_rows
 from tbhub.core.models import RunSummary
@@ -163,16 +164,29 @@ def _background_jobs(hub: Hub, now: float) -> None:
             log.info("retention is being applied by another process")
 
 
-async def _jobs_forever(hub: Hub, interval: float) -> None:
+async def _jobs_forever(hub: Hub, interval: float, leadership: Leadership) -> None:
     while True:
-        try:
-            await asyncio.to_thread(_background_jobs, hub, time.time())
-        except Exception:  # monitoring never stops: log and try again next time
-            log.exception("background job failed")
+        if leadership.is_leader:
+            try:
+                await asyncio.to_thread(_background_jobs, hub, time.time())
+            except Exception:  # monitoring never stops: log and try again next time
+                log.exception("background job failed")
         await asyncio.sleep(interval)
 
 
-ALERTS_LEASE = "alerts"
+#: Seconds between leader polls. A follower takes over at its next poll after the leader's advisory
+#: lock is gone (PostgreSQL) or LEADER_TTL_S after its last renewal (the lease on SQLite).
+LEADER_POLL_S = 5.0
+LEADER_TTL_S = 20.0
+
+
+async def _lead_forever(leadership: Leadership, interval: float) -> None:
+    while True:
+        await asyncio.sleep(interval)
+        try:
+            await asyncio.to_thread(leadership.poll)
+        except Exception:
+            log.exception("leader election failed")
 
 
 class _BackgroundThread(Executor):
@@ -217,9 +231,8 @@ def _low_priority() -> None:
         os.setpriority(os.PRIO_PROCESS, threading.get_native_id(), 19)
 
 
-def _evaluate(hub: Hub, engine: AlertEngine, name: str, holder: str) -> None:
-    if hub.state.acquire_lease(ALERTS_LEASE, holder, 120.0):
-        engine.evaluate(hub.specs[name], hub.runs(name))
+def _evaluate(hub: Hub, engine: AlertEngine, name: str) -> None:
+    engine.evaluate(hub.specs[name], hub.runs(name))
 
 
 class _Warmup:
@@ -246,27 +259,30 @@ class _Warmup:
 
 
 async def _refresh_forever(
-    hub: Hub, interval: float, engine: AlertEngine | None, pool: Executor, warmup: _Warmup
+    hub: Hub, interval: float, engine: AlertEngine | None, pool: Executor, warmup: _Warmup, leadership: Leadership
 ) -> None:
+    """The leader scans every endpoint into the index and evaluates alerts; followers read the index."""
     loop = asyncio.get_running_loop()
-    holder = f"{socket.gethostname()}:{os.getpid()}:{id(hub)}"
     while True:
         for name in hub.specs:
+            if not leadership.is_leader:
+                break
             try:
                 await loop.run_in_executor(pool, hub.refresh, name)
                 if engine is not None and warmup.over():
-                    await loop.run_in_executor(pool, _evaluate, hub, engine, name, holder)
+                    await loop.run_in_executor(pool, _evaluate, hub, engine, name)
             except Exception:  # keep the loop alive: monitoring never stops
                 log.exception("refreshing endpoint %s failed", name)
         await asyncio.sleep(interval)
 
 
-async def _deliver_forever(engine: AlertEngine, name: str, interval: float) -> None:
+async def _deliver_forever(engine: AlertEngine, name: str, interval: float, leadership: Leadership) -> None:
     while True:
-        try:
-            await asyncio.to_thread(engine.deliver, name)
-        except Exception:
-            log.exception("delivering alerts to %s failed", name)
+        if leadership.is_leader:
+            try:
+                await asyncio.to_thread(engine.deliver, name)
+            except Exception:
+                log.exception("delivering alerts to %s failed", name)
         await asyncio.sleep(interval)
 
 
@@ -298,12 +314,18 @@ def create_app(
         engine = AlertEngine(hub.config, hub.state) if alerts else None
         app.state.engine = engine
         pool = _BackgroundThread()
+        await asyncio.to_thread(leadership.poll)
         tasks = [
-            asyncio.create_task(_refresh_forever(hub, scan_interval, engine, pool, _Warmup(hub, alerts_warmup))),
-            asyncio.create_task(_jobs_forever(hub, job_interval)),
+            asyncio.create_task(_lead_forever(leadership, LEADER_POLL_S)),
+            asyncio.create_task(
+                _refresh_forever(hub, scan_interval, engine, pool, _Warmup(hub, alerts_warmup), leadership)
+            ),
+            asyncio.create_task(_jobs_forever(hub, job_interval, leadership)),
         ]
         if engine is not None:
-            tasks += [asyncio.create_task(_deliver_forever(engine, name, 1.0)) for name in engine.channels]
+            tasks += [
+                asyncio.create_task(_deliver_forever(engine, name, 1.0, leadership)) for name in engine.channels
+            ]
         try:
             yield
         finally:
@@ -313,10 +335,13 @@ def create_app(
                 with contextlib.suppress(asyncio.CancelledError):
                     await task
             pool.shutdown(wait=False, cancel_futures=True)
+            await asyncio.to_thread(leadership.release)  # a follower takes over at its next poll
             await client.aclose()
             if start_supervisor and hub.supervisor is not None:
                 await asyncio.to_thread(hub.supervisor.stop)
 
+    replica = f"{socket.gethostname()}:{os.getpid()}"
+    leadership = leadership_for(hub.state, replica, ttl_s=LEADER_TTL_S)
     app = FastAPI(
         title="tbhub",
         version=__version__,
@@ -570,9 +595,9 @@ def create_app(
         )
 
     @app.get("/healthz", tags=["health"])
-    def healthz() -> dict[str, str]:
-        """The hub process answers."""
-        return {"status": "ok"}
+    def healthz() -> dict[str, Any]:
+        """The hub process answers; ``leader`` says whether this replica runs the background jobs."""
+        return {"status": "ok", "replica": replica, "leader": leadership.is_leader}
 
     @app.get("/readyz", tags=["health"])
     def readyz() -> Response:
