@@ -1,4 +1,8 @@
-"""Accounts, notes, tags and bookmarks in the state database (SQLite)."""
+"""Accounts, notes, tags and bookmarks in the state database, on SQLite and on a real PostgreSQL.
+
+Every store test takes ``state``: a fresh SQLite file and a fresh PostgreSQL database (``tests/pg.py``;
+the server starts once, only when a ``postgresql`` case runs), so each behaviour holds on both.
+"""
 
 from __future__ import annotations
 
@@ -9,6 +13,7 @@ from pathlib import Path
 import pytest
 from sqlalchemy import select
 
+from pg import fresh_postgres_url, postgres_server  # noqa: F401  (pytest fixtures)
 from tbhub.adapters.db.accounts import AccountStore
 from tbhub.adapters.db.annotations import AnnotationStore
 from tbhub.adapters.db.store import StateStore, open_state
@@ -18,9 +23,16 @@ from tbhub.core.bookmarks import Bookmark, tensorboard_url
 from tbhub.errors import UsageError
 
 
-@pytest.fixture
-def state(tmp_path: Path) -> Iterator[StateStore]:
-    store = open_state(f"sqlite:///{tmp_path / 'state.db'}")
+BACKENDS = ["sqlite", pytest.param("postgresql", marks=pytest.mark.slow)]
+
+
+@pytest.fixture(params=BACKENDS)
+def state(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[StateStore]:
+    if request.param == "sqlite":
+        url = f"sqlite:///{tmp_path / 'state.db'}"
+    else:
+        url = str(request.getfixturevalue("fresh_postgres_url"))
+    store = open_state(url)
     try:
         yield store
     finally:

@@ -215,18 +215,32 @@ class AccountStore:
         return row is not None and row.used_at is None and row.expires_at > time.time()
 
     def use_setup_token(self, token: str, name: str, password: str) -> UserRow:
-        """Create the first admin with a setup link; the link works once. ``UsageError`` otherwise."""
+        """Create the first admin with a setup link; the link works once. ``UsageError`` otherwise.
+
+        The link is spent in the same transaction that creates the admin: a refused name (taken,
+        malformed) leaves the link usable for another try.
+        """
+        name = _check_name(name)
+        hashed = hash_password(password)
         now = time.time()
-        with self.engine.begin() as connection:
-            used = connection.execute(
-                update(setup_tokens)
-                .where(setup_tokens.c.token_hash == token_digest(token), setup_tokens.c.used_at.is_(None),
-                       setup_tokens.c.expires_at > now)
-                .values(used_at=now)
-            ).rowcount
-        if not used:
-            raise UsageError("this setup link was used already or has expired")
-        return self.add_user(name, Role.ADMIN, password)
+        try:
+            with self.engine.begin() as connection:
+                used = connection.execute(
+                    update(setup_tokens)
+                    .where(setup_tokens.c.token_hash == token_digest(token), setup_tokens.c.used_at.is_(None),
+                           setup_tokens.c.expires_at > now)
+                    .values(used_at=now)
+                ).rowcount
+                if not used:
+                    raise UsageError("this setup link was used already or has expired")
+                result = connection.execute(
+                    insert(users).values(name=name, role=str(Role.ADMIN), password_hash=hashed, created_at=now,
+                                         disabled=False)
+                )
+                user_id = int(result.inserted_primary_key[0])  # type: ignore[index]
+        except IntegrityError:
+            raise UsageError(f"a user named {name!r} exists already") from None
+        return UserRow(user_id, name, Role.ADMIN, now, False)
 
 
 @functools.cache

@@ -10,13 +10,14 @@ from __future__ import annotations
 import re
 import time
 from dataclasses import dataclass
+from typing import Any
 
-from sqlalchemy import Engine, delete, insert, select
+from sqlalchemy import Engine, Row, delete, insert, select, update
 from sqlalchemy.exc import IntegrityError
 
 from tbhub.adapters.db.tables import bookmarks, notes, run_tags
 from tbhub.core.bookmarks import Bookmark
-from tbhub.errors import UsageError
+from tbhub.errors import UnknownEndpoint, UsageError
 
 __all__ = ["NOTE_MAX", "TAG", "AnnotationStore", "Note"]
 
@@ -26,12 +27,29 @@ NOTE_MAX = 20_000
 
 @dataclass(frozen=True, slots=True)
 class Note:
+    """A note on a run; an edit keeps ``author`` and ``at`` and records ``edited_by`` and ``edited_at``."""
+
     id: int
     endpoint: str
     relpath: str
     text: str
     author: str
     at: float
+    edited_by: str | None = None
+    edited_at: float | None = None
+
+
+def _note_text(text: str) -> str:
+    text = text.strip()
+    if not text:
+        raise UsageError("the note is empty")
+    if len(text) > NOTE_MAX:
+        raise UsageError(f"a note holds at most {NOTE_MAX:,} characters")
+    return text
+
+
+def _note(row: Row[Any]) -> Note:
+    return Note(row.id, row.endpoint, row.relpath, row.text, row.author, row.at, row.edited_by, row.edited_at)
 
 
 class AnnotationStore:
@@ -42,11 +60,7 @@ class AnnotationStore:
 
     # -- notes ----------------------------------------------------------------------------------
     def add_note(self, endpoint: str, relpath: str, text: str, author: str) -> Note:
-        text = text.strip()
-        if not text:
-            raise UsageError("the note is empty")
-        if len(text) > NOTE_MAX:
-            raise UsageError(f"a note holds at most {NOTE_MAX:,} characters")
+        text = _note_text(text)
         now = time.time()
         with self.engine.begin() as connection:
             result = connection.execute(
@@ -62,7 +76,35 @@ class AnnotationStore:
             query = query.where(notes.c.relpath == relpath)
         with self.engine.connect() as connection:
             rows = connection.execute(query.order_by(notes.c.at, notes.c.id))
-            return [Note(r.id, r.endpoint, r.relpath, r.text, r.author, r.at) for r in rows]
+            return [_note(r) for r in rows]
+
+    def note(self, note_id: int) -> Note | None:
+        with self.engine.connect() as connection:
+            row = connection.execute(select(notes).where(notes.c.id == note_id)).first()
+        return None if row is None else _note(row)
+
+    def edit_note(self, note_id: int, text: str, editor: str, *, endpoint: str | None = None,
+                  relpath: str | None = None) -> Note:
+        """Replace a note's text; the author and time stay, the editor and the edit's time are kept.
+
+        ``endpoint`` and ``relpath``, when given, must be the note's: an edit never moves to another
+        run's note by a wrong id. ``UnknownEndpoint`` (HTTP 404) when there is no such note.
+        """
+        text = _note_text(text)
+        where = [notes.c.id == note_id]
+        if endpoint is not None:
+            where.append(notes.c.endpoint == endpoint)
+        if relpath is not None:
+            where.append(notes.c.relpath == relpath)
+        with self.engine.begin() as connection:
+            changed = connection.execute(
+                update(notes).where(*where).values(text=text, edited_by=editor, edited_at=time.time())
+            ).rowcount
+            row = connection.execute(select(notes).where(notes.c.id == note_id)).first() if changed else None
+        if row is None:
+            on = f" on {endpoint}/{relpath}" if endpoint is not None and relpath is not None else ""
+            raise UnknownEndpoint(f"no note {note_id}{on}")
+        return _note(row)
 
     def remove_note(self, note_id: int) -> bool:
         with self.engine.begin() as connection:

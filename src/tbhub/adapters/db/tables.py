@@ -15,9 +15,11 @@ from sqlalchemy import (
     String,
     Table,
     Text,
+    UniqueConstraint,
 )
 
 __all__ = [
+    "alert_rules",
     "alerts",
     "api_tokens",
     "bookmarks",
@@ -281,6 +283,8 @@ notes = Table(
     Column("text", Text, nullable=False),
     Column("author", String(256), nullable=False),
     Column("at", Float, nullable=False),
+    Column("edited_by", String(256)),  # 0007: the last editor and when; the author stays
+    Column("edited_at", Float),
     Index("ix_notes_run", "endpoint", "relpath"),
 )
 
@@ -311,4 +315,19 @@ bookmarks = Table(
     Column("smoothing", Float),
     Column("page", Text),
     Column("created_at", Float, nullable=False),
+)
+
+# -- 0007 --------------------------------------------------------------------------------------------
+#: Alert (status) rules set from the hub. One row per scope: an endpoint (``dataset`` is "") or one
+#: dataset glob of it; ``rule`` is the JSON of the config keys it sets, which win over the config's.
+alert_rules = Table(
+    "alert_rules",
+    metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("endpoint", String(128), nullable=False),
+    Column("dataset", String(256), nullable=False),
+    Column("rule", Text, nullable=False),
+    Column("updated_by", String(256), nullable=False),
+    Column("updated_at", Float, nullable=False),
+    UniqueConstraint("endpoint", "dataset", name="uq_alert_rules_scope"),
 )
