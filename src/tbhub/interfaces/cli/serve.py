@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import errno
+import logging
 import signal
 import socket
 from types import FrameType
@@ -12,11 +13,14 @@ import typer
 from rich.console import Console
 
 from tbhub.config import Config
-from tbhub.errors import ServeError
+from tbhub.errors import ServeError, UsageError
 from tbhub.hub import Hub
+from tbhub.interfaces.cli.logs import LOG_FORMATS, LOG_LEVELS, LogFormat, configure_logging
 from tbhub.interfaces.cli.options import ConfigOpt, LogdirOpt, PathArg, config_from
 
 __all__ = ["check_port", "run_hub", "serve_command"]
+
+log = logging.getLogger("tbhub.serve")
 
 
 def check_port(host: str, port: int, what: str) -> None:
@@ -37,9 +41,23 @@ def _exit_on_sigterm(signum: int, frame: FrameType | None) -> None:
 
 
 def run_hub(
-    config: Config, *, scan_interval: float, console: Console, job_interval: float = 30.0, alerts_warmup: float = 30.0
+    config: Config,
+    *,
+    scan_interval: float,
+    console: Console,
+    job_interval: float = 30.0,
+    alerts_warmup: float = 30.0,
+    log_format: LogFormat = "text",
+    log_level: str = "warning",
+    access_log: bool | None = None,
 ) -> None:
-    """Start the TensorBoards, print the URLs, serve until SIGINT/SIGTERM, then stop everything."""
+    """Start the TensorBoards, print the URLs, serve until SIGINT/SIGTERM, then stop everything.
+
+    With ``log_format="json"`` the URLs are log records too, so every line of output is JSON;
+    ``access_log`` (default: on for JSON) logs each request.
+    """
+    access_log = log_format == "json" if access_log is None else access_log
+    configure_logging(log_format, log_level, access_log=access_log)
     host, port = config.server.host, config.server.port
     try:
         config.check_auth()  # again: --host may have moved the hub off loopback after the file was checked
@@ -59,19 +77,27 @@ def run_hub(
 
         build_channels(config)  # a missing secret is one clear line, not a failure in the background
         shown = "127.0.0.1" if host in ("0.0.0.0", "::") else host
-        console.print(f"[bold]tbhub[/] hub on http://{shown}:{port}/", soft_wrap=True)
+        if log_format == "json":
+            log.info("hub on http://%s:%d/", shown, port, extra={"url": f"http://{shown}:{port}/"})
+        else:
+            console.print(f"[bold]tbhub[/] hub on http://{shown}:{port}/", soft_wrap=True)
         for spec in hub.specs.values():
+            url = f"http://{shown}:{port}/tb/{spec.name}/"
+            direct = f"http://127.0.0.1:{spec.port}/tb/{spec.name}/"
+            if log_format == "json":
+                log.info("endpoint %s on %s", spec.name, url, extra={
+                    "endpoint": spec.name, "url": url, "direct_url": direct, "reload_interval": spec.reload_interval})
+                continue
             console.print(
-                f"  {spec.name:<12} http://{shown}:{port}/tb/{spec.name}/   "
-                f"(direct: http://127.0.0.1:{spec.port}/tb/{spec.name}/, reload every {spec.reload_interval}s)",
-                soft_wrap=True,
+                f"  {spec.name:<12} {url}   (direct: {direct}, reload every {spec.reload_interval}s)", soft_wrap=True
             )
         if config.auth.enabled:
-            _offer_setup(hub, f"http://{shown}:{port}", console)
+            _offer_setup(hub, f"http://{shown}:{port}", console, as_log=log_format == "json")
         app = create_app(hub, scan_interval=scan_interval, job_interval=job_interval, alerts_warmup=alerts_warmup)
         server = uvicorn.Server(
-            uvicorn.Config(app, host=host, port=port, log_level="warning", timeout_graceful_shutdown=3,
-                           access_log=False)
+            # Logging is configured above, before the TensorBoards start; uvicorn must not redo it.
+            uvicorn.Config(app, host=host, port=port, log_config=None, timeout_graceful_shutdown=3,
+                           access_log=access_log)
         )
         # uvicorn re-raises the signal that stopped it once it has shut down; with the default SIGTERM
         # action that would kill this process before the TensorBoards are stopped. Turn it into an
@@ -85,14 +111,18 @@ def run_hub(
         hub.close()
 
 
-def _offer_setup(hub: Hub, base_url: str, console: Console) -> None:
-    """With auth on and no admin yet: print a one-time link that creates the first admin."""
+def _offer_setup(hub: Hub, base_url: str, console: Console, *, as_log: bool = False) -> None:
+    """With auth on and no admin yet: print (or log) a one-time link that creates the first admin."""
     from tbhub.adapters.db.accounts import AccountStore
 
     accounts = AccountStore(hub.state.engine)
     if accounts.has_admin():
         return
     token = accounts.create_setup_token()
+    if as_log:
+        log.warning("no admin yet: create one at the setup link (works once, for 24 h), or run "
+                    "`tbhub users add NAME --role admin`", extra={"setup_url": f"{base_url}/setup/{token}"})
+        return
     console.print(
         f"[bold yellow]no admin yet:[/] create one at {base_url}/setup/{token} "
         "(works once, for 24 h), or run `tbhub users add NAME --role admin`",
@@ -116,11 +146,34 @@ def serve_command(
         float,
         typer.Option("--alerts-warmup", help="Seconds every TensorBoard must be up before the first alert pass."),
     ] = 30.0,
+    log_format: Annotated[
+        str, typer.Option("--log-format", help="text, or json: one JSON object per line (for log collectors).")
+    ] = "text",
+    log_level: Annotated[
+        str, typer.Option("--log-level", help="debug, info, warning or error (tbhub's and the server's logs).")
+    ] = "info",
+    access_log: Annotated[
+        bool | None,
+        typer.Option("--access-log/--no-access-log", help="Log every request (default: on with --log-format json)."),
+    ] = None,
 ) -> None:
     """Serve every endpoint's TensorBoard (restarted if it dies) and the hub with one proxy URL."""
+    if log_format not in LOG_FORMATS:
+        raise UsageError(f"--log-format must be text or json, not {log_format!r}")
+    if log_level.lower() not in LOG_LEVELS:
+        raise UsageError(f"--log-level must be one of {', '.join(LOG_LEVELS)}, not {log_level!r}")
     cfg = config_from(config, logdir, path)
     cfg.endpoint_specs()  # no endpoints: one clear line before anything starts
     if host is not None or port is not None:
         server = cfg.server.model_copy(update={k: v for k, v in {"host": host, "port": port}.items() if v})
         cfg = cfg.model_copy(update={"server": server})
-    run_hub(cfg, scan_interval=scan_interval, console=Console(), job_interval=job_interval, alerts_warmup=alerts_warmup)
+    run_hub(
+        cfg,
+        scan_interval=scan_interval,
+        console=Console(),
+        job_interval=job_interval,
+        alerts_warmup=alerts_warmup,
+        log_format="json" if log_format == "json" else "text",
+        log_level=log_level.lower(),
+        access_log=access_log,
+    )
