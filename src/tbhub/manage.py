@@ -148,13 +148,15 @@ def execute_plan(
     command: str = "clean",
     remove_links: bool = False,
     on_run: Callable[[RunSummary, RunOutcome], None] | None = None,
+    who: str | None = None,
 ) -> CleanupReport:
     """Archive (when asked) then delete each run of ``plan``; one failing run never stops the rest.
 
     Per run, in this order: the archive is written, synced, re-read and verified, and only then is the
-    run renamed to trash and removed. Every outcome, failures included, is recorded in the history.
+    run renamed to trash and removed. Every outcome, failures included, is recorded in the history,
+    under ``who`` (default: ``actor()``, the shell's user@host; the hub passes the signed-in user).
     """
-    who = actor()
+    who = who or actor()
     stores: dict[str, LocalLogStore] = {}
     outcomes: list[RunOutcome] = []
     specs = {s.name: s for s in config.endpoint_specs()}
@@ -271,13 +273,14 @@ def apply_retention(
     names: list[str] | None = None,
     dry_run: bool = False,
     lease_s: float = 3600.0,
+    who: str | None = None,
 ) -> RetentionOutcome:
     """Plan and carry out the retention policies, one process at a time.
 
     Takes the ``retention`` lease in the state database first (``busy`` when another process holds
     it), plans from a fresh scan under the lease so two appliers never act on the same stale view,
     refuses the whole application when a limit is exceeded, and records it (runs removed, bytes,
-    archives, refusals) in the database.
+    archives, refusals) in the database under ``who`` (default ``actor()``).
     """
     holder = f"{actor()}:{os.getpid()}:{time.time_ns()}"
     if not dry_run and not state.acquire_lease(RETENTION_LEASE, holder, lease_s):
@@ -296,6 +299,7 @@ def apply_retention(
                     state,
                     archive_to=Path(archive_to) if archive_to else None,
                     command=f"retention ({trigger})",
+                    who=who,
                 )
                 outcomes.extend(report.outcomes)
         report = CleanupReport(tuple(outcomes))
@@ -303,7 +307,7 @@ def apply_retention(
             RetentionApplication(
                 at=time.time(),
                 trigger=trigger,
-                actor=actor(),
+                actor=who or actor(),
                 deleted=len(report.deleted),
                 failed=len(report.failed),
                 bytes_freed=report.bytes_freed,

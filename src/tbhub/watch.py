@@ -7,6 +7,10 @@ live in the state database, so a restart never alerts twice. ``deliver`` sends p
 channel in order, retrying with backoff (honouring ``Retry-After``), at most about one message a second
 per channel; a permanent failure (404, 410, bad credentials) disables the channel until it is fixed.
 A dead channel holds up only its own queue, and loses nothing younger than ``alerts.max_age``.
+
+The status rules are the config's ``[alerts]`` with the overrides editors set from the hub
+(``AlertRuleStore``) on top: a key an override sets wins over the config's key at the same level
+(endpoint, or one dataset glob of it); every evaluation reads the overrides afresh.
 """
 
 from __future__ import annotations
@@ -18,24 +22,35 @@ import math
 import os
 import ssl
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
+from pydantic import ValidationError
+
+from tbhub.adapters.db.alert_rules import AlertRuleStore, RuleOverride
 from tbhub.adapters.db.store import AlertRow, StateStore
 from tbhub.adapters.notifiers import EmailNotifier, SlackNotifier, WebhookNotifier
 from tbhub.adapters.scalar_decoder import ProtobufDecoder
-from tbhub.config import Config, NotifyConfig
+from tbhub.config import AlertsConfig, Config, EndpointAlertsConfig, NotifyConfig, StatusRuleConfig
 from tbhub.core.models import Alert, EndpointSpec, RunStatus, RunSummary
 from tbhub.core.ports import Notifier
 from tbhub.core.scalars import TagSummary
-from tbhub.core.status import StatusVerdict
+from tbhub.core.status import StatusRules, StatusVerdict
 from tbhub.core.units import parse_duration
-from tbhub.errors import ConfigError, DeliveryError
+from tbhub.errors import ConfigError, DeliveryError, UsageError
 from tbhub.hub import Hub, run_scalars, run_statuses
 
-__all__ = ["AlertEngine", "Channel", "build_channels"]
+__all__ = [
+    "RULE_KEYS",
+    "AlertEngine",
+    "Channel",
+    "alerts_with_overrides",
+    "build_channels",
+    "check_rule",
+    "rules_config",
+]
 
 log = logging.getLogger("tbhub.watch")
 ALERTED = (RunStatus.DIVERGED, RunStatus.STALLED, RunStatus.FINISHED)
@@ -104,6 +119,56 @@ def build_channels(config: Config) -> list[Channel]:
     return channels
 
 
+# -- rules: the config's, with the hub's overrides on top ------------------------------------------------
+#: The keys of a status rule, as in the config's ``[alerts]`` sections.
+RULE_KEYS: tuple[str, ...] = tuple(StatusRuleConfig.model_fields)
+
+
+def check_rule(fields: Mapping[str, Any]) -> dict[str, Any]:
+    """Validate an override with the config's own model; returns the keys it sets (``None`` = unset).
+
+    A bad key or value is a ``UsageError`` of one line naming the key, as a config file's would be.
+    """
+    try:
+        model = StatusRuleConfig.model_validate(dict(fields))
+    except ValidationError as error:
+        first = error.errors()[0]
+        key = ".".join(str(p) for p in first["loc"])
+        problem = "unknown key" if first["type"] == "extra_forbidden" else first["msg"].removeprefix("Value error, ")
+        raise UsageError(f"alert rule: {key}: {problem}" if key else f"alert rule: {problem}") from None
+    rule = {k: v for k, v in model.model_dump(exclude_unset=True).items() if v is not None}
+    if not rule:
+        raise UsageError(f"alert rule: set at least one of {', '.join(RULE_KEYS)}")
+    return rule
+
+
+def alerts_with_overrides(alerts: AlertsConfig, overrides: Iterable[RuleOverride]) -> AlertsConfig:
+    """``alerts`` with each override's keys replacing the config's at the override's level."""
+    endpoints = dict(alerts.endpoints)
+    for override in overrides:
+        try:
+            keys = check_rule(override.rule)
+        except UsageError as error:  # written by another version, say: the config's rule stands
+            log.warning("ignoring the alert rule override of %s %r: %s", override.endpoint, override.dataset, error)
+            continue
+        own = endpoints.get(override.endpoint, EndpointAlertsConfig())
+        if not override.dataset:
+            own = own.model_copy(update=keys)
+        else:
+            rule = own.datasets.get(override.dataset, StatusRuleConfig()).model_copy(update=keys)
+            own = own.model_copy(update={"datasets": {**own.datasets, override.dataset: rule}})
+        endpoints[override.endpoint] = own
+    return alerts.model_copy(update={"endpoints": endpoints})
+
+
+def rules_config(config: Config, state: StateStore) -> Config:
+    """``config`` with the hub's alert rule overrides applied: what the alert engine evaluates with."""
+    overrides = AlertRuleStore(state.engine).overrides()
+    if not overrides:
+        return config
+    return config.model_copy(update={"alerts": alerts_with_overrides(config.alerts, overrides)})
+
+
 # -- the engine ------------------------------------------------------------------------------------------
 def _best(tag: str, summary: TagSummary) -> tuple[float | None, int | None]:
     lower_is_better = any(word in tag.lower() for word in ("loss", "error", "perplexity", "wer"))
@@ -143,18 +208,20 @@ class AlertEngine:
 
     # -- statuses and alerts -------------------------------------------------------------------------------
     def statuses(
-        self, endpoint: EndpointSpec, runs: list[RunSummary]
+        self, endpoint: EndpointSpec, runs: list[RunSummary], config: Config | None = None
     ) -> tuple[dict[str, StatusVerdict], dict[str, dict[str, TagSummary]]]:
         """Each run's status now (by relpath), and the tag summaries it was decided on."""
-        return run_statuses(self.config, self.state, endpoint, runs, self.decoder, now_ns=int(self.clock() * 1e9))
+        config = config or rules_config(self.config, self.state)
+        return run_statuses(config, self.state, endpoint, runs, self.decoder, now_ns=int(self.clock() * 1e9))
 
-    def _details(self, run: RunSummary, verdict: StatusVerdict, tags: Mapping[str, TagSummary]) -> dict[str, Any]:
+    def _details(self, run: RunSummary, verdict: StatusVerdict, tags: Mapping[str, TagSummary],
+                 rules: StatusRules) -> dict[str, Any]:
         details: dict[str, Any] = dict(verdict.evidence)
         details["last_step"] = run.last_step
         if verdict.status is RunStatus.FINISHED:
             if run.first_wall_time is not None and run.last_wall_time is not None:
                 details["duration_s"] = round(run.last_wall_time - run.first_wall_time, 1)
-            rule = self.config.alerts.rules_for(run.endpoint).rule_for(run.dataset)
+            rule = rules.rule_for(run.dataset)
             watched = [t for t in tags if any(fnmatch.fnmatchcase(t, w) for w in rule.watch)]
             key_tags = (watched + [t for t in tags if t not in watched])[:8]
             scalars = {}
@@ -175,8 +242,9 @@ class AlertEngine:
         A run seen for the first time is alerted only when it is diverged or finished and was
         written to within ``stalled_after`` (a run that finished weeks ago is history, not news).
         """
-        rules = self.config.alerts.rules_for(endpoint.name)
-        verdicts, tags = self.statuses(endpoint, runs)
+        config = rules_config(self.config, self.state)  # the hub's overrides, read afresh each time
+        rules = config.alerts.rules_for(endpoint.name)
+        verdicts, tags = self.statuses(endpoint, runs, config)
         previous = self.state.load_run_states(endpoint.name)
         now = self.clock()
         updates: list[tuple[str, str, str, str]] = []
@@ -204,7 +272,7 @@ class AlertEngine:
                 status=verdict.status,
                 at=now,
                 message=verdict.reason,
-                details=self._details(run, verdict, tags.get(run.relpath, {})),
+                details=self._details(run, verdict, tags.get(run.relpath, {}), rules),
                 url=self.run_url(run),
             )
             alert_id = self.state.insert_alert(

@@ -22,7 +22,6 @@ from tbhub.core.accounts import Role, hash_password, token_digest, verify_passwo
 from tbhub.core.bookmarks import Bookmark, tensorboard_url
 from tbhub.errors import UsageError
 
-
 BACKENDS = ["sqlite", pytest.param("postgresql", marks=pytest.mark.slow)]
 
 
@@ -137,3 +136,55 @@ def test_bookmarks_build_the_tensorboard_fragment(state: StateStore) -> None:
     for bad in ({"page": "//evil.example"}, {"endpoint": "a", "run_filter": "("}, {"endpoint": "a", "smoothing": 1.5}):
         with pytest.raises(ValueError):
             Bookmark("x", "o", **bad)  # type: ignore[arg-type]
+
+
+def test_a_refused_name_leaves_the_setup_link_usable(state: StateStore) -> None:
+    accounts = AccountStore(state.engine)
+    link = accounts.create_setup_token()
+    with pytest.raises(UsageError, match="user name"):
+        accounts.use_setup_token(link, "two words", "long-password")
+    assert accounts.setup_token_valid(link) and not accounts.has_admin()
+    accounts.add_user("taken", Role.VIEWER, "long-password")
+    with pytest.raises(UsageError, match="exists already"):
+        accounts.use_setup_token(link, "taken", "long-password")
+    assert accounts.setup_token_valid(link)  # the failed insert rolled the link back too
+    accounts.use_setup_token(link, "root", "long-password")
+    assert accounts.has_admin() and not accounts.setup_token_valid(link)
+
+
+def test_editing_a_note_keeps_its_author_and_records_the_editor(state: StateStore) -> None:
+    store = AnnotationStore(state.engine)
+    first = store.add_note("lora", "alpaca/r16", "lr too high", "ada")
+    other = store.add_note("lora", "alpaca/r32", "fine", "ada")
+    edited = store.edit_note(first.id, "  lr too **high**: halve it  ", "bob", endpoint="lora", relpath="alpaca/r16")
+    assert (edited.id, edited.text) == (first.id, "lr too **high**: halve it")
+    assert (edited.author, edited.at) == ("ada", first.at)
+    assert edited.edited_by == "bob" and edited.edited_at is not None and edited.edited_at >= first.at
+    assert store.notes("lora", "alpaca/r16") == [edited] and store.note(first.id) == edited
+    assert store.note(other.id) == other and other.edited_by is None  # untouched
+    with pytest.raises(UsageError, match="no note"):  # the id of another run's note
+        store.edit_note(other.id, "hijack", "eve", endpoint="lora", relpath="alpaca/r16")
+    with pytest.raises(UsageError, match="no note"):
+        store.edit_note(9999, "x", "eve")
+    with pytest.raises(UsageError, match="empty"):
+        store.edit_note(first.id, "   ", "bob")
+    assert store.note(other.id) == other and store.note(first.id) == edited
+
+
+def test_alert_rule_overrides_one_per_scope(state: StateStore) -> None:
+    from tbhub.adapters.db.alert_rules import AlertRuleStore
+
+    rules = AlertRuleStore(state.engine)
+    assert rules.overrides() == []
+    first = rules.set("lora", "", {"stalled_after": "5m"}, "ada")
+    rules.set("lora", "claims-*", {"watch": ["*loss*", "grad_norm"], "threshold": 4.5}, "bob")
+    rules.set("router", "", {"max_steps": 1000}, "ada")
+    again = rules.set("lora", "", {"factor": 3.0}, "bob")  # replaces the scope's keys, same row
+    assert again.id == first.id
+    got = [(o.endpoint, o.dataset, o.rule, o.updated_by) for o in rules.overrides()]
+    assert got == [("lora", "", {"factor": 3.0}, "bob"),
+                   ("lora", "claims-*", {"threshold": 4.5, "watch": ["*loss*", "grad_norm"]}, "bob"),
+                   ("router", "", {"max_steps": 1000}, "ada")]
+    assert [o.dataset for o in rules.overrides("lora")] == ["", "claims-*"]
+    assert rules.remove("lora", "claims-*") and not rules.remove("lora", "claims-*")
+    assert [(o.endpoint, o.dataset) for o in rules.overrides()] == [("lora", ""), ("router", "")]

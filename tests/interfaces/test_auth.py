@@ -121,6 +121,33 @@ ROUTES: dict[str, Case] = {
     "api_add_bookmark": Case("POST", "/api/bookmarks", (401, 403, 201, 201),
                              json=lambda role: {"name": f"api-{role}", "page": "/compare"}, headers={}),
     "api_remove_bookmark": Case("DELETE", "/api/bookmarks/nothing", (401, 403, 404, 404), headers={}),
+    # Note 1 is the editor's, from note_submit above.
+    "note_edit": Case("POST", "/notes/1/edit", EDIT_FORM, form=_form(**RUN, text="edited")),
+    "api_edit_note": Case("PATCH", "/api/endpoints/lora/notes/1", (401, 403, 200, 200),
+                          json=lambda role: {"text": f"edited by {role}"}, headers={}),
+    # Admin actions: a page, a preview, and no deletion without the confirmation step (400).
+    "clean_page": Case("GET", "/endpoints/lora/clean", (302, 403, 403, 200)),
+    "clean_preview": Case("POST", "/endpoints/lora/clean/preview", (401, 403, 403, 200),
+                          form=_form(run="alpaca/r1", mode="delete")),
+    "clean_execute": Case("POST", "/endpoints/lora/clean/execute", (401, 403, 403, 400),
+                          form=_form(run="alpaca/r1", mode="delete")),
+    "api_clean": Case("POST", "/api/endpoints/lora/clean", (401, 403, 403, 200),
+                      json=lambda role: {"runs": ["alpaca/r1"]}, headers={}),
+    "api_history": Case("GET", "/api/history", API),
+    "retention_page": Case("GET", "/admin/retention", (302, 403, 403, 200)),
+    "retention_apply": Case("POST", "/admin/retention/apply", (401, 403, 403, 400), form=_form()),
+    "api_retention_plan": Case("GET", "/api/retention/plan", (401, 403, 403, 200)),
+    "api_retention_apply": Case("POST", "/api/retention/apply", (401, 403, 403, 200), json=lambda role: {},
+                                headers={}),
+    # Alert rules: viewers read them, editors override them.
+    "rules_page": Case("GET", "/alerts/rules", PAGE),
+    "api_alert_rules": Case("GET", "/api/alert-rules", API),
+    "rule_submit": Case("POST", "/alerts/rules", EDIT_FORM, form=_form(endpoint="lora", stalled_after="5m")),
+    "rule_delete": Case("POST", "/alerts/rules/delete", EDIT_FORM, form=_form(endpoint="lora", dataset="x*")),
+    "api_set_alert_rule": Case("PUT", "/api/endpoints/lora/alert-rules", (401, 403, 200, 200),
+                               json=lambda role: {"dataset": role, "rule": {"max_steps": 100}}, headers={}),
+    "api_remove_alert_rule": Case("DELETE", "/api/endpoints/lora/alert-rules?dataset=none", (401, 403, 404, 404),
+                                  headers={}),
     # Last: it ends the session.
     "logout": Case("POST", "/logout", (401, 303, 303, 303), form=_form()),
 }

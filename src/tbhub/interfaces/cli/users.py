@@ -14,7 +14,7 @@ import typer
 from rich.table import Table
 
 from tbhub.adapters.db.accounts import AccountStore
-from tbhub.adapters.db.annotations import AnnotationStore
+from tbhub.adapters.db.annotations import AnnotationStore, Note
 from tbhub.adapters.db.store import StateStore
 from tbhub.config import Config
 from tbhub.core.accounts import ROLES, Role
@@ -181,27 +181,46 @@ def _split(cfg: Config, run: str) -> tuple[str, str]:
 def note_command(
     run: RunArg,
     text: Annotated[str | None, typer.Argument(help="The note (markdown); omit to list the run's notes.")] = None,
+    edit: Annotated[
+        int | None, typer.Option("--edit", metavar="ID", help="Replace the text of this note of the run (ids: --json).")
+    ] = None,
     config: ConfigOpt = None,
     as_json: JsonOpt = False,
 ) -> None:
-    """Add a note to a run, or list its notes. Notes stay when the run is archived and come back with it."""
+    """Add a note to a run, edit one (--edit ID), or list them. Notes stay when the run is archived."""
+    if edit is not None and text is None:
+        raise UsageError("--edit ID needs the note's new text")
     with _state(config) as (cfg, state):
         endpoint, relpath = _split(cfg, run)
         store = AnnotationStore(state.engine)
         if text is not None:
-            store.add_note(endpoint, relpath, text, actor())
-            output_console().print(f"noted {endpoint}/{relpath}")
+            if edit is not None:
+                note = store.edit_note(edit, text, actor(), endpoint=endpoint, relpath=relpath)
+                done = f"edited note {note.id} on {endpoint}/{relpath}"
+            else:
+                note = store.add_note(endpoint, relpath, text, actor())
+                done = f"noted {endpoint}/{relpath} (note {note.id})"
+            if as_json:
+                print(json.dumps(_note_record(note), indent=2))
+            else:
+                output_console().print(done, markup=False)
             return
         notes = store.notes(endpoint, relpath)
     if as_json:
-        print(json.dumps([{"id": n.id, "text": n.text, "author": n.author, "at": n.at} for n in notes], indent=2))
+        print(json.dumps([_note_record(n) for n in notes], indent=2))
         return
     console = output_console()
     for n in notes:
-        console.print(f"[bold]{n.author}[/] · {_when(n.at)}", highlight=False)
+        edited = f" · edited by {n.edited_by} {_when(n.edited_at)}" if n.edited_at else ""
+        console.print(f"[bold]#{n.id} {n.author}[/] · {_when(n.at)}{edited}", highlight=False)
         console.print(n.text, markup=False, highlight=False)
     if not notes:
         console.print(f"no notes on {endpoint}/{relpath}")
+
+
+def _note_record(n: Note) -> dict[str, object]:
+    return {"id": n.id, "text": n.text, "author": n.author, "at": n.at, "edited_by": n.edited_by,
+            "edited_at": n.edited_at}
 
 
 def tag_command(

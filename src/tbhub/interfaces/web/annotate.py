@@ -49,7 +49,8 @@ def run_marks(hub: Hub, annotations: AnnotationStore, endpoint: str) -> dict[str
 
 
 def _note_json(note: Note) -> dict[str, Any]:
-    return {"id": note.id, "run": note.relpath, "text": note.text, "author": note.author, "at": note.at}
+    return {"id": note.id, "run": note.relpath, "text": note.text, "author": note.author, "at": note.at,
+            "edited_by": note.edited_by, "edited_at": note.edited_at}
 
 
 def _bookmark_json(b: Bookmark) -> dict[str, Any]:
@@ -60,6 +61,10 @@ def _bookmark_json(b: Bookmark) -> dict[str, Any]:
 
 class NoteIn(BaseModel):
     run: str
+    text: str
+
+
+class NoteEdit(BaseModel):
     text: str
 
 
@@ -154,6 +159,16 @@ def add_annotation_routes(
         await asyncio.to_thread(annotations.add_note, endpoint, run.strip("/"), form.get("text", ""), who(request))
         return RedirectResponse(run_url(endpoint, run), status_code=303)
 
+    @app.post("/notes/{note_id}/edit", include_in_schema=False)
+    @access(Role.EDITOR)
+    async def note_edit(request: Request, note_id: int) -> Response:
+        form = await read_form(request)
+        endpoint, run = form.get("endpoint", ""), form.get("run", "")
+        known_run(endpoint, run)
+        await asyncio.to_thread(annotations.edit_note, note_id, form.get("text", ""), who(request),
+                                endpoint=endpoint, relpath=run.strip("/"))
+        return RedirectResponse(run_url(endpoint, run) + f"#note-{note_id}", status_code=303)
+
     @app.post("/notes/{note_id}/delete", include_in_schema=False)
     @access(Role.EDITOR)
     async def note_delete(request: Request, note_id: int) -> Response:
@@ -195,6 +210,14 @@ def add_annotation_routes(
         """Add a note (markdown, shown sanitized) to a run. Editor."""
         known_run(name, body.run)
         return _note_json(annotations.add_note(name, body.run.strip("/"), body.text, who(request)))
+
+    @app.patch("/api/endpoints/{name}/notes/{note_id}", tags=["notes"])
+    @access(Role.EDITOR)
+    def api_edit_note(request: Request, name: str, note_id: int, body: NoteEdit) -> dict[str, Any]:
+        """Replace a note's text. The author and time stay; ``edited_by`` and ``edited_at`` record the
+        edit. 404 when the endpoint has no such note. Editor."""
+        hub.spec(name)
+        return _note_json(annotations.edit_note(note_id, body.text, who(request), endpoint=name))
 
     @app.post("/api/endpoints/{name}/tags", tags=["notes"])
     @access(Role.EDITOR)

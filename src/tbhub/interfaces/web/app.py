@@ -43,12 +43,14 @@ from tbhub.hub import EndpointView, Hub, alert_history, compare_runs
 from tbhub.interfaces.cli.compare import compare_record, write_compare_csv
 from tbhub.interfaces.cli.render import age_style, iso_utc
 from tbhub.interfaces.cli.usage import usage_record
+from tbhub.interfaces.web.admin import add_admin_routes
 from tbhub.interfaces.web.annotate import add_annotation_routes, run_marks
 from tbhub.interfaces.web.auth import AuthMiddleware, RoleTable, current_user
 from tbhub.interfaces.web.login import add_login_routes
 from tbhub.interfaces.web.markup import render_note
 from tbhub.interfaces.web.metrics import add_metrics
 from tbhub.interfaces.web.proxy import TensorBoardProxy
+from tbhub.interfaces.web.rules import add_rule_routes
 from tbhub.manage import apply_retention
 from tbhub.watch import AlertEngine
 
@@ -628,5 +630,7 @@ def create_app(
 
     add_login_routes(app, hub, accounts, templates, access, context)
     add_annotation_routes(app, hub, annotations, templates, access, context)
+    add_admin_routes(app, hub, templates, access, context)
+    add_rule_routes(app, hub, templates, access, context)
     add_metrics(app, hub, access)  # last: its request middleware is the outermost
     return app

@@ -48,6 +48,7 @@ __all__ = [
     "cookie_secure",
     "current_user",
     "read_form",
+    "read_form_lists",
     "required_role",
 ]
 
@@ -120,6 +121,13 @@ async def read_form(request: Request) -> dict[str, str]:
         raise UsageError("send the form URL-encoded (application/x-www-form-urlencoded)")
     body = await request.body()
     return {k: v[-1] for k, v in parse_qs(body.decode(), keep_blank_values=True).items()}
+
+
+async def read_form_lists(request: Request) -> dict[str, list[str]]:
+    """Every value of each field of a URL-encoded form (checkboxes that share a name)."""
+    if not request.headers.get("content-type", "").startswith("application/x-www-form-urlencoded"):
+        raise UsageError("send the form URL-encoded (application/x-www-form-urlencoded)")
+    return parse_qs((await request.body()).decode(), keep_blank_values=True)
 
 
 def _client_trusted(host: str | None, proxies: list[str]) -> bool:

@@ -111,7 +111,7 @@ def add_login_routes(
     # -- admin: users and tokens ----------------------------------------------------------------
     def admin_context(request: Request, new_token: str | None = None, error: str | None = None) -> dict[str, Any]:
         return {**context(request), "users": accounts.users(), "tokens": accounts.tokens(), "roles": ROLES,
-                "new_token": new_token, "error": error}
+                "endpoints": list(hub.specs), "new_token": new_token, "error": error}
 
     @app.get("/admin", response_class=HTMLResponse, include_in_schema=False)
     @access(Role.ADMIN)

@@ -1,0 +1,410 @@
+"""Admin actions from the hub: clean an endpoint's runs, apply the retention policies now.
+
+Both run the manage use-cases the CLI runs (``tbhub clean``: ``build_plan`` then ``execute_plan``;
+``tbhub retention apply``: ``apply_retention``), record the same history, under the signed-in user's
+name. The flow never deletes on a GET and never without its confirmation step:
+
+1. choose runs (``GET /endpoints/NAME/clean``), delete or archive first;
+2. preview (``POST .../clean/preview``): a fresh scan, the plan as the CLI's ``--dry-run`` shows it
+   (runs, bytes, where archives go) and what is skipped: active runs as the CLI skips them, pinned
+   runs, which the hub never deletes by hand either;
+3. confirm (``POST .../clean/execute`` with ``confirm`` and the preview's ``plan`` digest): the plan is
+   built again from a fresh scan and carried out only if it is still exactly what was previewed (a run
+   that grew or became active meanwhile changes the digest: preview again).
+
+Configured retention limits (``max_delete``, ``max_bytes``) of the endpoint cap what a web clean may
+remove; the form can only lower them. Deletions from the hub take the ``retention`` lease, so they
+never overlap the scheduled retention job of any server sharing the state database.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import json
+import os
+import time
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from fastapi import FastAPI, Request
+from fastapi.responses import HTMLResponse, JSONResponse, Response
+from fastapi.templating import Jinja2Templates
+from pydantic import BaseModel
+
+from tbhub.core.accounts import Role
+from tbhub.core.cleanup import CleanupLimits, CleanupPlan, PlanRefused, build_plan
+from tbhub.core.models import RunSummary
+from tbhub.core.retention import RetentionPlan
+from tbhub.core.selection import SelectionError, parse_selection
+from tbhub.core.units import format_size, parse_size
+from tbhub.errors import TbhubError, UsageError
+from tbhub.hub import Hub, scan_endpoints
+from tbhub.interfaces.web.auth import RoleTable, current_user, read_form_lists
+from tbhub.manage import (
+    RETENTION_LEASE,
+    CleanupReport,
+    apply_retention,
+    execute_plan,
+    finish_interrupted,
+    plan_retention_now,
+)
+
+__all__ = ["add_admin_routes", "clean_digest", "retention_digest"]
+
+#: How long a hub cleanup may hold the retention lease (it is released when done).
+CLEAN_LEASE_S = 3600.0
+
+
+class Busy(TbhubError):
+    """Another cleanup or retention application holds the lease."""
+
+    http_status = 409
+
+
+class PlanChanged(TbhubError):
+    """The plan differs from the one previewed and confirmed."""
+
+    http_status = 409
+
+
+@dataclass(frozen=True, slots=True)
+class CleanRequest:
+    """What an admin asked for: runs (relpaths) of one endpoint, archive first or not, limits."""
+
+    endpoint: str
+    runs: tuple[str, ...]
+    archive_to: str | None = None
+    max_delete: int | None = None
+    max_bytes: int | None = None
+
+
+def clean_digest(plan: CleanupPlan, archive_to: str | None) -> str:
+    """Names exactly what a plan does: each run with its size and mtime, and the archive folder."""
+    data = [archive_to or "", sorted((r.endpoint, r.relpath, r.size_bytes, r.last_modified_ns) for r in plan.runs)]
+    return hashlib.sha256(json.dumps(data).encode()).hexdigest()[:32]
+
+
+def retention_digest(plan: RetentionPlan) -> str:
+    data = [sorted((d.run.endpoint, d.run.relpath, d.run.size_bytes, d.run.last_modified_ns, d.archive_to or "")
+                   for d in plan.delete), list(plan.refused)]
+    return hashlib.sha256(json.dumps(data).encode()).hexdigest()[:32]
+
+
+def _limit(configured: int | None, asked: int | None) -> int | None:
+    """The stricter of two limits; ``None`` is no limit."""
+    given = [v for v in (configured, asked) if v is not None]
+    return min(given) if given else None
+
+
+def _inside(path: Path, root: Path) -> bool:
+    try:
+        path.relative_to(root)
+    except ValueError:
+        return False
+    return True
+
+
+class CleanRuns:
+    """Plans and carries out a cleanup of one endpoint's runs, as ``tbhub clean`` does."""
+
+    def __init__(self, hub: Hub) -> None:
+        self.hub = hub
+
+    def scan(self, endpoint: str) -> list[RunSummary]:
+        """A fresh (incremental) scan of the endpoint: plans never act on a stale index."""
+        (inventory,) = scan_endpoints(self.hub.config, [endpoint], state=self.hub.state, workers=1)
+        return sorted(inventory.runs, key=lambda r: r.last_modified_ns)  # oldest first, as the CLI lists
+
+    def check_archive_to(self, value: str | None) -> str | None:
+        if not value:
+            return None
+        dest = Path(value).expanduser()
+        if not dest.is_absolute():
+            raise UsageError(f"archive folder {value!r}: give an absolute path on the hub's machine")
+        real = Path(os.path.realpath(dest))
+        for spec in self.hub.config.endpoint_specs():
+            if "://" not in spec.logdir and _inside(real, Path(os.path.realpath(spec.logdir))):
+                raise UsageError(f"archive folder {value!r} is inside the log root of {spec.name!r}")
+        return str(dest)
+
+    def limits(self, request: CleanRequest) -> CleanupLimits:
+        policy = self.hub.config.retention_policies().get(request.endpoint)
+        return CleanupLimits(
+            _limit(policy.max_delete if policy else None, request.max_delete),
+            _limit(policy.max_bytes if policy else None, request.max_bytes),
+        )
+
+    def plan(self, request: CleanRequest) -> CleanupPlan:
+        """The plan for ``request`` from a fresh scan. ``UsageError`` for unknown runs or a broken limit."""
+        self.hub.spec(request.endpoint)
+        if not request.runs:
+            raise UsageError("select at least one run")
+        runs = {r.relpath: r for r in self.scan(request.endpoint)}
+        missing = [p for p in request.runs if p not in runs]
+        if missing:
+            raise UsageError(f"no run {missing[0]!r} in endpoint {request.endpoint!r} now (removed already?)")
+        pins = {p.relpath: p for p in self.hub.state.pins() if p.endpoint == request.endpoint}
+        chosen = [runs[p] for p in dict.fromkeys(request.runs) if p not in pins]
+        pinned = tuple((runs[p], f"pinned by {pins[p].pinned_by} (unpin it on its run page to delete it)")
+                       for p in dict.fromkeys(request.runs) if p in pins)
+        try:
+            plan = build_plan(chosen, now_ns=time.time_ns(), active_minutes=self.hub.config.retention.active_minutes,
+                              limits=self.limits(request))
+        except PlanRefused as error:
+            raise UsageError(f"{error}; nothing deleted") from None
+        return CleanupPlan(plan.runs, plan.skipped + pinned)
+
+    def execute(self, request: CleanRequest, confirmed: str | None, who: str) -> tuple[CleanupPlan, CleanupReport]:
+        """Carry out the plan if it is still the ``confirmed`` digest (when given), under the lease."""
+        holder = f"hub:{who}:{os.getpid()}:{time.time_ns()}"
+        if not self.hub.state.acquire_lease(RETENTION_LEASE, holder, CLEAN_LEASE_S):
+            raise Busy("another cleanup or retention application is running; try again when it is done")
+        try:
+            archive = Path(request.archive_to) if request.archive_to else None
+            finish_interrupted(self.hub.config, [request.endpoint], archive)
+            plan = self.plan(request)
+            if confirmed is not None and clean_digest(plan, request.archive_to) != confirmed:
+                raise PlanChanged("the runs changed since the preview (new events, or removed): nothing was "
+                                  "deleted; check the new preview and confirm again")
+            if not plan.runs:
+                return plan, CleanupReport(skipped=plan.skipped)
+            report = execute_plan(plan, self.hub.config, self.hub.state, archive_to=archive, who=who)
+        finally:
+            self.hub.state.release_lease(RETENTION_LEASE, holder)
+        self.scan(request.endpoint)  # the index (and the runs page) without the removed runs at once
+        return plan, report
+
+
+def _plan_json(plan: CleanupPlan, archive_to: str | None) -> dict[str, Any]:
+    return {
+        "plan": clean_digest(plan, archive_to),
+        "archive_to": archive_to,
+        "runs": [{"dataset": r.dataset, "run": r.run, "relpath": r.relpath, "size_bytes": r.size_bytes}
+                 for r in plan.runs],
+        "bytes": plan.total_bytes,
+        "skipped": [{"relpath": r.relpath, "reason": why} for r, why in plan.skipped],
+    }
+
+
+class CleanIn(BaseModel):
+    runs: list[str]
+    archive_to: str | None = None
+    max_delete: int | None = None
+    max_bytes: str | None = None
+    dry_run: bool = True
+    plan: str | None = None
+
+
+class RetentionApplyIn(BaseModel):
+    endpoints: list[str] | None = None
+    plan: str | None = None
+
+
+def _int_field(form: dict[str, list[str]], key: str) -> int | None:
+    text = (form.get(key) or [""])[-1].strip()
+    if not text:
+        return None
+    try:
+        value = int(text)
+    except ValueError:
+        raise UsageError(f"{key}: {text!r} is not a whole number") from None
+    if value < 0:
+        raise UsageError(f"{key}: must not be negative")
+    return value
+
+
+def _size_field(text: str | None, key: str) -> int | None:
+    text = (text or "").strip()
+    if not text:
+        return None
+    try:
+        return parse_size(text)
+    except ValueError as error:
+        raise UsageError(f"{key}: {error}") from None
+
+
+def _last(form: dict[str, list[str]], key: str) -> str:
+    return (form.get(key) or [""])[-1]
+
+
+def add_admin_routes(
+    app: FastAPI,
+    hub: Hub,
+    templates: Jinja2Templates,
+    access: RoleTable,
+    context: Callable[[Request], dict[str, Any]],
+) -> None:
+    cleaner = CleanRuns(hub)
+
+    def who(request: Request) -> str:
+        user = current_user(request)
+        return f"{user.name} (hub)" if user else "hub"
+
+    def clean_request(endpoint: str, form: dict[str, list[str]]) -> CleanRequest:
+        archive = cleaner.check_archive_to(_last(form, "archive_to").strip()) if _last(form, "mode") == "archive" \
+            else None
+        if _last(form, "mode") == "archive" and archive is None:
+            raise UsageError("archive first: name the archive folder")
+        return CleanRequest(endpoint, tuple(p.strip("/") for p in form.get("run", []) if p.strip("/")), archive,
+                            _int_field(form, "max_delete"), _size_field(_last(form, "max_bytes"), "max_bytes"))
+
+    def destinations(endpoint: str) -> list[str]:
+        policy = hub.config.retention_policies().get(endpoint)
+        if policy is None:
+            return []
+        found = [policy.default.archive_to, *(rule.archive_to for _, rule in policy.datasets)]
+        return sorted({a for a in found if a})
+
+    def page(request: Request, endpoint: str, step: str, status: int = 200, **extra: Any) -> Response:
+        policy = hub.config.retention_policies().get(endpoint)
+        data = {
+            **context(request), "endpoint": endpoint, "step": step, "destinations": destinations(endpoint),
+            "policy_max_delete": policy.max_delete if policy else None,
+            "policy_max_bytes": format_size(policy.max_bytes) if policy and policy.max_bytes else None,
+            "error": None, **extra,
+        }
+        return templates.TemplateResponse(request, "clean.html", data, status_code=status)
+
+    def choose(request: Request, endpoint: str, runs: Sequence[RunSummary], checked: Iterable[str],
+               form: dict[str, list[str]] | None = None, error: str | None = None, status: int = 200) -> Response:
+        now_ns = time.time_ns()
+        pins = {p.relpath for p in hub.state.pins() if p.endpoint == endpoint}
+        active_s = hub.config.retention.active_minutes * 60
+        rows = [{"run": r, "age_s": r.age_seconds(now_ns), "active": r.age_seconds(now_ns) < active_s,
+                 "pinned": r.relpath in pins} for r in runs]
+        form = form or {}
+        return page(request, endpoint, "choose", status, rows=rows, checked=set(checked), error=error,
+                    mode=_last(form, "mode") or "delete", archive_to=_last(form, "archive_to"),
+                    max_delete=_last(form, "max_delete"), max_bytes=_last(form, "max_bytes"))
+
+    # -- pages ----------------------------------------------------------------------------------
+    @app.get("/endpoints/{name}/clean", response_class=HTMLResponse, include_in_schema=False)
+    @access(Role.ADMIN)
+    async def clean_page(request: Request, name: str, select: str = "") -> Response:
+        hub.spec(name)
+        runs = hub.runs(name)
+        runs.sort(key=lambda r: r.last_modified_ns)
+        checked: list[str] = []
+        if select:
+            old_s = hub.config.display.old_days * 86400
+            now_ns = time.time_ns()
+            try:
+                picked = parse_selection(select, len(runs), lambda i: runs[i].age_seconds(now_ns) >= old_s)
+            except SelectionError as error:
+                return choose(request, name, runs, [], error=f"select: {error}", status=400)
+            checked = [runs[i].relpath for i in picked or []]
+        return choose(request, name, runs, checked)
+
+    @app.post("/endpoints/{name}/clean/preview", response_class=HTMLResponse, include_in_schema=False)
+    @access(Role.ADMIN)
+    async def clean_preview(request: Request, name: str) -> Response:
+        hub.spec(name)
+        form = await read_form_lists(request)
+        try:
+            wanted = clean_request(name, form)
+            plan = await asyncio.to_thread(cleaner.plan, wanted)
+        except UsageError as error:
+            runs = sorted(hub.runs(name), key=lambda r: r.last_modified_ns)
+            return choose(request, name, runs, form.get("run", []), form, error.message, 400)
+        return page(request, name, "preview", plan=plan, wanted=wanted, form=form,
+                    digest=clean_digest(plan, wanted.archive_to))
+
+    @app.post("/endpoints/{name}/clean/execute", response_class=HTMLResponse, include_in_schema=False)
+    @access(Role.ADMIN)
+    async def clean_execute(request: Request, name: str) -> Response:
+        hub.spec(name)
+        form = await read_form_lists(request)
+        try:
+            wanted = clean_request(name, form)
+            if _last(form, "confirm") != "yes" or not _last(form, "plan"):
+                raise UsageError("confirm the preview first: nothing was deleted")
+            plan, report = await asyncio.to_thread(cleaner.execute, wanted, _last(form, "plan"), who(request))
+        except PlanChanged as error:
+            plan = await asyncio.to_thread(cleaner.plan, wanted)
+            return page(request, name, "preview", 409, plan=plan, wanted=wanted, form=form,
+                        digest=clean_digest(plan, wanted.archive_to), error=error.message)
+        except (UsageError, Busy) as error:
+            runs = sorted(hub.runs(name), key=lambda r: r.last_modified_ns)
+            return choose(request, name, runs, form.get("run", []), form, error.message, error.http_status)
+        return page(request, name, "done", 200, plan=plan, report=report, wanted=wanted)
+
+    # -- the API --------------------------------------------------------------------------------
+    @app.post("/api/endpoints/{name}/clean", tags=["manage"])
+    @access(Role.ADMIN)
+    def api_clean(request: Request, name: str, body: CleanIn) -> dict[str, Any]:
+        """Plan (``dry_run``, the default) or carry out a cleanup of runs (relpaths) of an endpoint, as
+        ``tbhub clean`` does: active and pinned runs are skipped, limits are honoured, ``archive_to``
+        archives each run first. The dry run answers ``plan``, a digest: pass it back with
+        ``dry_run: false`` and the cleanup happens only if the plan is still the same (else 409). Admin."""
+        hub.spec(name)
+        wanted = CleanRequest(name, tuple(p.strip("/") for p in body.runs), cleaner.check_archive_to(body.archive_to),
+                              body.max_delete, _size_field(body.max_bytes, "max_bytes"))
+        if body.dry_run:
+            plan = cleaner.plan(wanted)
+            return {"dry_run": True, **_plan_json(plan, wanted.archive_to)}
+        plan, report = cleaner.execute(wanted, body.plan, who(request))
+        return {**report.to_json(), **_plan_json(plan, wanted.archive_to)}
+
+    @app.get("/api/history", tags=["manage"])
+    @access(Role.VIEWER)
+    def api_history(limit: int = 100) -> list[dict[str, Any]]:
+        """What clean and retention deleted, newest first: when, who, which run, bytes, archive, outcome."""
+        return [{f: getattr(r, f) for f in r.__slots__} for r in hub.state.deletions(limit=limit)]
+
+    # -- retention --------------------------------------------------------------------------------
+    def retention_context(request: Request, outcome: Any = None, error: str | None = None) -> dict[str, Any]:
+        plan = plan_retention_now(hub.config, hub.state)
+        return {**context(request), "plan": plan, "digest": retention_digest(plan), "outcome": outcome,
+                "error": error, "policies": sorted(hub.config.retention_policies()),
+                "history": hub.state.retention_history(limit=10), "now_ns": time.time_ns()}
+
+    @app.get("/admin/retention", response_class=HTMLResponse, include_in_schema=False)
+    @access(Role.ADMIN)
+    async def retention_page(request: Request) -> Response:
+        data = await asyncio.to_thread(retention_context, request)
+        return templates.TemplateResponse(request, "retention.html", data)
+
+    def apply_now(request: Request, confirmed: str | None, names: list[str] | None) -> Any:
+        if confirmed is not None and retention_digest(plan_retention_now(hub.config, hub.state, names)) != confirmed:
+            raise PlanChanged("the retention plan changed since it was shown: nothing was removed; review it again")
+        outcome = apply_retention(hub.config, hub.state, trigger="hub", names=names, who=who(request))
+        if outcome.busy:
+            raise Busy("another process is applying the retention policies now; nothing done")
+        return outcome
+
+    @app.post("/admin/retention/apply", response_class=HTMLResponse, include_in_schema=False)
+    @access(Role.ADMIN)
+    async def retention_apply(request: Request) -> Response:
+        form = await read_form_lists(request)
+        try:
+            if _last(form, "confirm") != "yes" or not _last(form, "plan"):
+                raise UsageError("confirm the plan first: nothing was removed")
+            outcome = await asyncio.to_thread(apply_now, request, _last(form, "plan"), None)
+        except (UsageError, Busy, PlanChanged) as error:
+            data = await asyncio.to_thread(retention_context, request, None, error.message)
+            return templates.TemplateResponse(request, "retention.html", data, status_code=error.http_status)
+        data = await asyncio.to_thread(retention_context, request, outcome)
+        return templates.TemplateResponse(request, "retention.html", data)
+
+    @app.get("/api/retention/plan", tags=["retention"])
+    @access(Role.ADMIN)
+    def api_retention_plan() -> dict[str, Any]:
+        """What the policies would remove now and what each keeps (``tbhub retention plan``), with the
+        ``plan`` digest to confirm an application with. Admin."""
+        outcome = apply_retention(hub.config, hub.state, dry_run=True)
+        return {**outcome.to_json(), "plan": retention_digest(outcome.plan)}
+
+    @app.post("/api/retention/apply", tags=["retention"])
+    @access(Role.ADMIN)
+    def api_retention_apply(request: Request, body: RetentionApplyIn) -> JSONResponse:
+        """Apply the policies now under the retention lease (``tbhub retention apply --yes``); with
+        ``plan``, only if the plan is still that one (else 409). 409 also when another process applies
+        them now. Admin."""
+        if body.endpoints:
+            hub.config.endpoint_specs(body.endpoints)
+        outcome = apply_now(request, body.plan, body.endpoints)
+        return JSONResponse(outcome.to_json())
+
