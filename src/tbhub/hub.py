@@ -6,13 +6,17 @@ import fnmatch
 import json
 import os
 import time
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import asdict, dataclass
+from pathlib import Path
 from typing import Any
 
 from tbhub.adapters.crc import crc32c
 from tbhub.adapters.db.store import ScanRecord, StateStore, UsageRow, open_state
 from tbhub.adapters.storage.local import LocalLogStore
+from tbhub.adapters.storage.mirror import Mirror, MirrorKeeper, MirrorPlan, MirrorStatus, SyncStats
+from tbhub.adapters.storage.objectstore import ObjectLogStore
+from tbhub.adapters.storage.remote import is_url, open_filesystem
 from tbhub.adapters.tensorboard.supervisor import (
     ChildSpec,
     ChildStatus,
@@ -39,6 +43,7 @@ from tbhub.core.usage import DatasetUsage, Snapshot, growth, usage_by_dataset
 from tbhub.errors import LogRootError, TbhubError, UnknownEndpoint
 
 __all__ = [
+    "AnyLogStore",
     "EndpointView",
     "Hub",
     "alert_history",
@@ -71,11 +76,29 @@ def state_store(config: Config) -> StateStore:
     return open_state(config.state.url)
 
 
-def log_store(endpoint: EndpointSpec) -> LocalLogStore:
-    if "://" in endpoint.logdir:
-        raise LogRootError(
-            f"endpoint {endpoint.name!r}: log root {endpoint.logdir} is a URL; object storage is not supported yet"
-        )
+#: A log root on local disk or in object storage: both implement the ``LogStore`` port and the
+#: manage verbs (``check``, ``delete_run``, ``finish_trash``, ``commit``).
+AnyLogStore = LocalLogStore | ObjectLogStore
+
+
+def storage_options(config: Config | None, endpoint: str | None = None) -> Mapping[str, Any]:
+    """The object-storage options of ``endpoint`` (or the global ones); none without a config, so the
+    AWS environment alone decides. Holds secrets: never log it."""
+    if config is None:
+        return {}
+    if endpoint is not None and endpoint not in config.endpoints:
+        endpoint = None
+    return config.storage_options(endpoint)
+
+
+def log_store(endpoint: EndpointSpec, config: Config | None = None) -> AnyLogStore:
+    """The store of ``endpoint``'s log root: ``ObjectLogStore`` for a URL (``s3://bucket/prefix``),
+    with the ``[s3]`` settings of ``config``, else ``LocalLogStore``."""
+    if is_url(endpoint.logdir):
+        try:
+            return ObjectLogStore(endpoint.logdir, storage_options(config, endpoint.name))
+        except LogRootError as error:
+            raise LogRootError(f"endpoint {endpoint.name!r}: {error}") from None
     return LocalLogStore(endpoint.logdir)
 
 
@@ -94,7 +117,7 @@ def scan_endpoints(
     a selected endpoint is unknown or its log root is missing or unreadable.
     """
     specs = config.endpoint_specs(names)
-    stores = [log_store(spec) for spec in specs]
+    stores = [log_store(spec, config) for spec in specs]
     for spec, store in zip(specs, stores, strict=True):
         try:
             store.check()
@@ -141,6 +164,7 @@ def run_scalars(
     *,
     prune: bool = True,
     parse: bool = True,
+    config: Config | None = None,
 ) -> dict[str, dict[str, TagSummary]]:
     """Per run relpath, its tag summaries; parses only the event-file bytes added since the last call.
 
@@ -148,8 +172,9 @@ def run_scalars(
     engine in ``serve``, ``tbhub compare``) continues where the last one stopped. ``prune`` drops
     the states of files not among ``runs``: pass ``False`` when ``runs`` is only a selection.
     ``parse=False`` only reads what the database holds (the hub's request path never parses).
+    ``config`` gives the object-storage settings of a URL log root.
     """
-    store = log_store(endpoint)
+    store = log_store(endpoint, config)
     known = state.load_scalar_states(endpoint.name)
     states: dict[str, ScalarFileState] = {}
     changed: list[tuple[str, int, int, int, str]] = []
@@ -193,6 +218,21 @@ def run_scalars(
     return tags
 
 
+def mirror_dir(config: Config, name: str) -> Path:
+    """Where the local mirror of endpoint ``name``'s URL log root lives: under the state directory."""
+    return config.state.path / "mirrors" / name
+
+
+def endpoint_mirror(config: Config, endpoint: EndpointSpec) -> MirrorPlan:
+    """The mirror of a URL log root, synced every reload interval."""
+
+    def build() -> Mirror:
+        fs, root = open_filesystem(endpoint.logdir, storage_options(config, endpoint.name))
+        return Mirror(fs, root, mirror_dir(config, endpoint.name), label=endpoint.logdir)
+
+    return MirrorPlan(endpoint.logdir, float(endpoint.reload_interval), build)
+
+
 @dataclass(frozen=True, slots=True)
 class EndpointView:
     """What the hub shows of one endpoint, read from the index (no event file is opened)."""
@@ -201,6 +241,7 @@ class EndpointView:
     runs: list[RunSummary]
     child: ChildStatus | None
     last_scan: ScanRecord | None
+    mirror: MirrorStatus | None = None  # a URL log root: the local copy its TensorBoard reads
 
     @property
     def size_bytes(self) -> int:
@@ -225,24 +266,54 @@ class Hub:
         supervisor: TensorBoardSupervisor | None = None,
         *,
         scan_workers: int | None = None,
+        mirrors: Mapping[str, MirrorPlan] | None = None,
     ) -> None:
         self.config = config
         self.state = state
         self.supervisor = supervisor
+        self.mirrors = MirrorKeeper(mirrors or {}, on_sync=self._mirror_synced)
         self.specs = {spec.name: spec for spec in config.endpoint_specs()}
         # One worker by default: the hub is multi-threaded (uvicorn, the supervisor), where forking
         # worker processes is unsafe, and the TensorBoards need the cores more than the index does.
         self._workers = scan_workers or 1
+        self._stores: dict[str, AnyLogStore] = {}
+
+    def store(self, name: str) -> AnyLogStore:
+        """The log store of endpoint ``name``, kept across scans (one connection pool per root)."""
+        store = self._stores.get(name)
+        if store is None:
+            store = self._stores[name] = log_store(self.spec(name), self.config)
+        return store
 
     @classmethod
     def from_config(cls, config: Config, *, timing: SupervisorTiming | None = None) -> Hub:
-        """Build the state store and a (not yet started) supervisor with one child per endpoint."""
+        """Build the state store and a (not yet started) supervisor with one child per endpoint.
+
+        A URL log root (``s3://...``) is served from a local mirror under the state directory
+        (``mirrors/NAME``), kept in sync every reload interval by ``self.mirrors``.
+        """
         state = state_store(config)
+        mirrors = {spec.name: endpoint_mirror(config, spec) for spec in config.endpoint_specs() if is_url(spec.logdir)}
         children = [
-            ChildSpec.from_endpoint(spec, state_dir=config.state.path, exposed=config.endpoints[spec.name].expose)
+            ChildSpec.from_endpoint(
+                spec,
+                state_dir=config.state.path,
+                exposed=config.endpoints[spec.name].expose,
+                mirror_dir=mirror_dir(config, spec.name) if spec.name in mirrors else None,
+            )
             for spec in config.endpoint_specs()
         ]
-        return cls(config, state, TensorBoardSupervisor(children, timing=timing))
+        return cls(config, state, TensorBoardSupervisor(children, timing=timing), mirrors=mirrors)
+
+    def _mirror_synced(self, name: str, stats: SyncStats, first: bool) -> None:
+        """Start the endpoint's TensorBoard once its mirror holds every run; restart it when event
+        files were replaced rather than appended to (the fast loader keeps reading an open file)."""
+        if self.supervisor is None:
+            return
+        if stats.files_replaced and not first:
+            self.supervisor.restart(name, f"{stats.files_replaced} event files replaced in {self.spec(name).logdir}")
+        else:
+            self.supervisor.retry_now(name)
 
     def spec(self, name: str) -> EndpointSpec:
         try:
@@ -257,7 +328,7 @@ class Hub:
         error: str | None = None
         files = files_read = bytes_read = 0
         try:
-            inv = scan_endpoint(spec, log_store(spec), self.state, crc32c=crc32c, workers=self._workers)
+            inv = scan_endpoint(spec, self.store(name), self.state, crc32c=crc32c, workers=self._workers)
             files, files_read, bytes_read = inv.files, inv.files_read, inv.bytes_read
         except TbhubError as exc:
             error = exc.message
@@ -281,7 +352,9 @@ class Hub:
         return self.supervisor.child_status(name)
 
     def view(self, name: str) -> EndpointView:
-        return EndpointView(self.spec(name), self.runs(name), self.child(name), self.state.last_scan(name))
+        return EndpointView(
+            self.spec(name), self.runs(name), self.child(name), self.state.last_scan(name), self.mirrors.status(name)
+        )
 
     def views(self) -> list[EndpointView]:
         return [self.view(name) for name in self.specs]
@@ -334,10 +407,12 @@ def compare_runs(
     for spec in specs:
         runs = inventories[spec.name]
         selected = [r for r in runs if dataset_glob is None or fnmatch.fnmatchcase(r.dataset, dataset_glob)]
-        summaries = run_scalars(state, spec, selected, decoder, prune=scan and len(selected) == len(runs), parse=scan)
-        store = log_store(spec)
+        summaries = run_scalars(
+            state, spec, selected, decoder, prune=scan and len(selected) == len(runs), parse=scan, config=config
+        )
+        store = log_store(spec, config)
 
-        def points(run: RunSummary, tag: str, store: LocalLogStore = store) -> Iterator[ScalarPoint]:
+        def points(run: RunSummary, tag: str, store: AnyLogStore = store) -> Iterator[ScalarPoint]:
             for f in run.files:
                 subdir = f.relpath[len(run.relpath) + 1 :].rpartition("/")[0] if f.relpath != run.relpath else ""
                 with store.open(f.relpath) as fh:
@@ -360,13 +435,16 @@ def run_statuses(
 ) -> tuple[dict[str, StatusVerdict], dict[str, dict[str, TagSummary]]]:
     """Each run's status (by relpath) under the endpoint's rules, and the tag summaries behind it."""
     rules = config.alerts.rules_for(endpoint.name)
-    tags = run_scalars(state, endpoint, runs, decoder)
-    store = log_store(endpoint)
+    tags = run_scalars(state, endpoint, runs, decoder, config=config)
+    store = log_store(endpoint, config)
     verdicts = {}
     for run in runs:
         rule = rules.rule_for(run.dataset)
-        folder = store.resolve(run.relpath)
-        markers = {m for m in rule.marker_files if os.path.exists(os.path.join(folder, m))}
+        if isinstance(store, ObjectLogStore):
+            markers = {m for m in rule.marker_files if store.exists(f"{run.relpath}/{m}")}
+        else:
+            folder = store.resolve(run.relpath)
+            markers = {m for m in rule.marker_files if os.path.exists(os.path.join(folder, m))}
         verdicts[run.relpath] = run_status(run, tags.get(run.relpath, {}), rule, now_ns=now_ns, markers=markers)
     return verdicts, tags
 

@@ -66,6 +66,10 @@ def open_filesystem(url: str, options: Mapping[str, Any]) -> tuple[fsspec.Abstra
     kwargs.setdefault("skip_instance_cache", True)
     if protocol in S3_PROTOCOLS:
         kwargs.setdefault("use_listings_cache", False)
+        # botocore's defaults wait 60 s per read and retry a refused connection for ~10 s: a
+        # misconfigured endpoint should fail a command quickly, a slow one still succeed.
+        kwargs.setdefault("config_kwargs", {"connect_timeout": 5, "read_timeout": 60,
+                                            "retries": {"max_attempts": 3, "mode": "standard"}})
     try:
         fs, path = fsspec.url_to_fs(url, **kwargs)
     except ImportError as error:
