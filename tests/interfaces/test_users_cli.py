@@ -75,3 +75,22 @@ def test_notes_tags_and_bookmarks(config: str, capsys: pytest.CaptureFixture[str
     assert json.loads(out)[0]["url"] == "/tb/lora/#scalars&regexInput=ds%2Fr.%2A&_smoothingWeight=0.9"
     run(capsys, "bookmarks", "rm", "sweep", "-c", config)
     run(capsys, "bookmarks", "rm", "sweep", "-c", config, code=2)
+
+
+def test_note_edit_keeps_the_author(config: str, capsys: pytest.CaptureFixture[str]) -> None:
+    out, _ = run(capsys, "note", "lora/ds/r1", "first take", "--json", "-c", config)
+    note = json.loads(out)
+    run(capsys, "note", "lora/ds/r2", "another run's", "-c", config)
+    out, _ = run(capsys, "note", "lora/ds/r1", "second take", "--edit", str(note["id"]), "-c", config)
+    assert out.strip() == f"edited note {note['id']} on lora/ds/r1"
+    out, _ = run(capsys, "note", "lora/ds/r1", "--json", "-c", config)
+    (edited,) = json.loads(out)
+    assert (edited["id"], edited["text"], edited["author"], edited["at"]) == (note["id"], "second take",
+                                                                             note["author"], note["at"])
+    assert edited["edited_by"] and edited["edited_at"] >= note["at"]
+    _, err = run(capsys, "note", "lora/ds/r2", "hijack", "--edit", str(note["id"]), "-c", config, code=2)
+    assert f"no note {note['id']} on lora/ds/r2" in err
+    _, err = run(capsys, "note", "lora/ds/r1", "--edit", str(note["id"]), "-c", config, code=2)
+    assert "needs the note's new text" in err
+    out, _ = run(capsys, "note", "lora/ds/r1", "-c", config)
+    assert "second take" in out and "edited by" in out
