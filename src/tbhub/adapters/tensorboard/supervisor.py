@@ -56,6 +56,7 @@ from typing import IO
 import httpx
 import psutil
 
+from tbhub.adapters.storage.mirror import MANIFEST as MIRROR_MANIFEST
 from tbhub.core.models import EndpointSpec
 from tbhub.errors import ConfigError, ServeError, UnknownEndpoint
 
@@ -119,6 +120,10 @@ class ChildSpec:
     path and a file name; ``path_prefix`` starts with ``/`` and does not end with ``/``; ``port`` is
     1–65535; ``extra_args`` contains none of the flags the supervisor owns. A local ``logdir`` is
     absolute; a URL (``s3://…``) is kept as given.
+
+    ``mirror_of``: the object-storage URL whose local mirror (``storage/mirror.py``) ``logdir`` is.
+    TensorBoard's fast loader reads that folder; the child waits until a first sync has completed
+    there, so it starts with every run in place.
     """
 
     name: str
@@ -130,6 +135,7 @@ class ChildSpec:
     reload_interval: int = 30
     path_prefix: str = ""
     extra_args: tuple[str, ...] = ()
+    mirror_of: str | None = None
 
     def __post_init__(self) -> None:
         if not _NAME_RE.match(self.name):
@@ -159,27 +165,31 @@ class ChildSpec:
         exposed: bool = False,
         port: int | None = None,
         extra_args: Sequence[str] = (),
+        mirror_dir: Path | None = None,
     ) -> ChildSpec:
         """Build the spec of an endpoint; its log goes to ``state_dir/logs/tensorboard-NAME.log``.
 
         ``port`` overrides ``endpoint.port``; one of them must be set (the config assigns ports).
-        ``exposed`` binds all interfaces (``0.0.0.0``) instead of loopback.
+        ``exposed`` binds all interfaces (``0.0.0.0``) instead of loopback. ``mirror_dir``: for a URL
+        log root, the local mirror TensorBoard reads instead of the URL (with the fast loader).
         """
         chosen = port if port is not None else endpoint.port
         if chosen is None:
             raise ConfigError(f"endpoint {endpoint.name!r} has no port")
         remote = _is_url(endpoint.logdir)
+        mirrored = remote and mirror_dir is not None
         return cls(
             name=endpoint.name,
-            logdir=endpoint.logdir,
+            logdir=str(mirror_dir) if mirrored else endpoint.logdir,
             port=chosen,
             log_path=Path(state_dir) / "logs" / f"tensorboard-{endpoint.name}.log",
             host="0.0.0.0" if exposed else "127.0.0.1",
             # The fast loader reads local paths (and gs://) only; "auto" falls back to the Python
-            # loader where it cannot read, e.g. s3://.
-            load_fast="auto" if remote else "true",
+            # loader where it cannot read, e.g. an s3:// URL served without a mirror.
+            load_fast="auto" if remote and not mirrored else "true",
             reload_interval=endpoint.reload_interval,
             extra_args=tuple(extra_args),
+            mirror_of=endpoint.logdir if mirrored else None,
         )
 
     @property
@@ -236,6 +246,10 @@ class ChildSpec:
     def root_problem(self) -> str | None:
         """Why the log root cannot be served right now, or ``None``. URLs are not checked here."""
         if self.is_remote:
+            return None
+        if self.mirror_of is not None:
+            if not os.path.exists(os.path.join(self.logdir, MIRROR_MANIFEST)):
+                return f"waiting for the first sync of {self.mirror_of}"
             return None
         if not os.path.exists(self.logdir):
             return f"log root {self.logdir} does not exist"
@@ -480,6 +494,14 @@ class TensorBoardSupervisor:
         """Ask the monitor to restart a child now (no backoff); returns before it happens."""
         with self._lock:
             self._child(name).restart_requested = reason
+
+    def retry_now(self, name: str) -> None:
+        """Check a waiting child's log root at the next tick instead of after ``root_check_interval``
+        (its mirror just completed a first sync); no effect on a child that runs or backs off."""
+        with self._lock:
+            child = self._child(name)
+            if child.state is ChildState.ERROR and child.proc is None:
+                child.next_action_at = min(child.next_action_at, time.monotonic())
 
     def log_tail(self, name: str, max_bytes: int = _LOG_TAIL_BYTES) -> str:
         """The end of the child's log (stdout and stderr of every launch, with tbhub markers)."""

@@ -98,7 +98,17 @@ def _endpoint_json(view: EndpointView, request: Request, now_ns: int) -> dict[st
         "name": view.spec.name,
         "title": view.spec.title or view.spec.name,
         "state": _state(view),
-        "error": (child.last_error if child else None) or (view.last_scan.error if view.last_scan else None),
+        "error": (view.mirror.error if view.mirror else None)
+        or (child.last_error if child else None)
+        or (view.last_scan.error if view.last_scan else None),
+        "mirror": None
+        if view.mirror is None
+        else {
+            "ready": view.mirror.ready,
+            "last_sync_at": view.mirror.last_sync_at,
+            "files": view.mirror.last.files if view.mirror.last else None,
+            "error": view.mirror.error,
+        },
         "port": view.spec.port,
         "url": str(request.url_for("tensorboard_root", name=view.spec.name, path="")),
         "direct_url": _direct_url(view, request),
@@ -328,6 +338,8 @@ def create_app(
             tasks += [
                 asyncio.create_task(_deliver_forever(engine, name, 1.0, leadership)) for name in engine.channels
             ]
+        if hub.mirrors.names:  # every replica serves its own TensorBoards, so keeps its own mirrors
+            tasks.append(asyncio.create_task(hub.mirrors.run_forever()))
         try:
             yield
         finally:
