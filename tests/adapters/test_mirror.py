@@ -13,7 +13,16 @@ import pytest
 import s3
 from eventfiles import raw_loader_count, scalar_event, write_events, write_scalar_file
 from s3 import s3_bucket, s3_endpoint, s3_server  # noqa: F401  (pytest fixtures)
-from tbhub.adapters.storage.mirror import APPEND_CHECK_BYTES, MANIFEST, Mirror, safe_relpath
+from tbhub.adapters.storage.mirror import (
+    APPEND_CHECK_BYTES,
+    MANIFEST,
+    RETRY_AFTER_S,
+    Mirror,
+    MirrorKeeper,
+    MirrorPlan,
+    MirrorStatus,
+    safe_relpath,
+)
 from tbhub.adapters.storage.remote import open_filesystem
 from tbhub.errors import LogRootError
 
@@ -310,3 +319,63 @@ def test_the_mirror_keeps_remote_modification_times(
     for rel in uploaded:
         remote = fs.info(f"{root}/{rel}")["LastModified"].timestamp()
         assert os.stat(tmp_path / "mirror" / rel).st_mtime == pytest.approx(remote, abs=1e-3)
+
+
+# -- MirrorKeeper: the serving side's schedule ---------------------------------------------------------
+
+
+def test_the_keeper_reports_each_sync_and_waits_an_interval(bucket: Bucket, tmp_path: Path) -> None:
+    bucket.put(f"{PREFIX}/ds/run/events.out.tfevents.1", b"one")
+    calls: list[tuple[str, int, bool]] = []
+    plan = MirrorPlan(bucket.url(), 3600.0, lambda: bucket.mirror(tmp_path / "m"))
+    keeper = MirrorKeeper({"cloud": plan}, on_sync=lambda name, stats, first: calls.append((name, stats.files, first)))
+    assert keeper.status("cloud") == MirrorStatus("cloud", bucket.url(), False, None, None, None)
+    assert keeper.status("local-endpoint") is None
+
+    delay = keeper.sync_due()  # never synced: due now
+
+    assert calls == [("cloud", 1, True)]
+    assert 3500 < delay <= 3600
+    status = keeper.status("cloud")
+    assert status is not None and status.ready and status.error is None
+    assert status.last is not None and status.last.files_fetched == 1
+    keeper.sync_due()  # not due again for an hour
+    assert len(calls) == 1
+    keeper.sync("cloud")  # on demand
+    assert calls[-1] == ("cloud", 1, False)
+
+
+def test_a_failing_sync_is_an_error_on_the_status_and_is_retried(bucket: Bucket, tmp_path: Path) -> None:
+    name = f"later-{bucket.name}"
+    later = Bucket(bucket.endpoint, name)
+    calls: list[bool] = []
+    keeper = MirrorKeeper(
+        {"cloud": MirrorPlan(later.url(), 3600.0, lambda: later.mirror(tmp_path / "m"))},
+        on_sync=lambda _name, _stats, first: calls.append(first),
+    )
+
+    assert keeper.sync("cloud") is None
+    status = keeper.status("cloud")
+    assert status is not None
+    assert status.error == f"log root {later.url()} does not exist"
+    assert not status.ready and calls == []
+    assert keeper.sync_due() <= RETRY_AFTER_S  # retried soon, not an interval later
+
+    s3.s3_client(bucket.endpoint).create_bucket(Bucket=name)
+    later.put(f"{PREFIX}/ds/run/events.out.tfevents.1", b"one")
+    stats = keeper.sync("cloud")
+    assert stats is not None and stats.files == 1
+    status = keeper.status("cloud")
+    assert status is not None and status.error is None and status.ready
+    assert calls == [True]
+
+
+def test_a_root_whose_filesystem_cannot_be_built_is_an_error_not_a_crash(tmp_path: Path) -> None:
+    def broken() -> Mirror:
+        raise ValueError("unsupported option 'regoin'")
+
+    keeper = MirrorKeeper({"cloud": MirrorPlan("s3://b/p", 60.0, broken)})
+    assert keeper.sync("cloud") is None
+    status = keeper.status("cloud")
+    assert status is not None
+    assert status.error == "cannot open s3://b/p: ValueError: unsupported option 'regoin'"

@@ -57,6 +57,7 @@ from tbhub.errors import LogRootError, TbhubError
 __all__ = [
     "APPEND_CHECK_BYTES",
     "MANIFEST",
+    "RETRY_AFTER_S",
     "Mirror",
     "MirrorKeeper",
     "MirrorPlan",
@@ -524,11 +525,16 @@ class MirrorKeeper:
         plan = kept.plan
         try:
             if kept.mirror is None:
-                kept.mirror = plan.open()
+                try:
+                    kept.mirror = plan.open()
+                except TbhubError:
+                    raise
+                except Exception as exc:  # a driver refusing its options: shown like any other failure
+                    raise LogRootError(f"cannot open {plan.source}: {type(exc).__name__}: {exc}") from None
             stats = kept.mirror.sync()
         except (TbhubError, OSError) as exc:
             message = _one_line(str(exc) or type(exc).__name__)
-            if isinstance(exc, OSError) and not isinstance(exc, TbhubError):
+            if not isinstance(exc, TbhubError):
                 message = _one_line(f"cannot mirror {plan.source}: {exc}")
             with self._lock:
                 if kept.error != message:
