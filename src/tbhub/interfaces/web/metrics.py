@@ -14,7 +14,7 @@ only grow. ``tbhub_tensorboard_restarts_total`` is counted by this process's sup
 at zero when the hub restarts, which Prometheus' ``rate()`` and ``increase()`` handle as a reset.
 
 The route needs the viewer role: Prometheus scrapes with ``Authorization: Bearer TOKEN`` (an API
-token from ``tbhub users token``, or ``/admin``).
+token from ``tbhub tokens create NAME``, or ``/admin``).
 """
 
 from __future__ import annotations
