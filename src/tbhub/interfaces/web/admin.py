@@ -283,10 +283,9 @@ def add_admin_routes(
     # -- pages ----------------------------------------------------------------------------------
     @app.get("/endpoints/{name}/clean", response_class=HTMLResponse, include_in_schema=False)
     @access(Role.ADMIN)
-    async def clean_page(request: Request, name: str, select: str = "") -> Response:
+    def clean_page(request: Request, name: str, select: str = "") -> Response:
         hub.spec(name)
-        runs = hub.runs(name)
-        runs.sort(key=lambda r: r.last_modified_ns)
+        runs = sorted(hub.runs(name), key=lambda r: r.last_modified_ns)
         checked: list[str] = []
         if select:
             old_s = hub.config.display.old_days * 86400
@@ -298,38 +297,46 @@ def add_admin_routes(
             checked = [runs[i].relpath for i in picked or []]
         return choose(request, name, runs, checked)
 
+    def again(request: Request, name: str, form: dict[str, list[str]], error: TbhubError) -> Response:
+        """The selection page once more, with what was chosen and why it did not go through."""
+        runs = sorted(hub.runs(name), key=lambda r: r.last_modified_ns)
+        return choose(request, name, runs, form.get("run", []), form, error.message, error.http_status)
+
+    def preview(request: Request, name: str, form: dict[str, list[str]], status: int = 200,
+                error: str | None = None) -> Response:
+        try:
+            wanted = clean_request(name, form)
+            plan = cleaner.plan(wanted)
+        except UsageError as refused:
+            return again(request, name, form, refused)
+        return page(request, name, "preview", status, plan=plan, wanted=wanted, form=form,
+                    digest=clean_digest(plan, wanted.archive_to), error=error)
+
+    def execute(request: Request, name: str, form: dict[str, list[str]]) -> Response:
+        try:
+            wanted = clean_request(name, form)
+            if _last(form, "confirm") != "yes" or not _last(form, "plan"):
+                raise UsageError("confirm the preview first: nothing was deleted")
+            plan, report = cleaner.execute(wanted, _last(form, "plan"), who(request))
+        except PlanChanged as changed:
+            return preview(request, name, form, changed.http_status, changed.message)
+        except (UsageError, Busy) as refused:
+            return again(request, name, form, refused)
+        return page(request, name, "done", 200, plan=plan, report=report, wanted=wanted)
+
     @app.post("/endpoints/{name}/clean/preview", response_class=HTMLResponse, include_in_schema=False)
     @access(Role.ADMIN)
     async def clean_preview(request: Request, name: str) -> Response:
         hub.spec(name)
         form = await read_form_lists(request)
-        try:
-            wanted = clean_request(name, form)
-            plan = await asyncio.to_thread(cleaner.plan, wanted)
-        except UsageError as error:
-            runs = sorted(hub.runs(name), key=lambda r: r.last_modified_ns)
-            return choose(request, name, runs, form.get("run", []), form, error.message, 400)
-        return page(request, name, "preview", plan=plan, wanted=wanted, form=form,
-                    digest=clean_digest(plan, wanted.archive_to))
+        return await asyncio.to_thread(preview, request, name, form)
 
     @app.post("/endpoints/{name}/clean/execute", response_class=HTMLResponse, include_in_schema=False)
     @access(Role.ADMIN)
     async def clean_execute(request: Request, name: str) -> Response:
         hub.spec(name)
         form = await read_form_lists(request)
-        try:
-            wanted = clean_request(name, form)
-            if _last(form, "confirm") != "yes" or not _last(form, "plan"):
-                raise UsageError("confirm the preview first: nothing was deleted")
-            plan, report = await asyncio.to_thread(cleaner.execute, wanted, _last(form, "plan"), who(request))
-        except PlanChanged as error:
-            plan = await asyncio.to_thread(cleaner.plan, wanted)
-            return page(request, name, "preview", 409, plan=plan, wanted=wanted, form=form,
-                        digest=clean_digest(plan, wanted.archive_to), error=error.message)
-        except (UsageError, Busy) as error:
-            runs = sorted(hub.runs(name), key=lambda r: r.last_modified_ns)
-            return choose(request, name, runs, form.get("run", []), form, error.message, error.http_status)
-        return page(request, name, "done", 200, plan=plan, report=report, wanted=wanted)
+        return await asyncio.to_thread(execute, request, name, form)
 
     # -- the API --------------------------------------------------------------------------------
     @app.post("/api/endpoints/{name}/clean", tags=["manage"])

@@ -158,7 +158,7 @@ def add_rule_routes(
             await asyncio.to_thread(save, form.get("endpoint", ""), form.get("dataset", ""), _form_rule(form),
                                     who(request))
         except UsageError as error:
-            return page(request, error.message, error.http_status, form)
+            return await asyncio.to_thread(page, request, error.message, error.http_status, form)
         return RedirectResponse("/alerts/rules", status_code=303)
 
     @app.post("/alerts/rules/delete", include_in_schema=False)
