@@ -17,14 +17,15 @@ from pathlib import Path
 from typing import Any
 
 from tbhub.adapters.db.store import DeletionRecord, RetentionApplication, StateStore
-from tbhub.adapters.storage.archive import archive_run, remove_partial_archives
-from tbhub.adapters.storage.local import LocalLogStore
+from tbhub.adapters.storage.archive import ObjectRunSource, RunSource, archive_run, remove_partial_archives
+from tbhub.adapters.storage.objectstore import ObjectLogStore
+from tbhub.adapters.storage.remote import is_url
 from tbhub.config import Config
 from tbhub.core.cleanup import CleanupPlan
 from tbhub.core.models import RunSummary
 from tbhub.core.retention import RetentionDecision, RetentionPlan, plan_retention
 from tbhub.errors import TbhubError
-from tbhub.hub import log_store, scan_endpoints
+from tbhub.hub import AnyLogStore, log_store, scan_endpoints
 
 __all__ = [
     "CleanupReport",
@@ -32,6 +33,7 @@ __all__ = [
     "RunOutcome",
     "actor",
     "apply_retention",
+    "archive_destination",
     "execute_plan",
     "finish_interrupted",
     "plan_retention_now",
@@ -118,15 +120,26 @@ class CleanupReport:
         }
 
 
-def finish_interrupted(config: Config, names: list[str] | None, archive_to: Path | None) -> list[str]:
-    """Finish what an interrupted cleanup left: trash in the log roots, partial archives."""
+def archive_destination(archive_to: str | os.PathLike[str] | None) -> Path | str | None:
+    """Where ``--archive-to``/``archive_to`` points: a local folder (``Path``) or a URL (``s3://...``)."""
+    if archive_to is None or archive_to == "":
+        return None
+    text = os.fspath(archive_to)
+    return text.rstrip("/") if is_url(text) else Path(text).expanduser()
+
+
+def finish_interrupted(config: Config, names: list[str] | None, archive_to: str | os.PathLike[str] | None) -> list[str]:
+    """Finish what an interrupted cleanup left: trash in the log roots (on object storage: runs whose
+    delete or restore was interrupted), partial archives in a local archive folder (an object store
+    never shows a partial upload)."""
     done: list[str] = []
     for spec in config.endpoint_specs(names):
-        store = log_store(spec)
+        store = log_store(spec, config)
         store.check()
         done.extend(f"{spec.name}:{relpath}" for relpath in store.finish_trash())
-    if archive_to is not None and archive_to.exists():
-        done.extend(str(p) for p in remove_partial_archives(archive_to))
+    dest = archive_destination(archive_to)
+    if isinstance(dest, Path) and dest.exists():
+        done.extend(str(p) for p in remove_partial_archives(dest))
     return done
 
 
@@ -144,7 +157,7 @@ def execute_plan(
     config: Config,
     state: StateStore,
     *,
-    archive_to: Path | None = None,
+    archive_to: str | os.PathLike[str] | None = None,
     command: str = "clean",
     remove_links: bool = False,
     on_run: Callable[[RunSummary, RunOutcome], None] | None = None,
@@ -153,27 +166,38 @@ def execute_plan(
     """Archive (when asked) then delete each run of ``plan``; one failing run never stops the rest.
 
     Per run, in this order: the archive is written, synced, re-read and verified, and only then is the
-    run renamed to trash and removed. Every outcome, failures included, is recorded in the history,
+    run renamed to trash and removed (on object storage: marked as being deleted, then its objects
+    deleted; see ``ObjectLogStore``). ``archive_to`` is a folder or a URL (``s3://bucket/archives``,
+    reached with the run's endpoint's storage options). Every outcome, failures included, is recorded in the history,
     under ``who`` (default: ``actor()``, the shell's user@host; the hub passes the signed-in user).
     """
     who = who or actor()
-    stores: dict[str, LocalLogStore] = {}
+    stores: dict[str, AnyLogStore] = {}
     outcomes: list[RunOutcome] = []
     specs = {s.name: s for s in config.endpoint_specs()}
+    dest = archive_destination(archive_to)
     for run in plan.runs:
         archive_path: str | None = None
         try:
-            store = stores.setdefault(run.endpoint, log_store(specs[run.endpoint]))
-            run_path = store.resolve(run.relpath)
-            if archive_to is not None and not os.path.islink(run_path):
+            if run.endpoint not in stores:
+                stores[run.endpoint] = log_store(specs[run.endpoint], config)
+            store = stores[run.endpoint]
+            source: RunSource | Path | None
+            if isinstance(store, ObjectLogStore):
+                source = ObjectRunSource(store, run.relpath)
+            else:
+                run_path = store.resolve(run.relpath)
+                source = None if os.path.islink(run_path) else Path(run_path)
+            if dest is not None and source is not None:
                 result = archive_run(
-                    Path(run_path),
-                    archive_to,
+                    source,
+                    dest,
                     endpoint=run.endpoint,
                     dataset=run.dataset,
                     run=run.run,
                     relpath=run.relpath,
                     summary=run_summary(run),
+                    storage_options=config.storage_options(run.endpoint) if isinstance(dest, str) else None,
                 )
                 archive_path = str(result.archive)
             store.delete_run(run.relpath, remove_links=remove_links)
@@ -297,7 +321,7 @@ def apply_retention(
                     CleanupPlan(group),
                     config,
                     state,
-                    archive_to=Path(archive_to) if archive_to else None,
+                    archive_to=archive_to or None,
                     command=f"retention ({trigger})",
                     who=who,
                 )

@@ -34,6 +34,22 @@ Invariants
   and renames the folder into place.
 * Every failure is an ``ArchiveError`` with a one-line message (``no space left on device writing
   /cold/...``); the temporary files of the failed call are removed before it is raised.
+
+Object storage
+--------------
+Runs, archive folders and restore targets may also be URLs (``s3://bucket/prefix``); every verb takes
+``storage_options`` (``Config.storage_options``) for them. The format is the same.
+
+* A run in object storage (``ObjectRunSource``) is streamed object by object into the archive; the
+  listing is taken before and after (sizes, ETags), so a run that changed meanwhile is refused.
+* An archive for an ``s3://`` folder is built and verified in a local temporary folder, uploaded with
+  an exclusive create (``If-None-Match: *``: never over an existing archive; an upload becomes
+  visible only complete), then read back from the store and verified again, and only then gets its
+  sidecar. A crash leaves at most an unverified archive without sidecar, and the run in place.
+* ``restore_archive`` into an object-storage log root first checks that nothing exists at the
+  target, extracts and verifies locally, then uploads under a ``.tbhub-restoring`` marker that hides
+  the run until every object is there; an interrupted restore is removed by the next clean
+  (``ObjectLogStore.finish_trash``) and can simply be run again.
 """
 
 from __future__ import annotations
@@ -50,15 +66,21 @@ import secrets
 import shutil
 import stat
 import tarfile
+import tempfile
 import time
 import zlib
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import IO, Any, Final, Protocol, TypeVar, cast
+from typing import IO, TYPE_CHECKING, Any, Final, Protocol, TypeVar, cast
 
-from tbhub.errors import ArchiveError
+from tbhub.adapters.storage.objectstore import RESTORE_MARKER, ObjectLogStore, etag_identity, storage_error
+from tbhub.adapters.storage.remote import is_url, join, open_filesystem
+from tbhub.errors import ArchiveError, LogRootError
+
+if TYPE_CHECKING:
+    import fsspec
 
 try:
     import zstandard as _zstd
@@ -75,6 +97,8 @@ __all__ = [
     "ArchiveManifest",
     "ArchiveResult",
     "ManifestFile",
+    "ObjectRunSource",
+    "RunSource",
     "archive_run",
     "list_archives",
     "remove_partial_archives",
@@ -98,6 +122,8 @@ RESTORE_PREFIX: Final = ".tbhub-restore-"
 ZSTD_LEVEL: Final = 3
 GZIP_LEVEL: Final = 6  # gzip's own default, what `tar -czf` uses
 _CHUNK: Final = 1 << 20
+#: Read-ahead when streaming an object (a run file, a remote archive): few requests, bounded memory.
+_STREAM_BLOCK: Final = 8 << 20
 _MAX_MANIFEST: Final = 256 << 20
 _BLOCK: Final = tarfile.BLOCKSIZE
 _PARTIAL = re.compile(r"\.partial-(\d+)-[0-9a-f]{8}\Z")
@@ -262,8 +288,8 @@ class ArchiveManifest:
 class ArchiveResult:
     """What ``archive_run`` did: ``bytes_in`` is the run's size, ``bytes_out`` the archive's."""
 
-    archive: Path
-    manifest_path: Path
+    archive: Path | str  # a URL for an archive in object storage
+    manifest_path: Path | str
     manifest: ArchiveManifest
     bytes_in: int
     bytes_out: int
@@ -274,7 +300,7 @@ class ArchiveResult:
 class ArchiveInfo:
     """A complete archive found by ``list_archives``."""
 
-    archive: Path
+    archive: Path | str  # a URL for an archive in object storage
     manifest: ArchiveManifest
     size_bytes: int
 
@@ -434,7 +460,7 @@ def _decompressor(codec: str, raw: IO[bytes]) -> IO[bytes]:
     return cast(IO[bytes], gzip.GzipFile(fileobj=raw, mode="rb"))  # reads concatenated members
 
 
-def _sniff(archive: Path, raw: IO[bytes]) -> str:
+def _sniff(archive: Path | str, raw: IO[bytes]) -> str:
     magic = raw.read(4)
     raw.seek(0)
     if magic == _ZSTD_MAGIC:
@@ -446,14 +472,14 @@ def _sniff(archive: Path, raw: IO[bytes]) -> str:
     raise ArchiveError(f"{archive} is not a tbhub archive (neither zstd nor gzip)")
 
 
-def _check_zstd_frames(archive: Path, raw: IO[bytes]) -> None:
+def _check_zstd_frames(archive: Path | str, raw: IO[bytes]) -> None:
     """Fail unless ``raw`` is a sequence of complete zstd frames, walking only their headers.
 
     python-zstandard's stream reader ends quietly at a truncated frame: no error, and the frame's
     checksum is never checked. Frame and block headers (RFC 8878, section 3.1.1) give every frame's
     length, so a truncated archive shows as a file that ends inside one.
     """
-    end = os.fstat(raw.fileno()).st_size
+    end = raw.seek(0, os.SEEK_END)
     pos = 0
 
     def read(n: int) -> int:
@@ -637,7 +663,109 @@ def _copy_source(run_dir: Path, rel: str, entry: _Entry, out: _Compressor) -> st
         os.close(fd)
 
 
-def _write_body(run_dir: Path, entries: Mapping[str, _Entry], path: Path, codec: str, threads: int) -> dict[str, str]:
+# --- where a run is read from ------------------------------------------------------------------------
+
+
+class RunSource(Protocol):
+    """A run to archive: a local folder, or a prefix in object storage.
+
+    ``snapshot`` lists every entry by relative POSIX path (``"."`` for the run itself), refusing what
+    cannot be archived; ``copy`` streams one file into the archive and returns its SHA-256, failing
+    (``changed``) if it no longer matches its entry.
+    """
+
+    location: str
+
+    def snapshot(self) -> dict[str, _Entry]: ...
+
+    def copy(self, rel: str, entry: _Entry, out: _Compressor) -> str: ...
+
+    def changed(self, detail: str) -> ArchiveError: ...
+
+
+class _LocalSource:
+    def __init__(self, run_dir: Path) -> None:
+        self.run_dir = run_dir
+        self.location = str(run_dir)
+
+    def snapshot(self) -> dict[str, _Entry]:
+        return _snapshot(self.run_dir)
+
+    def copy(self, rel: str, entry: _Entry, out: _Compressor) -> str:
+        return _copy_source(self.run_dir, rel, entry, out)
+
+    def changed(self, detail: str) -> ArchiveError:
+        return _changed(self.run_dir, detail)
+
+
+class ObjectRunSource:
+    """A run in an object-storage log root, read object by object.
+
+    Object storage has no folders: the run's folders are the prefixes of its keys (mode 0755, mtime
+    the newest object below them), files get mode 0644 and their ``LastModified``. The ETag stands
+    in for the inode, so the snapshot after reading notices an object replaced meanwhile.
+    """
+
+    def __init__(self, store: ObjectLogStore, relpath: str) -> None:
+        self.store = store
+        self.relpath = relpath
+        self.location = store.url(relpath)
+
+    def snapshot(self) -> dict[str, _Entry]:
+        try:
+            if self.store.is_loose_file(self.relpath):
+                raise ArchiveError(f"run folder {self.location} is not a folder")
+            objects = self.store.run_objects(self.relpath)
+        except LogRootError as e:
+            raise ArchiveError(e.message) from None
+        if not objects:
+            raise ArchiveError(f"run {self.location} has no objects (deleted meanwhile?)")
+        entries: dict[str, _Entry] = {}
+        newest: dict[str, int] = {".": 0}
+        for obj in objects:
+            try:
+                _check_relpath(obj.relpath, f"object key in run {self.location}:")
+            except ArchiveError as e:
+                raise ArchiveError(f"{e.message}; not archiving it") from None
+            entries[obj.relpath] = _Entry(False, obj.size, obj.mtime_ns, 0o644, etag_identity(obj.etag))
+            parts = obj.relpath.split("/")
+            for depth in range(len(parts)):
+                folder = "/".join(parts[:depth]) or "."
+                newest[folder] = max(newest.get(folder, 0), obj.mtime_ns)
+        for folder, mtime in newest.items():
+            if folder in entries:
+                raise ArchiveError(f"run {self.location} holds both an object and a folder named {folder!r}")
+            entries[folder] = _Entry(True, 0, mtime, 0o755, 0)
+        return entries
+
+    def copy(self, rel: str, entry: _Entry, out: _Compressor) -> str:
+        path = self.store.resolve(f"{self.relpath}/{rel}")
+        digest = hashlib.sha256()
+        left = entry.size
+        try:
+            with self.store.fs.open(path, "rb", block_size=_STREAM_BLOCK, cache_type="readahead", size=entry.size) as f:
+                while left:
+                    chunk = f.read(min(_CHUNK, left))
+                    if not chunk:
+                        raise self.changed(f"{rel} shrank")
+                    digest.update(chunk)
+                    out.write(chunk)
+                    left -= len(chunk)
+        except ArchiveError:
+            raise
+        except FileNotFoundError:
+            raise self.changed(f"{rel} vanished") from None
+        except Exception as e:  # botocore and aiohttp have their own error trees
+            raise ArchiveError(storage_error(e, f"reading {self.store.url(f'{self.relpath}/{rel}')}")) from None
+        return digest.hexdigest()
+
+    def changed(self, detail: str) -> ArchiveError:
+        return ArchiveError(f"run {self.location} changed while being archived ({detail}); it is still being written")
+
+
+def _write_body(
+    source: RunSource, entries: Mapping[str, _Entry], path: Path, codec: str, threads: int
+) -> dict[str, str]:
     """The tar members of the run (folder, sub-folders, files), compressed into ``path``; file digests."""
     out = _DestFile(path, 0o600)
     try:
@@ -649,7 +777,7 @@ def _write_body(run_dir: Path, entries: Mapping[str, _Entry], path: Path, codec:
             entry = entries[rel]
             stream.write(_tar_header(f"{RUN_MEMBER}/{rel}", entry))
             if not entry.is_dir:
-                digests[rel] = _copy_source(run_dir, rel, entry, stream)
+                digests[rel] = source.copy(rel, entry, stream)
                 stream.write(tarfile.NUL * (-entry.size % _BLOCK))
         stream.write(tarfile.NUL * (2 * _BLOCK))  # end-of-archive marker
         stream.close()
@@ -729,8 +857,21 @@ def _corruption_errors() -> tuple[type[BaseException], ...]:
     return (*errors, _zstd.ZstdError) if _zstd is not None else errors
 
 
+@dataclass(frozen=True, slots=True)
+class _RemoteFile:
+    """An archive in object storage: its filesystem and path there (the URL is for messages)."""
+
+    fs: fsspec.AbstractFileSystem
+    path: str
+
+
 def _read_archive(
-    archive: Path, visitor: _Visitor | None = None, *, manifest_only: bool = False, expect: bytes | None = None
+    archive: Path | str,
+    visitor: _Visitor | None = None,
+    *,
+    manifest_only: bool = False,
+    expect: bytes | None = None,
+    remote: _RemoteFile | None = None,
 ) -> tuple[ArchiveManifest, bytes]:
     """Stream through ``archive``, checking everything; the manifest and its exact bytes.
 
@@ -738,11 +879,22 @@ def _read_archive(
     ``run`` or below it, a regular file or folder, listed in the manifest, seen once, and every file's
     size and SHA-256 match; nothing in the manifest is missing; the compressed stream is intact to its
     last byte (frame checksums) with nothing but tar padding after the end-of-archive marker.
+    ``remote`` reads ``archive`` (then its URL) from object storage, streaming.
     """
+    raw: IO[bytes]
     try:
-        raw = open(archive, "rb")  # noqa: SIM115 - closed below; open errors need their own message
+        if remote is not None:
+            raw = remote.fs.open(remote.path, "rb", block_size=_STREAM_BLOCK, cache_type="readahead")
+        else:
+            raw = open(archive, "rb")  # noqa: SIM115 - closed below; open errors need their own message
+    except FileNotFoundError as e:
+        if remote is None:
+            raise ArchiveError(_io_line(e, "reading", archive)) from e
+        raise ArchiveError(f"archive {archive} does not exist") from None
     except OSError as e:
         raise ArchiveError(_io_line(e, "reading", archive)) from e
+    except Exception as e:  # an object store's own errors
+        raise ArchiveError(storage_error(e, f"reading {archive}")) from None
     with raw:
         try:
             return _read_stream(archive, raw, visitor or _Visitor(), manifest_only, expect)
@@ -752,10 +904,14 @@ def _read_archive(
             raise ArchiveError(f"{archive} is corrupt: {e}") from e
         except OSError as e:
             raise ArchiveError(_io_line(e, "reading", archive)) from e
+        except Exception as e:
+            if remote is None:
+                raise
+            raise ArchiveError(storage_error(e, f"reading {archive}")) from None
 
 
 def _read_stream(
-    archive: Path, raw: IO[bytes], visitor: _Visitor, manifest_only: bool, expect: bytes | None
+    archive: Path | str, raw: IO[bytes], visitor: _Visitor, manifest_only: bool, expect: bytes | None
 ) -> tuple[ArchiveManifest, bytes]:
     codec = _sniff(archive, raw)
     if codec == "zstd":
@@ -765,7 +921,7 @@ def _read_stream(
 
 
 def _read_members(
-    archive: Path,
+    archive: Path | str,
     codec: str,
     stream: IO[bytes],
     tar: tarfile.TarFile,
@@ -860,8 +1016,8 @@ def _sidecar_for(archive: Path) -> Path | None:
 
 
 def archive_run(
-    run_dir: Path,
-    dest: Path,
+    run_dir: Path | RunSource,
+    dest: Path | str,
     *,
     endpoint: str,
     dataset: str,
@@ -871,6 +1027,7 @@ def archive_run(
     compression: str | None = None,
     now: datetime | None = None,
     zstd_threads: int = 0,
+    storage_options: Mapping[str, Any] | None = None,
 ) -> ArchiveResult:
     """Archive ``run_dir`` to ``dest/{endpoint}/{dataset}/{run}--{stamp}.tar.zst`` plus its sidecar.
 
@@ -887,7 +1044,16 @@ def archive_run(
 
     Raises ``ArchiveError`` for symlinks or special files in the run, a run that changed while it was
     read, a destination inside the run, or any I/O error; nothing final is left behind then.
+
+    ``run_dir`` may be a ``RunSource`` (``ObjectRunSource``: a run in object storage) and ``dest`` a
+    URL (``s3://bucket/archives``, reached with ``storage_options``); see "Object storage" above.
     """
+    if isinstance(dest, str) and is_url(dest):
+        return _archive_to_remote(
+            run_dir, dest, storage_options or {}, endpoint=endpoint, dataset=dataset, run=run, relpath=relpath,
+            summary=summary, compression=compression, now=now, zstd_threads=zstd_threads,
+        )
+    dest = Path(dest)
     started = time.monotonic()
     codec = _choose_codec(compression)
     for what, value in (("endpoint", endpoint), ("dataset", dataset), ("run", run)):
@@ -902,18 +1068,23 @@ def archive_run(
         created = datetime.now(UTC)
     else:
         created = now.replace(tzinfo=UTC) if now.tzinfo is None else now.astimezone(UTC)
-    run_dir = Path(os.path.abspath(run_dir))
     dest = Path(os.path.abspath(dest))
-    real_run, real_dest = os.path.realpath(run_dir), os.path.realpath(dest)
-    if real_dest == real_run or real_dest.startswith(real_run + os.sep):
-        raise ArchiveError(f"destination {dest} lies inside the run folder {run_dir}")
+    source: RunSource
+    if isinstance(run_dir, str | os.PathLike):
+        run_dir = Path(os.path.abspath(run_dir))
+        real_run, real_dest = os.path.realpath(run_dir), os.path.realpath(dest)
+        if real_dest == real_run or real_dest.startswith(real_run + os.sep):
+            raise ArchiveError(f"destination {dest} lies inside the run folder {run_dir}")
+        source = _LocalSource(run_dir)
+    else:
+        source = run_dir
 
     stem = f"{run}--{created:%Y%m%dT%H%M%SZ}"
     suffix = SUFFIXES[codec]
     if len(f"{stem}-999{SIDECAR_SUFFIX}".encode()) > 255:  # NAME_MAX, with room for a -N suffix
         raise ArchiveError(f"run name {run!r} is too long for an archive file name")
 
-    before = _snapshot(run_dir)
+    before = source.snapshot()
     folder = dest / endpoint / dataset
     try:
         folder.mkdir(parents=True, exist_ok=True)
@@ -923,17 +1094,17 @@ def archive_run(
     body = folder / _temp_name(f"{stem}{suffix}", token, ".body")
     temp = folder / _temp_name(f"{stem}{suffix}", token)
     try:
-        digests = _write_body(run_dir, before, body, codec, zstd_threads)
-        after = _snapshot(run_dir)
+        digests = _write_body(source, before, body, codec, zstd_threads)
+        after = source.snapshot()
         if after != before:
-            raise _changed(run_dir, _describe_change(before, after))
+            raise source.changed(_describe_change(before, after))
         manifest = ArchiveManifest(
             format=FORMAT,
             endpoint=endpoint,
             dataset=dataset,
             run=run,
             relpath=relpath,
-            original_path=str(run_dir),
+            original_path=source.location,
             created_at=created.isoformat(timespec="microseconds"),
             compression=codec,
             files=tuple(
@@ -998,6 +1169,74 @@ def _publish(temp: Path, folder: Path, stem: str, suffix: str) -> tuple[Path, Pa
     raise ArchiveError(f"no free archive name for {stem} in {folder}")
 
 
+def _remote_folder(url: str, options: Mapping[str, Any]) -> tuple[fsspec.AbstractFileSystem, str]:
+    try:
+        return open_filesystem(url, options)
+    except LogRootError as e:
+        raise ArchiveError(e.message) from None
+
+
+def _put_new(fs: fsspec.AbstractFileSystem, local: Path, path: str) -> None:
+    """Upload ``local`` to ``path`` unless something is there; ``FileExistsError`` if it is.
+
+    On S3 an exclusive create (``If-None-Match: *``) makes the check and the write one step; stores
+    without it get a check, then the write.
+    """
+    try:
+        fs.put_file(str(local), path, mode="create")
+    except TypeError:  # an fsspec backend without exclusive create
+        if fs.exists(path):
+            raise FileExistsError(path) from None
+        fs.put_file(str(local), path)
+
+
+def _archive_to_remote(
+    run_dir: Path | RunSource,
+    dest: str,
+    options: Mapping[str, Any],
+    **kwargs: Any,
+) -> ArchiveResult:
+    """``archive_run`` into an object-storage folder: built locally, uploaded, read back and verified."""
+    started = time.monotonic()
+    fs, root = _remote_folder(dest, options)
+    with tempfile.TemporaryDirectory(prefix="tbhub-archive-") as tmp:
+        local = archive_run(run_dir, Path(tmp), **kwargs)
+        assert isinstance(local.archive, Path)
+        manifest = local.manifest
+        suffix = SUFFIXES[manifest.compression]
+        stem = local.archive.name[: -len(suffix)]
+        folder = f"{root}/{kwargs['endpoint']}/{kwargs['dataset']}"
+        manifest_bytes = manifest.to_json().encode("utf-8")
+        for n in range(1000):
+            name = stem if n == 0 else f"{stem}-{n}"
+            final, sidecar = f"{folder}/{name}{suffix}", f"{folder}/{name}{SIDECAR_SUFFIX}"
+            url = join(dest, kwargs["endpoint"], kwargs["dataset"], f"{name}{suffix}")
+            try:
+                if fs.exists(sidecar):
+                    continue
+                _put_new(fs, local.archive, final)
+            except FileExistsError:
+                continue
+            except Exception as e:
+                raise ArchiveError(storage_error(e, f"uploading {url}")) from None
+            break
+        else:
+            where = join(dest, kwargs["endpoint"], kwargs["dataset"])
+            raise ArchiveError(f"no free archive name for {stem} in {where}")
+        try:
+            # What the store holds, not what was sent, is what the run's deletion relies on.
+            _read_archive(url, expect=manifest_bytes, remote=_RemoteFile(fs, final))
+            fs.pipe_file(sidecar, manifest_bytes)
+        except BaseException as e:
+            with contextlib.suppress(Exception):
+                fs.rm(final)
+            if isinstance(e, ArchiveError) or not isinstance(e, Exception):
+                raise
+            raise ArchiveError(storage_error(e, f"writing {url}")) from None
+        sidecar_url = join(dest, kwargs["endpoint"], kwargs["dataset"], f"{name}{SIDECAR_SUFFIX}")
+        return ArchiveResult(url, sidecar_url, manifest, local.bytes_in, local.bytes_out, time.monotonic() - started)
+
+
 def _write_replace(path: Path, data: bytes, token: str) -> None:
     temp = path.with_name(_temp_name(path.name, token, ".sidecar"))
     out = _DestFile(temp)
@@ -1016,14 +1255,40 @@ def _write_replace(path: Path, data: bytes, token: str) -> None:
         raise
 
 
-def verify_archive(archive: Path) -> ArchiveManifest:
+def _remote_sidecar(path: str) -> str | None:
+    for suffix in SUFFIXES.values():
+        if path.endswith(suffix):
+            return path[: -len(suffix)] + SIDECAR_SUFFIX
+    return None
+
+
+def _remote_archive(archive: str, options: Mapping[str, Any]) -> _RemoteFile:
+    fs, path = _remote_folder(archive, options)
+    return _RemoteFile(fs, path)
+
+
+def verify_archive(archive: Path | str, *, storage_options: Mapping[str, Any] | None = None) -> ArchiveManifest:
     """Re-read the whole archive and check it against its embedded manifest; that manifest.
 
     Every member must be a regular file or folder the manifest lists, every file's size and SHA-256
     must match, nothing may be missing, the compression checksums must hold to the last byte, and a
     sidecar manifest, if present, must be byte-identical to the embedded one. ``ArchiveError``
-    otherwise.
+    otherwise. ``archive`` may be a URL (``s3://...``), reached with ``storage_options``.
     """
+    if isinstance(archive, str) and is_url(archive):
+        remote = _remote_archive(archive, storage_options or {})
+        manifest, text = _read_archive(archive, remote=remote)
+        side_path = _remote_sidecar(remote.path)
+        if side_path is not None:
+            try:
+                side = remote.fs.cat_file(side_path)
+            except FileNotFoundError:
+                return manifest
+            except Exception as e:
+                raise ArchiveError(storage_error(e, f"reading the sidecar of {archive}")) from None
+            if side != text:
+                raise ArchiveError(f"the sidecar of {archive} differs from the manifest inside it")
+        return manifest
     archive = Path(archive)
     manifest, text = _read_archive(archive)
     sidecar = _sidecar_for(archive)
@@ -1138,7 +1403,13 @@ class _Restorer(_Visitor):
                 self.target.rmdir()  # only ever our own empty placeholder
 
 
-def restore_archive(archive: Path, root: Path, *, relpath: str | None = None) -> Path:
+def restore_archive(
+    archive: Path | str,
+    root: Path | ObjectLogStore,
+    *,
+    relpath: str | None = None,
+    storage_options: Mapping[str, Any] | None = None,
+) -> Path | str:
     """Restore ``archive`` to ``root/(relpath or manifest.relpath)``; the restored run folder.
 
     ``root`` (the log root) must exist; the target must not (``ArchiveError`` even for an empty
@@ -1148,20 +1419,75 @@ def restore_archive(archive: Path, root: Path, *, relpath: str | None = None) ->
     gets its mode and mtime (ns) from the manifest, folders get their mtimes, everything is fsynced,
     and the folder is renamed into place; the parent is fsynced. On any error the sibling is removed
     and the target does not exist.
+
+    ``archive`` may be a URL (read with ``storage_options``), and ``root`` an object-storage log root
+    (then the restored run's URL is returned; see "Object storage" above).
     """
-    archive = Path(archive)
+    remote = _remote_archive(archive, storage_options or {}) if isinstance(archive, str) and is_url(archive) else None
+    if isinstance(root, ObjectLogStore):
+        return _restore_to_store(archive, root, relpath, remote)
+    archive = archive if remote is not None else Path(archive)
     root = Path(os.path.abspath(root))
     if not root.is_dir():
         raise ArchiveError(f"log root {root} is not an existing folder")
     if relpath is not None:
         _check_relpath(relpath, "restore path")
-    restorer = _Restorer(archive, root, relpath)
+    restorer = _Restorer(Path(str(archive)), root, relpath)
     try:
-        _read_archive(archive, restorer)
+        _read_archive(archive, restorer, remote=remote)
         return restorer.finish()
     except BaseException:
         restorer.abort()
         raise
+
+
+def _restore_to_store(
+    archive: Path | str, store: ObjectLogStore, relpath: str | None, remote: _RemoteFile | None
+) -> str:
+    """Restore into object storage: target checked free, extracted and verified locally, uploaded under
+    a restore marker (the run stays hidden until complete), sizes checked, marker removed."""
+    manifest = _read_archive(archive, manifest_only=True, remote=remote)[0]
+    target = relpath or manifest.relpath
+    _check_relpath(target, "restore path")
+    where = store.url(target)
+    try:
+        if store.exists(target):
+            raise ArchiveError(f"{where} already exists: not restoring over it")
+    except LogRootError as e:
+        raise ArchiveError(e.message) from None
+    with tempfile.TemporaryDirectory(prefix="tbhub-restore-") as tmp:
+        local = Path(tmp) / "run"
+        _restorer = _Restorer(Path(str(archive)), Path(tmp), "run")
+        try:
+            _read_archive(archive, _restorer, remote=remote)
+            _restorer.finish()
+        except BaseException:
+            _restorer.abort()
+            raise
+        base = store.resolve(target)
+        try:
+            marker = store.put_marker(target, RESTORE_MARKER, {"archive": str(archive)})
+        except Exception as e:
+            raise ArchiveError(storage_error(e, f"writing to {where}")) from None
+        try:
+            for entry in manifest.files:
+                try:
+                    _put_new(store.fs, local / entry.path, f"{base}/{entry.path}")
+                except FileExistsError:
+                    raise ArchiveError(f"{where}/{entry.path} was created by someone else while restoring") from None
+            uploaded = {o.relpath: o.size for o in store.run_objects(target)}
+            expected = {f.path: f.size for f in manifest.files}
+            if uploaded != expected:
+                raise ArchiveError(f"{where} does not hold what was uploaded; restore it again")
+            store.fs.rm(marker)
+        except BaseException as e:
+            # Remove what this restore uploaded (the marker last): the archive still holds the run.
+            with contextlib.suppress(Exception):
+                store.remove_marked(target, marker)
+            if isinstance(e, ArchiveError) or not isinstance(e, Exception):
+                raise
+            raise ArchiveError(storage_error(e, f"writing to {where}")) from None
+    return where
 
 
 def _load_manifest(archive: Path) -> ArchiveManifest:
@@ -1178,13 +1504,44 @@ def _load_manifest(archive: Path) -> ArchiveManifest:
     return _read_archive(archive, manifest_only=True)[0]
 
 
-def list_archives(dest: Path) -> list[ArchiveInfo]:
+def _list_remote(dest: str, options: Mapping[str, Any]) -> list[ArchiveInfo]:
+    fs, root = _remote_folder(dest, options)
+    try:
+        listing = cast(dict[str, dict[str, Any]], fs.find(root, detail=True, withdirs=False))
+    except FileNotFoundError:
+        return []
+    except Exception as e:
+        raise ArchiveError(storage_error(e, f"listing {dest}")) from None
+    found: list[ArchiveInfo] = []
+    for path, info in listing.items():
+        if not path.endswith(tuple(SUFFIXES.values())) or _PARTIAL.search(path):
+            continue
+        url = join(dest, path[len(root) + 1 :]) if path.startswith(root + "/") else path
+        side = _remote_sidecar(path)
+        try:
+            manifest: ArchiveManifest | None = None
+            if side is not None and side in listing:
+                manifest = ArchiveManifest.from_json(fs.cat_file(side))
+            if manifest is None:
+                manifest = _read_archive(url, manifest_only=True, remote=_RemoteFile(fs, path))[0]
+        except Exception as e:
+            log.warning("skipping %s: %s", url, e)
+            continue
+        found.append(ArchiveInfo(url, manifest, int(info.get("size") or 0)))
+    found.sort(key=lambda info: (info.manifest.created, str(info.archive)))
+    return found
+
+
+def list_archives(dest: Path | str, *, storage_options: Mapping[str, Any] | None = None) -> list[ArchiveInfo]:
     """Every complete archive below ``dest``, oldest ``created_at`` first (then by path).
 
     Temporary files of running or interrupted ``archive_run`` calls are ignored. The manifest comes
     from the sidecar, or from the archive's first member when there is no sidecar. An archive whose
-    manifest cannot be read is logged and left out. A missing ``dest`` holds no archives.
+    manifest cannot be read is logged and left out. A missing ``dest`` holds no archives. ``dest``
+    may be a URL (``s3://bucket/archives``), listed with ``storage_options``.
     """
+    if isinstance(dest, str) and is_url(dest):
+        return _list_remote(dest, storage_options or {})
     found: list[ArchiveInfo] = []
     for dirpath, _dirnames, filenames in os.walk(dest):
         for name in filenames:

@@ -125,7 +125,7 @@ class _CountingReader(io.RawIOBase):
     def __init__(self, inner: Any, store: ObjectLogStore) -> None:
         self._inner = inner
         self._store = store
-        cache = getattr(inner, "cache", None)
+        cache: Any = getattr(inner, "cache", None)
         fetcher = getattr(cache, "fetcher", None)
         self._counts_fetches = fetcher is not None
         if fetcher is not None:
@@ -338,6 +338,10 @@ class ObjectLogStore:
         marker = self.put_marker(relpath, DELETE_MARKER, {"run": relpath})
         self._remove_below(path, marker)
         return DeleteOutcome(relpath, "folder", marker)
+
+    def remove_marked(self, relpath: str, marker: str) -> None:
+        """Delete every object below the run ``relpath``, then its ``marker`` (a full path)."""
+        self._remove_below(self.resolve(relpath), marker)
 
     def _remove_below(self, path: str, marker: str) -> None:
         keys = [k for k in self._list(path) if k != marker and k.startswith(path + "/")]

@@ -18,18 +18,19 @@ from rich.table import Table
 from rich.text import Text
 
 from tbhub.adapters.storage.archive import list_archives, restore_archive
+from tbhub.adapters.storage.objectstore import ObjectLogStore
 from tbhub.config import Config
 from tbhub.core.cleanup import CleanupLimits, CleanupPlan, PlanRefused, RunFilter, build_plan
 from tbhub.core.models import RunSummary
 from tbhub.core.selection import SelectionError, parse_selection
 from tbhub.core.units import format_size, parse_duration, parse_size
 from tbhub.errors import UsageError
-from tbhub.hub import scan_endpoints, state_store
+from tbhub.hub import log_store, scan_endpoints, state_store
 from tbhub.interfaces.cli.options import ConfigOpt, JsonOpt, LogdirOpt, PathArg, config_from, output_console
 from tbhub.interfaces.cli.progress import scan_progress
 from tbhub.interfaces.cli.render import runs_table
 from tbhub.interfaces.cli.runs import SortKey, sort_runs
-from tbhub.manage import CleanupReport, RunOutcome, execute_plan, finish_interrupted
+from tbhub.manage import CleanupReport, RunOutcome, archive_destination, execute_plan, finish_interrupted
 
 __all__ = ["archives_app", "clean_command", "history_command", "restore_command"]
 
@@ -57,7 +58,7 @@ def _ask_selection(console: Console, runs: list[RunSummary], is_old: Any) -> lis
             console.print(Text(str(error), style="red"))
 
 
-def _confirm(console: Console, plan: CleanupPlan, archive_to: Path | None) -> bool:
+def _confirm(console: Console, plan: CleanupPlan, archive_to: Path | str | None) -> bool:
     verb = "Archive and delete" if archive_to else "Delete"
     try:
         answer = console.input(f"{verb} {len(plan.runs)} runs ({format_size(plan.total_bytes)})? [y/N] ", markup=False)
@@ -66,7 +67,7 @@ def _confirm(console: Console, plan: CleanupPlan, archive_to: Path | None) -> bo
     return answer.strip().lower() in ("y", "yes")
 
 
-def _describe_plan(console: Console, plan: CleanupPlan, config: Config, archive_to: Path | None) -> None:
+def _describe_plan(console: Console, plan: CleanupPlan, config: Config, archive_to: Path | str | None) -> None:
     roots = ", ".join(f"{name} ({config.endpoints[name].logdir})" for name in plan.endpoints)
     console.print(
         f"[bold]{len(plan.runs)} runs[/], {format_size(plan.total_bytes)}, from {roots or 'nowhere'}"
@@ -107,7 +108,8 @@ def clean_command(
     ] = 10,
     force: Annotated[bool, typer.Option("--force", help="Also delete active runs.")] = False,
     archive_to: Annotated[
-        Path | None, typer.Option("--archive-to", help="Archive each run here before deleting it.")
+        str | None,
+        typer.Option("--archive-to", help="Archive each run here (a folder or s3://bucket/prefix) before deleting it."),
     ] = None,
     remove_links: Annotated[
         bool, typer.Option("--remove-links", help="For symlinked runs, remove only the link.")
@@ -122,6 +124,7 @@ def clean_command(
 ) -> None:
     """Delete runs you pick from the table, after a summary and a confirmation; archive them first if asked."""
     cfg = config_from(config, logdir, path)
+    dest = archive_destination(archive_to)
     min_age = _parse_opt(older_than, parse_duration, "--older-than")
     limit_bytes = _parse_opt(max_bytes, parse_size, "--max-bytes")
     old_s = (old_days if old_days is not None else cfg.display.old_days) * 86400
@@ -131,7 +134,7 @@ def clean_command(
     if select is None and not interactive and not dry_run:
         raise UsageError("no terminal to ask on: pass --select (and --yes to delete without asking)")
     if not dry_run:
-        for leftover in finish_interrupted(cfg, endpoint, archive_to):
+        for leftover in finish_interrupted(cfg, endpoint, dest):
             err.print(f"finished an interrupted cleanup: removed {leftover}", soft_wrap=True)
     with scan_progress(err, enabled=err.is_terminal and not as_json) as progress:
         inventories = scan_endpoints(cfg, endpoint, progress=progress)
@@ -175,7 +178,7 @@ def clean_command(
     except PlanRefused as error:
         raise UsageError(f"{error}; nothing deleted") from None
     if not as_json:
-        _describe_plan(out, plan, cfg, archive_to)
+        _describe_plan(out, plan, cfg, dest)
     if dry_run:
         report = CleanupReport(tuple(RunOutcome(r, "would delete") for r in plan.runs), plan.skipped, dry_run=True)
         _finish(out, as_json, report, "dry run: nothing was touched")
@@ -186,7 +189,7 @@ def clean_command(
     if not yes:
         if not interactive:
             raise UsageError("refusing to delete without a terminal to confirm on: add --yes")
-        if not _confirm(out, plan, archive_to):
+        if not _confirm(out, plan, dest):
             _finish(out, as_json, CleanupReport(skipped=plan.skipped), "cancelled; nothing deleted")
             return
     state = state_store(cfg)
@@ -195,7 +198,7 @@ def clean_command(
             plan,
             cfg,
             state,
-            archive_to=archive_to,
+            archive_to=dest,
             remove_links=remove_links,
             on_run=None if as_json else lambda run, o: _progress_line(out, run, o),
         )
@@ -225,7 +228,7 @@ def _finish(console: Console, as_json: bool, report: CleanupReport, message: str
 
 
 def restore_command(
-    archive: Annotated[Path, typer.Argument(help="An archive written by clean --archive-to.")],
+    archive: Annotated[str, typer.Argument(help="An archive written by clean --archive-to (a file or an s3:// URL).")],
     config: ConfigOpt = None,
     logdir: LogdirOpt = None,
     endpoint: Annotated[
@@ -237,17 +240,27 @@ def restore_command(
     from tbhub.adapters.storage.archive import verify_archive
 
     cfg = config_from(config, logdir, None)
-    if not archive.is_file():
+    source = archive_destination(archive)
+    assert source is not None
+    if isinstance(source, Path) and not source.is_file():
         raise UsageError(f"archive {archive} does not exist")
-    manifest = verify_archive(archive)
+    options = _archive_options(cfg, endpoint) if isinstance(source, str) else None
+    manifest = verify_archive(source, storage_options=options)
     name = endpoint or manifest.endpoint
     (spec,) = cfg.endpoint_specs([name])
-    target = restore_archive(archive, Path(spec.logdir))
+    store = log_store(spec, cfg)
+    root = store if isinstance(store, ObjectLogStore) else Path(spec.logdir)
+    target = restore_archive(source, root, storage_options=options)
     if as_json:
-        json.dump({"archive": str(archive), "endpoint": name, "path": str(target)}, sys.stdout)
+        json.dump({"archive": str(source), "endpoint": name, "path": str(target)}, sys.stdout)
         sys.stdout.write("\n")
     else:
         Console().print(f"restored {manifest.dataset}/{manifest.run} into {name}: {target}", soft_wrap=True)
+
+
+def _archive_options(cfg: Config, endpoint: str | None) -> dict[str, Any]:
+    """Storage options for an archive URL: the endpoint's when one is named, else ``[s3]``."""
+    return cfg.storage_options(endpoint)
 
 
 archives_app = typer.Typer(help="Archives written by clean --archive-to.", no_args_is_help=True)
@@ -255,13 +268,22 @@ archives_app = typer.Typer(help="Archives written by clean --archive-to.", no_ar
 
 @archives_app.command("list")
 def archives_list(
-    dest: Annotated[Path, typer.Argument(help="The archive folder (what --archive-to named).")],
+    dest: Annotated[str, typer.Argument(help="The archive folder or s3:// URL (what --archive-to named).")],
+    config: ConfigOpt = None,
+    endpoint: Annotated[
+        str | None, typer.Option("--endpoint", "-e", help="Reach an s3:// DEST with this endpoint's [s3] settings.")
+    ] = None,
     as_json: JsonOpt = False,
 ) -> None:
     """List the archives in DEST."""
-    if not dest.is_dir():
-        raise UsageError(f"archive folder {dest} does not exist")
-    infos = list_archives(dest)
+    where = archive_destination(dest)
+    assert where is not None
+    if isinstance(where, Path):
+        if not where.is_dir():
+            raise UsageError(f"archive folder {dest} does not exist")
+        infos = list_archives(where)
+    else:
+        infos = list_archives(where, storage_options=_archive_options(config_from(config, None, None), endpoint))
     if as_json:
         json.dump(
             [

@@ -12,6 +12,7 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
+from tbhub.adapters.storage.objectstore import ObjectLogStore
 from tbhub.config import Config
 from tbhub.core.retention import RetentionDecision, RetentionPlan
 from tbhub.core.units import format_age, format_size
@@ -137,7 +138,12 @@ def _split_run(cfg: Config, spec: str) -> tuple[str, str]:
     if not relpath:
         raise UsageError(f"name a run as ENDPOINT/DATASET/RUN, not {spec!r}")
     (endpoint_spec,) = cfg.endpoint_specs([endpoint])
-    path = log_store(endpoint_spec).resolve(relpath)
+    store = log_store(endpoint_spec, cfg)
+    if isinstance(store, ObjectLogStore):
+        if not store.exists(relpath):
+            raise UsageError(f"no run {relpath!r} in endpoint {endpoint!r} ({store.url(relpath)})")
+        return endpoint, relpath
+    path = store.resolve(relpath)
     if not os.path.lexists(path):
         raise UsageError(f"no run {relpath!r} in endpoint {endpoint!r} ({path})")
     return endpoint, relpath
