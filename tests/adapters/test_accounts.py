@@ -11,13 +11,16 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from sqlalchemy import select
+from alembic import command
+from alembic.config import Config as AlembicConfig
+from sqlalchemy import insert, select
 
 from pg import fresh_postgres_url, postgres_server  # noqa: F401  (pytest fixtures)
 from tbhub.adapters.db.accounts import AccountStore
+from tbhub.adapters.db.alert_rules import AlertRuleStore
 from tbhub.adapters.db.annotations import AnnotationStore
-from tbhub.adapters.db.store import StateStore, open_state
-from tbhub.adapters.db.tables import api_tokens, sessions, setup_tokens, users
+from tbhub.adapters.db.store import HEAD_REVISION, MIGRATIONS, StateStore, open_state
+from tbhub.adapters.db.tables import api_tokens, notes, sessions, setup_tokens, users
 from tbhub.core.accounts import Role, hash_password, token_digest, verify_password
 from tbhub.core.bookmarks import Bookmark, tensorboard_url
 from tbhub.errors import UsageError
@@ -172,8 +175,6 @@ def test_editing_a_note_keeps_its_author_and_records_the_editor(state: StateStor
 
 
 def test_alert_rule_overrides_one_per_scope(state: StateStore) -> None:
-    from tbhub.adapters.db.alert_rules import AlertRuleStore
-
     rules = AlertRuleStore(state.engine)
     assert rules.overrides() == []
     first = rules.set("lora", "", {"stalled_after": "5m"}, "ada")
@@ -188,3 +189,38 @@ def test_alert_rule_overrides_one_per_scope(state: StateStore) -> None:
     assert [o.dataset for o in rules.overrides("lora")] == ["", "claims-*"]
     assert rules.remove("lora", "claims-*") and not rules.remove("lora", "claims-*")
     assert [(o.endpoint, o.dataset) for o in rules.overrides()] == [("lora", ""), ("router", "")]
+
+
+@pytest.fixture(params=BACKENDS)
+def url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
+    if request.param == "sqlite":
+        return f"sqlite:///{tmp_path / 'old.db'}"
+    return str(request.getfixturevalue("fresh_postgres_url"))
+
+
+def test_notes_from_before_0007_survive_the_upgrade_and_can_be_edited(url: str) -> None:
+    old = open_state(url, migrate=False)
+    try:
+        cfg = AlembicConfig()
+        cfg.set_main_option("script_location", str(MIGRATIONS))
+        with old.engine.begin() as connection:
+            cfg.attributes["connection"] = connection
+            command.upgrade(cfg, "0006")
+        with old.engine.begin() as connection:  # into 0006's notes table, which has no edit columns
+            connection.execute(insert(notes).values(endpoint="lora", relpath="a/r", text="old note", author="ada",
+                                                    at=1.0))
+        assert old.current_revision() == "0006"
+    finally:
+        old.dispose()
+    state = open_state(url)  # what a new version's first start does
+    try:
+        assert state.current_revision() == HEAD_REVISION
+        store = AnnotationStore(state.engine)
+        (note,) = store.notes("lora", "a/r")
+        assert (note.text, note.author, note.at, note.edited_by, note.edited_at) == ("old note", "ada", 1.0, None, None)
+        edited = store.edit_note(note.id, "new text", "bob")
+        assert (edited.author, edited.edited_by) == ("ada", "bob")
+        AlertRuleStore(state.engine).set("lora", "", {"max_steps": 5}, "bob")
+        assert AlertRuleStore(state.engine).overrides()[0].rule == {"max_steps": 5}
+    finally:
+        state.dispose()
