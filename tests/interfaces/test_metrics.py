@@ -122,6 +122,10 @@ def test_runs_bytes_and_events_equal_the_api(server: Server, token: str) -> None
         assert {d: v for (e, d), v in runs.items() if e == name} == dict(expected_runs)
         assert {d: v for (e, d), v in size.items() if e == name} == dict(expected_bytes)
     assert metrics["tbhub_build_info"]
+    # One server: it leads, under the replica name /healthz reports.
+    health = server.get("/healthz").json()
+    assert by(metrics["tbhub_leader"], "replica") == {(health["replica"],): 1.0 if health["leader"] else 0.0}
+    assert health["leader"]
 
 
 @pytest.mark.slow

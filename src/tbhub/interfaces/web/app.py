@@ -644,5 +644,5 @@ def create_app(
     add_annotation_routes(app, hub, annotations, templates, access, context)
     add_admin_routes(app, hub, templates, access, context)
     add_rule_routes(app, hub, templates, access, context)
-    add_metrics(app, hub, access)  # last: its request middleware is the outermost
+    add_metrics(app, hub, access, leadership)  # last: its request middleware is the outermost
     return app

@@ -7,7 +7,8 @@ Nothing is counted in module-level state: each app gets its own ``CollectorRegis
   restarts, memory), and the alerts and delivery attempts recorded in the state database;
 - the hub's HTTP request counter and latency histogram, fed by ``RequestMetrics`` (an ASGI
   middleware), labelled by route template so the number of series stays bounded;
-- the hub process's own CPU, memory and file descriptors (prometheus_client's ``ProcessCollector``).
+- the hub process's own CPU, memory and file descriptors (prometheus_client's ``ProcessCollector``);
+- with replicas, whether this one is the leader.
 
 Counters taken from the database (alerts, deliveries) count rows that are never deleted, so they
 only grow. ``tbhub_tensorboard_restarts_total`` is counted by this process's supervisor and starts
@@ -34,6 +35,7 @@ from starlette.routing import BaseRoute, Match
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from tbhub import __version__
+from tbhub.adapters.db.leader import Leadership
 from tbhub.adapters.tensorboard.supervisor import ChildState
 from tbhub.core.accounts import Role
 from tbhub.hub import Hub
@@ -51,8 +53,9 @@ UNMATCHED = "unmatched"
 class HubCollector:
     """Reads the hub's current state into metric families each time the registry is collected."""
 
-    def __init__(self, hub: Hub) -> None:
+    def __init__(self, hub: Hub, leadership: Leadership | None = None) -> None:
         self.hub = hub
+        self.leadership = leadership
 
     def describe(self) -> Iterable[Metric]:
         # Nothing: registering must not query the database (prometheus_client calls describe() then).
@@ -62,6 +65,13 @@ class HubCollector:
         info = GaugeMetricFamily("tbhub_build_info", "The running tbhub version (always 1).", labels=["version"])
         info.add_metric([__version__], 1)
         yield info
+        if self.leadership is not None:
+            leader = GaugeMetricFamily(
+                "tbhub_leader", "1 when this replica runs the background jobs (scans, alerts, retention).",
+                labels=["replica"],
+            )
+            leader.add_metric([self.leadership.holder], 1 if self.leadership.is_leader else 0)
+            yield leader
         yield from self._index()
         yield from self._scans()
         yield from self._tensorboards()
@@ -257,10 +267,12 @@ class RequestMetrics:
         return path if isinstance(path, str) and path else UNMATCHED
 
 
-def add_metrics(app: FastAPI, hub: Hub, access: RoleTable) -> CollectorRegistry:
+def add_metrics(
+    app: FastAPI, hub: Hub, access: RoleTable, leadership: Leadership | None = None
+) -> CollectorRegistry:
     """Add ``GET /metrics`` (viewer role) and the request middleware; returns the app's registry."""
     registry = CollectorRegistry()
-    registry.register(HubCollector(hub))
+    registry.register(HubCollector(hub, leadership))
     ProcessCollector(registry=registry)
     requests = Counter(
         "tbhub_http_requests",
