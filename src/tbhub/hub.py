@@ -292,7 +292,8 @@ class Hub:
         """Build the state store and a (not yet started) supervisor with one child per endpoint.
 
         A URL log root (``s3://...``) is served from a local mirror under the state directory
-        (``mirrors/NAME``), kept in sync every reload interval by ``self.mirrors``.
+        (``mirrors/NAME``), kept in sync every reload interval by ``self.mirrors``. Their first sync
+        begins here, in the background: the TensorBoard of such an endpoint starts when it is done.
         """
         state = state_store(config)
         mirrors = {spec.name: endpoint_mirror(config, spec) for spec in config.endpoint_specs() if is_url(spec.logdir)}
@@ -305,7 +306,9 @@ class Hub:
             )
             for spec in config.endpoint_specs()
         ]
-        return cls(config, state, TensorBoardSupervisor(children, timing=timing), mirrors=mirrors)
+        hub = cls(config, state, TensorBoardSupervisor(children, timing=timing), mirrors=mirrors)
+        hub.mirrors.start()
+        return hub
 
     def _mirror_synced(self, name: str, stats: SyncStats, first: bool) -> None:
         """Start the endpoint's TensorBoard once its mirror holds every run; restart it when event

@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import json
 import os
+import threading
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -21,6 +24,7 @@ from tbhub.adapters.storage.mirror import (
     MirrorKeeper,
     MirrorPlan,
     MirrorStatus,
+    SyncStats,
     safe_relpath,
 )
 from tbhub.adapters.storage.remote import open_filesystem
@@ -379,3 +383,32 @@ def test_a_root_whose_filesystem_cannot_be_built_is_an_error_not_a_crash(tmp_pat
     status = keeper.status("cloud")
     assert status is not None
     assert status.error == "cannot open s3://b/p: ValueError: unsupported option 'regoin'"
+
+
+def test_start_runs_the_first_sync_in_the_background_once(bucket: Bucket, tmp_path: Path) -> None:
+    bucket.put(f"{PREFIX}/ds/run/events.out.tfevents.1", b"one")
+    firsts: list[bool] = []
+    done = threading.Event()
+
+    def synced(name: str, stats: SyncStats, first: bool) -> None:
+        firsts.append(first)
+        done.set()
+
+    keeper = MirrorKeeper({"cloud": MirrorPlan(bucket.url(), 3600.0, lambda: bucket.mirror(tmp_path / "m"))},
+                          on_sync=synced)
+    keeper.start()
+    keeper.start()
+    assert done.wait(60)
+    status = keeper.status("cloud")
+    assert status is not None and status.ready
+    assert (tmp_path / "m" / "ds" / "run" / "events.out.tfevents.1").read_bytes() == b"one"
+    asyncio.run(_run_briefly(keeper))  # picks up after the first sync: nothing due for an hour
+    assert firsts == [True]
+
+
+async def _run_briefly(keeper: MirrorKeeper) -> None:
+    task = asyncio.create_task(keeper.run_forever())
+    await asyncio.sleep(0.5)
+    task.cancel()
+    with contextlib.suppress(asyncio.CancelledError):
+        await task

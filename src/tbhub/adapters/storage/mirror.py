@@ -504,6 +504,7 @@ class MirrorKeeper:
         self._kept = {name: _Kept(plan) for name, plan in plans.items()}
         self._on_sync = on_sync
         self._lock = threading.Lock()
+        self._first: threading.Thread | None = None
 
     @property
     def names(self) -> tuple[str, ...]:
@@ -567,8 +568,26 @@ class MirrorKeeper:
             return 3600.0
         return max(0.0, min(k.next_at for k in self._kept.values()) - time.monotonic())
 
+    def start(self) -> None:
+        """Begin the first sync of every mirror now, in a daemon thread, so that it overlaps the rest
+        of the server's start (``run_forever`` continues from there); idempotent."""
+        with self._lock:
+            if self._first is not None or not self._kept:
+                return
+            self._first = threading.Thread(target=self._sync_due_logged, name="tbhub-mirror-first", daemon=True)
+            self._first.start()
+
+    def _sync_due_logged(self) -> None:
+        try:
+            self.sync_due()
+        except Exception:  # as in run_forever: a failing callback must not go unnoticed
+            logger.exception("syncing the mirrors failed")
+
     async def run_forever(self) -> None:
         """``sync_due`` in a worker thread, forever (until cancelled): the hub's lifespan runs this."""
+        first = self._first
+        if first is not None:
+            await asyncio.to_thread(first.join)
         while True:
             try:
                 delay = await asyncio.to_thread(self.sync_due)
