@@ -57,6 +57,9 @@ STATE = "/state"
 DATABASE_SECRET: str | None = None
 #: Seconds a container may run; web endpoints are restarted by Modal when one ends.
 CONTAINER_TIMEOUT_S = 24 * 3600
+#: A trainer's TensorBoard stops after this long without requests and starts again on the next one;
+#: the hub stays up (min_containers=1): it scans, alerts and keeps its TensorBoards loaded.
+IDLE_TENSORBOARD_S = 20 * 60
 
 REPO = Path(__file__).resolve().parents[1]
 log = logging.getLogger("tbhub.modal")
@@ -64,7 +67,7 @@ log = logging.getLogger("tbhub.modal")
 image = (
     modal.Image.debian_slim(python_version="3.11")
     # The same pinned dependencies as every other install (read when the image is built).
-    .pip_install_from_pyproject(str(REPO / "pyproject.toml"))
+    .pip_install_from_pyproject(str(REPO / "pyproject.toml"), optional_dependencies=["postgres"])
     .env({"PYTHONUNBUFFERED": "1"})
     # The package itself, templates, static files and migrations included (not only .py files).
     .add_local_python_source("tbhub", ignore=["**/__pycache__", "**/*.pyc"])
@@ -139,19 +142,34 @@ def hub_config(database_url: str | None = None) -> str:
     return "\n".join(lines)
 
 
+def hub_command(config: Path) -> list[str]:
+    """``tbhub serve`` with JSON logs, which ``modal app logs`` shows line by line."""
+    return [sys.executable, "-m", "tbhub", "serve", "--config", str(config), "--log-format", "json"]
+
+
 def serve_tensorboard(name: str) -> None:
     start_reloading({name: log_volumes[name]})
     subprocess.Popen(tensorboard_command(name))
 
 
-@app.function(volumes=read_only_mounts(["lora"]), max_containers=1, timeout=CONTAINER_TIMEOUT_S)
+@app.function(
+    volumes=read_only_mounts(["lora"]),
+    max_containers=1,
+    timeout=CONTAINER_TIMEOUT_S,
+    scaledown_window=IDLE_TENSORBOARD_S,
+)
 @modal.concurrent(max_inputs=100)
 @modal.web_server(TENSORBOARD_PORT, startup_timeout=300, label=TENSORBOARD_LABEL.format(name="lora"))
 def lora() -> None:
     serve_tensorboard("lora")
 
 
-@app.function(volumes=read_only_mounts(["router"]), max_containers=1, timeout=CONTAINER_TIMEOUT_S)
+@app.function(
+    volumes=read_only_mounts(["router"]),
+    max_containers=1,
+    timeout=CONTAINER_TIMEOUT_S,
+    scaledown_window=IDLE_TENSORBOARD_S,
+)
 @modal.concurrent(max_inputs=100)
 @modal.web_server(TENSORBOARD_PORT, startup_timeout=300, label=TENSORBOARD_LABEL.format(name="router"))
 def router() -> None:
@@ -161,7 +179,8 @@ def router() -> None:
 @app.function(
     volumes={**read_only_mounts(TRAINERS), STATE: state_volume},
     secrets=hub_secrets,
-    # One container: SQLite on a Volume has one writer. With PostgreSQL, replicas can share the state.
+    # Always on, in one container: SQLite on a Volume has one writer.
+    min_containers=1,
     max_containers=1,
     timeout=CONTAINER_TIMEOUT_S,
 )
@@ -171,4 +190,4 @@ def hub() -> None:
     config = Path("/tmp/tbhub.toml")
     config.write_text(hub_config(os.environ.get("TBHUB_DATABASE_URL")))
     start_reloading(log_volumes)
-    subprocess.Popen([sys.executable, "-m", "tbhub", "serve", "--config", str(config), "--log-format", "json"])
+    subprocess.Popen(hub_command(config))

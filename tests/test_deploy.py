@@ -525,6 +525,9 @@ def test_modal_hub_serves_every_trainer_from_read_only_volumes(modal_app: Module
     assert config.auth.enabled
     with_pg = load_toml_text(modal_app.hub_config("postgresql+psycopg://u@db:5432/tbhub"), tmp_path, "pg.toml")
     assert make_url(with_pg.state.url).host == "db"
+    command = modal_app.hub_command(tmp_path / "tbhub.toml")
+    assert command[1:3] == ["-m", "tbhub"]
+    assert serve_args(command[3:])["config"] == str(tmp_path / "tbhub.toml")
 
 
 def test_modal_volumes_reload_every_interval_and_survive_a_failure(modal_app: ModuleType) -> None:
