@@ -157,6 +157,43 @@ def test_image_default_config_healthcheck_and_command_agree(public_paths: set[st
     assert re.search(r'^postgres = \["psycopg\[binary\]==[\d.]+"\]', pyproject, re.M)
 
 
+@pytest.mark.slow
+def test_the_image_build_stage_makes_a_complete_wheel(tmp_path: Path) -> None:
+    """What the build stage does, without Docker: the files it copies, ``pip wheel`` of the project.
+
+    The image installs that wheel, not this editable checkout: a template, stylesheet or migration
+    missing from the package data would break only the image.
+    """
+    build = dockerfile_stages()[0]
+    context = tmp_path / "context"
+    for instruction, args in build:
+        if instruction == "COPY":
+            *sources, target = args.split()
+            for source in sources:  # relative to the stage's WORKDIR, which the context stands for
+                if (REPO / source).is_dir():  # COPY src ./src: the folder's contents into the target
+                    shutil.copytree(REPO / source, context / target,
+                                    ignore=shutil.ignore_patterns("__pycache__", "*.pyc", "*.egg-info"))
+                else:  # COPY a b ./: each file into the target folder
+                    assert target.endswith("/"), args
+                    (context / target).mkdir(parents=True, exist_ok=True)
+                    shutil.copy2(REPO / source, context / target / Path(source).name)
+    out = tmp_path / "wheels"
+    result = subprocess.run([sys.executable, "-m", "pip", "wheel", "--no-deps", "-q", "-w", str(out), str(context)],
+                            capture_output=True, text=True, timeout=600)
+    assert result.returncode == 0, result.stderr[-2000:]
+    import zipfile
+
+    (wheel,) = out.glob("tbhub-*.whl")
+    with zipfile.ZipFile(wheel) as archive:
+        packaged = set(archive.namelist())
+        metadata = archive.read(next(n for n in packaged if n.endswith(".dist-info/METADATA"))).decode()
+    source = REPO / "src"
+    expected = {p.relative_to(source).as_posix() for p in (source / "tbhub").rglob("*")
+                if p.is_file() and "__pycache__" not in p.parts and p.suffix != ".pyc"}
+    assert expected - packaged == set()
+    assert "Provides-Extra: postgres" in metadata
+
+
 def dockerignored(path: str, patterns: list[str]) -> bool:
     parts = path.split("/")
     prefixes = ["/".join(parts[: i + 1]) for i in range(len(parts))]
