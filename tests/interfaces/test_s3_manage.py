@@ -8,6 +8,11 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
+import random
+import signal
+import subprocess
+import sys
 import time
 from pathlib import Path
 
@@ -15,6 +20,7 @@ import pytest
 
 from eventfiles import write_scalar_file, write_tf2_run
 from s3 import list_keys, read_object, s3_client, upload_tree
+from tbhub.adapters.storage.archive import list_archives, restore_archive, verify_archive
 from tbhub.interfaces.cli.main import main
 
 pytestmark = pytest.mark.timeout(300)
@@ -229,3 +235,73 @@ def test_retention_apply_on_an_s3_root_archives_to_s3_and_spares_pins(
                              "--json")
     assert code == 0, err
     assert sorted(a["run"] for a in json.loads(out)) == ["keras", "r2"]
+
+
+@pytest.mark.slow
+def test_sigkill_during_an_s3_clean_never_loses_a_run(
+    s3_endpoint: str, s3_bucket: str, tmp_path: Path
+) -> None:
+    """Kills at random moments of `clean --archive-to s3://`: every run is complete and visible in
+    place, or archived (and the archive verifies); a rerun finishes what was left half-deleted."""
+    template = tmp_path / "template"
+    names = []
+    for i in range(3):
+        write_scalar_file(template / "ds" / f"run{i}" / "train", range(20_000), ("loss", "lr"))
+        write_scalar_file(template / "ds" / f"run{i}" / "eval", range(0, 20_000, 50), ("eval/loss",))
+        names.append(f"ds/run{i}")
+    originals = {
+        n: {p.relative_to(template / n).as_posix(): p.read_bytes() for p in (template / n).rglob("*") if p.is_file()}
+        for n in names
+    }
+    env = {**os.environ, "AWS_ENDPOINT_URL": s3_endpoint}
+
+    def clean(prefix: str, *extra: str) -> subprocess.Popen[bytes]:
+        return subprocess.Popen(
+            [sys.executable, "-m", "tbhub", "clean", "--logdir", f"cloud=s3://{s3_bucket}/{prefix}/logs",
+             "--active-minutes", "0.0001", "--yes", "--archive-to", f"s3://{s3_bucket}/{prefix}/cold", *extra],
+            env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, stdin=subprocess.DEVNULL,
+        )
+
+    upload_tree(s3_endpoint, template, s3_bucket, "probe/logs")
+    started = time.monotonic()
+    probe = clean("probe", "--select", "all")
+    assert probe.wait(120) == 0, probe.stderr.read() if probe.stderr else ""
+    full = time.monotonic() - started
+    if probe.stderr:
+        probe.stderr.close()
+
+    rng = random.Random(20261128)
+    seen = {"in place": 0, "archived": 0}
+    for attempt in range(6):
+        prefix = f"t{attempt}"
+        upload_tree(s3_endpoint, template, s3_bucket, f"{prefix}/logs")
+        proc = clean(prefix, "--select", "all")
+        time.sleep(rng.uniform(0.2, full))
+        proc.send_signal(signal.SIGKILL)
+        proc.wait(10)
+        if proc.stderr:
+            proc.stderr.close()
+        archived = {}
+        for info in list_archives(f"s3://{s3_bucket}/{prefix}/cold", storage_options={"endpoint_url": s3_endpoint}):
+            manifest = verify_archive(str(info.archive), storage_options={"endpoint_url": s3_endpoint})
+            archived[manifest.relpath] = str(info.archive)
+        # Finish the interrupted clean (it selects nothing new), then check every run.
+        rerun = clean(prefix, "--match", "nothing/*", "--select", "all")
+        assert rerun.wait(120) == 0
+        if rerun.stderr:
+            rerun.stderr.close()
+        for name in names:
+            keys = list_keys(s3_endpoint, s3_bucket, f"{prefix}/logs/{name}/")
+            if keys:
+                in_place = {k.split(f"/{name}/", 1)[1]: read_object(s3_endpoint, s3_bucket, k) for k in keys}
+                assert in_place == originals[name], f"attempt {attempt}: {name} is incomplete in place"
+                seen["in place"] += 1
+                continue
+            assert name in archived, f"attempt {attempt}: {name} was deleted without an archive"
+            seen["archived"] += 1
+            restored = tmp_path / prefix / "restored"
+            restored.mkdir(parents=True, exist_ok=True)
+            target = restore_archive(archived[name], restored, storage_options={"endpoint_url": s3_endpoint})
+            got = {p.relative_to(target).as_posix(): p.read_bytes() for p in Path(target).rglob("*") if p.is_file()}
+            assert got == originals[name]
+    assert seen["in place"] and seen["archived"], seen  # the kills landed on both sides of the deletes
