@@ -22,6 +22,7 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import json
+import logging
 import os
 import time
 from collections.abc import Callable, Iterable, Sequence
@@ -54,6 +55,7 @@ from tbhub.manage import (
 
 __all__ = ["add_admin_routes", "clean_digest", "retention_digest"]
 
+log = logging.getLogger("tbhub.hub")
 #: How long a hub cleanup may hold the retention lease (it is released when done).
 CLEAN_LEASE_S = 3600.0
 
@@ -155,7 +157,9 @@ class CleanRuns:
                               limits=self.limits(request))
         except PlanRefused as error:
             raise UsageError(f"{error}; nothing deleted") from None
-        return CleanupPlan(plan.runs, plan.skipped + pinned)
+        # The hub has no --force: active runs are always skipped here.
+        active = tuple((r, why.replace(" (--force to include)", "")) for r, why in plan.skipped)
+        return CleanupPlan(plan.runs, active + pinned)
 
     def execute(self, request: CleanRequest, confirmed: str | None, who: str) -> tuple[CleanupPlan, CleanupReport]:
         """Carry out the plan if it is still the ``confirmed`` digest (when given), under the lease."""
@@ -174,7 +178,10 @@ class CleanRuns:
             report = execute_plan(plan, self.hub.config, self.hub.state, archive_to=archive, who=who)
         finally:
             self.hub.state.release_lease(RETENTION_LEASE, holder)
-        self.scan(request.endpoint)  # the index (and the runs page) without the removed runs at once
+        try:
+            self.scan(request.endpoint)  # the index (and the runs page) without the removed runs at once
+        except (TbhubError, OSError) as error:  # the deletions are done and recorded; the next scan catches up
+            log.warning("rescanning %s after a cleanup failed: %s", request.endpoint, error)
         return plan, report
 
 
