@@ -110,6 +110,12 @@ def test_formatter_keeps_extra_fields_and_tracebacks_on_one_line() -> None:
     assert out["message_id"] == 7 and out["logger"] == "tbhub.test" and out["level"] == "WARNING"
     assert str(out["time"]).endswith("Z")
 
+    supervisor = logger.makeRecord("tbhub.adapters.tensorboard.supervisor", logging.INFO, __file__, 1,
+                                   "endpoint %s: TensorBoard is up", ("lora",), None)
+    assert _format(supervisor)["endpoint"] == "lora"
+    literal = logger.makeRecord("tbhub.test", logging.INFO, __file__, 1, "endpoint %s", (), None)
+    assert "endpoint" not in _format(literal)
+
     try:
         raise ValueError("broken\nacross lines")
     except ValueError:

@@ -52,8 +52,9 @@ class JsonFormatter(logging.Formatter):
         }
         out.update(_access_fields(record))
         # tbhub's records about one endpoint read "endpoint %s: ..." (the supervisor's, for instance).
-        if isinstance(record.msg, str) and record.msg.startswith("endpoint %s") and isinstance(record.args, tuple):
-            out["endpoint"] = record.args[0]
+        args = record.args
+        if isinstance(record.msg, str) and record.msg.startswith("endpoint %s") and isinstance(args, tuple) and args:
+            out["endpoint"] = args[0]
         for key, value in record.__dict__.items():
             if key not in _STANDARD and not key.startswith("_"):
                 out["extra_" + key if key in _OWN else key] = value
