@@ -161,6 +161,11 @@ def test_clean_dry_run_then_archive_to_s3_delete_and_restore(
     assert code != 0 and "already exists" in err and "Traceback" not in err
     assert bucket_fingerprint(s3_endpoint, s3_bucket, "logs/") == before
 
+    code, out, err = run_cli(capsys, "restore", f"{archives}/cloud/alpaca/nope.tar.zst", "--logdir", f"cloud={url}")
+    assert code != 0 and "does not exist" in err and "Traceback" not in err
+    code, out, err = run_cli(capsys, "archives", "list", "s3://no-such-bucket-9/cold", "--json")
+    assert code != 0 and out == "" and "bucket no-such-bucket-9 does not exist" in err
+
 
 def test_s3_runs_archive_to_a_local_folder_and_restore_to_a_local_root(
     capsys: pytest.CaptureFixture[str], s3_logs: tuple[Path, str], tmp_path: Path

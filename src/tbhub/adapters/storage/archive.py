@@ -1506,10 +1506,12 @@ def _load_manifest(archive: Path) -> ArchiveManifest:
 
 def _list_remote(dest: str, options: Mapping[str, Any]) -> list[ArchiveInfo]:
     fs, root = _remote_folder(dest, options)
+    bucket = root.split("/", 1)[0]
     try:
+        fs.ls(bucket, detail=False)  # FileNotFoundError only when the bucket itself is missing
         listing = cast(dict[str, dict[str, Any]], fs.find(root, detail=True, withdirs=False))
     except FileNotFoundError:
-        return []
+        raise ArchiveError(f"archive folder {dest}: bucket {bucket} does not exist") from None
     except Exception as e:
         raise ArchiveError(storage_error(e, f"listing {dest}")) from None
     found: list[ArchiveInfo] = []
