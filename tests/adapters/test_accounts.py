@@ -224,3 +224,23 @@ def test_notes_from_before_0007_survive_the_upgrade_and_can_be_edited(url: str) 
         assert AlertRuleStore(state.engine).overrides()[0].rule == {"max_steps": 5}
     finally:
         state.dispose()
+
+
+def test_roles_per_endpoint_only_raise_a_users_role(state: StateStore) -> None:
+    accounts = AccountStore(state.engine)
+    ada = accounts.add_user("ada", Role.VIEWER, "long-password")
+    accounts.add_user("bob", Role.EDITOR, "long-password")
+    accounts.grant("ada", "lora", Role.EDITOR, "root")
+    accounts.grant("ada", "router", Role.EDITOR, "root")
+    accounts.grant("ada", "router", Role.ADMIN, "root")  # replaces
+    with pytest.raises(UsageError, match="editor everywhere already"):
+        accounts.grant("bob", "lora", Role.VIEWER, "root")
+    with pytest.raises(UsageError, match="no user"):
+        accounts.grant("nobody", "lora", Role.ADMIN, "root")
+    assert accounts.endpoint_roles(ada.id) == {"lora": Role.EDITOR, "router": Role.ADMIN}
+    assert accounts.endpoint_role(ada.id, "lora") is Role.EDITOR and accounts.endpoint_role(ada.id, "x") is None
+    assert [(g.user, g.endpoint, g.role) for g in accounts.grants()] == [("ada", "lora", Role.EDITOR),
+                                                                         ("ada", "router", Role.ADMIN)]
+    assert accounts.revoke_grant("ada", "lora") and not accounts.revoke_grant("ada", "lora")
+    accounts.remove_user("ada")  # takes the grants along
+    assert accounts.grants() == []

@@ -14,11 +14,11 @@ from dataclasses import dataclass
 from sqlalchemy import Engine, delete, insert, select, update
 from sqlalchemy.exc import IntegrityError
 
-from tbhub.adapters.db.tables import api_tokens, sessions, setup_tokens, users
+from tbhub.adapters.db.tables import api_tokens, endpoint_roles, sessions, setup_tokens, users
 from tbhub.core.accounts import Role, User, hash_password, new_token, token_digest, verify_password
 from tbhub.errors import UsageError
 
-__all__ = ["AccountStore", "ApiToken", "Session", "UserRow"]
+__all__ = ["AccountStore", "ApiToken", "EndpointGrant", "Session", "UserRow"]
 
 USER_NAME_MAX = 128
 
@@ -30,6 +30,17 @@ class UserRow:
     role: Role
     created_at: float
     disabled: bool
+
+
+@dataclass(frozen=True, slots=True)
+class EndpointGrant:
+    """``user`` has ``role`` on ``endpoint`` (and their own role everywhere else)."""
+
+    user: str
+    endpoint: str
+    role: Role
+    granted_by: str
+    granted_at: float
 
 
 @dataclass(frozen=True, slots=True)
@@ -99,6 +110,7 @@ class AccountStore:
         with self.engine.begin() as connection:
             ids = select(users.c.id).where(users.c.name == name).scalar_subquery()
             connection.execute(delete(sessions).where(sessions.c.user_id.in_(ids)))
+            connection.execute(delete(endpoint_roles).where(endpoint_roles.c.user_id.in_(ids)))
             if not connection.execute(delete(users).where(users.c.name == name)).rowcount:
                 raise UsageError(f"no user named {name!r}")
 
@@ -127,6 +139,61 @@ class AccountStore:
         if not verify_password(password, row.password_hash):
             return None
         return User(row.name, Role.parse(row.role), "session", row.id)
+
+    # -- roles per endpoint ---------------------------------------------------------------------
+    def grant(self, name: str, endpoint: str, role: Role, by: str) -> EndpointGrant:
+        """Give ``name`` the role ``role`` on ``endpoint`` (replacing an earlier grant there).
+
+        A grant only ever raises a role: one not above the user's own role is refused, so a grant
+        never suggests a restriction that the user's own role would not honour.
+        """
+        user = self.user(name)
+        if user is None:
+            raise UsageError(f"no user named {name!r}")
+        if role <= user.role:
+            raise UsageError(f"{name} is a {user.role} everywhere already; grant a higher role on {endpoint}")
+        now = time.time()
+        values = {"role": str(role), "granted_by": by, "granted_at": now}
+        where = (endpoint_roles.c.user_id == user.id, endpoint_roles.c.endpoint == endpoint)
+        with self.engine.begin() as connection:
+            if not connection.execute(update(endpoint_roles).where(*where).values(**values)).rowcount:
+                connection.execute(insert(endpoint_roles).values(user_id=user.id, endpoint=endpoint, **values))
+        return EndpointGrant(name, endpoint, role, by, now)
+
+    def revoke_grant(self, name: str, endpoint: str) -> bool:
+        with self.engine.begin() as connection:
+            ids = select(users.c.id).where(users.c.name == name).scalar_subquery()
+            result = connection.execute(
+                delete(endpoint_roles).where(endpoint_roles.c.user_id.in_(ids), endpoint_roles.c.endpoint == endpoint)
+            )
+            return bool(result.rowcount)
+
+    def grants(self) -> list[EndpointGrant]:
+        with self.engine.connect() as connection:
+            rows = connection.execute(
+                select(users.c.name, endpoint_roles.c.endpoint, endpoint_roles.c.role, endpoint_roles.c.granted_by,
+                       endpoint_roles.c.granted_at)
+                .join(users, users.c.id == endpoint_roles.c.user_id)
+                .order_by(users.c.name, endpoint_roles.c.endpoint)
+            )
+            return [EndpointGrant(r.name, r.endpoint, Role.parse(r.role), r.granted_by, r.granted_at) for r in rows]
+
+    def endpoint_role(self, user_id: int, endpoint: str) -> Role | None:
+        """The user's role granted on ``endpoint``, if any."""
+        with self.engine.connect() as connection:
+            role = connection.execute(
+                select(endpoint_roles.c.role).where(endpoint_roles.c.user_id == user_id,
+                                                    endpoint_roles.c.endpoint == endpoint)
+            ).scalar()
+        return None if role is None else Role.parse(role)
+
+    def endpoint_roles(self, user_id: int) -> dict[str, Role]:
+        """Every endpoint the user has a granted role on."""
+        with self.engine.connect() as connection:
+            rows = connection.execute(
+                select(endpoint_roles.c.endpoint, endpoint_roles.c.role).where(endpoint_roles.c.user_id == user_id)
+            )
+            return {endpoint: Role.parse(role) for endpoint, role in rows}
 
     # -- sessions -------------------------------------------------------------------------------
     def start_session(self, user: User, ttl_s: float) -> tuple[str, Session]:

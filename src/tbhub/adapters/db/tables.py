@@ -26,6 +26,7 @@ __all__ = [
     "channels",
     "deletions",
     "deliveries",
+    "endpoint_roles",
     "event_files",
     "index_generations",
     "leases",
@@ -330,4 +331,17 @@ alert_rules = Table(
     Column("updated_by", String(256), nullable=False),
     Column("updated_at", Float, nullable=False),
     UniqueConstraint("endpoint", "dataset", name="uq_alert_rules_scope"),
+)
+
+# -- 0008 --------------------------------------------------------------------------------------------
+#: A user's role on one endpoint, above their role everywhere else (``users.role``).
+endpoint_roles = Table(
+    "endpoint_roles",
+    metadata,
+    Column("user_id", Integer, ForeignKey("users.id", ondelete="CASCADE"), nullable=False),
+    Column("endpoint", String(128), nullable=False),
+    Column("role", String(16), nullable=False),
+    Column("granted_by", String(256), nullable=False),
+    Column("granted_at", Float, nullable=False),
+    PrimaryKeyConstraint("user_id", "endpoint", name="pk_endpoint_roles"),
 )
