@@ -310,3 +310,21 @@ def test_sigkill_during_an_s3_clean_never_loses_a_run(
             got = {p.relative_to(target).as_posix(): p.read_bytes() for p in Path(target).rglob("*") if p.is_file()}
             assert got == originals[name]
     assert seen["in place"] and seen["archived"], seen  # the kills landed on both sides of the deletes
+
+
+def test_compare_reads_scalars_from_s3_as_from_disk(
+    capsys: pytest.CaptureFixture[str], s3_logs: tuple[Path, str]
+) -> None:
+    """Scalar summaries and time-to-target come from ranged reads of the objects, equal to disk."""
+    local, url = s3_logs
+    results = []
+    for logdir in (f"cloud={url}", f"disk={local}"):
+        code, out, err = run_cli(capsys, "compare", "--logdir", logdir, "--tag", "loss", "--target", "loss<0.05",
+                                 "--json")
+        assert code == 0, err
+        rows = json.loads(out)
+        results.append([{k: v for k, v in row.items() if k != "endpoint"} for row in rows])
+    assert results[0] == results[1]
+    assert {row["run"] for row in results[0]} >= {"r1", "r2"}
+    r1 = next(row for row in results[0] if row["run"] == "r1")
+    assert r1["tags"]["loss"]["count"] == 200 and r1["target_step"] == 20  # loss = 1/(step+1)
