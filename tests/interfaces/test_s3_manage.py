@@ -78,6 +78,9 @@ def test_runs_on_an_s3_root_equal_the_local_runs(
     assert len(remote_rows) == 3
     assert _without_identity(remote_rows) == _without_identity(json.loads(out))
     assert {r["path"] for r in remote_rows} == {f"{url}/alpaca/r1", f"{url}/alpaca/r2", f"{url}/dolly/keras"}
+    code, out, err = run_cli(capsys, "runs", url + "/", "--json")  # a bare URL: one endpoint named "logs"
+    assert code == 0, err
+    assert {(r["endpoint"], r["path"]) for r in json.loads(out)} == {("logs", r["path"]) for r in remote_rows}
 
 
 def test_unknown_bucket_is_one_line_and_exit_2(
