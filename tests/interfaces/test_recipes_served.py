@@ -1,16 +1,18 @@
-"""The Docker Compose and Kubernetes recipes' tbhub configs, served for real without Docker or a cluster.
+"""The Docker Compose, Kubernetes and Modal recipes' tbhub configs, served for real without Docker,
+a cluster or Modal.
 
 No Docker engine or Kubernetes cluster runs here, so what the recipes connect tbhub to is stood in for
 by the same kinds of servers on loopback: a real PostgreSQL cluster (``tests/pg.py``) and a real S3
 server (moto, ``tests/s3.py``). Each recipe's ``tbhub.toml`` is used as it is, except for what only
 the container network provides: service host names, ports and container paths. tbhub runs with the
 recipe's own arguments and environment; the database role and name, the password and the buckets
-are the recipe's.
+are the recipe's. The Modal hub's generated config and command run with its Volumes as folders.
 """
 
 from __future__ import annotations
 
 import contextlib
+import json
 import os
 import re
 import signal
@@ -181,3 +183,69 @@ def test_recipe_config_serves_from_postgres_and_s3(
         with psycopg.connect(postgres_server.conninfo(), autocommit=True) as conn:
             conn.execute(f'DROP DATABASE IF EXISTS "{url.database}" WITH (FORCE)')
             conn.execute(f'DROP ROLE IF EXISTS "{url.username}"')
+
+
+def test_modal_hub_config_and_command_serve_every_trainer(tmp_path: Path) -> None:
+    """The Modal hub's generated config and command, run here with the Volume mounts as folders."""
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location("tbhub_modal_app", DEPLOY / "modal_app.py")
+    assert spec is not None and spec.loader is not None
+    modal_app = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(modal_app)  # defines the Modal app; contacts nobody
+
+    text = modal_app.hub_config()
+    text = text.replace(f'"{modal_app.LOGS}/', f'"{tmp_path / "logs"}/')  # each trainer's Volume
+    text = text.replace(f"sqlite:///{modal_app.STATE}/", f"sqlite:///{tmp_path / 'state-volume'}/")
+    text = text.replace('dir = "/tmp/tbhub"', f'dir = "{tmp_path / "state"}"')
+    text = re.sub(rf"^port = {modal_app.HUB_PORT}$", f"port = {free_port()}", text, flags=re.M)
+    text = re.sub(r"^(\[endpoints\.[\w-]+\])$", lambda m: f"{m.group(1)}\nport = {free_port()}", text, flags=re.M)
+    path = tmp_path / "tbhub.toml"
+    path.write_text(text)
+    config = load_config(path)
+    for i, name in enumerate(modal_app.TRAINERS):
+        for run in range(i + 1):
+            write_scalar_file(tmp_path / "logs" / name / "sft" / f"r{run}", range(30))
+
+    command = modal_app.hub_command(path)
+    assert command[0] == sys.executable
+    log = tmp_path / "serve.log"
+    with open(log, "w") as out:
+        # --host: the container's 0.0.0.0 stays inside Modal; here, loopback.
+        proc = subprocess.Popen([*command, "--host", "127.0.0.1", "--scan-interval", "1", "--alerts-warmup", "0"],
+                                stdout=out, stderr=subprocess.STDOUT, env={**os.environ, "PYTHONUNBUFFERED": "1"})
+    hub = f"http://127.0.0.1:{config.server.port}"
+    try:
+        wait_for(lambda: httpx.get(hub + "/healthz", timeout=5, trust_env=False).status_code == 200, 90,
+                 "the hub to answer")
+        state = open_state(config.state.url)
+        try:
+            token, _ = AccountStore(state.engine).create_token("modal-test", Role.VIEWER, "test")
+        finally:
+            state.dispose()
+        headers = {"authorization": f"Bearer {token}"}
+        expected = {name: i + 1 for i, name in enumerate(modal_app.TRAINERS)}
+
+        def runs() -> dict[str, int] | None:
+            got = {e["name"]: e["runs"] for e in
+                   httpx.get(hub + "/api/endpoints", headers=headers, timeout=10, trust_env=False).json()}
+            return got if got == expected else None
+
+        wait_for(runs, 90, f"every trainer scanned ({expected})")
+        wait_for(lambda: httpx.get(hub + "/readyz", timeout=5, trust_env=False).status_code == 200, 90,
+                 "every trainer's TensorBoard up")
+    finally:
+        tree = psutil.Process(proc.pid).children(recursive=True) if proc.poll() is None else []
+        proc.send_signal(signal.SIGTERM)
+        try:
+            proc.wait(20)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait(5)
+        for child in tree:
+            with contextlib.suppress(psutil.Error):
+                child.kill()
+    assert proc.returncode == 0, log.read_text()[-3000:]
+    # Every line the hub wrote is JSON (what `modal app logs` shows).
+    records = [json.loads(line) for line in log.read_text().splitlines() if line.strip()]
+    assert any(r.get("setup_url") for r in records)  # sign-in is on: the first admin's link is logged
