@@ -373,3 +373,63 @@ def test_editor_overrides_change_the_engines_verdict(tmp_path: Path, state: Stat
         removed = editor.post("/alerts/rules/delete", data={"endpoint": "lora", "dataset": "", "csrf": csrf})
         assert removed.status_code == 303
         assert status() == "running"  # back to the config's 15 minutes
+
+
+# -- roles per endpoint -----------------------------------------------------------------------------------
+
+
+def test_roles_per_endpoint(tmp_path: Path, state: StateStore, root: Path) -> None:
+    router = tmp_path / "router-logs"
+    write_scalar_file(router / "moe" / "r1", range(30))
+    age(router / "moe" / "r1", 30)
+    cfg = Config(state=StateConfig(dir=tmp_path / "state"),
+                 endpoints={"lora": EndpointConfig(logdir=str(root)), "router": EndpointConfig(logdir=str(router))})
+    hub = Hub(cfg, state, None)
+    hub.refresh("lora")
+    hub.refresh("router")
+    app = create_app(hub, scan_interval=3600, job_interval=3600, alerts=False)
+    accounts = AccountStore(state.engine)
+    ada, ada_csrf = signed_in(app, state, "viewer")  # a viewer everywhere ...
+    accounts.grant("viewer", "lora", Role.EDITOR, "root")  # ... and an editor of lora's runs
+    bob, bob_csrf = signed_in(app, state, "editor")
+    accounts.grant("editor", "router", Role.ADMIN, "root")  # an editor who cleans router's log root
+    notes = AnnotationStore(state.engine)
+    router_note = notes.add_note("router", "moe/r1", "router's", "carl")
+    with ada, bob:
+        note = {"run": "chat/old", "text": "ada's", "csrf": ada_csrf}
+        assert ada.post("/notes", data={**note, "endpoint": "lora"}).status_code == 303
+        assert ada.post("/notes", data={**note, "endpoint": "router", "run": "moe/r1"}).status_code == 403
+        api = {"x-csrf-token": ada_csrf}
+        added = ada.post("/api/endpoints/lora/notes", json={"run": "chat/old", "text": "x"}, headers=api)
+        assert added.status_code == 201
+        assert ada.post("/api/endpoints/router/notes", json={"run": "moe/r1", "text": "x"},
+                        headers=api).status_code == 403
+        # The role was checked on the form's endpoint: a note of another endpoint stays.
+        ada.post(f"/notes/{router_note.id}/delete", data={"endpoint": "lora", "run": "chat/old", "csrf": ada_csrf})
+        ada.post(f"/notes/{router_note.id}/edit", data={"endpoint": "lora", "run": "chat/old", "text": "mine",
+                                                        "csrf": ada_csrf})
+        assert notes.note(router_note.id) == router_note
+        assert 'id="note-form"' in ada.get("/runs/lora/chat/old", headers=HTML).text
+        assert 'id="note-form"' not in ada.get("/runs/router/moe/r1", headers=HTML).text
+        rule = {"dataset": "", "stalled_after": "5m", "csrf": ada_csrf}
+        assert ada.post("/alerts/rules", data={**rule, "endpoint": "lora"}).status_code == 303
+        assert ada.post("/alerts/rules", data={**rule, "endpoint": "router"}).status_code == 403
+        rules = ada.get("/alerts/rules", headers=HTML).text
+        assert 'data-new="lora"' in rules and 'data-new="router"' not in rules
+        assert ada.post("/bookmarks", data={"name": "b", "page": "/", "csrf": ada_csrf}).status_code == 403  # shared
+        assert ada.get("/endpoints/lora/clean", headers=HTML).status_code == 403
+
+        assert bob.get("/endpoints/router/clean", headers=HTML).status_code == 200
+        assert bob.get("/endpoints/lora/clean", headers=HTML).status_code == 403
+        assert 'id="clean-link"' in bob.get("/endpoints/router", headers=HTML).text
+        assert 'id="clean-link"' not in bob.get("/endpoints/lora", headers=HTML).text
+        assert bob.get("/admin/retention", headers=HTML).status_code == 403  # every endpoint's: not granted
+        preview = bob.post("/endpoints/router/clean/preview", data={"run": "moe/r1", "csrf": bob_csrf})
+        done = bob.post("/endpoints/router/clean/execute",
+                        data={"run": "moe/r1", "plan": hidden(preview.text, "plan"), "confirm": "yes",
+                              "csrf": bob_csrf})
+        assert done.status_code == 200 and not (router / "moe" / "r1").exists()
+
+        accounts.revoke_grant("viewer", "lora")
+        assert ada.post("/notes", data={**note, "endpoint": "lora"}).status_code == 403
+    assert [n.text for n in notes.notes("lora")] == ["ada's", "x"]

@@ -148,6 +148,8 @@ ROUTES: dict[str, Case] = {
                                json=lambda role: {"dataset": role, "rule": {"max_steps": 100}}, headers={}),
     "api_remove_alert_rule": Case("DELETE", "/api/endpoints/lora/alert-rules?dataset=none", (401, 403, 404, 404),
                                   headers={}),
+    "admin_grant": Case("POST", "/admin/grants", ADMIN_FORM, form=_form(name="viewer", endpoint="lora", role="editor")),
+    "admin_revoke_grant": Case("POST", "/admin/grants/revoke", ADMIN_FORM, form=_form(name="viewer", endpoint="lora")),
     # Last: it ends the session.
     "logout": Case("POST", "/logout", (401, 303, 303, 303), form=_form()),
 }

@@ -94,3 +94,22 @@ def test_note_edit_keeps_the_author(config: str, capsys: pytest.CaptureFixture[s
     assert "needs the note's new text" in err
     out, _ = run(capsys, "note", "lora/ds/r1", "-c", config)
     assert "second take" in out and "edited by" in out
+
+
+def test_roles_per_endpoint_from_the_shell(config: str, capsys: pytest.CaptureFixture[str],
+                                           monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr("sys.stdin", io.StringIO("long-password\n"))
+    run(capsys, "users", "add", "ada", "--password-stdin", "-c", config)
+    out, _ = run(capsys, "users", "grant", "ada", "lora", "editor", "-c", config)
+    assert out.strip() == "ada is editor on lora"
+    _, err = run(capsys, "users", "grant", "ada", "nope", "editor", "-c", config, code=2)
+    assert "nope" in err
+    _, err = run(capsys, "users", "grant", "ada", "lora", "viewer", "-c", config, code=2)
+    assert "viewer everywhere already" in err
+    out, _ = run(capsys, "users", "list", "--json", "-c", config)
+    assert json.loads(out)[0]["endpoints"] == {"lora": "editor"}
+    run(capsys, "users", "ungrant", "ada", "lora", "-c", config)
+    _, err = run(capsys, "users", "ungrant", "ada", "lora", "-c", config, code=2)
+    assert "no role granted on lora" in err
+    out, _ = run(capsys, "users", "list", "--json", "-c", config)
+    assert json.loads(out)[0]["endpoints"] == {}

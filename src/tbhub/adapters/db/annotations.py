@@ -106,9 +106,15 @@ class AnnotationStore:
             raise UnknownEndpoint(f"no note {note_id}{on}")
         return _note(row)
 
-    def remove_note(self, note_id: int) -> bool:
+    def remove_note(self, note_id: int, *, endpoint: str | None = None, relpath: str | None = None) -> bool:
+        """Remove a note (only if it is on ``endpoint`` and ``relpath``, when given); ``False`` if none."""
+        where = [notes.c.id == note_id]
+        if endpoint is not None:
+            where.append(notes.c.endpoint == endpoint)
+        if relpath is not None:
+            where.append(notes.c.relpath == relpath)
         with self.engine.begin() as connection:
-            return bool(connection.execute(delete(notes).where(notes.c.id == note_id)).rowcount)
+            return bool(connection.execute(delete(notes).where(*where)).rowcount)
 
     # -- tags -----------------------------------------------------------------------------------
     def tag(self, endpoint: str, relpath: str, tag: str, by: str) -> bool:

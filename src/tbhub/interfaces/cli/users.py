@@ -88,14 +88,19 @@ def users_add(
 def users_list(config: ConfigOpt = None, as_json: JsonOpt = False) -> None:
     """List users and their roles."""
     with _state(config) as (_, state):
-        users = AccountStore(state.engine).users()
+        accounts = AccountStore(state.engine)
+        users = accounts.users()
+        grants: dict[str, dict[str, str]] = {}
+        for g in accounts.grants():
+            grants.setdefault(g.user, {})[g.endpoint] = str(g.role)
     if as_json:
-        print(json.dumps([{"id": u.id, "name": u.name, "role": str(u.role), "created_at": u.created_at,
-                           "disabled": u.disabled} for u in users], indent=2))
+        print(json.dumps([{"id": u.id, "name": u.name, "role": str(u.role), "endpoints": grants.get(u.name, {}),
+                           "created_at": u.created_at, "disabled": u.disabled} for u in users], indent=2))
         return
-    table = Table("name", "role", "created")
+    table = Table("name", "role", "per endpoint", "created")
     for u in users:
-        table.add_row(u.name, str(u.role), _when(u.created_at))
+        per = ", ".join(f"{role} on {e}" for e, role in grants.get(u.name, {}).items())
+        table.add_row(u.name, str(u.role), per, _when(u.created_at))
     output_console().print(table if users else "no users yet: tbhub users add NAME --role admin")
 
 
@@ -106,6 +111,30 @@ def users_role(name: str, role: Annotated[str, typer.Argument(help=f"One of {', 
     with _state(config) as (_, state):
         AccountStore(state.engine).set_role(name, _role(role))
     output_console().print(f"{name} is now {_role(role)}")
+
+
+@users_app.command("grant")
+def users_grant(
+    name: str,
+    endpoint: Annotated[str, typer.Argument(help="The endpoint the role applies to.")],
+    role: Annotated[str, typer.Argument(help=f"One of {', '.join(ROLES)}; above the user's own role.")],
+    config: ConfigOpt = None,
+) -> None:
+    """Give a user a higher role on one endpoint (editor of its notes and rules, or admin of its cleanup)."""
+    wanted = _role(role)
+    with _state(config) as (cfg, state):
+        cfg.endpoint_specs([endpoint])
+        AccountStore(state.engine).grant(name, endpoint, wanted, actor())
+    output_console().print(f"{name} is {wanted} on {endpoint}", markup=False)
+
+
+@users_app.command("ungrant")
+def users_ungrant(name: str, endpoint: str, config: ConfigOpt = None) -> None:
+    """Take back a user's role on one endpoint: their own role applies there again."""
+    with _state(config) as (_, state):
+        if not AccountStore(state.engine).revoke_grant(name, endpoint):
+            raise UsageError(f"{name} has no role granted on {endpoint}")
+    output_console().print(f"{name} has their own role on {endpoint} again", markup=False)
 
 
 @users_app.command("password")

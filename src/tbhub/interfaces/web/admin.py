@@ -245,6 +245,8 @@ def add_admin_routes(
     context: Callable[[Request], dict[str, Any]],
 ) -> None:
     cleaner = CleanRuns(hub)
+    # The runs table links to its clean page for whoever is an admin on that endpoint.
+    access.scope("endpoint_page", "path")
 
     def who(request: Request) -> str:
         user = current_user(request)
@@ -289,7 +291,7 @@ def add_admin_routes(
 
     # -- pages ----------------------------------------------------------------------------------
     @app.get("/endpoints/{name}/clean", response_class=HTMLResponse, include_in_schema=False)
-    @access(Role.ADMIN)
+    @access(Role.ADMIN, endpoint="path")
     def clean_page(request: Request, name: str, select: str = "") -> Response:
         hub.spec(name)
         runs = sorted(hub.runs(name), key=lambda r: r.last_modified_ns)
@@ -332,14 +334,14 @@ def add_admin_routes(
         return page(request, name, "done", 200, plan=plan, report=report, wanted=wanted)
 
     @app.post("/endpoints/{name}/clean/preview", response_class=HTMLResponse, include_in_schema=False)
-    @access(Role.ADMIN)
+    @access(Role.ADMIN, endpoint="path")
     async def clean_preview(request: Request, name: str) -> Response:
         hub.spec(name)
         form = await read_form_lists(request)
         return await asyncio.to_thread(preview, request, name, form)
 
     @app.post("/endpoints/{name}/clean/execute", response_class=HTMLResponse, include_in_schema=False)
-    @access(Role.ADMIN)
+    @access(Role.ADMIN, endpoint="path")
     async def clean_execute(request: Request, name: str) -> Response:
         hub.spec(name)
         form = await read_form_lists(request)
@@ -347,7 +349,7 @@ def add_admin_routes(
 
     # -- the API --------------------------------------------------------------------------------
     @app.post("/api/endpoints/{name}/clean", tags=["manage"])
-    @access(Role.ADMIN)
+    @access(Role.ADMIN, endpoint="path")
     def api_clean(request: Request, name: str, body: CleanIn) -> dict[str, Any]:
         """Plan (``dry_run``, the default) or carry out a cleanup of runs (relpaths) of an endpoint, as
         ``tbhub clean`` does: active and pinned runs are skipped, limits are honoured, ``archive_to``

@@ -126,7 +126,7 @@ def add_annotation_routes(
 
     # -- the run page and its forms -------------------------------------------------------------
     @app.get("/runs/{endpoint}/{relpath:path}", response_class=HTMLResponse, include_in_schema=False)
-    @access(Role.VIEWER)
+    @access(Role.VIEWER, endpoint="path")
     def run_page(request: Request, endpoint: str, relpath: str) -> Response:
         known_run(endpoint, relpath)
         relpath = relpath.strip("/")
@@ -151,7 +151,7 @@ def add_annotation_routes(
         )
 
     @app.post("/notes", include_in_schema=False)
-    @access(Role.EDITOR)
+    @access(Role.EDITOR, endpoint="form")
     async def note_submit(request: Request) -> Response:
         form = await read_form(request)
         endpoint, run = form.get("endpoint", ""), form.get("run", "")
@@ -160,7 +160,7 @@ def add_annotation_routes(
         return RedirectResponse(run_url(endpoint, run), status_code=303)
 
     @app.post("/notes/{note_id}/edit", include_in_schema=False)
-    @access(Role.EDITOR)
+    @access(Role.EDITOR, endpoint="form")
     async def note_edit(request: Request, note_id: int) -> Response:
         form = await read_form(request)
         endpoint, run = form.get("endpoint", ""), form.get("run", "")
@@ -170,14 +170,17 @@ def add_annotation_routes(
         return RedirectResponse(run_url(endpoint, run) + f"#note-{note_id}", status_code=303)
 
     @app.post("/notes/{note_id}/delete", include_in_schema=False)
-    @access(Role.EDITOR)
+    @access(Role.EDITOR, endpoint="form")
     async def note_delete(request: Request, note_id: int) -> Response:
         form = await read_form(request)
-        await asyncio.to_thread(annotations.remove_note, note_id)
-        return RedirectResponse(run_url(form.get("endpoint", ""), form.get("run", "")), status_code=303)
+        endpoint, run = form.get("endpoint", ""), form.get("run", "")
+        known_run(endpoint, run)
+        # The note must be this run's: the form's endpoint is what the role was checked on.
+        await asyncio.to_thread(annotations.remove_note, note_id, endpoint=endpoint, relpath=run.strip("/"))
+        return RedirectResponse(run_url(endpoint, run), status_code=303)
 
     @app.post("/tags", include_in_schema=False)
-    @access(Role.EDITOR)
+    @access(Role.EDITOR, endpoint="form")
     async def tag_submit(request: Request) -> Response:
         form = await read_form(request)
         endpoint, run = form.get("endpoint", ""), form.get("run", "")
@@ -187,7 +190,7 @@ def add_annotation_routes(
         return RedirectResponse(run_url(endpoint, run), status_code=303)
 
     @app.post("/pins", include_in_schema=False)
-    @access(Role.EDITOR)
+    @access(Role.EDITOR, endpoint="form")
     async def pin_submit(request: Request) -> Response:
         form = await read_form(request)
         endpoint, run = form.get("endpoint", ""), form.get("run", "")
@@ -205,14 +208,14 @@ def add_annotation_routes(
         return [_note_json(n) for n in annotations.notes(name, run.strip("/") if run else None)]
 
     @app.post("/api/endpoints/{name}/notes", tags=["notes"], status_code=201)
-    @access(Role.EDITOR)
+    @access(Role.EDITOR, endpoint="path")
     def api_add_note(request: Request, name: str, body: NoteIn) -> dict[str, Any]:
         """Add a note (markdown, shown sanitized) to a run. Editor."""
         known_run(name, body.run)
         return _note_json(annotations.add_note(name, body.run.strip("/"), body.text, who(request)))
 
     @app.patch("/api/endpoints/{name}/notes/{note_id}", tags=["notes"])
-    @access(Role.EDITOR)
+    @access(Role.EDITOR, endpoint="path")
     def api_edit_note(request: Request, name: str, note_id: int, body: NoteEdit) -> dict[str, Any]:
         """Replace a note's text. The author and time stay; ``edited_by`` and ``edited_at`` record the
         edit. 404 when the endpoint has no such note. Editor."""
@@ -220,7 +223,7 @@ def add_annotation_routes(
         return _note_json(annotations.edit_note(note_id, body.text, who(request), endpoint=name))
 
     @app.post("/api/endpoints/{name}/tags", tags=["notes"])
-    @access(Role.EDITOR)
+    @access(Role.EDITOR, endpoint="path")
     def api_tag(request: Request, name: str, body: TagIn) -> dict[str, Any]:
         """Add (or with ``remove``, remove) a tag on a run. Editor."""
         known_run(name, body.run)
@@ -228,7 +231,7 @@ def add_annotation_routes(
         return {"run": body.run, "tags": annotations.tags(name).get(body.run.strip("/"), [])}
 
     @app.post("/api/endpoints/{name}/pins", tags=["notes"])
-    @access(Role.EDITOR)
+    @access(Role.EDITOR, endpoint="path")
     def api_pin(request: Request, name: str, body: PinIn) -> dict[str, Any]:
         """Pin (or unpin) a run: retention never removes a pinned run. Editor."""
         known_run(name, body.run)

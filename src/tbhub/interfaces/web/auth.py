@@ -64,22 +64,36 @@ F = TypeVar("F", bound=Callable[..., Any])
 
 
 class RoleTable:
-    """Route name → the least role that may use it."""
+    """Route name → the least role that may use it, and where an endpoint-scoped route names its endpoint.
+
+    A route scoped to an endpoint is judged by the user's role *on that endpoint*: their own role, or a
+    higher one granted there (``AccountStore.grant``). ``"path"``: the ``name`` or ``endpoint`` path
+    parameter; ``"form"``: the ``endpoint`` field of a URL-encoded form. A route that is not scoped
+    (users, tokens, bookmarks, retention) needs the user's own role.
+    """
 
     def __init__(self) -> None:
         self.roles: dict[str, Role] = {}
+        self.scoped: dict[str, str] = {}
 
-    def __call__(self, role: Role) -> Callable[[F], F]:
-        """Decorate a route function (beneath ``@app.get``): its route needs ``role``."""
+    def __call__(self, role: Role, *, endpoint: str | None = None) -> Callable[[F], F]:
+        """Decorate a route function (beneath ``@app.get``): its route needs ``role`` (on ``endpoint``)."""
 
         def record(fn: F) -> F:
             self.grant(fn.__name__, role)
+            if endpoint is not None:
+                self.scope(fn.__name__, endpoint)
             return fn
 
         return record
 
     def grant(self, name: str, role: Role) -> None:
         self.roles[name] = role
+
+    def scope(self, name: str, where: str) -> None:
+        if where not in ("path", "form"):
+            raise ValueError(f"an endpoint comes from the path or the form, not {where!r}")
+        self.scoped[name] = where
 
 
 def required_role(table: RoleTable, route_name: str | None) -> Role | None:
@@ -91,15 +105,16 @@ def required_role(table: RoleTable, route_name: str | None) -> Role | None:
     return table.roles.get(route_name, Role.ADMIN)
 
 
-def _route_name(routes: Iterable[BaseRoute], scope: Scope) -> str | None:
-    partial: str | None = None
+def _route(routes: Iterable[BaseRoute], scope: Scope) -> tuple[str | None, dict[str, Any]]:
+    """The name of the route the router will pick, and its path parameters."""
+    partial: tuple[str | None, dict[str, Any]] | None = None
     for route in routes:
-        match, _ = route.matches(scope)
+        match, child = route.matches(scope)
         if match is Match.FULL:
-            return getattr(route, "name", None)
+            return getattr(route, "name", None), dict(child.get("path_params", {}))
         if match is Match.PARTIAL and partial is None:
-            partial = getattr(route, "name", None)
-    return partial
+            partial = getattr(route, "name", None), dict(child.get("path_params", {}))
+    return partial or (None, {})
 
 
 def cookie_secure(scope: Scope) -> bool:
@@ -210,9 +225,24 @@ class AuthMiddleware:
         state = scope.setdefault("state", {})
         state["user"], state["csrf"] = user, csrf
 
-        name = _route_name(self.routes, scope)
+        name, params = _route(self.routes, scope)
         need = required_role(self.table, name)
         path: str = scope["path"]
+        body: bytes | None = None
+        where = self.table.scoped.get(name or "")
+        if where is not None and user is not None and user.id is not None and user.role < Role.ADMIN:
+            # The user's role on the endpoint this request acts on (a grant may raise it).
+            endpoint = params.get("name") or params.get("endpoint")
+            if where == "form" and scope["method"] in UNSAFE:
+                body = await _read_body(receive)
+                endpoint = _form_field(scope, body or b"", "endpoint")
+            if endpoint:
+                granted = await anyio.to_thread.run_sync(self.accounts.endpoint_role, user.id, str(endpoint))
+                if granted is not None and granted > user.role:
+                    user = User(user.name, granted, user.via, user.id)
+                    state["user"] = user
+        if body is not None:
+            receive = _replay(body, receive)
         if bad_token:
             await _json(send, 401, {"error": "invalid or revoked API token"}, {"www-authenticate": "Bearer"})
             return
@@ -231,7 +261,10 @@ class AuthMiddleware:
             return
 
         if scope["method"] in UNSAFE and not path.startswith("/tb/") and (user is None or user.via != "token"):
-            receive, ok = await self._check_csrf(scope, receive, csrf if fresh_csrf is None else None)
+            if body is None:
+                body = await _read_body(receive)
+                receive = _replay(body or b"", receive)
+            ok = body is not None and _csrf_ok(scope, body, csrf if fresh_csrf is None else None)
             if not ok:
                 await _json(send, 403, {"error": "missing or wrong CSRF token: reload the page and try again"})
                 return
@@ -250,35 +283,55 @@ class AuthMiddleware:
 
         await self.app(scope, receive, send_with_cookie)
 
-    async def _check_csrf(self, scope: Scope, receive: Receive, expected: str | None) -> tuple[Receive, bool]:
-        """Buffer the body, find the token; return a ``receive`` that replays the body to the route."""
-        chunks: list[bytes] = []
-        size = 0
-        while True:
-            message = await receive()
-            if message["type"] == "http.disconnect":
-                return receive, False
-            chunk = message.get("body", b"")
-            size += len(chunk)
-            if size > MAX_CHECKED_BODY:
-                return receive, False
-            chunks.append(chunk)
-            if not message.get("more_body", False):
-                break
-        body = b"".join(chunks)
-        headers = Headers(scope=scope)
-        given = headers.get("x-csrf-token")
-        if given is None and headers.get("content-type", "").startswith("application/x-www-form-urlencoded"):
-            values = parse_qs(body.decode("latin-1")).get("csrf")
-            given = values[0] if values else None
-        ok = expected is not None and given is not None and hmac.compare_digest(given, expected)
-        sent = False
 
-        async def replay() -> Message:
-            nonlocal sent
-            if not sent:
-                sent = True
-                return {"type": "http.request", "body": body, "more_body": False}
-            return await receive()
 
-        return replay, ok
+async def _read_body(receive: Receive) -> bytes | None:
+    """The whole request body; ``None`` when the client left or it is over ``MAX_CHECKED_BODY``."""
+    chunks: list[bytes] = []
+    size = 0
+    while True:
+        message = await receive()
+        if message["type"] == "http.disconnect":
+            return None
+        chunk = message.get("body", b"")
+        size += len(chunk)
+        if size > MAX_CHECKED_BODY:
+            return None
+        chunks.append(chunk)
+        if not message.get("more_body", False):
+            return b"".join(chunks)
+
+
+def _replay(body: bytes, receive: Receive) -> Receive:
+    """A ``receive`` that hands the route the body read already, then whatever comes next."""
+    sent = False
+
+    async def replay() -> Message:
+        nonlocal sent
+        if not sent:
+            sent = True
+            return {"type": "http.request", "body": body, "more_body": False}
+        return await receive()
+
+    return replay
+
+
+def _form_field(scope: Scope, body: bytes, name: str) -> str | None:
+    """A form field as ``read_form`` will give it to the route (the last value, UTF-8)."""
+    if not _is_form(scope):
+        return None
+    values = parse_qs(body.decode("utf-8", "replace")).get(name)
+    return values[-1] if values else None
+
+
+def _csrf_ok(scope: Scope, body: bytes, expected: str | None) -> bool:
+    """The token in the ``X-CSRF-Token`` header or the ``csrf`` form field is the session's."""
+    given = Headers(scope=scope).get("x-csrf-token")
+    if given is None:
+        values = parse_qs(body.decode("latin-1")).get("csrf") if _is_form(scope) else None
+        given = values[0] if values else None
+    return expected is not None and given is not None and hmac.compare_digest(given, expected)
+
+
+def _is_form(scope: Scope) -> bool:
+    return Headers(scope=scope).get("content-type", "").startswith("application/x-www-form-urlencoded")

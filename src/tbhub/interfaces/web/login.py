@@ -111,7 +111,7 @@ def add_login_routes(
     # -- admin: users and tokens ----------------------------------------------------------------
     def admin_context(request: Request, new_token: str | None = None, error: str | None = None) -> dict[str, Any]:
         return {**context(request), "users": accounts.users(), "tokens": accounts.tokens(), "roles": ROLES,
-                "endpoints": list(hub.specs), "new_token": new_token, "error": error}
+                "endpoints": list(hub.specs), "grants": accounts.grants(), "new_token": new_token, "error": error}
 
     @app.get("/admin", response_class=HTMLResponse, include_in_schema=False)
     @access(Role.ADMIN)
@@ -143,6 +143,27 @@ def add_login_routes(
         # Shown once, on this page; only its hash is kept.
         return templates.TemplateResponse(request, "admin.html", admin_context(request, new_token=secret))
 
+    @app.post("/admin/grants", response_class=HTMLResponse, include_in_schema=False)
+    @access(Role.ADMIN)
+    async def admin_grant(request: Request) -> Response:
+        form = await read_form(request)
+        user = current_user(request)
+        try:
+            hub.spec(form.get("endpoint", ""))
+            await asyncio.to_thread(accounts.grant, form.get("name", ""), form.get("endpoint", ""),
+                                    _role(form.get("role", "")), user.name if user else "web")
+        except UsageError as error:
+            return templates.TemplateResponse(request, "admin.html", admin_context(request, error=error.message),
+                                              status_code=error.http_status)
+        return RedirectResponse("/admin", status_code=303)
+
+    @app.post("/admin/grants/revoke", include_in_schema=False)
+    @access(Role.ADMIN)
+    async def admin_revoke_grant(request: Request) -> Response:
+        form = await read_form(request)
+        await asyncio.to_thread(accounts.revoke_grant, form.get("name", ""), form.get("endpoint", ""))
+        return RedirectResponse("/admin", status_code=303)
+
     @app.post("/admin/tokens/{token_id}/revoke", include_in_schema=False)
     @access(Role.ADMIN)
     def admin_revoke_token(token_id: int) -> Response:
@@ -153,8 +174,11 @@ def add_login_routes(
     @access(Role.ADMIN)
     def api_users() -> list[dict[str, Any]]:
         """Hub accounts (admin only)."""
-        return [{"id": u.id, "name": u.name, "role": str(u.role), "created_at": u.created_at,
-                 "disabled": u.disabled} for u in accounts.users()]
+        grants: dict[str, dict[str, str]] = {}
+        for g in accounts.grants():
+            grants.setdefault(g.user, {})[g.endpoint] = str(g.role)
+        return [{"id": u.id, "name": u.name, "role": str(u.role), "endpoints": grants.get(u.name, {}),
+                 "created_at": u.created_at, "disabled": u.disabled} for u in accounts.users()]
 
     @app.get("/api/me", tags=["accounts"])
     @access(Role.VIEWER)

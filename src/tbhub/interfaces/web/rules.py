@@ -19,6 +19,7 @@ from fastapi.responses import HTMLResponse, RedirectResponse, Response
 from fastapi.templating import Jinja2Templates
 from pydantic import BaseModel, Field
 
+from tbhub.adapters.db.accounts import AccountStore
 from tbhub.adapters.db.alert_rules import AlertRuleStore, RuleOverride
 from tbhub.core.accounts import Role
 from tbhub.core.status import StatusRule
@@ -123,6 +124,7 @@ def add_rule_routes(
     context: Callable[[Request], dict[str, Any]],
 ) -> None:
     store = AlertRuleStore(hub.state.engine)
+    accounts = AccountStore(hub.state.engine)
 
     def who(request: Request) -> str:
         user = current_user(request)
@@ -136,12 +138,23 @@ def add_rule_routes(
         overrides = store.overrides()
         return {name: rule_scopes(hub, overrides, name) for name in hub.specs}
 
+    def editable(request: Request) -> set[str]:
+        """The endpoints whose rules this user may change: all for an editor, else those granted."""
+        user = current_user(request)
+        if user is None:
+            return set()
+        if user.role >= Role.EDITOR:
+            return set(hub.specs)
+        if user.id is None:
+            return set()
+        return {e for e, role in accounts.endpoint_roles(user.id).items() if role >= Role.EDITOR}
+
     def page(request: Request, error: str | None = None, status: int = 200,
              form: dict[str, str] | None = None) -> Response:
         return templates.TemplateResponse(
             request, "rules.html",
             {**context(request), "endpoints": all_scopes(), "keys": RULE_KEYS, "list_keys": LIST_KEYS,
-             "error": error, "form": form or {}},
+             "error": error, "form": form or {}, "editable": editable(request)},
             status_code=status,
         )
 
@@ -151,7 +164,7 @@ def add_rule_routes(
         return page(request)
 
     @app.post("/alerts/rules", response_class=HTMLResponse, include_in_schema=False)
-    @access(Role.EDITOR)
+    @access(Role.EDITOR, endpoint="form")
     async def rule_submit(request: Request) -> Response:
         form = await read_form(request)
         try:
@@ -162,7 +175,7 @@ def add_rule_routes(
         return RedirectResponse("/alerts/rules", status_code=303)
 
     @app.post("/alerts/rules/delete", include_in_schema=False)
-    @access(Role.EDITOR)
+    @access(Role.EDITOR, endpoint="form")
     async def rule_delete(request: Request) -> Response:
         form = await read_form(request)
         hub.spec(form.get("endpoint", ""))
@@ -177,7 +190,7 @@ def add_rule_routes(
         return all_scopes()
 
     @app.put("/api/endpoints/{name}/alert-rules", tags=["alerts"])
-    @access(Role.EDITOR)
+    @access(Role.EDITOR, endpoint="path")
     def api_set_alert_rule(request: Request, name: str, body: RuleIn) -> dict[str, Any]:
         """Set the override of the endpoint (``dataset`` "") or of a dataset glob: ``rule`` holds config
         keys (``{"stalled_after": "5m"}``), which win over the config's on the next evaluation; it
@@ -187,7 +200,7 @@ def add_rule_routes(
                 "updated_by": saved.updated_by, "updated_at": saved.updated_at}
 
     @app.delete("/api/endpoints/{name}/alert-rules", tags=["alerts"])
-    @access(Role.EDITOR)
+    @access(Role.EDITOR, endpoint="path")
     def api_remove_alert_rule(name: str, dataset: str = "") -> dict[str, Any]:
         """Remove an override: the config's rule applies again. 404 when there is none. Editor."""
         hub.spec(name)
