@@ -6,6 +6,7 @@ serves the module's read-only and restart tests; tests that need their own lifec
 
 from __future__ import annotations
 
+import dataclasses
 import os
 import signal
 import socket
@@ -20,6 +21,7 @@ import psutil
 import pytest
 
 from eventfiles import write_scalar_file
+from tbhub.adapters.storage.mirror import MANIFEST as MIRROR_MANIFEST
 from tbhub.adapters.tensorboard.supervisor import (
     ChildSpec,
     ChildState,
@@ -272,6 +274,33 @@ def test_missing_log_root_starts_when_created(tmp_path: Path, http: httpx.Client
         wait_for(lambda: sup.child_status("late").state is ChildState.UP, 30, "late to start")
         assert sup.child_status("late").last_error is None
         wait_for(lambda: serves_runs(http, sup.child_status("late")), 30, "late to serve")
+    finally:
+        sup.stop()
+
+
+def test_a_mirrored_url_root_starts_when_its_first_sync_is_done(tmp_path: Path, http: httpx.Client) -> None:
+    """An ``s3://`` endpoint runs the fast loader on its local mirror, once a sync has completed there;
+    ``retry_now`` (called after that sync) starts it without waiting for the next root check."""
+    mirror = tmp_path / "state" / "mirrors" / "cloud"
+    endpoint = EndpointSpec(name="cloud", logdir="s3://bucket/logs", port=free_port(), reload_interval=5)
+    spec = ChildSpec.from_endpoint(endpoint, state_dir=tmp_path / "state", mirror_dir=mirror)
+    assert spec.command("python")[3:7] == ["--logdir", str(mirror), "--load_fast", "true"]
+    assert spec.mirror_of == "s3://bucket/logs"
+    sup = TensorBoardSupervisor([spec], timing=dataclasses.replace(TIMING, root_check_interval=3600.0))
+    try:
+        (outcome,) = sup.start()
+        assert outcome == StartWaiting("cloud", "waiting for the first sync of s3://bucket/logs")
+        write_root(mirror)  # files alone are not enough: a sync may be half done
+        assert spec.root_problem() == "waiting for the first sync of s3://bucket/logs"
+        (mirror / MIRROR_MANIFEST).write_text("{}")  # what a completed sync leaves
+        assert spec.root_problem() is None
+        assert sup.child_status("cloud").state is ChildState.ERROR  # next root check: in an hour
+        sup.retry_now("cloud")
+        wait_for(lambda: sup.child_status("cloud").state is ChildState.UP, 30, "cloud to start")
+        wait_for(lambda: serves_runs(http, sup.child_status("cloud")), 30, "cloud to serve its mirror")
+        pid = sup.child_status("cloud").pid
+        sup.retry_now("cloud")  # no effect on a running child
+        assert sup.child_status("cloud").pid == pid
     finally:
         sup.stop()
 

@@ -81,6 +81,20 @@ def test_an_s3_root_is_served_from_its_mirror_and_follows_the_bucket(
             s3.s3_client(s3_endpoint).delete_object(Bucket=s3_bucket, Key=key)
         wait_for(lambda: not (mirror / "llm" / "run-b").exists(), 60, "run-b removed from the mirror")
         wait_for(lambda: _runs(server) == expected - {"llm/run-b"}, 60, "run-b gone from TensorBoard")
+
+        # An event file rewritten in place (shorter: not an append). The fast loader would go on
+        # reading the file it has open, so the endpoint's TensorBoard is restarted on the new copy.
+        restarts = server.get(f"/api/endpoints/{NAME}").json()["restarts"]
+        rewritten = write_scalar_file(tmp_path / "rewritten", range(7), name=grows.name)
+        s3.s3_client(s3_endpoint).put_object(Bucket=s3_bucket, Key=f"{PREFIX}/llm/run-a/{grows.name}",
+                                             Body=rewritten.read_bytes())
+        wait_for(lambda: [step for _, step, _ in _scalars(server, "llm/run-a")] == list(range(7)), 90,
+                 "the rewritten run through the proxy")
+        assert server.get(f"/api/endpoints/{NAME}").json()["restarts"] == restarts + 1
+        assert (mirror / "llm" / "run-a" / grows.name).read_bytes() == rewritten.read_bytes()
+
+        # TensorBoard's flags name the mirror folder; the proxy keeps server paths to itself.
+        assert str(mirror) not in server.get(f"/tb/{NAME}/data/environment").text
         assert server.proc.poll() is None
 
 
