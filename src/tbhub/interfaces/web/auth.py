@@ -229,12 +229,13 @@ class AuthMiddleware:
         need = required_role(self.table, name)
         path: str = scope["path"]
         body: bytes | None = None
+        body_read = False  # a body is read once: None after that means too big, or the client left
         where = self.table.scoped.get(name or "")
         if where is not None and user is not None and user.id is not None and user.role < Role.ADMIN:
             # The user's role on the endpoint this request acts on (a grant may raise it).
             endpoint = params.get("name") or params.get("endpoint")
             if where == "form" and scope["method"] in UNSAFE:
-                body = await _read_body(receive)
+                body, body_read = await _read_body(receive), True
                 endpoint = _form_field(scope, body or b"", "endpoint")
             if endpoint:
                 granted = await anyio.to_thread.run_sync(self.accounts.endpoint_role, user.id, str(endpoint))
@@ -261,9 +262,10 @@ class AuthMiddleware:
             return
 
         if scope["method"] in UNSAFE and not path.startswith("/tb/") and (user is None or user.via != "token"):
-            if body is None:
-                body = await _read_body(receive)
-                receive = _replay(body or b"", receive)
+            if not body_read:
+                body, body_read = await _read_body(receive), True
+                if body is not None:
+                    receive = _replay(body, receive)
             ok = body is not None and _csrf_ok(scope, body, csrf if fresh_csrf is None else None)
             if not ok:
                 await _json(send, 403, {"error": "missing or wrong CSRF token: reload the page and try again"})
