@@ -118,10 +118,14 @@ def test_a_sync_with_nothing_new_fetches_nothing(
     mirror = bucket.mirror(tmp_path / "mirror")
     mirror.sync()
     # A new process over the same folder trusts the manifest: still nothing to fetch.
-    again = bucket.mirror(tmp_path / "mirror").sync()
+    second = bucket.mirror(tmp_path / "mirror")
+    again = second.sync()
     assert (again.files_fetched, again.files_appended, again.files_removed, again.bytes_fetched) == (0, 0, 0, 0)
     assert again.files == len(uploaded)
     assert not again.changed
+    written = (tmp_path / "mirror" / MANIFEST).stat().st_ino
+    assert not second.sync().changed
+    assert (tmp_path / "mirror" / MANIFEST).stat().st_ino == written  # an idle sync writes nothing
 
 
 def test_a_grown_object_costs_only_its_appended_bytes(

@@ -199,6 +199,7 @@ class Mirror:
         self.label = label or self.remote_root
         self._workers = max(1, workers)
         self._lock = threading.Lock()
+        self._saved = False
 
     @property
     def manifest_path(self) -> Path:
@@ -215,6 +216,7 @@ class Mirror:
         with self._lock, self._folder_lock():
             remote, rejected = self._list()
             manifest = self._load_manifest()
+            loaded = dict(manifest)
             todo = [
                 (obj, kind, manifest.get(obj.relpath))
                 for obj in remote.values()
@@ -236,7 +238,9 @@ class Mirror:
             removed = self._remove_stale(set(remote))
             for relpath in [r for r in manifest if r not in remote]:
                 del manifest[relpath]
-            self._save_manifest(manifest)
+            if manifest != loaded or not self._saved:  # written once per process, then on changes
+                self._save_manifest(manifest)
+                self._saved = True
         stats = SyncStats(
             files=len(manifest),
             files_fetched=sum(1 for f in fetched if f.kind != "append"),
