@@ -397,6 +397,7 @@ def test_roles_per_endpoint(tmp_path: Path, state: StateStore, root: Path) -> No
     router_note = notes.add_note("router", "moe/r1", "router's", "carl")
     with ada, bob:
         note = {"run": "chat/old", "text": "ada's", "csrf": ada_csrf}
+        assert ada.post("/notes", data={**note, "endpoint": "lora", "csrf": "forged"}).status_code == 403
         assert ada.post("/notes", data={**note, "endpoint": "lora"}).status_code == 303
         assert ada.post("/notes", data={**note, "endpoint": "router", "run": "moe/r1"}).status_code == 403
         api = {"x-csrf-token": ada_csrf}
