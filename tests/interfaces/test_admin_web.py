@@ -227,6 +227,14 @@ def test_admin_clean_archives_first_and_honours_limits(tmp_path: Path, state: St
                             data=fields([("run", "chat/old"), ("mode", "archive"), ("archive_to", str(root / "chat")),
                                   ("csrf", csrf)]))
         assert inside.status_code == 400 and "inside the log root" in inside.text
+        remote = admin.post("/endpoints/lora/clean/preview",
+                            data=fields([("run", "chat/old"), ("mode", "archive"), ("archive_to", "s3://cold/lora/"),
+                                         ("csrf", csrf)]))
+        assert remote.status_code == 200 and "archived to <code>s3://cold/lora</code>" in remote.text
+        relative = admin.post("/endpoints/lora/clean/preview",
+                              data=fields([("run", "chat/old"), ("mode", "archive"), ("archive_to", "cold"),
+                                           ("csrf", csrf)]))
+        assert relative.status_code == 400 and "give an absolute path" in relative.text
         escape = admin.post("/endpoints/lora/clean/preview", data=fields([("run", "../logs/chat/old"), ("csrf", csrf)]))
         assert escape.status_code == 400 and "no run" in escape.text
 

@@ -35,6 +35,7 @@ from fastapi.responses import HTMLResponse, JSONResponse, Response
 from fastapi.templating import Jinja2Templates
 from pydantic import BaseModel
 
+from tbhub.adapters.storage.remote import is_url
 from tbhub.core.accounts import Role
 from tbhub.core.cleanup import CleanupLimits, CleanupPlan, PlanRefused, build_plan
 from tbhub.core.models import RunSummary
@@ -121,8 +122,14 @@ class CleanRuns:
         return sorted(inventory.runs, key=lambda r: r.last_modified_ns)  # oldest first, as the CLI lists
 
     def check_archive_to(self, value: str | None) -> str | None:
+        """An absolute folder on the hub's machine or an object-storage URL, outside every log root."""
         if not value:
             return None
+        if is_url(value):
+            for spec in self.hub.config.endpoint_specs():
+                if is_url(spec.logdir) and (value.rstrip("/") + "/").startswith(spec.logdir.rstrip("/") + "/"):
+                    raise UsageError(f"archive folder {value!r} is inside the log root of {spec.name!r}")
+            return value.rstrip("/")
         dest = Path(value).expanduser()
         if not dest.is_absolute():
             raise UsageError(f"archive folder {value!r}: give an absolute path on the hub's machine")
@@ -167,7 +174,7 @@ class CleanRuns:
         if not self.hub.state.acquire_lease(RETENTION_LEASE, holder, CLEAN_LEASE_S):
             raise Busy("another cleanup or retention application is running; try again when it is done")
         try:
-            archive = Path(request.archive_to) if request.archive_to else None
+            archive = request.archive_to  # a folder or an s3:// URL, as `tbhub clean --archive-to` takes
             finish_interrupted(self.hub.config, [request.endpoint], archive)
             plan = self.plan(request)
             if confirmed is not None and clean_digest(plan, request.archive_to) != confirmed:
