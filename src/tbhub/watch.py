@@ -204,7 +204,7 @@ class AlertEngine:
         self.max_age_s = parse_duration(config.alerts.max_age)
 
     def scalar_tags(self, endpoint: EndpointSpec, runs: list[RunSummary]) -> dict[str, dict[str, TagSummary]]:
-        return run_scalars(self.state, endpoint, runs, self.decoder)
+        return run_scalars(self.state, endpoint, runs, self.decoder, config=self.config)
 
     # -- statuses and alerts -------------------------------------------------------------------------------
     def statuses(

@@ -179,3 +179,23 @@ def test_status_column_and_fields(tmp_path: Path, capsys: pytest.CaptureFixture[
     assert "status" not in json.loads(out)[0]  # without --status the fields stay exactly the documented ones
     _, out, _ = run_cli(capsys, "runs", str(tmp_path), "--status")
     assert "diverged" in out and "stalled" in out
+
+
+def test_status_uses_the_hubs_alert_rule_overrides(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    from tbhub.adapters.db.alert_rules import AlertRuleStore
+    from tbhub.config import load_config
+    from tbhub.hub import state_store
+
+    root = tmp_path / "lora"
+    write_scalar_file(root / "ds" / "quiet", range(20))
+    set_age(root / "ds" / "quiet", 5 / (24 * 60))  # five minutes without a new event
+    args = ("runs", "--logdir", f"lora={root}", "--json", "--status")
+    _, out, _ = run_cli(capsys, *args)
+    assert json.loads(out)[0]["status"] == "running"  # the config's 15 minutes
+    state = state_store(load_config(None))
+    try:
+        AlertRuleStore(state.engine).set("lora", "", {"stalled_after": "2m"}, "editor")
+    finally:
+        state.dispose()
+    _, out, _ = run_cli(capsys, *args)
+    assert json.loads(out)[0]["status"] == "stalled"  # an editor's override on the hub, as the engine sees it

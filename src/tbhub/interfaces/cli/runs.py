@@ -22,6 +22,7 @@ from tbhub.hub import run_statuses, scan_endpoints, state_store
 from tbhub.interfaces.cli.options import ConfigOpt, JsonOpt, LogdirOpt, PathArg, config_from, output_console
 from tbhub.interfaces.cli.progress import scan_progress
 from tbhub.interfaces.cli.render import RUN_FIELDS, run_record, runs_table
+from tbhub.watch import rules_config
 
 __all__ = ["SortKey", "runs_command", "sort_runs"]
 
@@ -122,9 +123,10 @@ def _statuses(
     decoder = ProtobufDecoder()
     state = state_store(cfg)
     try:
+        rules = rules_config(cfg, state)  # the hub's alert rule overrides, as the alert engine sees them
         out = {}
         for inv in inventories:
-            verdicts, _ = run_statuses(cfg, state, inv.endpoint, inv.runs, decoder, now_ns=now_ns)
+            verdicts, _ = run_statuses(rules, state, inv.endpoint, inv.runs, decoder, now_ns=now_ns)
             out.update({(inv.endpoint.name, relpath): v for relpath, v in verdicts.items()})
         return out
     finally:
