@@ -25,8 +25,10 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import datetime as dt
 import json
 import os
+import re
 import signal
 import sys
 import tempfile
@@ -112,6 +114,28 @@ def tbhub_config(tmp: Path, s3_url: str, hub_port: int, tb_port: int) -> Path:
     return path
 
 
+_STAMP = r"(\d{4}-\d\d-\d\d \d\d:\d\d:\d\d,\d{3})"
+_SYNCED = re.compile(_STAMP + r" .*mirror of \S+: (\d+) fetched, .* ([\d.]+) MB in ([\d.]+) s")
+_LAUNCHED = re.compile(_STAMP + r" .*launched TensorBoard pid")
+_UP = re.compile(_STAMP + r" .*TensorBoard is up")
+
+
+def _when(stamp: str) -> float:
+    return dt.datetime.strptime(stamp, "%Y-%m-%d %H:%M:%S,%f").timestamp()
+
+
+def phases(serve_log: str) -> dict[str, float | None]:
+    """From ``tbhub serve``'s log (level info): the first sync (seconds, MB) and its TensorBoard's start
+    (launch until it answers)."""
+    out: dict[str, float | None] = {"first_sync_s": None, "first_sync_mb": None, "tensorboard_start_s": None}
+    if m := _SYNCED.search(serve_log):
+        out["first_sync_mb"], out["first_sync_s"] = float(m.group(3)), float(m.group(4))
+    launched, up = _LAUNCHED.search(serve_log), _UP.search(serve_log)
+    if launched and up:
+        out["tensorboard_start_s"] = round(_when(up.group(1)) - _when(launched.group(1)), 3)
+    return out
+
+
 def run(args: argparse.Namespace) -> dict[str, Any]:
     os.environ.update(AWS_ENV)
     for key in ("AWS_PROFILE", "AWS_SESSION_TOKEN", "AWS_ENDPOINT_URL", "S3_ENDPOINT"):
@@ -154,6 +178,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
                                        trust_env=False).json()["mirror"]
                     results["tbhub_mirror"] = mirror
                 ours.record_stop(procs.stop(running.proc))
+                results["tbhub_phases"] = phases(running.log.read_text(errors="replace"))
 
                 port = free_port()
                 env_cmd = [sys.executable, "-m", "tensorboard.main", "--logdir", f"s3://{BUCKET}/{PREFIX}",
@@ -199,6 +224,10 @@ def report(r: dict[str, Any]) -> str:
     for label, s in (("tbhub serve (mirror + fast loader)", ours), ("tensorboard --logdir s3://", theirs)):
         lines.append(f"{label:<34} {_secs(s['served_s'], s['timeout_s']):>18} "
                      f"{s['runs_done']:>5}/{s['runs_total']:<6} {s['peak_rss_mb']:>7.0f} MB")
+    p = r.get("tbhub_phases") or {}
+    if p.get("first_sync_s") is not None:
+        lines.append(f"\ntbhub: first sync {p['first_sync_mb']:.0f} MB in {p['first_sync_s']:.2f} s; "
+                     f"its TensorBoard answered {_secs(p.get('tensorboard_start_s'))} after launch")
     if q["value"] is None:
         lines.append("\nratio: tbhub did not serve every run in time")
     else:
