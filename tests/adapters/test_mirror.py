@@ -416,3 +416,13 @@ async def _run_briefly(keeper: MirrorKeeper) -> None:
     task.cancel()
     with contextlib.suppress(asyncio.CancelledError):
         await task
+
+
+def test_a_key_this_disk_cannot_hold_fails_alone(bucket: Bucket, tmp_path: Path) -> None:
+    long_name = "x" * 300 + ".tfevents"  # longer than a file name may be (255 bytes)
+    bucket.put(f"{PREFIX}/ds/{long_name}", b"too long")
+    bucket.put(f"{PREFIX}/ds/run/events.out.tfevents.1", b"fine")
+    stats = bucket.mirror(tmp_path / "m").sync()
+    assert _local_files(tmp_path / "m") == {"ds/run/events.out.tfevents.1": b"fine"}
+    assert len(stats.errors) == 1 and stats.errors[0].startswith(f"ds/{long_name}: OSError")
+    assert stats.files == 1

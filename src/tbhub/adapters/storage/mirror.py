@@ -304,7 +304,7 @@ class Mirror:
         """``None`` (up to date), ``"append"``, ``"replace"`` or ``"whole"``."""
         try:
             local_size: int | None = self._local(obj.relpath).stat().st_size
-        except FileNotFoundError:
+        except OSError:  # missing, or a name this disk cannot hold: the fetch reports that one file
             local_size = None
         if old is None or local_size != old.size:
             return "whole" if local_size is None else "replace"
