@@ -30,14 +30,15 @@ import time
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Any, BinaryIO, cast
-
-import fsspec
+from typing import TYPE_CHECKING, Any, BinaryIO, cast
 
 from tbhub.adapters.storage.local import TRASH_PREFIX, WORK_PREFIX, DeleteOutcome
 from tbhub.adapters.storage.remote import join, open_filesystem, redact_url
 from tbhub.core.models import FileEntry, SkippedEntry
 from tbhub.errors import LogRootError, UnsafePathError
+
+if TYPE_CHECKING:
+    import fsspec
 
 __all__ = [
     "DELETE_MARKER",

@@ -11,11 +11,12 @@ from __future__ import annotations
 
 import re
 from collections.abc import Mapping
-from typing import Any
-
-import fsspec
+from typing import TYPE_CHECKING, Any
 
 from tbhub.errors import LogRootError
+
+if TYPE_CHECKING:  # fsspec (and s3fs) load only when a log root is a URL: the hub stays smaller
+    import fsspec
 
 __all__ = ["is_url", "join", "open_filesystem", "protocol_of", "redact_url"]
 
@@ -71,6 +72,8 @@ def open_filesystem(url: str, options: Mapping[str, Any]) -> tuple[fsspec.Abstra
         kwargs.setdefault("config_kwargs", {"connect_timeout": 5, "read_timeout": 60,
                                             "retries": {"max_attempts": 3, "mode": "standard"}})
     try:
+        import fsspec
+
         fs, path = fsspec.url_to_fs(url, **kwargs)
     except ImportError as error:
         raise LogRootError(f"{redact_url(url)}: no driver for {protocol}:// is installed ({error.name})") from None
