@@ -11,7 +11,6 @@ import os
 import re
 import time
 import warnings
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -20,7 +19,7 @@ from fastapi import FastAPI
 from eventfiles import scalar_event, write_events, write_scalar_file
 from tbhub.adapters.db.accounts import AccountStore
 from tbhub.adapters.db.annotations import AnnotationStore
-from tbhub.adapters.db.store import StateStore, open_state
+from tbhub.adapters.db.store import StateStore
 from tbhub.config import (
     AlertsConfig,
     Config,
@@ -48,15 +47,6 @@ def age(path: Path, days: float) -> None:
     t = time.time() - days * 86400
     for p in [*path.rglob("*"), path]:
         os.utime(p, (t, t))
-
-
-@pytest.fixture
-def state(tmp_path: Path) -> Iterator[StateStore]:
-    store = open_state(f"sqlite:///{tmp_path / 'state.db'}")
-    try:
-        yield store
-    finally:
-        store.dispose()
 
 
 @pytest.fixture

@@ -10,7 +10,7 @@ from __future__ import annotations
 import asyncio
 import time
 import warnings
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -23,7 +23,7 @@ from sqlalchemy import update
 from eventfiles import write_scalar_file
 from tbhub.adapters.db.accounts import AccountStore
 from tbhub.adapters.db.annotations import AnnotationStore
-from tbhub.adapters.db.store import StateStore, open_state
+from tbhub.adapters.db.store import StateStore
 from tbhub.adapters.db.tables import sessions
 from tbhub.config import AuthConfig, Config, EndpointConfig, StateConfig
 from tbhub.core.accounts import Role
@@ -153,15 +153,6 @@ ROUTES: dict[str, Case] = {
     # Last: it ends the session.
     "logout": Case("POST", "/logout", (401, 303, 303, 303), form=_form()),
 }
-
-
-@pytest.fixture
-def state(tmp_path: Path) -> Iterator[StateStore]:
-    store = open_state(f"sqlite:///{tmp_path / 'state.db'}")
-    try:
-        yield store
-    finally:
-        store.dispose()
 
 
 def _config(tmp_path: Path, auth: AuthConfig | None = None) -> Config:

@@ -10,6 +10,7 @@ from io import StringIO
 from pathlib import Path
 
 import pytest
+from clirun import run_cli
 from rich.console import Console
 
 from eventfiles import (
@@ -23,7 +24,6 @@ from eventfiles import (
     write_tf2_run,
 )
 from tbhub.core.models import EventFileScan, RunSummary
-from tbhub.interfaces.cli.main import main
 from tbhub.interfaces.cli.render import RUN_FIELDS, runs_table
 
 DAY = 86400
@@ -46,16 +46,6 @@ def logroot(tmp_path: Path) -> Path:
     write_scalar_file(root / UNICODE_RUN.rsplit("/", 1)[0], range(5))
     (root / "empty" / "nothing").mkdir(parents=True)
     return root
-
-
-def run_cli(capsys: pytest.CaptureFixture[str], *args: str) -> tuple[int, str, str]:
-    try:
-        main(list(args))
-        code = 0
-    except SystemExit as exit_:
-        code = int(exit_.code or 0)
-    out, err = capsys.readouterr()
-    return code, out, err
 
 
 def test_json_has_exactly_the_documented_fields(logroot: Path, capsys: pytest.CaptureFixture[str]) -> None:

@@ -187,15 +187,6 @@ def test_a_killed_tensorboard_counts_a_restart(server: Server, token: str) -> No
 
 
 # -- alerts and deliveries from the state database, in process -------------------------------------------
-@pytest.fixture
-def state(tmp_path: Path) -> Iterator[StateStore]:
-    store = open_state(f"sqlite:///{tmp_path / 'state.db'}")
-    try:
-        yield store
-    finally:
-        store.dispose()
-
-
 def _hub(tmp_path: Path, state: StateStore) -> Hub:
     root = tmp_path / "logs"
     write_scalar_file(root / "alpaca" / "r1", range(20))

@@ -17,23 +17,13 @@ import time
 from pathlib import Path
 
 import pytest
+from clirun import run_cli
 
 from eventfiles import write_scalar_file, write_tf2_run
 from s3 import list_keys, read_object, s3_client, upload_tree
 from tbhub.adapters.storage.archive import list_archives, restore_archive, verify_archive
-from tbhub.interfaces.cli.main import main
 
 pytestmark = pytest.mark.timeout(300)
-
-
-def run_cli(capsys: pytest.CaptureFixture[str], *args: str) -> tuple[int, str, str]:
-    try:
-        main(list(args))
-        code = 0
-    except SystemExit as exit_:
-        code = int(exit_.code or 0)
-    out, err = capsys.readouterr()
-    return code, out, err
 
 
 def local_tree(root: Path) -> Path:
