@@ -167,6 +167,8 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
                     "upload_s": round(seconds, 1),
                 }
 
+                results["cold_scan"] = cold_scans(s3_url, tmp)
+
                 hub_port, tb_port = free_port(), free_port()
                 config = tbhub_config(tmp, s3_url, hub_port, tb_port)
                 ours, running = start_and_measure(
@@ -203,6 +205,40 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     return results
 
 
+def cold_scans(s3_url: str, tmp: Path, repeats: int = 2) -> dict[str, Any]:
+    """The scanner's first scan of the whole s3:// root (every header read over the network), with the
+    reads in flight at once (tbhub's default) against one at a time (the baseline), best of ``repeats``
+    each, alternating; both must index the same events."""
+    from tbhub.adapters.crc import crc32c
+    from tbhub.adapters.db.store import open_state
+    from tbhub.adapters.storage.objectstore import ObjectLogStore
+    from tbhub.core.inventory import REMOTE_READERS, scan_endpoint
+    from tbhub.core.models import EndpointSpec
+
+    spec = EndpointSpec(ENDPOINT, f"s3://{BUCKET}/{PREFIX}")
+    options = {"endpoint_url": s3_url}
+    timings: dict[int, list[float]] = {1: [], REMOTE_READERS: []}
+    events: dict[int, int] = {}
+    for trial in range(repeats):
+        for readers in (1, REMOTE_READERS):
+            state = open_state(f"sqlite:///{tmp / f'scan-{readers}-{trial}.db'}")  # an empty index: a cold scan
+            try:
+                store = ObjectLogStore(spec.logdir, options)
+                started = time.perf_counter()
+                inventory = scan_endpoint(spec, store, state, crc32c=crc32c, remote_readers=readers)
+                timings[readers].append(time.perf_counter() - started)
+                events[readers] = sum(run.event_count for run in inventory.runs)
+            finally:
+                state.dispose()
+    if events[1] != events[REMOTE_READERS]:
+        raise SystemExit(f"the two scans disagree: {events}")
+    serial, parallel = min(timings[1]), min(timings[REMOTE_READERS])
+    log(f"cold scan of s3://: {parallel:.2f} s with {REMOTE_READERS} reads in flight, {serial:.2f} s one at a time")
+    return {"readers": REMOTE_READERS, "parallel_s": round(parallel, 3), "serial_s": round(serial, 3),
+            "ratio": round(serial / parallel, 2), "events": events[1],
+            "trials": {str(k): v for k, v in timings.items()}}
+
+
 def ratio(ours: Startup, theirs: Startup) -> dict[str, Any]:
     """TensorBoard's time over tbhub's; a lower bound when TensorBoard did not finish in time."""
     if ours.served_s is None:
@@ -228,6 +264,11 @@ def report(r: dict[str, Any]) -> str:
     if p.get("first_sync_s") is not None:
         lines.append(f"\ntbhub: first sync {p['first_sync_mb']:.0f} MB in {p['first_sync_s']:.2f} s; "
                      f"its TensorBoard answered {_secs(p.get('tensorboard_start_s'))} after launch")
+    scan = r.get("cold_scan")
+    if scan:
+        lines.append(f"\ncold scan of the s3:// root ({scan['events']:,} events indexed): "
+                     f"{scan['parallel_s']:.2f} s with {scan['readers']} reads in flight vs {scan['serial_s']:.2f} s "
+                     f"one at a time = {scan['ratio']:.1f}x")
     if q["value"] is None:
         lines.append("\nratio: tbhub did not serve every run in time")
     else:

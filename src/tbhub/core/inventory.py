@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable, Mapping
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 
 from tbhub.core.models import EndpointSpec, EventFileScan, FileEntry, RunSummary, SkippedEntry
@@ -41,6 +42,8 @@ _LAST_GROUPING: dict[str, tuple[Mapping[str, EventFileScan] | None, list[RunSumm
 
 #: Progress is reported after each batch of about this many bytes (a 1.5 GB cold scan: ~12 updates).
 BATCH_BYTES = 128 * 1024 * 1024
+#: Reads in flight at once when the store has no local paths (object storage).
+REMOTE_READERS = 16
 
 
 def _batches(
@@ -65,6 +68,7 @@ def scan_endpoint(
     verify: bool = False,
     crc32c: Crc32c,
     workers: int = 1,
+    remote_readers: int = REMOTE_READERS,
     progress: Progress | None = None,
 ) -> EndpointInventory:
     """Bring the index of ``endpoint`` up to date and return its runs.
@@ -72,6 +76,9 @@ def scan_endpoint(
     Files whose (inode, size, mtime_ns) match the index are not opened; grown files are read from
     where the last scan stopped; new, replaced or shrunk files are read whole. Rows of files that are
     gone are dropped from the index. Raises ``LogRootError`` when the root is missing or unreadable.
+
+    Local files are read by ``workers`` processes; files of a store with no local path (object
+    storage) by ``remote_readers`` threads.
     """
     started = time.monotonic()
     discovery = store.discover()
@@ -99,16 +106,24 @@ def scan_endpoint(
             if progress:
                 progress(done, total)
     else:
-        done = 0
-        for entry, old in todo:
+        # Object storage: each read waits on the network far more than on the CPU, so several are
+        # in flight at once (threads: the store's client is shared, and the GIL is released on I/O).
+        def read(item: tuple[FileEntry, EventFileScan | None]) -> EventFileScan | None:
+            entry, old = item
             try:
                 with store.open(entry.relpath) as fh:
-                    fresh.append(scan_event_file(fh, entry, old, verify=verify, crc32c=crc32c))
+                    return scan_event_file(fh, entry, old, verify=verify, crc32c=crc32c)
             except FileNotFoundError:
-                pass  # deleted since discovery: dropped from the index below
-            done += bytes_to_read(entry, old, verify)
-            if progress:
-                progress(done, total)
+                return None  # deleted since discovery: dropped from the index below
+
+        done = 0
+        with ThreadPoolExecutor(max(1, min(remote_readers, len(todo))), thread_name_prefix="tbhub-read") as pool:
+            for (entry, old), scan in zip(todo, pool.map(read, todo), strict=True):
+                if scan is not None:
+                    fresh.append(scan)
+                done += bytes_to_read(entry, old, verify)
+                if progress:
+                    progress(done, total)
     scanned_paths = {s.relpath for s in fresh} | {s.relpath for s in kept}
     current = {e.relpath for e in discovery.files} & scanned_paths
     removed = [relpath for relpath in previous if relpath not in current]

@@ -26,6 +26,7 @@ import io
 import json
 import os
 import socket
+import threading
 import time
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
@@ -132,7 +133,7 @@ class _CountingReader(io.RawIOBase):
         if fetcher is not None:
             def counted(start: int, end: int) -> bytes:
                 data = cast(bytes, fetcher(start, end))
-                store.bytes_fetched += len(data)
+                store.count(fetched=len(data))
                 return data
 
             cache.fetcher = counted
@@ -146,7 +147,7 @@ class _CountingReader(io.RawIOBase):
     def read(self, size: int | None = -1) -> bytes:
         data = cast(bytes, self._inner.read(-1 if size is None else size))
         if not self._counts_fetches:
-            self._store.bytes_fetched += len(data)
+            self._store.count(fetched=len(data))
         return data
 
     def readinto(self, buffer: Any) -> int:
@@ -183,6 +184,13 @@ class ObjectLogStore:
         self._sizes: dict[str, int] = {}
         self.bytes_fetched = 0
         self.objects_opened = 0
+        self._counts = threading.Lock()  # the scanner reads several objects at once
+
+    def count(self, *, opened: int = 0, fetched: int = 0) -> None:
+        """Add to ``objects_opened`` and ``bytes_fetched`` (thread-safe)."""
+        with self._counts:
+            self.objects_opened += opened
+            self.bytes_fetched += fetched
 
     # -- paths -------------------------------------------------------------------------------------
     def resolve(self, relpath: str) -> str:
@@ -273,7 +281,7 @@ class ObjectLogStore:
             inner = self.fs.open(path, "rb", **kwargs)
         except TypeError:  # a backend without these options
             inner = self.fs.open(path, "rb")
-        self.objects_opened += 1
+        self.count(opened=1)
         return cast(BinaryIO, _CountingReader(inner, self))
 
     def local_path(self, relpath: str) -> str | None:
