@@ -235,3 +235,30 @@ def test_delete_run_hides_the_run_first_and_a_rerun_finishes(
     ]
     with pytest.raises(UnsafePathError):
         store.delete_run("../team")
+
+
+def test_another_fsspec_filesystem_scans_like_the_disk(tmp_path: Path) -> None:
+    """Not only S3: any fsspec URL is a log root (here fsspec's in-memory filesystem, which has no
+    ETags: an object's identity then comes from its size and modification time)."""
+    import fsspec
+
+    local = tmp_path / "logs"
+    write_scalar_file(local / "alpaca" / "r1", range(40), ("loss", "lr"))
+    write_scalar_file(local / "dolly" / "r2", range(7))
+    memory = fsspec.filesystem("memory")
+    root = f"/tbhub-test-{tmp_path.name}"
+    for path in local.rglob("*"):
+        if path.is_file():
+            memory.pipe(f"{root}/{path.relative_to(local)}", path.read_bytes())
+    state = open_state(f"sqlite:///{tmp_path / 'state.db'}")
+    try:
+        disk = scan_endpoints(load_config(None, logdirs=[f"disk={local}"]), ["disk"], state=state)[0]
+        spec = EndpointSpec("memory", f"memory://{root}")
+        store = ObjectLogStore(spec.logdir, {})
+        scanned = scan_endpoint(spec, store, state, crc32c=crc32c)
+        assert _comparable(scanned.runs) == _comparable(disk.runs) and len(scanned.runs) == 2
+        again = ObjectLogStore(spec.logdir, {})
+        assert scan_endpoint(spec, again, state, crc32c=crc32c).files_read == 0 and again.objects_opened == 0
+    finally:
+        state.dispose()
+        memory.rm(root, recursive=True)
