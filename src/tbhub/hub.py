@@ -26,7 +26,7 @@ from tbhub.adapters.tensorboard.supervisor import (
 from tbhub.config import Config
 from tbhub.core.compare import CompareRow, Target, build_rows
 from tbhub.core.inventory import EndpointInventory, Progress, scan_endpoint
-from tbhub.core.models import EndpointSpec, RunSummary
+from tbhub.core.models import EndpointSpec, EventFileScan, RunSummary
 from tbhub.core.runs import group_runs
 from tbhub.core.scalars import (
     EventDecoder,
@@ -279,6 +279,9 @@ class Hub:
         # worker processes is unsafe, and the TensorBoards need the cores more than the index does.
         self._workers = scan_workers or 1
         self._stores: dict[str, AnyLogStore] = {}
+        # Per endpoint: the index mapping last grouped and its runs. The state store hands out the
+        # same mapping until any process changes the index (its generation), so pages group once.
+        self._grouped: dict[str, tuple[Mapping[str, EventFileScan], list[RunSummary]]] = {}
 
     def store(self, name: str) -> AnyLogStore:
         """The log store of endpoint ``name``, kept across scans (one connection pool per root)."""
@@ -349,7 +352,13 @@ class Hub:
     def runs(self, name: str) -> list[RunSummary]:
         """The runs of an endpoint as the index knows them."""
         spec = self.spec(name)
-        return group_runs(spec.name, self.state.load(spec.name).values())
+        index = self.state.load(spec.name)
+        cached = self._grouped.get(spec.name)
+        if cached is not None and cached[0] is index:
+            return list(cached[1])
+        runs = group_runs(spec.name, index.values())
+        self._grouped[spec.name] = (index, runs)
+        return list(runs)
 
     def child(self, name: str) -> ChildStatus | None:
         if self.supervisor is None:

@@ -6,6 +6,7 @@ import errno
 import logging
 import signal
 import socket
+import sys
 from types import FrameType
 from typing import Annotated
 
@@ -21,6 +22,7 @@ from tbhub.interfaces.cli.options import ConfigOpt, LogdirOpt, PathArg, config_f
 __all__ = ["check_port", "run_hub", "serve_command"]
 
 log = logging.getLogger("tbhub.serve")
+SWITCH_INTERVAL_S = 0.001
 
 
 def check_port(host: str, port: int, what: str) -> None:
@@ -64,6 +66,10 @@ def run_hub(
     except ValueError as error:
         raise ServeError(str(error)) from None
     check_port(host, port, "the hub")
+    # The background thread (scans, the alert engine's scalar parsing) holds the GIL for up to the
+    # switch interval each time the event loop wants it back: 5 ms by default, paid on every chunk a
+    # proxied response streams. 1 ms keeps the proxy close to a direct connection while it runs.
+    sys.setswitchinterval(SWITCH_INTERVAL_S)
     hub = Hub.from_config(config)
     try:
         assert hub.supervisor is not None
