@@ -12,7 +12,7 @@ from pathlib import Path
 from typing import Any
 
 from tbhub.adapters.crc import crc32c
-from tbhub.adapters.db.store import ScanRecord, StateStore, UsageRow, open_state
+from tbhub.adapters.db.store import ScanRecord, StateStore, open_state
 from tbhub.adapters.storage.local import LocalLogStore
 from tbhub.adapters.storage.mirror import Mirror, MirrorKeeper, MirrorPlan, MirrorStatus, SyncStats
 from tbhub.adapters.storage.objectstore import ObjectLogStore
@@ -67,9 +67,9 @@ USAGE_SNAPSHOT_EVERY_S = 86400.0
 def usage_report(state: StateStore, runs: Sequence[RunSummary], now: float, *, record: bool) -> list[DatasetUsage]:
     """Usage per dataset of ``runs`` with its growth over 7 and 30 days; ``record`` saves a snapshot."""
     current = usage_by_dataset(runs)
-    history = [Snapshot(r.at, r.endpoint, r.dataset, r.size_bytes, r.runs, r.events) for r in state.usage_history()]
+    history = state.usage_history()
     if record:
-        state.record_usage([UsageRow(now, u.endpoint, u.dataset, u.size_bytes, u.runs, u.events) for u in current])
+        state.record_usage([Snapshot(now, u.endpoint, u.dataset, u.size_bytes, u.runs, u.events) for u in current])
     return growth(current, history, now)
 
 

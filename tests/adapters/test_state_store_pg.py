@@ -25,11 +25,11 @@ from tbhub.adapters.db.store import (
     RetentionApplication,
     ScanRecord,
     StateStore,
-    UsageRow,
     open_state,
 )
 from tbhub.adapters.db.tables import leases, metadata
 from tbhub.core.models import CorruptRecord, EventFileScan
+from tbhub.core.usage import Snapshot
 from tbhub.errors import StateError
 
 pytestmark = pytest.mark.timeout(120)
@@ -400,8 +400,8 @@ def test_retention_applications(store: StateStore) -> None:
 
 def test_usage_snapshots(store: StateStore) -> None:
     store.record_usage([])
-    old = [UsageRow(100.0, "lora", "ds1", 2**41, 3, 10), UsageRow(100.0, "lora", "ds2", 5, 1, 1)]
-    new = [UsageRow(200.0, "lora", "ds1", 2**42, 4, 12)]
+    old = [Snapshot(100.0, "lora", "ds1", 2**41, 3, 10), Snapshot(100.0, "lora", "ds2", 5, 1, 1)]
+    new = [Snapshot(200.0, "lora", "ds1", 2**42, 4, 12)]
     store.record_usage(new)
     store.record_usage(old)
     assert sorted(store.usage_history()[:2], key=lambda r: r.dataset) == old

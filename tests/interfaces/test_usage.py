@@ -9,7 +9,8 @@ import sys
 from pathlib import Path
 
 from eventfiles import write_scalar_file
-from tbhub.adapters.db.store import UsageRow, open_state
+from tbhub.adapters.db.store import open_state
+from tbhub.core.usage import Snapshot
 
 
 def walk(root: Path) -> dict[str, tuple[int, int]]:
@@ -39,7 +40,7 @@ def test_usage_equals_a_direct_walk_with_growth_and_cost(tmp_path: Path) -> None
     state = open_state(f"sqlite:///{tmp_path / 'state' / 'tbhub.db'}")
     import time
 
-    state.record_usage([UsageRow(time.time() - 8 * 86400, "lora", "claims-v2", 1000, 1, 10)])
+    state.record_usage([Snapshot(time.time() - 8 * 86400, "lora", "claims-v2", 1000, 1, 10)])
     state.dispose()
     result = subprocess.run(
         [sys.executable, "-m", "tbhub", "usage", "--config", str(cfg), "--json"],

@@ -36,6 +36,7 @@ from tbhub.adapters.db.tables import (
     usage_snapshots,
 )
 from tbhub.core.models import CorruptRecord, EventFileScan
+from tbhub.core.usage import Snapshot
 from tbhub.errors import StateError
 
 __all__ = [
@@ -47,7 +48,6 @@ __all__ = [
     "RetentionApplication",
     "ScanRecord",
     "StateStore",
-    "UsageRow",
     "open_state",
 ]
 
@@ -111,16 +111,6 @@ class RetentionApplication:
     refused: str | None
     details: str
     id: int | None = None
-
-
-@dataclass(frozen=True, slots=True)
-class UsageRow:
-    at: float
-    endpoint: str
-    dataset: str
-    size_bytes: int
-    runs: int
-    events: int
 
 
 @dataclass(frozen=True, slots=True)
@@ -467,19 +457,19 @@ class StateStore:
             return [RetentionApplication(**{f: getattr(r, f) for f in RetentionApplication.__slots__}) for r in rows]
 
     # -- usage ----------------------------------------------------------------------------------------
-    def record_usage(self, rows: list[UsageRow]) -> None:
+    def record_usage(self, rows: list[Snapshot]) -> None:
         if not rows:
             return
         with self.engine.begin() as connection:
-            connection.execute(insert(usage_snapshots), [{f: getattr(r, f) for f in UsageRow.__slots__} for r in rows])
+            connection.execute(insert(usage_snapshots), [{f: getattr(r, f) for f in Snapshot.__slots__} for r in rows])
 
-    def usage_history(self, since: float = 0.0) -> list[UsageRow]:
+    def usage_history(self, since: float = 0.0) -> list[Snapshot]:
         """Snapshots taken at or after ``since``, oldest first."""
         with self.engine.connect() as connection:
             rows = connection.execute(
                 select(usage_snapshots).where(usage_snapshots.c.at >= since).order_by(usage_snapshots.c.at)
             )
-            return [UsageRow(r.at, r.endpoint, r.dataset, r.size_bytes, r.runs, r.events) for r in rows]
+            return [Snapshot(r.at, r.endpoint, r.dataset, r.size_bytes, r.runs, r.events) for r in rows]
 
     # -- the scalar reader's index --------------------------------------------------------------------
     def load_scalar_states(self, endpoint: str) -> dict[str, tuple[int, int, int, str]]:
