@@ -40,6 +40,7 @@ from google.protobuf.message import DecodeError  # type: ignore[import-untyped]
 from tensorboard.compat.proto import event_pb2
 
 from tbhub.core.scalars import ScalarPoint, Series
+from tbhub.core.tfrecord import read_varint
 
 __all__ = ["SCALARS_PLUGIN", "ProtobufDecoder", "tensor_scalar"]
 
@@ -233,28 +234,14 @@ def _steps(column: Sequence[int], width: int) -> list[int]:
     return steps
 
 
-def _varint(data: bytes, pos: int) -> tuple[int, int]:
-    result = 0
-    shift = 0
-    while True:
-        byte = data[pos]
-        pos += 1
-        result |= (byte & 0x7F) << shift
-        if not byte & 0x80:
-            return result, pos
-        shift += 7
-        if shift >= 70:
-            raise IndexError("varint longer than 10 bytes")
-
-
 def _skip(data: bytes, pos: int, end: int, wire_type: int) -> int:
     """Position after a field's value; IndexError if it is cut off or of an unusable wire type."""
     if wire_type == 0:
-        pos = _varint(data, pos)[1]
+        pos = read_varint(data, pos)[1]
     elif wire_type == 1:
         pos += 8
     elif wire_type == 2:
-        size, pos = _varint(data, pos)
+        size, pos = read_varint(data, pos)
         pos += size
     elif wire_type == 5:
         pos += 4
@@ -270,7 +257,7 @@ def _tensor_slot(data: bytes, pos: int, end: int) -> tuple[int, int] | None:
     it is a 4- or 8-byte fixed-width one; ``None`` for anything else."""
     slot: tuple[int, int] | None = None
     while pos < end:
-        key, pos = _varint(data, pos)
+        key, pos = read_varint(data, pos)
         number, wire_type = key >> 3, key & 7
         if (number in (1, 3) and wire_type == 0) or (number == 2 and wire_type == 2):
             pos = _skip(data, pos, end, wire_type)  # dtype, version_number, shape: constant bytes
@@ -278,7 +265,7 @@ def _tensor_slot(data: bytes, pos: int, end: int) -> tuple[int, int] | None:
         if slot is not None:
             return None
         if wire_type == 2 and number in (4, 5, 6):  # tensor_content, packed float_val / double_val
-            size, pos = _varint(data, pos)
+            size, pos = read_varint(data, pos)
             if size not in ((4, 8) if number == 4 else (4,) if number == 5 else (8,)):
                 return None
             slot = (pos, size)
@@ -302,16 +289,16 @@ def _summary_slots(data: bytes, start: int) -> list[tuple[int, int, bool]] | Non
     pos = start
     try:
         while pos < end:
-            key, pos = _varint(data, pos)
+            key, pos = read_varint(data, pos)
             if key != 0x0A:  # Summary has one field: value = 1, length-delimited
                 return None
-            size, pos = _varint(data, pos)
+            size, pos = read_varint(data, pos)
             value_end = pos + size
             if value_end > end:
                 return None
             slot: tuple[int, int, bool] | None = None
             while pos < value_end:
-                key, pos = _varint(data, pos)
+                key, pos = read_varint(data, pos)
                 number, wire_type = key >> 3, key & 7
                 if number in (1, 7, 9) and wire_type == 2:  # tag, node_name, metadata
                     pos = _skip(data, pos, value_end, wire_type)
@@ -321,7 +308,7 @@ def _summary_slots(data: bytes, start: int) -> list[tuple[int, int, bool]] | Non
                     slot = (pos, 4, False)
                     pos += 4
                 elif number == 8 and wire_type == 2:  # tensor
-                    size, pos = _varint(data, pos)
+                    size, pos = read_varint(data, pos)
                     tensor = _tensor_slot(data, pos, pos + size)
                     if tensor is None:
                         return None
@@ -568,7 +555,7 @@ class ProtobufDecoder:
                         step = (byte & 0x7F) | (high & 0x7F) << 7 | payload[i + 3] << 14
                         step_width = 3
                     else:
-                        step, end = _varint(payload, i + 1)
+                        step, end = read_varint(payload, i + 1)
                         step_width = end - i - 1
                         step &= _TWO_64 - 1
                         if step >= _TWO_63:
@@ -585,7 +572,7 @@ class ProtobufDecoder:
                     size = (size & 0x7F) | payload[i + 2] << 7
                     start = i + 3
                 else:
-                    size, start = _varint(payload, i + 1)
+                    size, start = read_varint(payload, i + 1)
                 # Keyed by the first value's header and tag bytes: never part of a field.
                 if (
                     start + size == len(payload)

@@ -27,6 +27,7 @@ __all__ = [
     "mask_crc",
     "masked_crc32c",
     "parse_event_head",
+    "read_varint",
     "record_length",
     "repeat_period",
 ]
@@ -130,9 +131,9 @@ _TWO_64 = 1 << 64
 _TWO_63 = 1 << 63
 
 
-def _varint(data: bytes, pos: int) -> tuple[int, int]:
-    """Decode a base-128 varint at ``pos``; returns (value, next position). Raises IndexError or
-    ValueError on truncated or over-long input."""
+def read_varint(data: bytes, pos: int) -> tuple[int, int]:
+    """Decode a base-128 varint at ``pos``; returns (value, next position). Raises IndexError on
+    truncated or over-long input (protobuf readers treat both as a message cut short)."""
     result = 0
     shift = 0
     while True:
@@ -143,7 +144,7 @@ def _varint(data: bytes, pos: int) -> tuple[int, int]:
             return result, pos
         shift += 7
         if shift >= 70:
-            raise ValueError("varint longer than 10 bytes")
+            raise IndexError("varint longer than 10 bytes")
 
 
 def parse_event_head(data: bytes, *, complete: bool = True) -> EventHead | None:
@@ -161,12 +162,12 @@ def parse_event_head(data: bytes, *, complete: bool = True) -> EventHead | None:
     end = len(data)
     try:
         while pos < end:
-            key, pos = _varint(data, pos)
+            key, pos = read_varint(data, pos)
             number, wire_type = key >> 3, key & 7
             if number == 0:
                 return None
             if wire_type == 0:
-                value, pos = _varint(data, pos)
+                value, pos = read_varint(data, pos)
                 if number == 2:
                     value &= _TWO_64 - 1
                     step = value - _TWO_64 if value >= _TWO_63 else value
@@ -177,7 +178,7 @@ def parse_event_head(data: bytes, *, complete: bool = True) -> EventHead | None:
                     wall_time = _DOUBLE.unpack_from(data, pos)[0]
                 pos += 8
             elif wire_type == 2:
-                size, pos = _varint(data, pos)
+                size, pos = read_varint(data, pos)
                 if number == 3:
                     if pos + size > end:
                         raise IndexError("string cut off")
