@@ -12,7 +12,7 @@ import time
 from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy import Engine, Row, delete, insert, select, update
+from sqlalchemy import ColumnElement, Engine, Row, delete, insert, select, update
 from sqlalchemy.exc import IntegrityError
 
 from tbhub.adapters.db.tables import bookmarks, notes, run_tags
@@ -91,11 +91,7 @@ class AnnotationStore:
         run's note by a wrong id. ``UnknownEndpoint`` (HTTP 404) when there is no such note.
         """
         text = _note_text(text)
-        where = [notes.c.id == note_id]
-        if endpoint is not None:
-            where.append(notes.c.endpoint == endpoint)
-        if relpath is not None:
-            where.append(notes.c.relpath == relpath)
+        where = _note_where(note_id, endpoint, relpath)
         with self.engine.begin() as connection:
             changed = connection.execute(
                 update(notes).where(*where).values(text=text, edited_by=editor, edited_at=time.time())
@@ -108,11 +104,7 @@ class AnnotationStore:
 
     def remove_note(self, note_id: int, *, endpoint: str | None = None, relpath: str | None = None) -> bool:
         """Remove a note (only if it is on ``endpoint`` and ``relpath``, when given); ``False`` if none."""
-        where = [notes.c.id == note_id]
-        if endpoint is not None:
-            where.append(notes.c.endpoint == endpoint)
-        if relpath is not None:
-            where.append(notes.c.relpath == relpath)
+        where = _note_where(note_id, endpoint, relpath)
         with self.engine.begin() as connection:
             return bool(connection.execute(delete(notes).where(*where)).rowcount)
 
@@ -182,3 +174,13 @@ class AnnotationStore:
             if key.isdigit():
                 where = where | (bookmarks.c.id == int(key))
             return bool(connection.execute(delete(bookmarks).where(where)).rowcount)
+
+
+def _note_where(note_id: int, endpoint: str | None, relpath: str | None) -> list[ColumnElement[bool]]:
+    """The note ``note_id``, and only if it is on ``endpoint`` and ``relpath`` (each when given)."""
+    where = [notes.c.id == note_id]
+    if endpoint is not None:
+        where.append(notes.c.endpoint == endpoint)
+    if relpath is not None:
+        where.append(notes.c.relpath == relpath)
+    return where
