@@ -122,14 +122,22 @@ def serve(tmp: Path, roots: dict[str, Path], *, scan_interval: float = 1.0, wait
             wait_for(lambda: server.get("/readyz").status_code == 200, 90, "every TensorBoard to be ready")
         yield server
     finally:
-        leftovers = server.tree()
-        if proc.poll() is None:
-            proc.send_signal(signal.SIGTERM)
-            try:
-                proc.wait(15)
-            except subprocess.TimeoutExpired:
-                proc.kill()
-                proc.wait(5)
-        for p in leftovers:
-            with contextlib.suppress(psutil.Error):
-                p.kill()
+        stop(proc)
+
+
+def stop(proc: subprocess.Popen[str], wait: float = 15) -> None:
+    """Stop a ``tbhub serve``: SIGTERM, SIGKILL after ``wait`` seconds, then kill whatever it left
+    below it (TensorBoards, data servers) so that no test leaks a process."""
+    leftovers: list[psutil.Process] = []
+    with contextlib.suppress(psutil.Error):
+        leftovers = psutil.Process(proc.pid).children(recursive=True)
+    if proc.poll() is None:
+        proc.send_signal(signal.SIGTERM)
+        try:
+            proc.wait(wait)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait(5)
+    for p in leftovers:
+        with contextlib.suppress(psutil.Error):
+            p.kill()

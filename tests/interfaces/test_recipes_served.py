@@ -11,11 +11,9 @@ are the recipe's. The Modal hub's generated config and command run with its Volu
 
 from __future__ import annotations
 
-import contextlib
 import json
 import os
 import re
-import signal
 import subprocess
 import sys
 from dataclasses import dataclass
@@ -23,10 +21,9 @@ from pathlib import Path
 from typing import Any
 
 import httpx
-import psutil
 import pytest
 import yaml
-from serving import free_port, wait_for
+from serving import free_port, stop, wait_for
 from sqlalchemy.engine import make_url
 
 from eventfiles import write_scalar_file
@@ -168,16 +165,7 @@ def test_recipe_config_serves_from_postgres_and_s3(
 
             wait_for(runs, 90, f"every endpoint scanned ({expected})")
         finally:
-            tree = psutil.Process(proc.pid).children(recursive=True) if proc.poll() is None else []
-            proc.send_signal(signal.SIGTERM)
-            try:
-                proc.wait(20)
-            except subprocess.TimeoutExpired:
-                proc.kill()
-                proc.wait(5)
-            for child in tree:
-                with contextlib.suppress(psutil.Error):
-                    child.kill()
+            stop(proc, wait=20)
         assert proc.returncode == 0, log.read_text()[-3000:]
     finally:
         with psycopg.connect(postgres_server.conninfo(), autocommit=True) as conn:
@@ -235,16 +223,7 @@ def test_modal_hub_config_and_command_serve_every_trainer(tmp_path: Path) -> Non
         wait_for(lambda: httpx.get(hub + "/readyz", timeout=5, trust_env=False).status_code == 200, 90,
                  "every trainer's TensorBoard up")
     finally:
-        tree = psutil.Process(proc.pid).children(recursive=True) if proc.poll() is None else []
-        proc.send_signal(signal.SIGTERM)
-        try:
-            proc.wait(20)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait(5)
-        for child in tree:
-            with contextlib.suppress(psutil.Error):
-                child.kill()
+        stop(proc, wait=20)
     assert proc.returncode == 0, log.read_text()[-3000:]
     # Every line the hub wrote is JSON (what `modal app logs` shows).
     records = [json.loads(line) for line in log.read_text().splitlines() if line.strip()]
