@@ -8,7 +8,6 @@ import os
 import time
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import asdict, dataclass
-from pathlib import Path
 from typing import Any
 
 from tbhub.adapters.crc import crc32c
@@ -18,7 +17,6 @@ from tbhub.adapters.storage.mirror import Mirror, MirrorKeeper, MirrorPlan, Mirr
 from tbhub.adapters.storage.objectstore import ObjectLogStore
 from tbhub.adapters.storage.remote import is_url, open_filesystem
 from tbhub.adapters.tensorboard.supervisor import (
-    ChildSpec,
     ChildStatus,
     SupervisorTiming,
     TensorBoardSupervisor,
@@ -41,6 +39,7 @@ from tbhub.core.scalars import (
 from tbhub.core.status import StatusVerdict, run_status
 from tbhub.core.usage import DatasetUsage, Snapshot, growth, usage_by_dataset
 from tbhub.errors import LogRootError, TbhubError, UnknownEndpoint
+from tbhub.tensorboards import mirror_dir, tensorboard_supervisor
 
 __all__ = [
     "AnyLogStore",
@@ -220,11 +219,6 @@ def run_scalars(
     return tags
 
 
-def mirror_dir(config: Config, name: str) -> Path:
-    """Where the local mirror of endpoint ``name``'s URL log root lives: under the state directory."""
-    return config.state.path / "mirrors" / name
-
-
 def endpoint_mirror(config: Config, endpoint: EndpointSpec) -> MirrorPlan:
     """The mirror of a URL log root, synced every reload interval."""
 
@@ -291,8 +285,15 @@ class Hub:
         return store
 
     @classmethod
-    def from_config(cls, config: Config, *, timing: SupervisorTiming | None = None) -> Hub:
-        """Build the state store and a (not yet started) supervisor with one child per endpoint.
+    def from_config(
+        cls,
+        config: Config,
+        *,
+        timing: SupervisorTiming | None = None,
+        supervisor: TensorBoardSupervisor | None = None,
+    ) -> Hub:
+        """Build the state store and the supervisor with one child per endpoint (``supervisor``: one
+        already built, and maybe started, by ``tensorboard_supervisor``).
 
         A URL log root (``s3://...``) is served from a local mirror under the state directory
         (``mirrors/NAME``), kept in sync every reload interval by ``self.mirrors``. Their first sync
@@ -300,16 +301,9 @@ class Hub:
         """
         state = state_store(config)
         mirrors = {spec.name: endpoint_mirror(config, spec) for spec in config.endpoint_specs() if is_url(spec.logdir)}
-        children = [
-            ChildSpec.from_endpoint(
-                spec,
-                state_dir=config.state.path,
-                exposed=config.endpoints[spec.name].expose,
-                mirror_dir=mirror_dir(config, spec.name) if spec.name in mirrors else None,
-            )
-            for spec in config.endpoint_specs()
-        ]
-        hub = cls(config, state, TensorBoardSupervisor(children, timing=timing), mirrors=mirrors)
+        if supervisor is None:
+            supervisor = tensorboard_supervisor(config, timing=timing)
+        hub = cls(config, state, supervisor, mirrors=mirrors)
         hub.mirrors.start()
         return hub
 

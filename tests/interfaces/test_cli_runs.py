@@ -24,7 +24,8 @@ from eventfiles import (
     write_tf2_run,
 )
 from tbhub.core.models import EventFileScan, RunSummary
-from tbhub.interfaces.cli.render import RUN_FIELDS, runs_table
+from tbhub.interfaces.cli.render import runs_table
+from tbhub.interfaces.records import RUN_FIELDS
 
 DAY = 86400
 

@@ -2,63 +2,21 @@
 
 from __future__ import annotations
 
-import csv
 import json
-import math
 import sys
-from collections.abc import Sequence
-from typing import Annotated, Any, TextIO
+from typing import Annotated
 
 import typer
 from rich.table import Table
 
-from tbhub.core.compare import CompareRow, SortSpec, best_index, parse_sort, parse_target, sort_rows
-from tbhub.core.scalars import TagSummary
+from tbhub.core.compare import SortSpec, best_index, parse_sort, parse_target, sort_rows
 from tbhub.core.units import format_age
 from tbhub.errors import UsageError
 from tbhub.hub import compare_runs, state_store
 from tbhub.interfaces.cli.options import ConfigOpt, JsonOpt, LogdirOpt, PathArg, config_from, output_console
+from tbhub.interfaces.records import compare_record, write_compare_csv
 
-__all__ = ["compare_command", "compare_record", "write_compare_csv"]
-
-
-def _num(value: float | None) -> float | str | None:
-    if value is None:
-        return None
-    return value if math.isfinite(value) else str(value)
-
-
-def tag_record(summary: TagSummary) -> dict[str, Any]:
-    return {
-        "count": summary.count,
-        "nan_count": summary.nan_count,
-        "first_step": summary.first_step,
-        "last_step": summary.last_step,
-        "last": _num(summary.last_value),
-        "min": _num(summary.min_value),
-        "min_step": summary.min_step,
-        "max": _num(summary.max_value),
-        "max_step": summary.max_step,
-        "mean_last": _num(summary.mean_last),
-    }
-
-
-def compare_record(row: CompareRow, tags: Sequence[str], best: bool) -> dict[str, Any]:
-    run = row.run
-    return {
-        "endpoint": run.endpoint,
-        "dataset": run.dataset,
-        "run": run.run,
-        "relpath": run.relpath,
-        "best": best,
-        "first_step": run.first_step,
-        "last_step": run.last_step,
-        "duration_s": None if row.duration_s is None else round(row.duration_s, 3),
-        "steps_per_s": None if row.steps_per_s is None else round(row.steps_per_s, 4),
-        "target_step": row.target.step if row.target else None,
-        "target_seconds": None if row.target is None or row.target.seconds is None else round(row.target.seconds, 3),
-        "tags": {t: tag_record(row.tags[t]) for t in tags if t in row.tags},
-    }
+__all__ = ["compare_command"]
 
 
 def _fmt(value: float | str | None) -> str:
@@ -150,24 +108,3 @@ def compare_command(
             )
         table.add_row(*cells, style="bold green" if i == best else None)
     output_console().print(table)
-
-
-def write_compare_csv(out: TextIO, records: list[dict[str, Any]], tags: Sequence[str]) -> None:
-    base = [
-        "endpoint",
-        "dataset",
-        "run",
-        "relpath",
-        "best",
-        "first_step",
-        "last_step",
-        "duration_s",
-        "steps_per_s",
-        "target_step",
-        "target_seconds",
-    ]
-    fields = ["last", "min", "min_step", "max", "max_step", "mean_last", "count", "nan_count"]
-    writer = csv.writer(out, lineterminator="\n")
-    writer.writerow(base + [f"{t}:{f}" for t in tags for f in fields])
-    for r in records:
-        writer.writerow([r[k] for k in base] + [r["tags"].get(t, {}).get(f) for t in tags for f in fields])

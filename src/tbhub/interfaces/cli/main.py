@@ -2,55 +2,72 @@
 
 from __future__ import annotations
 
+import importlib
 import sys
+from typing import Any
 
 import typer
 from rich.console import Console
 
 from tbhub import __version__
 from tbhub.errors import TbhubError
-from tbhub.interfaces.cli.alerts import alerts_command, notify_app
-from tbhub.interfaces.cli.clean import archives_app, clean_command, history_command, restore_command
-from tbhub.interfaces.cli.compare import compare_command
-from tbhub.interfaces.cli.db import db_app
-from tbhub.interfaces.cli.demo import demo_command
-from tbhub.interfaces.cli.retention import pin_command, pins_command, retention_app, unpin_command
-from tbhub.interfaces.cli.runs import runs_command
-from tbhub.interfaces.cli.serve import serve_command
-from tbhub.interfaces.cli.usage import usage_command
-from tbhub.interfaces.cli.users import bookmarks_app, note_command, tag_command, tokens_app, users_app
 
-__all__ = ["app", "main"]
+__all__ = ["COMMANDS", "build_app", "main"]
 
-app = typer.Typer(
-    name="tbhub",
-    help="The self-hosted, always-on home for an ML team's TensorBoard logs.",
-    no_args_is_help=True,
-    add_completion=False,
-    pretty_exceptions_enable=False,
-    rich_markup_mode=None,
-)
-app.command("runs")(runs_command)
-app.command("serve")(serve_command)
-app.command("demo")(demo_command)
-app.command("clean")(clean_command)
-app.command("restore")(restore_command)
-app.command("history")(history_command)
-app.add_typer(archives_app, name="archives")
-app.add_typer(retention_app, name="retention")
-app.command("pin")(pin_command)
-app.command("unpin")(unpin_command)
-app.command("pins")(pins_command)
-app.command("usage")(usage_command)
-app.command("compare")(compare_command)
-app.command("alerts")(alerts_command)
-app.add_typer(notify_app, name="notify")
-app.add_typer(db_app, name="db")
-app.add_typer(users_app, name="users")
-app.add_typer(tokens_app, name="tokens")
-app.command("note")(note_command)
-app.command("tag")(tag_command)
-app.add_typer(bookmarks_app, name="bookmarks")
+#: Every sub-command: its name, the module defining it, and the attribute (a command function, or a
+#: ``typer.Typer`` of sub-commands). ``main`` imports only the module of the command it runs: ``tbhub
+#: serve`` then starts its TensorBoards without first loading every other command's libraries.
+COMMANDS: dict[str, tuple[str, str]] = {
+    "runs": ("runs", "runs_command"),
+    "serve": ("serve", "serve_command"),
+    "demo": ("demo", "demo_command"),
+    "clean": ("clean", "clean_command"),
+    "restore": ("clean", "restore_command"),
+    "history": ("clean", "history_command"),
+    "archives": ("clean", "archives_app"),
+    "retention": ("retention", "retention_app"),
+    "pin": ("retention", "pin_command"),
+    "unpin": ("retention", "unpin_command"),
+    "pins": ("retention", "pins_command"),
+    "usage": ("usage", "usage_command"),
+    "compare": ("compare", "compare_command"),
+    "alerts": ("alerts", "alerts_command"),
+    "notify": ("alerts", "notify_app"),
+    "db": ("db", "db_app"),
+    "users": ("users", "users_app"),
+    "tokens": ("users", "tokens_app"),
+    "note": ("users", "note_command"),
+    "tag": ("users", "tag_command"),
+    "bookmarks": ("users", "bookmarks_app"),
+}
+
+
+def build_app(only: str | None = None) -> typer.Typer:
+    """The ``tbhub`` command with every sub-command, or with ``only`` that one (same options, same help)."""
+    app = typer.Typer(
+        name="tbhub",
+        help="The self-hosted, always-on home for an ML team's TensorBoard logs.",
+        no_args_is_help=True,
+        add_completion=False,
+        pretty_exceptions_enable=False,
+        rich_markup_mode=None,
+    )
+    app.callback()(_root)
+    for name, (module, attr) in COMMANDS.items():
+        if only is not None and name != only:
+            continue
+        target = getattr(importlib.import_module(f"tbhub.interfaces.cli.{module}"), attr)
+        if isinstance(target, typer.Typer):
+            app.add_typer(target, name=name)
+        else:
+            app.command(name)(target)
+    return app
+
+
+def __getattr__(name: str) -> Any:
+    if name == "app":  # the whole command, for tools that inspect it
+        return build_app()
+    raise AttributeError(name)
 
 
 def _version(value: bool) -> None:
@@ -59,7 +76,6 @@ def _version(value: bool) -> None:
         raise typer.Exit()
 
 
-@app.callback()
 def _root(
     version: bool = typer.Option(False, "--version", callback=_version, is_eager=True, help="Show the version."),
 ) -> None:
@@ -68,8 +84,12 @@ def _root(
 
 def main(argv: list[str] | None = None) -> None:
     """Entry point: user mistakes (``TbhubError``) print one line, never a traceback."""
+    args = sys.argv[1:] if argv is None else argv
+    # The first word that is not an option names the command; an unknown one gets the whole command's
+    # error message and help.
+    first = next((a for a in args if not a.startswith("-")), None)
     try:
-        app(args=argv, prog_name="tbhub")
+        build_app(first if first in COMMANDS else None)(args=args, prog_name="tbhub")
     except TbhubError as error:
         Console(stderr=True, highlight=False, soft_wrap=True).print(f"[bold red]error:[/] {error.message}",
                                                                      markup=True)

@@ -2,61 +2,16 @@
 
 from __future__ import annotations
 
-import datetime as dt
 from collections.abc import Sequence
-from typing import Any
 
 from rich.table import Table
 from rich.text import Text
 
 from tbhub.core.models import RunSummary
 from tbhub.core.units import format_age, format_size
+from tbhub.interfaces.records import age_style, iso_utc
 
-__all__ = ["AGE_STYLES", "RUN_FIELDS", "age_style", "run_record", "runs_table"]
-
-#: The fields of a run in ``--json`` and ``--csv`` output, in order.
-RUN_FIELDS = (
-    "endpoint", "dataset", "run", "path", "size_bytes", "event_files", "event_count", "first_step",
-    "last_step", "first_wall_time", "last_wall_time", "last_modified", "age_seconds", "truncated", "corrupt",
-)
-
-#: The age colours shared by the CLI and the hub: fresh, ageing, old.
-AGE_STYLES = ("green", "yellow", "red")
-
-
-def age_style(age_seconds: float, fresh_days: float, old_days: float) -> str:
-    if age_seconds < fresh_days * 86400:
-        return AGE_STYLES[0]
-    if age_seconds < old_days * 86400:
-        return AGE_STYLES[1]
-    return AGE_STYLES[2]
-
-
-def iso_utc(ns: int) -> str:
-    return dt.datetime.fromtimestamp(ns / 1e9, tz=dt.UTC).isoformat(timespec="seconds").replace("+00:00", "Z")
-
-
-def run_record(run: RunSummary, root: str, now_ns: int) -> dict[str, Any]:
-    """The ``--json`` shape of a run: exactly the documented fields."""
-    return {
-        "endpoint": run.endpoint,
-        "dataset": run.dataset,
-        "run": run.run,
-        "path": f"{root.rstrip('/')}/{run.relpath}",
-        "size_bytes": run.size_bytes,
-        "event_files": run.event_files,
-        "event_count": run.event_count,
-        "first_step": run.first_step,
-        "last_step": run.last_step,
-        "first_wall_time": run.first_wall_time,
-        "last_wall_time": run.last_wall_time,
-        "last_modified": iso_utc(run.last_modified_ns),
-        "age_seconds": round(run.age_seconds(now_ns), 3),
-        "truncated": run.truncated,
-        "corrupt": [
-            {"file": relpath, "offset": c.offset, "reason": c.reason} for relpath, c in run.corrupt
-        ],
-    }
+__all__ = ["runs_table"]
 
 
 def _flags(run: RunSummary, active: bool) -> Text:

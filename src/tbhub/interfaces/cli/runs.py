@@ -21,7 +21,8 @@ from tbhub.errors import UsageError
 from tbhub.hub import run_statuses, scan_endpoints, state_store
 from tbhub.interfaces.cli.options import ConfigOpt, JsonOpt, LogdirOpt, PathArg, config_from, output_console
 from tbhub.interfaces.cli.progress import scan_progress
-from tbhub.interfaces.cli.render import RUN_FIELDS, run_record, runs_table
+from tbhub.interfaces.cli.render import runs_table
+from tbhub.interfaces.records import RUN_FIELDS, run_record
 from tbhub.watch import rules_config
 
 __all__ = ["SortKey", "runs_command", "sort_runs"]

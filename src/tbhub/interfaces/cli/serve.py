@@ -8,16 +8,19 @@ import signal
 import socket
 import sys
 from types import FrameType
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 from rich.console import Console
 
 from tbhub.config import Config
 from tbhub.errors import ServeError, UsageError
-from tbhub.hub import Hub
 from tbhub.interfaces.cli.logs import LOG_FORMATS, LOG_LEVELS, LogFormat, configure_logging
 from tbhub.interfaces.cli.options import ConfigOpt, LogdirOpt, PathArg, config_from
+from tbhub.tensorboards import tensorboard_supervisor
+
+if TYPE_CHECKING:
+    from tbhub.hub import Hub
 
 __all__ = ["check_port", "run_hub", "serve_command"]
 
@@ -70,12 +73,19 @@ def run_hub(
     # switch interval each time the event loop wants it back: 5 ms by default, paid on every chunk a
     # proxied response streams. 1 ms keeps the proxy close to a direct connection while it runs.
     sys.setswitchinterval(SWITCH_INTERVAL_S)
-    hub = Hub.from_config(config)
+    # The TensorBoards start first: loading the event files is what users wait for. The hub's own
+    # imports (SQLAlchemy, FastAPI, uvicorn, the alert engine: about a second) and its database follow
+    # while they load.
+    supervisor = tensorboard_supervisor(config)
+    supervisor.start()
     try:
-        assert hub.supervisor is not None
-        hub.supervisor.start()
-        # Imported once the TensorBoards are loading: FastAPI, uvicorn and the alert engine cost about a
-        # second, which neither their start nor other commands should wait for.
+        from tbhub.hub import Hub
+
+        hub = Hub.from_config(config, supervisor=supervisor)
+    except BaseException:
+        supervisor.stop()
+        raise
+    try:
         import uvicorn
 
         from tbhub.interfaces.web.app import create_app

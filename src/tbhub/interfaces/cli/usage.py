@@ -6,7 +6,7 @@ import csv
 import json
 import sys
 import time
-from typing import Annotated, Any
+from typing import Annotated
 
 import typer
 from rich.table import Table
@@ -16,22 +16,9 @@ from tbhub.core.usage import DatasetUsage
 from tbhub.errors import UsageError
 from tbhub.hub import scan_endpoints, state_store, usage_report
 from tbhub.interfaces.cli.options import ConfigOpt, JsonOpt, LogdirOpt, PathArg, config_from, output_console
+from tbhub.interfaces.records import usage_record
 
-__all__ = ["usage_command", "usage_record"]
-
-
-def usage_record(u: DatasetUsage, per_gb: float, currency: str) -> dict[str, Any]:
-    return {
-        "endpoint": u.endpoint,
-        "dataset": u.dataset,
-        "size_bytes": u.size_bytes,
-        "runs": u.runs,
-        "events": u.events,
-        "monthly_cost": round(u.monthly_cost(per_gb), 4),
-        "currency": currency,
-        "growth_7d_bytes": u.growth_7d,
-        "growth_30d_bytes": u.growth_30d,
-    }
+__all__ = ["usage_command"]
 
 
 def _growth(value: int | None) -> str:

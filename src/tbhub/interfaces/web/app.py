@@ -41,9 +41,7 @@ from tbhub.core.models import RunSummary
 from tbhub.core.units import format_age, format_size
 from tbhub.errors import TbhubError, UsageError
 from tbhub.hub import EndpointView, Hub, alert_history, compare_runs
-from tbhub.interfaces.cli.compare import compare_record, write_compare_csv
-from tbhub.interfaces.cli.render import age_style, iso_utc
-from tbhub.interfaces.cli.usage import usage_record
+from tbhub.interfaces.records import age_style, compare_record, iso_utc, usage_record, write_compare_csv
 from tbhub.interfaces.web.admin import add_admin_routes
 from tbhub.interfaces.web.annotate import add_annotation_routes, run_marks
 from tbhub.interfaces.web.auth import AuthMiddleware, RoleTable, current_user

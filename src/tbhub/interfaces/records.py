@@ -1,0 +1,148 @@
+"""The JSON (and CSV) shapes of runs, comparisons and usage, shared by the CLI and the hub.
+
+No console or web imports: the hub process loads this without the CLI's libraries.
+"""
+
+from __future__ import annotations
+
+import csv
+import datetime as dt
+import math
+from collections.abc import Sequence
+from typing import Any, TextIO
+
+from tbhub.core.compare import CompareRow
+from tbhub.core.models import RunSummary
+from tbhub.core.scalars import TagSummary
+from tbhub.core.usage import DatasetUsage
+
+__all__ = [
+    "AGE_STYLES",
+    "RUN_FIELDS",
+    "age_style",
+    "compare_record",
+    "iso_utc",
+    "run_record",
+    "tag_record",
+    "usage_record",
+    "write_compare_csv",
+]
+
+
+#: The fields of a run in ``--json`` and ``--csv`` output, in order.
+RUN_FIELDS = (
+    "endpoint", "dataset", "run", "path", "size_bytes", "event_files", "event_count", "first_step",
+    "last_step", "first_wall_time", "last_wall_time", "last_modified", "age_seconds", "truncated", "corrupt",
+)
+
+#: The age colours shared by the CLI and the hub: fresh, ageing, old.
+AGE_STYLES = ("green", "yellow", "red")
+
+
+def age_style(age_seconds: float, fresh_days: float, old_days: float) -> str:
+    if age_seconds < fresh_days * 86400:
+        return AGE_STYLES[0]
+    if age_seconds < old_days * 86400:
+        return AGE_STYLES[1]
+    return AGE_STYLES[2]
+
+
+def iso_utc(ns: int) -> str:
+    return dt.datetime.fromtimestamp(ns / 1e9, tz=dt.UTC).isoformat(timespec="seconds").replace("+00:00", "Z")
+
+
+def run_record(run: RunSummary, root: str, now_ns: int) -> dict[str, Any]:
+    """The ``--json`` shape of a run: exactly the documented fields."""
+    return {
+        "endpoint": run.endpoint,
+        "dataset": run.dataset,
+        "run": run.run,
+        "path": f"{root.rstrip('/')}/{run.relpath}",
+        "size_bytes": run.size_bytes,
+        "event_files": run.event_files,
+        "event_count": run.event_count,
+        "first_step": run.first_step,
+        "last_step": run.last_step,
+        "first_wall_time": run.first_wall_time,
+        "last_wall_time": run.last_wall_time,
+        "last_modified": iso_utc(run.last_modified_ns),
+        "age_seconds": round(run.age_seconds(now_ns), 3),
+        "truncated": run.truncated,
+        "corrupt": [
+            {"file": relpath, "offset": c.offset, "reason": c.reason} for relpath, c in run.corrupt
+        ],
+    }
+
+
+def _num(value: float | None) -> float | str | None:
+    if value is None:
+        return None
+    return value if math.isfinite(value) else str(value)
+
+
+def tag_record(summary: TagSummary) -> dict[str, Any]:
+    return {
+        "count": summary.count,
+        "nan_count": summary.nan_count,
+        "first_step": summary.first_step,
+        "last_step": summary.last_step,
+        "last": _num(summary.last_value),
+        "min": _num(summary.min_value),
+        "min_step": summary.min_step,
+        "max": _num(summary.max_value),
+        "max_step": summary.max_step,
+        "mean_last": _num(summary.mean_last),
+    }
+
+
+def compare_record(row: CompareRow, tags: Sequence[str], best: bool) -> dict[str, Any]:
+    run = row.run
+    return {
+        "endpoint": run.endpoint,
+        "dataset": run.dataset,
+        "run": run.run,
+        "relpath": run.relpath,
+        "best": best,
+        "first_step": run.first_step,
+        "last_step": run.last_step,
+        "duration_s": None if row.duration_s is None else round(row.duration_s, 3),
+        "steps_per_s": None if row.steps_per_s is None else round(row.steps_per_s, 4),
+        "target_step": row.target.step if row.target else None,
+        "target_seconds": None if row.target is None or row.target.seconds is None else round(row.target.seconds, 3),
+        "tags": {t: tag_record(row.tags[t]) for t in tags if t in row.tags},
+    }
+
+
+def write_compare_csv(out: TextIO, records: list[dict[str, Any]], tags: Sequence[str]) -> None:
+    base = [
+        "endpoint",
+        "dataset",
+        "run",
+        "relpath",
+        "best",
+        "first_step",
+        "last_step",
+        "duration_s",
+        "steps_per_s",
+        "target_step",
+        "target_seconds",
+    ]
+    fields = ["last", "min", "min_step", "max", "max_step", "mean_last", "count", "nan_count"]
+    writer = csv.writer(out, lineterminator="\n")
+    writer.writerow(base + [f"{t}:{f}" for t in tags for f in fields])
+    for r in records:
+        writer.writerow([r[k] for k in base] + [r["tags"].get(t, {}).get(f) for t in tags for f in fields])
+
+
+def usage_record(u: DatasetUsage, per_gb: float, currency: str) -> dict[str, Any]:
+    return {
+        "endpoint": u.endpoint,
+        "dataset": u.dataset,
+        "size_bytes": u.size_bytes,
+        "runs": u.runs,
+        "events": u.events,
+        "monthly_cost": round(u.monthly_cost(per_gb), 4),
+        "currency": currency,
+        "growth_7d_bytes": u.growth_7d,
+        "growth_30d_bytes": u.growth_30d,
+    }
