@@ -35,6 +35,7 @@ from tbhub import __version__
 from tbhub.adapters.db.accounts import AccountStore
 from tbhub.adapters.db.annotations import AnnotationStore
 from tbhub.adapters.db.leader import Leadership, leadership_for
+from tbhub.adapters.memory import release_free_memory
 from tbhub.core.accounts import Role
 from tbhub.core.compare import best_index, parse_sort, sort_rows
 from tbhub.core.models import RunSummary
@@ -243,7 +244,10 @@ def _low_priority() -> None:
 
 
 def _evaluate(hub: Hub, engine: AlertEngine, name: str) -> None:
-    engine.evaluate(hub.specs[name], hub.runs(name))
+    try:
+        engine.evaluate(hub.specs[name], hub.runs(name))
+    finally:
+        release_free_memory()  # the first pass parses every scalar: do not keep its peak for good
 
 
 class _Warmup:
