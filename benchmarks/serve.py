@@ -360,6 +360,7 @@ class TreeSampler:
         self.interval = interval
         self.first_seen: dict[str, float] = {}  # kind -> seconds from t0 to its first sample
         self.peak_rss = dict.fromkeys(("total", *self.KINDS), 0)
+        self.last_rss = dict.fromkeys(("total", *self.KINDS), 0)
         self.peak_pss = 0
         self.samples = 0
         self._cpu: dict[int, tuple[str, float]] = {}
@@ -421,6 +422,7 @@ class TreeSampler:
             with self._lock:
                 self._cpu[p.pid] = (kind, times.user + times.system)
         self.samples += 1
+        self.last_rss = rss
         for key, value in rss.items():
             self.peak_rss[key] = max(self.peak_rss[key], value)
         self.peak_pss = max(self.peak_pss, pss)
@@ -633,6 +635,52 @@ def start_and_measure(
     log(f"{name}: served {result.runs_done}/{result.runs_total} runs in {_secs(result.served_s, timeout)}, "
         f"peak RSS {result.peak_rss_mb:.0f} MB, CPU {result.cpu_s:.1f} s")
     return result, Running(proc, out, base)
+
+
+# --- 2b: steady state, after the first alert pass ------------------------------------------------
+
+
+@dataclass
+class Steady:
+    """tbhub's tree once it runs everything it always runs: the alert engine's first pass parses every
+    scalar of every run (after ``--alerts-warmup``, 30 s of every TensorBoard up). Sampled from the
+    end of the startup measurement until the last phase on this server (proxy, load, freshness)."""
+
+    first_pass_s: float | None  # from the end of the startup measurement until every run has a status
+    peak_rss_mb: float = 0.0
+    peak_rss_tensorboard_mb: float = 0.0
+    peak_rss_hub_mb: float = 0.0
+    final_rss_mb: float = 0.0  # the tree at the end of the last phase
+    final_rss_hub_mb: float = 0.0
+    samples: int = 0
+
+
+def wait_first_alert_pass(http: httpx.Client, hub: str, runs: int, timeout: float,
+                          alive: Callable[[], bool]) -> float | None:
+    """Seconds until ``/api/endpoints/NAME/runs`` gives every run a status (the alert engine's first pass)."""
+    t0 = time.perf_counter()
+    while time.perf_counter() < t0 + timeout:
+        if not alive():
+            raise RuntimeError("tbhub serve exited")
+        with contextlib.suppress(httpx.HTTPError):
+            listed = _json_or(http.get(f"{hub}/api/endpoints/{ENDPOINT}/runs"), [])
+            if len(listed) >= runs and all(r.get("status") for r in listed):
+                return time.perf_counter() - t0
+        time.sleep(0.5)
+    return None
+
+
+def finish_steady(steady: Steady, sampler: TreeSampler) -> Steady:
+    sampler.sample()
+    sampler.stop()
+    mb = 2**20
+    steady.peak_rss_mb = sampler.peak_rss["total"] / mb
+    steady.peak_rss_tensorboard_mb = sampler.peak_rss["tensorboard"] / mb
+    steady.peak_rss_hub_mb = sampler.peak_rss["root"] / mb
+    steady.final_rss_mb = sampler.last_rss["total"] / mb
+    steady.final_rss_hub_mb = sampler.last_rss["root"] / mb
+    steady.samples = sampler.samples
+    return steady
 
 
 # --- 3: freshness ---------------------------------------------------------------------------------
@@ -998,7 +1046,15 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
                 startup["tensorboard"] = median_trial(trials["tensorboard"])
             if kept is not None:
                 ours, running = kept
+                sampler = TreeSampler(running.proc.pid, time.perf_counter(), interval=0.25).start()
+                steady: Steady | None = None
                 try:
+                    log("steady state: waiting for the alert engine's first pass over every run")
+                    with client() as http:
+                        steady = Steady(attempt("first alert pass", partial(
+                            wait_first_alert_pass, http, hub, facts.hub_runs, args.alert_pass_timeout,
+                            lambda: running.proc.poll() is None)))
+                    log(f"first alert pass done after {_secs(steady.first_pass_s)}")
                     if (overheads := attempt("proxy overhead", partial(
                             proxy_overheads, facts, direct, proxied, args.proxy_requests))) is not None:
                         results["proxy"] = [asdict(o) for o in overheads]
@@ -1010,6 +1066,10 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
                                 freshness, http, proxied, facts, args.freshness_trials, rng))) is not None:
                             results["freshness"] = asdict(fresh)
                 finally:
+                    if steady is not None:
+                        results["steady"] = asdict(finish_steady(steady, sampler))
+                    else:
+                        sampler.stop()
                     stopped = procs.stop(running.proc)
                     ours.record_stop(stopped)
                     log(f"tbhub serve stopped {stopped.seconds:.1f} s after SIGTERM ({len(stopped.left)} left)")
@@ -1158,6 +1218,10 @@ def targets(r: dict[str, Any]) -> list[dict[str, Any]]:
         add("peak RSS of the tree, tbhub / tensorboard", f"{ratio:.2f}x", "<= 1.3x", ratio <= 1.3)
         ratio = ours["peak_pss_mb"] / plain["peak_pss_mb"]
         add("  (info) the same in PSS, shared pages split", f"{ratio:.2f}x", "", None)
+    steady = r.get("steady")
+    if plain and steady and steady["first_pass_s"] is not None:
+        ratio = steady["peak_rss_mb"] / plain["peak_rss_mb"]
+        add("peak RSS after the first alert pass, / tensorboard", f"{ratio:.2f}x", "<= 1.3x", ratio <= 1.3)
     fresh = r.get("freshness")
     if fresh:
         limit = RELOAD_INTERVAL + 5
@@ -1226,6 +1290,13 @@ def report(r: dict[str, Any]) -> str:
         t = s["tbhub"]
         w(f"{'tbhub index lists every run after':<40}{_secs(t['index_s']):>20}   (its scan took "
           f"{_secs(t['first_scan_s'])}, concurrent with TensorBoard's load)")
+    steady = r.get("steady")
+    if steady:
+        w("")
+        w(f"steady state (tbhub, from served until its last phase; first alert pass after "
+          f"{_secs(steady['first_pass_s'])}): peak RSS {steady['peak_rss_mb']:.0f} MB (TensorBoard "
+          f"{steady['peak_rss_tensorboard_mb']:.0f}, hub {steady['peak_rss_hub_mb']:.0f}); at the end "
+          f"{steady['final_rss_mb']:.0f} MB (hub {steady['final_rss_hub_mb']:.0f})")
     fresh = r.get("freshness")
     if fresh:
         w("")
@@ -1296,6 +1367,8 @@ def main(argv: list[str] | None = None) -> int:
                         help="start plain TensorBoard and tbhub alternately N times; report the median trial")
     parser.add_argument("--startup-only", action="store_true",
                         help="measure only 1 + 2 for plain TensorBoard and tbhub (with --startup-repeats)")
+    parser.add_argument("--alert-pass-timeout", type=float, default=300.0,
+                        help="seconds to wait for tbhub's first alert pass (steady-state RSS)")
     parser.add_argument("--load-seconds", type=float, default=None, help="default 30, quick 5")
     parser.add_argument("--load-clients", type=int, default=50)
     parser.add_argument("--load-max-requests", type=int, default=200_000)
