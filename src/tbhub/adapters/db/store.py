@@ -15,12 +15,27 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy import Engine, and_, create_engine, delete, event, exists, func, insert, inspect, or_, select, update
+from sqlalchemy import (
+    Connection,
+    Engine,
+    and_,
+    create_engine,
+    delete,
+    event,
+    exists,
+    func,
+    insert,
+    inspect,
+    or_,
+    select,
+    update,
+)
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import ArgumentError, IntegrityError, OperationalError, SQLAlchemyError
 from sqlalchemy.pool import ConnectionPoolEntry
 
 from tbhub.adapters.db.tables import (
+    alembic_version,
     alerts,
     channels,
     deletions,
@@ -28,6 +43,7 @@ from tbhub.adapters.db.tables import (
     event_files,
     index_generations,
     leases,
+    metadata,
     pins,
     retention_applications,
     run_states,
@@ -145,6 +161,27 @@ def _alembic_config() -> Any:
     return cfg
 
 
+def _revision(connection: Connection) -> str | None:
+    revision: str | None = connection.execute(select(alembic_version.c.version_num)).scalar()
+    return revision
+
+
+def _create_at_head(connection: Connection) -> None:
+    """Build an empty database's schema from the tables and stamp it at head, as alembic's cookbook
+    recipe "building an up-to-date database from scratch" does, but without importing alembic."""
+    metadata.create_all(connection)
+    alembic_version.create(connection)
+    connection.execute(insert(alembic_version).values(version_num=HEAD_REVISION))
+
+
+def _migrate_with_alembic(connection: Connection) -> None:
+    from alembic import command
+
+    cfg = _alembic_config()
+    cfg.attributes["connection"] = connection
+    command.upgrade(cfg, "head")
+
+
 def _sqlite_pragmas(dbapi_connection: Any, _record: ConnectionPoolEntry) -> None:
     cursor = dbapi_connection.cursor()
     # WAL lets the hub read while the scanner writes; NORMAL is durable across process crashes.
@@ -234,20 +271,27 @@ class StateStore:
 
     # -- schema ---------------------------------------------------------------------------------
     def upgrade(self) -> str:
-        """Migrate to the newest revision; returns it (a no-op when the schema is already there)."""
+        """Migrate to the newest revision; returns it (a no-op when the schema is already there).
+
+        A brand-new database (none of tbhub's tables, no ``alembic_version``) is built from
+        ``tables.metadata`` and stamped with ``HEAD_REVISION`` without importing alembic (~10 MB of
+        resident memory with mako and pygments); only a database at an older revision goes through the
+        migration scripts. A test keeps ``tables.py`` equal to what the migrations build.
+        """
         if self.current_revision() == HEAD_REVISION:
             return HEAD_REVISION
-        from alembic import command
-
-        cfg = _alembic_config()
         try:
             with self._sqlite_migration_lock(), self.engine.begin() as connection:
                 if connection.dialect.name == "postgresql":
                     # Servers sharing a fresh database start together: one migrates, the others wait here
                     # (the lock lasts until commit) and then find the schema at head.
                     connection.exec_driver_sql("SELECT pg_advisory_xact_lock(7460501)")
-                cfg.attributes["connection"] = connection
-                command.upgrade(cfg, "head")
+                # Decided again under the lock: another process may have built the schema meanwhile.
+                found = set(inspect(connection).get_table_names())
+                if not found & {alembic_version.name, *metadata.tables}:
+                    _create_at_head(connection)
+                elif alembic_version.name not in found or _revision(connection) != HEAD_REVISION:
+                    _migrate_with_alembic(connection)
         except SQLAlchemyError as error:
             raise StateError(f"cannot migrate the state database: {one_line(error)}") from None
         return self.current_revision() or ""
@@ -255,7 +299,7 @@ class StateStore:
     @contextlib.contextmanager
     def _sqlite_migration_lock(self) -> Iterator[None]:
         """SQLite has no advisory locks: processes that start together on a fresh file take turns on a
-        lock file beside it (alembic then finds the schema at head and does nothing)."""
+        lock file beside it (the later ones then find the schema at head and do nothing)."""
         database = self.engine.url.database if self.engine.dialect.name == "sqlite" else None
         if not database or database == ":memory:":
             yield
@@ -269,9 +313,9 @@ class StateStore:
 
     def current_revision(self) -> str | None:
         with self.engine.connect() as connection:
-            if not inspect(connection).has_table("alembic_version"):
+            if not inspect(connection).has_table(alembic_version.name):
                 return None
-            return connection.exec_driver_sql("SELECT version_num FROM alembic_version").scalar()
+            return _revision(connection)
 
     @staticmethod
     def head_revision() -> str | None:

@@ -1,4 +1,10 @@
-"""SQLAlchemy tables of the state database. Alembic migrations in ``migrations/`` create them."""
+"""SQLAlchemy tables of the state database.
+
+Alembic migrations in ``migrations/`` create them in an existing database; a brand-new one is built
+from ``metadata`` directly (``StateStore.upgrade``). So these tables must say exactly what the
+migrations up to ``HEAD_REVISION`` create, server defaults included: ``tests/adapters/test_schema.py``
+compares both on SQLite and PostgreSQL.
+"""
 
 from __future__ import annotations
 
@@ -16,9 +22,11 @@ from sqlalchemy import (
     Table,
     Text,
     UniqueConstraint,
+    false,
 )
 
 __all__ = [
+    "alembic_version",
     "alert_rules",
     "alerts",
     "api_tokens",
@@ -235,7 +243,7 @@ users = Table(
     Column("role", String(16), nullable=False),
     Column("password_hash", Text),
     Column("created_at", Float, nullable=False),
-    Column("disabled", Boolean, nullable=False, default=False),
+    Column("disabled", Boolean, nullable=False, default=False, server_default=false()),  # as 0006 adds it
 )
 
 #: Browser sessions: the SHA-256 of the cookie's value, never the value itself.
@@ -344,4 +352,14 @@ endpoint_roles = Table(
     Column("granted_by", String(256), nullable=False),
     Column("granted_at", Float, nullable=False),
     PrimaryKeyConstraint("user_id", "endpoint", name="pk_endpoint_roles"),
+)
+
+# -- alembic's own ----------------------------------------------------------------------------------
+#: The revision stamp, shaped as alembic's ``DefaultImpl.version_table_impl`` creates it (so alembic
+#: reads and upgrades a database built without it). In a MetaData of its own: not one of tbhub's tables.
+alembic_version = Table(
+    "alembic_version",
+    MetaData(),
+    Column("version_num", String(32), nullable=False),
+    PrimaryKeyConstraint("version_num", name="alembic_version_pkc"),
 )
