@@ -13,7 +13,7 @@ import psutil
 import pytest
 import typer
 from clirun import run_cli
-from serving import free_port
+from serving import free_port, serve
 
 from eventfiles import write_scalar_file
 from tbhub.interfaces.cli.main import COMMANDS, build_app
@@ -102,3 +102,16 @@ def test_a_state_database_failure_after_the_tensorboards_started_leaves_nothing(
     assert time.monotonic() - started < 60
     left = [p for p in psutil.process_iter(["cmdline"]) if str(root) in " ".join(p.info["cmdline"] or [])]
     assert left == []
+
+
+@pytest.mark.slow
+def test_the_hub_runs_on_uvicorns_c_parser_and_event_loop(tmp_path: Path) -> None:
+    """``serve`` leaves uvicorn's choice on auto: with httptools and uvloop installed (dependencies),
+    the running hub has their extension modules mapped, not just the pure-Python h11 and asyncio."""
+    root = tmp_path / "logs"
+    write_scalar_file(root / "ds" / "run", range(5))
+    with serve(tmp_path / "srv", {"lora": root}) as server:
+        assert server.get("/").status_code == 200  # a request went through the parser
+        maps = Path(f"/proc/{server.proc.pid}/maps").read_text()
+    assert "/uvloop/loop." in maps
+    assert "/httptools/parser/parser." in maps
