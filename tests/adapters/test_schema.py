@@ -26,6 +26,7 @@ from pg import PostgresServer, postgres_server  # noqa: F401  (pytest fixtures)
 from tbhub.adapters.db import store as store_module
 from tbhub.adapters.db.store import HEAD_REVISION, StateStore, _alembic_config, open_state
 from tbhub.adapters.db.tables import alembic_version, metadata
+from together import run_together
 
 pytestmark = pytest.mark.timeout(180)
 
@@ -228,31 +229,9 @@ def test_processes_upgrading_one_fresh_database_together_build_it_once(new_datab
     with empty.engine.connect():
         pass
     empty.dispose()
-    procs = [
-        subprocess.Popen(
-            [sys.executable, "-c", _UPGRADE_WHEN_TOLD, url],
-            stdin=subprocess.PIPE,
-            stdout=subprocess.PIPE,
-            stderr=subprocess.PIPE,
-            text=True,
-        )
-        for _ in range(4)
-    ]
-    try:
-        for p in procs:
-            assert p.stdout is not None and p.stdout.readline().strip() == "ready"
-        for p in procs:  # as close together as the OS allows
-            assert p.stdin is not None
-            p.stdin.write("go\n")
-            p.stdin.flush()
-        results = [p.communicate(timeout=120) for p in procs]
-    finally:
-        for p in procs:
-            if p.poll() is None:
-                p.kill()
-                p.wait()
-    assert [p.returncode for p in procs] == [0] * 4, [err for _, err in results]
-    outputs = [out.split("\n") for out, _ in results]
+    results = run_together(_UPGRADE_WHEN_TOLD, [url], 4)
+    assert [code for code, _, _ in results] == [0] * 4, [err for _, _, err in results]
+    outputs = [out.split("\n") for _, out, _ in results]
     assert sum(lines.count("built") for lines in outputs) == 1
     assert {lines[-2] for lines in outputs} == {f"{HEAD_REVISION} False"}
     state = open_state(url, migrate=False)

@@ -8,8 +8,6 @@ each behaviour is proven on both backends. The PostgreSQL server starts once, on
 from __future__ import annotations
 
 import socket
-import subprocess
-import sys
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -31,6 +29,7 @@ from tbhub.adapters.db.tables import leases, metadata
 from tbhub.core.models import CorruptRecord, EventFileScan
 from tbhub.core.usage import Snapshot
 from tbhub.errors import StateError
+from together import run_together
 
 pytestmark = pytest.mark.timeout(120)
 
@@ -133,24 +132,7 @@ except Exception as error:
 
 def test_servers_starting_together_on_a_fresh_postgresql_migrate_once(fresh_postgres_url: str) -> None:  # noqa: F811
     """Four server processes open a fresh shared database at the same moment: all start, one migrates."""
-    procs = [
-        subprocess.Popen([sys.executable, "-c", _OPEN_WHEN_TOLD, fresh_postgres_url], stdin=subprocess.PIPE,
-                         stdout=subprocess.PIPE, text=True)
-        for _ in range(4)
-    ]
-    try:
-        for p in procs:
-            assert p.stdout is not None and p.stdout.readline().strip() == "ready"
-        for p in procs:  # as close together as the OS allows
-            assert p.stdin is not None
-            p.stdin.write("go\n")
-            p.stdin.flush()
-        outcomes = [p.communicate(timeout=60)[0].strip() for p in procs]
-    finally:
-        for p in procs:
-            if p.poll() is None:
-                p.kill()
-                p.wait()
+    outcomes = [out.strip() for _, out, _ in run_together(_OPEN_WHEN_TOLD, [fresh_postgres_url], 4, timeout=60)]
     assert outcomes == ["ok"] * 4
     store = open_state(fresh_postgres_url, migrate=False)
     try:
