@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import contextlib
 import fcntl
+import sqlite3
 import time
 from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass
@@ -182,12 +183,28 @@ def _migrate_with_alembic(connection: Connection) -> None:
     command.upgrade(cfg, "head")
 
 
+#: How long a new connection keeps trying to switch its SQLite file to WAL.
+WAL_SWITCH_S = 10.0
+
+
 def _sqlite_pragmas(dbapi_connection: Any, _record: ConnectionPoolEntry) -> None:
     cursor = dbapi_connection.cursor()
-    # WAL lets the hub read while the scanner writes; NORMAL is durable across process crashes.
-    cursor.execute("PRAGMA journal_mode=WAL")
-    cursor.execute("PRAGMA synchronous=NORMAL")
     cursor.execute("PRAGMA busy_timeout=10000")
+    # WAL lets the hub read while the scanner writes; NORMAL is durable across process crashes. The
+    # switch needs an exclusive lock, which SQLite tries once, without the busy handler: processes
+    # opening a new file together ("database is locked") retry. The file keeps the mode, so once one
+    # has switched the others find it done.
+    # (A file system that cannot do WAL answers with its current mode, and that is kept.)
+    deadline = time.monotonic() + WAL_SWITCH_S
+    while True:
+        try:
+            cursor.execute("PRAGMA journal_mode=WAL")
+            break
+        except sqlite3.OperationalError as error:
+            if "locked" not in str(error) or time.monotonic() > deadline:
+                raise
+        time.sleep(0.02)
+    cursor.execute("PRAGMA synchronous=NORMAL")
     cursor.close()
 
 
