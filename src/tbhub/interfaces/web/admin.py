@@ -369,7 +369,8 @@ def add_admin_routes(
             plan = cleaner.plan(wanted)
             return {"dry_run": True, **_plan_json(plan, wanted.archive_to)}
         plan, report = cleaner.execute(wanted, body.plan, who(request))
-        return {**report.to_json(), **_plan_json(plan, wanted.archive_to)}
+        done = report.to_json()  # its runs carry each outcome, archive and error: the plan's must not hide them
+        return {**done, **_plan_json(plan, wanted.archive_to), "runs": done["runs"]}
 
     @app.get("/api/history", tags=["manage"])
     @access(Role.VIEWER)
