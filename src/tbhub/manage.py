@@ -53,13 +53,7 @@ def actor() -> str:
 def run_summary(run: RunSummary) -> dict[str, Any]:
     """What the scanner knew of a run, as stored in an archive's manifest."""
     return {
-        "size_bytes": run.size_bytes,
-        "event_files": run.event_files,
-        "event_count": run.event_count,
-        "first_step": run.first_step,
-        "last_step": run.last_step,
-        "first_wall_time": run.first_wall_time,
-        "last_wall_time": run.last_wall_time,
+        **run.counts(),
         "last_modified_ns": run.last_modified_ns,
         "truncated": run.truncated,
     }

@@ -17,6 +17,10 @@ from typing import TypeVar
 import httpx
 import psutil
 
+from tbhub.adapters.db.accounts import AccountStore
+from tbhub.adapters.db.store import open_state
+from tbhub.core.accounts import Role
+
 T = TypeVar("T")
 
 
@@ -141,3 +145,16 @@ def stop(proc: subprocess.Popen[str], wait: float = 15) -> None:
     for p in leftovers:
         with contextlib.suppress(psutil.Error):
             p.kill()
+
+
+def accounts_of(server: Server) -> tuple[str, str, str]:
+    """Users and tokens in the server's own state database: (admin password, admin token, editor token)."""
+    state = open_state(f"sqlite:///{server.config.parent / 'state' / 'tbhub.db'}")
+    try:
+        accounts = AccountStore(state.engine)
+        accounts.add_user("ada", Role.ADMIN, "ada-password")
+        admin, _ = accounts.create_token("ops", Role.ADMIN, "test")
+        editor, _ = accounts.create_token("bot", Role.EDITOR, "test")
+    finally:
+        state.dispose()
+    return "ada-password", admin, editor

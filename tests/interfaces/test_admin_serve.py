@@ -11,13 +11,10 @@ from pathlib import Path
 
 import httpx
 import pytest
-from serving import Server, serve, wait_for
+from serving import accounts_of, serve, wait_for
 
 from browser import chromium_page
 from eventfiles import write_scalar_file
-from tbhub.adapters.db.accounts import AccountStore
-from tbhub.adapters.db.store import open_state
-from tbhub.core.accounts import Role
 
 pytestmark = pytest.mark.slow
 
@@ -34,19 +31,6 @@ def logs(root: Path) -> Path:
         if days:
             age(root / name, days)
     return root
-
-
-def accounts_of(server: Server) -> tuple[str, str, str]:
-    """Users and tokens in the server's own state database: (admin password, admin token, editor token)."""
-    state = open_state(f"sqlite:///{server.config.parent / 'state' / 'tbhub.db'}")
-    try:
-        accounts = AccountStore(state.engine)
-        accounts.add_user("ada", Role.ADMIN, "ada-password")
-        admin, _ = accounts.create_token("ops", Role.ADMIN, "test")
-        editor, _ = accounts.create_token("bot", Role.EDITOR, "test")
-    finally:
-        state.dispose()
-    return "ada-password", admin, editor
 
 
 def csrf_of(page: str) -> str:

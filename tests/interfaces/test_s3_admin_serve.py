@@ -20,15 +20,12 @@ from typing import Any
 
 import httpx
 import pytest
-from serving import Server, serve, wait_for
+from serving import Server, accounts_of, serve, wait_for
 
 from eventfiles import scalar_event, write_events, write_scalar_file
 from s3 import list_keys, read_object, s3_client, upload_tree
-from tbhub.adapters.db.accounts import AccountStore
-from tbhub.adapters.db.store import open_state
 from tbhub.adapters.storage.archive import verify_archive
 from tbhub.adapters.storage.objectstore import DELETE_MARKER
-from tbhub.core.accounts import Role
 
 pytestmark = pytest.mark.slow
 
@@ -65,19 +62,6 @@ def below(keys: dict[str, str], *relpaths: str) -> dict[str, str]:
 
 def config(endpoint: str) -> str:
     return f'[s3]\nendpoint_url = "{endpoint}"\n\n[retention]\nactive_minutes = {ACTIVE_MINUTES}\n'
-
-
-def accounts_of(server: Server) -> tuple[str, str, str]:
-    """Users and tokens in the server's own state database: (admin password, admin token, editor token)."""
-    state = open_state(f"sqlite:///{server.config.parent / 'state' / 'tbhub.db'}")
-    try:
-        accounts = AccountStore(state.engine)
-        accounts.add_user("ada", Role.ADMIN, "ada-password")
-        admin, _ = accounts.create_token("ops", Role.ADMIN, "test")
-        editor, _ = accounts.create_token("bot", Role.EDITOR, "test")
-    finally:
-        state.dispose()
-    return "ada-password", admin, editor
 
 
 def tensorboard_runs(server: Server, headers: dict[str, str]) -> set[str]:

@@ -144,6 +144,19 @@ class RunSummary:
     def age_seconds(self, now_ns: int) -> float:
         return max(0.0, (now_ns - self.last_modified_ns) / 1e9)
 
+    def counts(self) -> dict[str, int | float | None]:
+        """Size, files, events, first and last step and wall time: what every JSON shape of a run
+        (``--json``, the hub's API, an archive's manifest) says of it, in this order."""
+        return {
+            "size_bytes": self.size_bytes,
+            "event_files": self.event_files,
+            "event_count": self.event_count,
+            "first_step": self.first_step,
+            "last_step": self.last_step,
+            "first_wall_time": self.first_wall_time,
+            "last_wall_time": self.last_wall_time,
+        }
+
 
 @dataclass(frozen=True, slots=True)
 class Alert:
