@@ -27,6 +27,7 @@ from tbhub.adapters.storage.mirror import (
     SyncStats,
     safe_relpath,
 )
+from tbhub.adapters.storage.objectstore import DELETE_MARKER, RESTORE_MARKER
 from tbhub.adapters.storage.remote import open_filesystem
 from tbhub.errors import LogRootError
 
@@ -426,3 +427,27 @@ def test_a_key_this_disk_cannot_hold_fails_alone(bucket: Bucket, tmp_path: Path)
     assert _local_files(tmp_path / "m") == {"ds/run/events.out.tfevents.1": b"fine"}
     assert len(stats.errors) == 1 and stats.errors[0].startswith(f"ds/{long_name}: OSError")
     assert stats.files == 1
+
+
+@pytest.mark.parametrize("marker", [DELETE_MARKER, RESTORE_MARKER])
+def test_a_run_marked_for_deletion_or_being_restored_is_not_mirrored(
+    bucket: Bucket, tmp_path: Path, marker: str
+) -> None:
+    """A ``clean`` or ``restore`` in progress on the bucket marks its run: TensorBoard must not read a
+    half-deleted or half-restored run, so the mirror drops it until the marker goes."""
+    for key in ("ds/keep/events.out.tfevents.1", "ds/busy/events.out.tfevents.2", "ds/busy/sub/events.out.tfevents.3"):
+        bucket.put(f"{PREFIX}/{key}", key.encode())
+    mirror = bucket.mirror(tmp_path / "m")
+    mirror.sync()
+    assert set(_local_files(tmp_path / "m")) == {
+        "ds/keep/events.out.tfevents.1", "ds/busy/events.out.tfevents.2", "ds/busy/sub/events.out.tfevents.3"}
+
+    bucket.put(f"{PREFIX}/ds/busy/{marker}", b"{}")
+    stats = mirror.sync()
+    assert set(_local_files(tmp_path / "m")) == {"ds/keep/events.out.tfevents.1"}
+    assert stats.files_removed == 2
+    assert not (tmp_path / "m" / "ds" / "busy").exists()
+
+    bucket.delete(f"{PREFIX}/ds/busy/{marker}")
+    mirror.sync()
+    assert _local_files(tmp_path / "m")["ds/busy/sub/events.out.tfevents.3"] == b"ds/busy/sub/events.out.tfevents.3"

@@ -52,6 +52,7 @@ from pathlib import Path
 from typing import Any, Protocol
 
 from tbhub.adapters.storage.local import WORK_PREFIX
+from tbhub.adapters.storage.objectstore import RUN_MARKERS
 from tbhub.errors import LogRootError, TbhubError
 
 __all__ = [
@@ -276,12 +277,20 @@ class Mirror:
         prefix = self.remote_root + "/"
         found: dict[str, _Remote] = {}
         rejected: list[str] = []
+        # A run being deleted or restored (``clean``/``restore`` on the bucket) carries a marker at its
+        # top: the scanner hides it, and so does the mirror, so TensorBoard never shows a half-deleted
+        # or half-restored run (a marked run's local copy is removed like a deleted one).
+        hidden = tuple(
+            path[len(prefix) :].rpartition("/")[0] + "/"
+            for path in listing
+            if path.startswith(prefix) and path.rpartition("/")[2] in RUN_MARKERS
+        )
         for path, info in listing.items():
             if info.get("type", "file") != "file" or not path.startswith(prefix):
                 continue
             relpath = path[len(prefix) :]
             name = relpath.rsplit("/", 1)[-1]
-            if "tfevents" not in name:
+            if "tfevents" not in name or relpath.startswith(hidden):
                 continue
             if safe_relpath(relpath) is None:
                 rejected.append(relpath)

@@ -44,6 +44,7 @@ if TYPE_CHECKING:
 __all__ = [
     "DELETE_MARKER",
     "RESTORE_MARKER",
+    "RUN_MARKERS",
     "ObjectDiscovery",
     "ObjectInfo",
     "ObjectLogStore",
@@ -55,7 +56,8 @@ __all__ = [
 DELETE_MARKER = f"{WORK_PREFIX}deleting"
 #: Written at the top of a run while ``restore`` uploads it; hidden until the marker is removed.
 RESTORE_MARKER = f"{WORK_PREFIX}restoring"
-_MARKERS = (DELETE_MARKER, RESTORE_MARKER)
+#: The markers that hide a run from the scanner and the mirror.
+RUN_MARKERS = (DELETE_MARKER, RESTORE_MARKER)
 
 
 def etag_identity(etag: str) -> int:
@@ -247,7 +249,7 @@ class ObjectLogStore:
                 continue
             rel = path[len(prefix) :]
             name = rel.rpartition("/")[2]
-            if name in _MARKERS:
+            if name in RUN_MARKERS:
                 hidden.append(rel.rpartition("/")[0] + "/")
                 continue
             objects.append((rel, info))
@@ -374,7 +376,7 @@ class ObjectLogStore:
                 continue
             rel = path[len(prefix) :]
             run, _, name = rel.rpartition("/")
-            if name in _MARKERS and run:
+            if name in RUN_MARKERS and run:
                 yield run, name, path
 
     def leftover_trash(self) -> list[str]:
