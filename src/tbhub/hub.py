@@ -24,8 +24,8 @@ from tbhub.adapters.tensorboard.supervisor import (
 from tbhub.config import Config
 from tbhub.core.compare import CompareRow, Target, build_rows
 from tbhub.core.inventory import EndpointInventory, Progress, scan_endpoint
-from tbhub.core.models import EndpointSpec, EventFileScan, RunSummary
-from tbhub.core.runs import group_runs
+from tbhub.core.models import EndpointSpec, RunSummary
+from tbhub.core.runs import index_runs
 from tbhub.core.scalars import (
     EventDecoder,
     ScalarFileState,
@@ -273,9 +273,6 @@ class Hub:
         # worker processes is unsafe, and the TensorBoards need the cores more than the index does.
         self._workers = scan_workers or 1
         self._stores: dict[str, AnyLogStore] = {}
-        # Per endpoint: the index mapping last grouped and its runs. The state store hands out the
-        # same mapping until any process changes the index (its generation), so pages group once.
-        self._grouped: dict[str, tuple[Mapping[str, EventFileScan], list[RunSummary]]] = {}
 
     def store(self, name: str) -> AnyLogStore:
         """The log store of endpoint ``name``, kept across scans (one connection pool per root)."""
@@ -346,13 +343,7 @@ class Hub:
     def runs(self, name: str) -> list[RunSummary]:
         """The runs of an endpoint as the index knows them."""
         spec = self.spec(name)
-        index = self.state.load(spec.name)
-        cached = self._grouped.get(spec.name)
-        if cached is not None and cached[0] is index:
-            return list(cached[1])
-        runs = group_runs(spec.name, index.values())
-        self._grouped[spec.name] = (index, runs)
-        return list(runs)
+        return index_runs(spec.name, self.state.load(spec.name))
 
     def child(self, name: str) -> ChildStatus | None:
         if self.supervisor is None:
@@ -411,7 +402,7 @@ def compare_runs(
     if scan:
         inventories = {inv.endpoint.name: inv.runs for inv in scan_endpoints(config, names, state=state)}
     else:
-        inventories = {s.name: group_runs(s.name, state.load(s.name).values()) for s in specs}
+        inventories = {s.name: index_runs(s.name, state.load(s.name)) for s in specs}
     for spec in specs:
         runs = inventories[spec.name]
         selected = [r for r in runs if dataset_glob is None or fnmatch.fnmatchcase(r.dataset, dataset_glob)]

@@ -1,7 +1,7 @@
 from __future__ import annotations
 
 from tbhub.core.models import EventFileScan
-from tbhub.core.runs import group_runs, run_key
+from tbhub.core.runs import group_runs, index_runs, run_key
 
 
 def scan(relpath: str, size: int = 10, records: int = 2, mtime_ns: int = 1, **kw: object) -> EventFileScan:
@@ -33,3 +33,18 @@ def test_group_runs_aggregates_subfolders() -> None:
     assert (b.first_step, b.last_step, b.first_wall_time, b.last_wall_time) == (0, 9, 1.0, 5.0)
     assert b.last_modified_ns == 30 and b.truncated and b.corrupt == []
     assert b.age_seconds(30 + 2_000_000_000) == 2.0
+
+
+def test_index_runs_groups_each_index_mapping_once() -> None:
+    index = {s.relpath: s for s in (scan("a/r/events.out.tfevents.1"), scan("b/r/events.out.tfevents.2"))}
+    first = index_runs("lora", index)
+    assert [r.relpath for r in first] == ["a/r", "b/r"]
+    first.clear()  # callers get their own list
+    again = index_runs("lora", index)
+    assert [r.relpath for r in again] == ["a/r", "b/r"]
+    assert again[0] is index_runs("lora", index)[0]  # the same runs: not grouped again
+    changed = {**index, "c/r/events.out.tfevents.3": scan("c/r/events.out.tfevents.3")}
+    regrouped = index_runs("lora", changed)
+    assert [r.relpath for r in regrouped] == ["a/r", "b/r", "c/r"]
+    assert regrouped[0] is not again[0]
+    assert [r.endpoint for r in index_runs("other", index)] == ["other", "other"]  # per endpoint

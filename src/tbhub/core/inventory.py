@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 
 from tbhub.core.models import EndpointSpec, EventFileScan, FileEntry, RunSummary, SkippedEntry
 from tbhub.core.ports import Crc32c, LogStore, ScanIndex
-from tbhub.core.runs import group_runs
+from tbhub.core.runs import group_runs, index_runs
 from tbhub.core.scanner import bytes_to_read, can_reuse, scan_event_file, scan_many
 
 __all__ = ["EndpointInventory", "Progress", "scan_endpoint"]
@@ -35,10 +35,6 @@ class EndpointInventory:
     duration_s: float = 0.0
     scanned_at_ns: int = 0
 
-
-#: endpoint -> (the index mapping that was grouped, its runs). A store that keeps its index in memory
-#: hands back the same mapping while nothing changed, which makes a no-change rescan skip grouping.
-_LAST_GROUPING: dict[str, tuple[Mapping[str, EventFileScan] | None, list[RunSummary]]] = {}
 
 #: Progress is reported after each batch of about this many bytes (a 1.5 GB cold scan: ~12 updates).
 BATCH_BYTES = 128 * 1024 * 1024
@@ -129,13 +125,10 @@ def scan_endpoint(
     removed = [relpath for relpath in previous if relpath not in current]
     if fresh or removed:
         index.save(endpoint.name, fresh, removed)
-    if fresh or removed:
         runs = group_runs(endpoint.name, [*kept, *fresh])
     else:
-        # Nothing changed and the index is the very mapping grouped last time: its runs still hold.
-        cached = _LAST_GROUPING.get(endpoint.name)
-        runs = list(cached[1]) if cached is not None and cached[0] is previous else group_runs(endpoint.name, kept)
-    _LAST_GROUPING[endpoint.name] = (previous if not (fresh or removed) else None, runs)
+        # Nothing changed: the index is the mapping grouped last time (by this scan or the hub's pages).
+        runs = index_runs(endpoint.name, previous)
     return EndpointInventory(
         endpoint=endpoint,
         runs=runs,

@@ -8,11 +8,11 @@ so deleting it can never take other runs with it. Folders without event files ar
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 
 from tbhub.core.models import EventFileScan, RunSummary
 
-__all__ = ["group_runs", "run_key"]
+__all__ = ["group_runs", "index_runs", "run_key"]
 
 
 def run_key(relpath: str) -> tuple[str, str, str]:
@@ -36,3 +36,17 @@ def group_runs(endpoint: str, scans: Iterable[EventFileScan]) -> list[RunSummary
     ]
     runs.sort(key=lambda r: (r.dataset, r.run, r.relpath))
     return runs
+
+
+#: endpoint -> (the index mapping grouped last, its runs). The state store hands out the same mapping
+#: until any process changes the index (its generation), so scans and pages group each index once.
+_GROUPED: dict[str, tuple[Mapping[str, EventFileScan], list[RunSummary]]] = {}
+
+
+def index_runs(endpoint: str, index: Mapping[str, EventFileScan]) -> list[RunSummary]:
+    """``group_runs`` of an index mapping (relpath -> scan), grouped once per mapping: a new list of the
+    same runs while ``index`` is the very mapping grouped last for ``endpoint``."""
+    cached = _GROUPED.get(endpoint)
+    if cached is None or cached[0] is not index:
+        cached = _GROUPED[endpoint] = (index, group_runs(endpoint, index.values()))
+    return list(cached[1])
