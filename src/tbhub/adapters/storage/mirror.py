@@ -52,7 +52,7 @@ from pathlib import Path
 from typing import Any, Protocol
 
 from tbhub.adapters.storage.local import WORK_PREFIX
-from tbhub.adapters.storage.objectstore import RUN_MARKERS
+from tbhub.adapters.storage.objectstore import hidden_runs
 from tbhub.errors import LogRootError, TbhubError
 
 __all__ = [
@@ -280,11 +280,7 @@ class Mirror:
         # A run being deleted or restored (``clean``/``restore`` on the bucket) carries a marker at its
         # top: the scanner hides it, and so does the mirror, so TensorBoard never shows a half-deleted
         # or half-restored run (a marked run's local copy is removed like a deleted one).
-        hidden = tuple(
-            path[len(prefix) :].rpartition("/")[0] + "/"
-            for path in listing
-            if path.startswith(prefix) and path.rpartition("/")[2] in RUN_MARKERS
-        )
+        hidden = hidden_runs(path[len(prefix) :] for path in listing if path.startswith(prefix))
         for path, info in listing.items():
             if info.get("type", "file") != "file" or not path.startswith(prefix):
                 continue

@@ -28,7 +28,7 @@ import os
 import socket
 import threading
 import time
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import TYPE_CHECKING, Any, BinaryIO, cast
@@ -49,6 +49,7 @@ __all__ = [
     "ObjectInfo",
     "ObjectLogStore",
     "etag_identity",
+    "hidden_runs",
     "storage_error",
 ]
 
@@ -58,6 +59,12 @@ DELETE_MARKER = f"{WORK_PREFIX}deleting"
 RESTORE_MARKER = f"{WORK_PREFIX}restoring"
 #: The markers that hide a run from the scanner and the mirror.
 RUN_MARKERS = (DELETE_MARKER, RESTORE_MARKER)
+
+
+def hidden_runs(relpaths: Iterable[str]) -> tuple[str, ...]:
+    """The folders (``dataset/run/``) of the runs that a marker among ``relpaths`` hides: a ``clean``
+    or ``restore`` of them is in progress. Test a relpath with ``relpath.startswith(hidden)``."""
+    return tuple(rel.rpartition("/")[0] + "/" for rel in relpaths if rel.rpartition("/")[2] in RUN_MARKERS)
 
 
 def etag_identity(etag: str) -> int:
@@ -241,25 +248,16 @@ class ObjectLogStore:
         self.check()
         listing = self._list(self._root)
         found = ObjectDiscovery()
-        hidden: list[str] = []
-        objects: list[tuple[str, dict[str, Any]]] = []
         prefix = self._root + "/"
-        for path, info in listing.items():
-            if not path.startswith(prefix):
-                continue
-            rel = path[len(prefix) :]
-            name = rel.rpartition("/")[2]
-            if name in RUN_MARKERS:
-                hidden.append(rel.rpartition("/")[0] + "/")
-                continue
-            objects.append((rel, info))
+        objects = {path[len(prefix) :]: info for path, info in listing.items() if path.startswith(prefix)}
+        hidden = hidden_runs(objects)
         sizes: dict[str, int] = {}
-        for rel, info in objects:
-            if "tfevents" not in rel.rpartition("/")[2]:
+        for rel, info in objects.items():
+            if "tfevents" not in rel.rpartition("/")[2]:  # markers too
                 continue
             if any(part.startswith((WORK_PREFIX, TRASH_PREFIX)) for part in rel.split("/")):
                 continue
-            if any(rel.startswith(h) for h in hidden):
+            if rel.startswith(hidden):
                 continue
             if _unsafe(rel):
                 found.skipped.append(SkippedEntry(rel, "object key cannot be a safe relative path"))
