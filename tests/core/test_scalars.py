@@ -800,9 +800,9 @@ def test_decoders_without_batches(tmp_path: Path) -> None:
 
 
 def test_layout_memory_is_bounded(monkeypatch: pytest.MonkeyPatch) -> None:
-    from tbhub.adapters import scalar_decoder
+    from tbhub.adapters.scalar_decoder import decoder as decoder_module
 
-    monkeypatch.setattr(scalar_decoder, "_MAX_KEYS", 2)
+    monkeypatch.setattr(decoder_module, "_MAX_KEYS", 2)
     decoder = ProtobufDecoder()
     plugins: dict[str, str] = {}
     for step in range(20):
@@ -883,7 +883,9 @@ def _jobs(paths: list[Path], root: Path, previous: dict[str, ScalarFileState] | 
 
 @pytest.mark.parametrize("workers", [1, 2])
 def test_summarize_many(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, workers: int) -> None:
-    monkeypatch.setattr(scalars, "PARALLEL_MIN_BYTES", 0)
+    from tbhub.core.scalars import parallel
+
+    monkeypatch.setattr(parallel, "PARALLEL_MIN_BYTES", 0)
     paths = [write_scalar_file(tmp_path / f"r{i}", range(i * 50 + 1)) for i in range(4)]
     paths += list(write_tf2_run(tmp_path / "keras"))
     results = summarize_many(_jobs(paths, tmp_path), decoder=DECODER, crc32c=crc32c, workers=workers)
