@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import fnmatch
 import json
+import logging
 import os
 import time
 from collections.abc import Callable, Iterator, Mapping, Sequence
@@ -25,6 +26,7 @@ from tbhub.config import Config
 from tbhub.core.compare import CompareRow, Target, build_rows
 from tbhub.core.inventory import EndpointInventory, Progress, scan_endpoint
 from tbhub.core.models import EndpointSpec, RunSummary
+from tbhub.core.names import shown
 from tbhub.core.runs import index_runs
 from tbhub.core.scalars import (
     EventDecoder,
@@ -58,6 +60,8 @@ __all__ = [
     "state_to_json",
     "usage_report",
 ]
+
+log = logging.getLogger("tbhub.hub")
 
 #: The server records a usage snapshot when the newest is older than this.
 USAGE_SNAPSHOT_EVERY_S = 86400.0
@@ -333,6 +337,11 @@ class Hub:
             error = exc.message
         except OSError as exc:
             error = f"cannot scan log root {spec.logdir}: {exc.strerror or exc}"
+        except Exception as exc:
+            # Anything else (a database refusing a row, a bug) must still show on the endpoint's page
+            # and in /api: an unrecorded failure looked like a healthy endpoint with no runs.
+            log.exception("scanning endpoint %s failed", name)
+            error = f"scan failed: {type(exc).__name__}: {shown(str(exc))}"
         record = ScanRecord(name, time.time(), time.monotonic() - started, files, files_read, bytes_read, error)
         self.state.record_scan(record)
         return record

@@ -1,10 +1,12 @@
 from __future__ import annotations
 
+import os
+import stat
 from pathlib import Path
 
 import pytest
 
-from tbhub.adapters.db.store import HEAD_REVISION, ScanRecord, StateStore, open_state
+from tbhub.adapters.db.store import HEAD_REVISION, DeletionRecord, ScanRecord, StateStore, open_state
 from tbhub.core.models import CorruptRecord, EventFileScan
 from tbhub.errors import StateError
 
@@ -115,3 +117,48 @@ def test_connections_opening_a_new_sqlite_file_together_all_switch_it_to_wal(tmp
             thread.join()
     assert errors == []
     assert modes == {"wal"}
+
+
+#: A relpath whose run folder name is not UTF-8 (as ``os.fsdecode`` gives it), with a backslash.
+UNDECODABLE = os.fsdecode(b"ds/bad-\xff\xfe\\x41/events.out.tfevents.1")
+
+
+@pytest.mark.parametrize("relpath", [UNDECODABLE, "ds/plain\\xff literally/e.tfevents", "/lead/e.tfevents", "ünï/r/e"])
+def test_any_relpath_round_trips_through_the_index_losslessly(tmp_path: Path, relpath: str) -> None:
+    store = open_state(f"sqlite:///{tmp_path / 's.db'}")
+    try:
+        scan = EventFileScan(relpath, 1, 10, 2, 3, 10)
+        other = EventFileScan("ds/good/e.tfevents", 2, 10, 2, 3, 10)
+        store.save("lora", [scan, other], [])
+        store._index_cache.clear()
+        assert dict(store.load("lora")) == {relpath: scan, other.relpath: other}
+        store.save("lora", [], [relpath])
+        store._index_cache.clear()
+        assert dict(store.load("lora")) == {other.relpath: other}
+        # The other relpath-keyed tables take it too: scalar states, run states, pins, history.
+        store.save_scalar_states("lora", [(relpath, 1, 10, 2, "{}")], [])
+        assert list(store.load_scalar_states("lora")) == [relpath]
+        store.save_run_states("lora", [(relpath, "finished", f"k:{relpath}", f"why {relpath}")])
+        assert store.load_run_states("lora") == {relpath: ("finished", f"k:{relpath}")}
+        assert store.pin("lora", relpath, "ada") and [p.relpath for p in store.pins()] == [relpath]
+        assert store.unpin("lora", relpath)
+        store.record_deletion(DeletionRecord(1.0, "ada", "clean", "lora", "ds", relpath, relpath, 10, 1, None,
+                                             "failed", f"cannot delete {relpath}"))
+        (deletion,) = store.deletions()
+        assert deletion.relpath == deletion.run == relpath and deletion.error is not None
+    finally:
+        store.dispose()
+
+
+def test_the_state_database_and_its_folder_are_private(tmp_path: Path) -> None:
+    folder = tmp_path / "state"
+    store = open_state(f"sqlite:///{folder / 'tbhub.db'}")
+    try:
+        store.save("lora", [EventFileScan("ds/r/e.tfevents", 1, 10, 2, 3, 10)], [])  # the WAL files exist now
+        assert stat.S_IMODE(folder.stat().st_mode) == 0o700
+        files = [p for p in folder.iterdir() if p.name.startswith("tbhub.db")]
+        assert {p.name for p in files} >= {"tbhub.db", "tbhub.db-wal", "tbhub.db-shm"}
+        for path in files:
+            assert stat.S_IMODE(path.stat().st_mode) == 0o600, path
+    finally:
+        store.dispose()

@@ -190,3 +190,24 @@ def test_status_uses_the_hubs_alert_rule_overrides(tmp_path: Path, capsys: pytes
         state.dispose()
     _, out, _ = run_cli(capsys, *args)
     assert json.loads(out)[0]["status"] == "stalled"  # an editor's override on the hub, as the engine sees it
+
+
+def test_control_characters_and_undecodable_bytes_in_names_are_escaped_in_tables(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    root = tmp_path / "hostile"
+    write_scalar_file(root / "ds" / "evil\x1b[31mred\x07", range(3))
+    write_scalar_file(root / "ds" / "[bold]markup", range(3))
+    write_scalar_file(Path(os.fsdecode(os.path.join(os.fsencode(root / "ds"), b"bytes-\xff\xfe"))), range(3))
+    code, out, _ = run_cli(capsys, "runs", str(root))
+    assert code == 0
+    assert "\x1b" not in out and "\x07" not in out
+    assert "evil\\x1b[31mred\\x07" in out and "bytes-\\xff\\xfe" in out and "[bold]markup" in out
+    code, out, _ = run_cli(capsys, "runs", str(root), "--csv")
+    assert code == 0 and "\x1b" not in out
+    assert "evil\\x1b[31mred\\x07" in out and f"{root}/ds/bytes-\\xff\\xfe" in out
+    # --json stays lossless: JSON escapes control characters itself, and the bytes come back exactly.
+    code, out, _ = run_cli(capsys, "runs", str(root), "--json")
+    assert code == 0 and "\x1b" not in out
+    runs = {r["run"] for r in json.loads(out)}
+    assert runs == {"evil\x1b[31mred\x07", "[bold]markup", os.fsdecode(b"bytes-\xff\xfe")}

@@ -1,6 +1,9 @@
 """The JSON (and CSV) shapes of runs, comparisons and usage, shared by the CLI and the hub.
 
-No console or web imports: the hub process loads this without the CLI's libraries.
+No console or web imports: the hub process loads this without the CLI's libraries. ``run_record`` keeps
+names exactly as the file system has them (``tbhub runs --json`` is lossless: ``json.dump`` writes an
+undecodable byte as a ``\\udcNN`` escape); the comparison and usage reports show them escaped
+(``core.names.shown``), as the hub must.
 """
 
 from __future__ import annotations
@@ -13,6 +16,7 @@ from typing import Any, TextIO
 
 from tbhub.core.compare import CompareRow
 from tbhub.core.models import RunSummary
+from tbhub.core.names import shown
 from tbhub.core.scalars import TagSummary
 from tbhub.core.usage import DatasetUsage
 
@@ -93,9 +97,9 @@ def compare_record(row: CompareRow, tags: Sequence[str], best: bool) -> dict[str
     run = row.run
     return {
         "endpoint": run.endpoint,
-        "dataset": run.dataset,
-        "run": run.run,
-        "relpath": run.relpath,
+        "dataset": shown(run.dataset),
+        "run": shown(run.run),
+        "relpath": shown(run.relpath),
         "best": best,
         "first_step": run.first_step,
         "last_step": run.last_step,
@@ -131,7 +135,7 @@ def write_compare_csv(out: TextIO, records: list[dict[str, Any]], tags: Sequence
 def usage_record(u: DatasetUsage, per_gb: float, currency: str) -> dict[str, Any]:
     return {
         "endpoint": u.endpoint,
-        "dataset": u.dataset,
+        "dataset": shown(u.dataset),
         "size_bytes": u.size_bytes,
         "runs": u.runs,
         "events": u.events,

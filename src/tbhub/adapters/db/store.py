@@ -9,10 +9,11 @@ from __future__ import annotations
 
 import contextlib
 import fcntl
+import os
 import sqlite3
 import time
 from collections.abc import Iterable, Iterator, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -35,6 +36,7 @@ from sqlalchemy.engine import make_url
 from sqlalchemy.exc import ArgumentError, IntegrityError, OperationalError, SQLAlchemyError
 from sqlalchemy.pool import ConnectionPoolEntry
 
+from tbhub.adapters.db.names import from_db, to_db
 from tbhub.adapters.db.tables import (
     alembic_version,
     alerts,
@@ -53,6 +55,7 @@ from tbhub.adapters.db.tables import (
     usage_snapshots,
 )
 from tbhub.core.models import CorruptRecord, EventFileScan
+from tbhub.core.names import shown, without_surrogates
 from tbhub.core.usage import Snapshot
 from tbhub.errors import StateError
 
@@ -242,7 +245,7 @@ def _tuple_to_scan(row: Any) -> EventFileScan:
         verified,
     ) = row
     return EventFileScan(
-        relpath,
+        from_db(relpath),
         inode if inode >= 0 else inode + 2**64,
         size,
         mtime_ns,
@@ -261,7 +264,7 @@ def _tuple_to_scan(row: Any) -> EventFileScan:
 def _scan_to_row(endpoint: str, scan: EventFileScan) -> dict[str, Any]:
     return {
         "endpoint": endpoint,
-        "relpath": scan.relpath,
+        "relpath": to_db(scan.relpath),
         # inode numbers are unsigned 64-bit; BIGINT is signed.
         "inode": scan.inode if scan.inode < 2**63 else scan.inode - 2**64,
         "size": scan.size,
@@ -321,7 +324,7 @@ class StateStore:
         if not database or database == ":memory:":
             yield
             return
-        with open(f"{database}.migrate-lock", "a+b") as lock:
+        with open(os.open(f"{database}.migrate-lock", os.O_RDWR | os.O_CREAT, 0o600), "a+b") as lock:
             fcntl.flock(lock, fcntl.LOCK_EX)
             try:
                 yield
@@ -356,13 +359,13 @@ class StateStore:
             if cached is not None and cached[0] == generation:
                 return cached[1]
             rows = connection.exec_driver_sql(_LOAD_SQL[style], params).fetchall()
-        index = {row[0]: _tuple_to_scan(row) for row in rows}
+        index = {scan.relpath: scan for scan in map(_tuple_to_scan, rows)}
         self._index_cache[endpoint] = (generation, index)
         return index
 
     def save(self, endpoint: str, scans: Iterable[EventFileScan], removed: Iterable[str]) -> None:
         rows = [_scan_to_row(endpoint, s) for s in scans]
-        gone = [*removed, *(r["relpath"] for r in rows)]
+        gone = [*map(to_db, removed), *(r["relpath"] for r in rows)]
         self._index_cache.pop(endpoint, None)
         self._ensure_generation(endpoint)
         with self.engine.begin() as connection:
@@ -412,7 +415,7 @@ class StateStore:
                     files=record.files,
                     files_read=record.files_read,
                     bytes_read=record.bytes_read,
-                    error=record.error,
+                    error=None if record.error is None else without_surrogates(record.error),
                 )
             )
             # Keep the table small: the last 100 scans per endpoint are plenty for the hub.
@@ -442,13 +445,17 @@ class StateStore:
     # -- deletion history -----------------------------------------------------------------------
     def record_deletion(self, record: DeletionRecord) -> None:
         with self.engine.begin() as connection:
-            connection.execute(insert(deletions).values(**{f: getattr(record, f) for f in DeletionRecord.__slots__}))
+            values = {f: getattr(record, f) for f in DeletionRecord.__slots__}
+            values.update({f: to_db(values[f]) for f in ("dataset", "run", "relpath")})
+            values["error"] = None if record.error is None else without_surrogates(record.error)
+            connection.execute(insert(deletions).values(**values))
 
     def deletions(self, *, limit: int = 1000) -> list[DeletionRecord]:
         """The newest ``limit`` deletions, newest first."""
         with self.engine.connect() as connection:
             rows = connection.execute(select(deletions).order_by(deletions.c.id.desc()).limit(limit))
-            return [DeletionRecord(**{f: getattr(row, f) for f in DeletionRecord.__slots__}) for row in rows]
+            records = [DeletionRecord(**{f: getattr(row, f) for f in DeletionRecord.__slots__}) for row in rows]
+        return [replace(r, dataset=from_db(r.dataset), run=from_db(r.run), relpath=from_db(r.relpath)) for r in records]
 
     # -- pins ---------------------------------------------------------------------------------------
     def pin(self, endpoint: str, relpath: str, by: str) -> bool:
@@ -456,7 +463,7 @@ class StateStore:
         try:
             with self.engine.begin() as connection:
                 connection.execute(
-                    insert(pins).values(endpoint=endpoint, relpath=relpath, pinned_by=by, pinned_at=time.time())
+                    insert(pins).values(endpoint=endpoint, relpath=to_db(relpath), pinned_by=by, pinned_at=time.time())
                 )
         except IntegrityError:
             return False
@@ -465,13 +472,15 @@ class StateStore:
     def unpin(self, endpoint: str, relpath: str) -> bool:
         """Unpin a run; ``False`` when it was not pinned."""
         with self.engine.begin() as connection:
-            result = connection.execute(delete(pins).where(pins.c.endpoint == endpoint, pins.c.relpath == relpath))
+            result = connection.execute(
+                delete(pins).where(pins.c.endpoint == endpoint, pins.c.relpath == to_db(relpath))
+            )
             return bool(result.rowcount)
 
     def pins(self) -> list[Pin]:
         with self.engine.connect() as connection:
             rows = connection.execute(select(pins).order_by(pins.c.endpoint, pins.c.relpath))
-            return [Pin(r.endpoint, r.relpath, r.pinned_by, r.pinned_at) for r in rows]
+            return [Pin(r.endpoint, from_db(r.relpath), r.pinned_by, r.pinned_at) for r in rows]
 
     # -- leases: one process at a time for background jobs ------------------------------------------
     def acquire_lease(self, name: str, holder: str, ttl_s: float) -> bool:
@@ -522,7 +531,10 @@ class StateStore:
         if not rows:
             return
         with self.engine.begin() as connection:
-            connection.execute(insert(usage_snapshots), [{f: getattr(r, f) for f in Snapshot.__slots__} for r in rows])
+            connection.execute(
+                insert(usage_snapshots),
+                [{f: getattr(r, f) for f in Snapshot.__slots__} | {"dataset": to_db(r.dataset)} for r in rows],
+            )
 
     def usage_history(self, since: float = 0.0) -> list[Snapshot]:
         """Snapshots taken at or after ``since``, oldest first."""
@@ -530,7 +542,7 @@ class StateStore:
             rows = connection.execute(
                 select(usage_snapshots).where(usage_snapshots.c.at >= since).order_by(usage_snapshots.c.at)
             )
-            return [Snapshot(r.at, r.endpoint, r.dataset, r.size_bytes, r.runs, r.events) for r in rows]
+            return [Snapshot(r.at, r.endpoint, from_db(r.dataset), r.size_bytes, r.runs, r.events) for r in rows]
 
     # -- the scalar reader's index --------------------------------------------------------------------
     def load_scalar_states(self, endpoint: str) -> dict[str, tuple[int, int, int, str]]:
@@ -545,13 +557,13 @@ class StateStore:
                     scalar_files.c.state,
                 ).where(scalar_files.c.endpoint == endpoint)
             )
-            return {r[0]: (r[1] if r[1] >= 0 else r[1] + 2**64, r[2], r[3], r[4]) for r in rows}
+            return {from_db(r[0]): (r[1] if r[1] >= 0 else r[1] + 2**64, r[2], r[3], r[4]) for r in rows}
 
     def save_scalar_states(
         self, endpoint: str, rows: list[tuple[str, int, int, int, str]], removed: Iterable[str]
     ) -> None:
         """Upsert (relpath, inode, size, mtime_ns, state JSON) rows and drop ``removed``, in one transaction."""
-        gone = [*removed, *(r[0] for r in rows)]
+        gone = [to_db(relpath) for relpath in [*removed, *(r[0] for r in rows)]]
         with self.engine.begin() as connection:
             for i in range(0, len(gone), _CHUNK):
                 connection.execute(
@@ -565,7 +577,7 @@ class StateStore:
                     [
                         {
                             "endpoint": endpoint,
-                            "relpath": r,
+                            "relpath": to_db(r),
                             "inode": ino if ino < 2**63 else ino - 2**64,
                             "size": size,
                             "mtime_ns": mt,
@@ -584,7 +596,7 @@ class StateStore:
                     run_states.c.endpoint == endpoint
                 )
             )
-            return {r[0]: (r[1], r[2]) for r in rows}
+            return {from_db(r[0]): (r[1], from_db(r[2])) for r in rows}
 
     def save_run_states(self, endpoint: str, rows: list[tuple[str, str, str, str]]) -> None:
         """Upsert (relpath, status, key, reason) rows."""
@@ -592,7 +604,7 @@ class StateStore:
             return
         now = time.time()
         with self.engine.begin() as connection:
-            relpaths = [r[0] for r in rows]
+            relpaths = [to_db(r[0]) for r in rows]
             for i in range(0, len(relpaths), _CHUNK):
                 connection.execute(
                     delete(run_states).where(
@@ -602,7 +614,14 @@ class StateStore:
             connection.execute(
                 insert(run_states),
                 [
-                    {"endpoint": endpoint, "relpath": r, "status": st, "key": k, "reason": why, "updated_at": now}
+                    {
+                        "endpoint": endpoint,
+                        "relpath": to_db(r),
+                        "status": st,
+                        "key": to_db(k),
+                        "reason": without_surrogates(why),
+                        "updated_at": now,
+                    }
                     for r, st, k, why in rows
                 ],
             )
@@ -620,20 +639,22 @@ class StateStore:
         details: str,
         url: str | None,
     ) -> int | None:
-        """Record an alert; ``None`` when an alert with that key exists already (never alert twice)."""
+        """Record an alert; ``None`` when an alert with that key exists already (never alert twice).
+
+        Alerts are messages for people and receivers, so names in them are kept in their display form."""
         try:
             with self.engine.begin() as connection:
                 result = connection.execute(
                     insert(alerts).values(
-                        key=key,
+                        key=shown(key),
                         endpoint=endpoint,
-                        dataset=dataset,
-                        run=run,
+                        dataset=shown(dataset),
+                        run=shown(run),
                         status=status,
                         at=at,
-                        message=message,
+                        message=without_surrogates(message),
                         details=details,
-                        url=url,
+                        url=None if url is None else shown(url),
                     )
                 )
                 pk = result.inserted_primary_key
@@ -653,11 +674,12 @@ class StateStore:
             return AlertRow(*row) if row else None
 
     def pending_deliveries(self, channel: str, statuses: Iterable[str], since: float) -> list[DeliveryState]:
-        """Alerts of ``statuses`` at or after ``since`` not yet sent to (nor expired for) ``channel``, oldest first."""
+        """Alerts of ``statuses`` at or after ``since`` not yet sent to (nor expired for, nor found
+        undeliverable by) ``channel``, oldest first."""
         done = exists().where(
             deliveries.c.alert_id == alerts.c.id,
             deliveries.c.channel == channel,
-            deliveries.c.outcome.in_(("sent", "expired")),
+            deliveries.c.outcome.in_(("sent", "expired", "undeliverable")),
         )
         attempts = (
             select(
@@ -754,6 +776,19 @@ def one_line(error: BaseException) -> str:
     return text.strip().splitlines()[0] if text.strip() else type(error).__name__
 
 
+def _create_private(database: Path) -> None:
+    """Create the state folder (0700) and an empty database file (0600) unless they exist: the file
+    holds password hashes and token digests. SQLite creates its -wal and -shm files with the mode of
+    the database file, so they are private too. Existing files keep the mode their owner gave them."""
+    folder = database.parent
+    if not folder.is_dir():
+        folder.parent.mkdir(parents=True, exist_ok=True)
+        with contextlib.suppress(FileExistsError):
+            folder.mkdir(mode=0o700)
+    with contextlib.suppress(FileExistsError):
+        os.close(os.open(database, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600))
+
+
 def open_state(url: str, *, migrate: bool = True) -> StateStore:
     """Open (and by default migrate) the state database at ``url``.
 
@@ -769,7 +804,7 @@ def open_state(url: str, *, migrate: bool = True) -> StateStore:
         database = parsed.database
         if database and database != ":memory:":
             try:
-                Path(database).expanduser().parent.mkdir(parents=True, exist_ok=True)
+                _create_private(Path(database).expanduser())
             except OSError as error:
                 raise StateError(f"cannot create the state folder for {database}: {error.strerror}") from None
         kwargs["connect_args"] = {"timeout": 30}

@@ -14,6 +14,7 @@ from typing import Annotated, Any
 
 import typer
 from rich.console import Console
+from rich.markup import escape
 from rich.table import Table
 from rich.text import Text
 
@@ -22,13 +23,14 @@ from tbhub.adapters.storage.objectstore import ObjectLogStore
 from tbhub.config import Config
 from tbhub.core.cleanup import CleanupLimits, CleanupPlan, PlanRefused, RunFilter, build_plan
 from tbhub.core.models import RunSummary
+from tbhub.core.names import shown
 from tbhub.core.selection import SelectionError, parse_selection
 from tbhub.core.units import format_size, parse_duration, parse_size
 from tbhub.errors import UsageError
 from tbhub.hub import log_store, scan_endpoints, state_store
 from tbhub.interfaces.cli.options import ConfigOpt, JsonOpt, LogdirOpt, PathArg, config_from, output_console
 from tbhub.interfaces.cli.progress import scan_progress
-from tbhub.interfaces.cli.render import runs_table
+from tbhub.interfaces.cli.render import name_text, runs_table
 from tbhub.interfaces.cli.runs import SortKey, sort_runs
 from tbhub.manage import CleanupReport, RunOutcome, archive_destination, execute_plan, finish_interrupted
 
@@ -75,12 +77,19 @@ def _describe_plan(console: Console, plan: CleanupPlan, config: Config, archive_
         soft_wrap=True,
     )
     for run, why in plan.skipped:
-        console.print(f"  [yellow]skipped[/] {run.endpoint}/{run.dataset}/{run.run}: {why}", soft_wrap=True)
+        console.print(f"  [yellow]skipped[/] {_name(f'{run.endpoint}/{run.dataset}/{run.run}')}: {_name(why)}",
+                      soft_wrap=True)
+
+
+def _name(text: str) -> str:
+    """A name (or a message quoting one) inside console markup: escaped, and no markup of its own."""
+    return escape(shown(text))
 
 
 def _report(console: Console, report: CleanupReport) -> None:
     for o in report.failed:
-        console.print(f"  [red]failed[/] {o.run.endpoint}/{o.run.relpath}: {o.error}", soft_wrap=True)
+        console.print(f"  [red]failed[/] {_name(f'{o.run.endpoint}/{o.run.relpath}')}: {_name(o.error or '')}",
+                      soft_wrap=True)
     console.print(
         f"deleted {len(report.deleted)}, failed {len(report.failed)}, freed {format_size(report.bytes_freed)}"
     )
@@ -215,8 +224,8 @@ def clean_command(
 
 def _progress_line(console: Console, run: RunSummary, outcome: RunOutcome) -> None:
     mark = "[green]deleted[/]" if outcome.outcome == "deleted" else "[red]failed[/]"
-    where = f" (archive {outcome.archive})" if outcome.archive else ""
-    console.print(f"  {mark} {run.endpoint}/{run.relpath}{where}", soft_wrap=True)
+    where = f" (archive {_name(outcome.archive)})" if outcome.archive else ""
+    console.print(f"  {mark} {_name(f'{run.endpoint}/{run.relpath}')}{where}", soft_wrap=True)
 
 
 def _finish(console: Console, as_json: bool, report: CleanupReport, message: str) -> None:
@@ -255,7 +264,8 @@ def restore_command(
         json.dump({"archive": str(source), "endpoint": name, "path": str(target)}, sys.stdout)
         sys.stdout.write("\n")
     else:
-        Console().print(f"restored {manifest.dataset}/{manifest.run} into {name}: {target}", soft_wrap=True)
+        Console().print(f"restored {_name(f'{manifest.dataset}/{manifest.run}')} into {name}: {_name(str(target))}",
+                        soft_wrap=True)
 
 
 def _archive_options(cfg: Config, endpoint: str | None) -> dict[str, Any]:
@@ -307,8 +317,8 @@ def archives_list(
     for i in infos:
         table.add_row(
             i.manifest.endpoint,
-            i.manifest.dataset,
-            i.manifest.run,
+            name_text(i.manifest.dataset),
+            name_text(i.manifest.run),
             i.manifest.created_at,
             format_size(i.size_bytes),
             str(i.archive),
@@ -337,6 +347,7 @@ def history_command(
         when = dt.datetime.fromtimestamp(r.at, tz=dt.UTC).strftime("%Y-%m-%d %H:%M:%S")
         outcome = r.outcome if not r.error else f"{r.outcome}: {r.error}"
         table.add_row(
-            when, r.actor, r.command, f"{r.endpoint}/{r.relpath}", format_size(r.size_bytes), outcome, r.archive or ""
+            when, name_text(r.actor), r.command, name_text(f"{r.endpoint}/{r.relpath}"), format_size(r.size_bytes),
+            name_text(outcome), name_text(r.archive or ""),
         )
     output_console().print(table)

@@ -8,10 +8,17 @@ from rich.table import Table
 from rich.text import Text
 
 from tbhub.core.models import RunSummary
+from tbhub.core.names import shown
 from tbhub.core.units import format_age, format_size
 from tbhub.interfaces.records import age_style, iso_utc
 
-__all__ = ["runs_table"]
+__all__ = ["name_text", "runs_table"]
+
+
+def name_text(name: str) -> Text:
+    """A name from the file system as a table cell: escaped (``shown``) and never read as rich markup,
+    so neither ``\x1b[31m`` nor ``[red]`` in a run name can style the terminal."""
+    return Text(shown(name))
 
 
 def _flags(run: RunSummary, active: bool) -> Text:
@@ -62,8 +69,8 @@ def runs_table(
         table.add_row(
             str(i),
             run.endpoint,
-            run.dataset or "·",
-            run.run,
+            name_text(run.dataset) if run.dataset else "·",
+            name_text(run.run),
             format_size(run.size_bytes),
             f"{run.event_count:,}",
             "" if run.last_step is None else f"{run.last_step:,}",

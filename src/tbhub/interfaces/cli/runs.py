@@ -11,10 +11,12 @@ from typing import Annotated, Any
 
 import typer
 from rich.console import Console
+from rich.text import Text
 
 from tbhub.config import Config
 from tbhub.core.inventory import EndpointInventory
 from tbhub.core.models import RunSummary
+from tbhub.core.names import shown
 from tbhub.core.status import StatusVerdict
 from tbhub.core.units import parse_duration
 from tbhub.errors import UsageError
@@ -139,12 +141,14 @@ def _write_csv(records: list[dict[str, Any]]) -> None:
     writer = csv.DictWriter(sys.stdout, fieldnames=fields, lineterminator="\n")
     writer.writeheader()
     for record in records:
-        row = dict(record)
-        row["corrupt"] = "; ".join(f"{c['file']}@{c['offset']}: {c['reason']}" for c in record["corrupt"])
+        # CSV is text for spreadsheets and terminals: names are escaped as in the table (--json is lossless).
+        row = dict(record) | {f: shown(record[f]) for f in ("dataset", "run", "path")}
+        row["corrupt"] = "; ".join(f"{shown(c['file'])}@{c['offset']}: {c['reason']}" for c in record["corrupt"])
         writer.writerow(row)
 
 
 def _report_skipped(err: Console, inventories: list[EndpointInventory]) -> None:
     for inv in inventories:
         for skipped in inv.skipped:
-            err.print(f"[yellow]skipped[/] {inv.endpoint.name}: {skipped.relpath}: {skipped.reason}")
+            where = f" {inv.endpoint.name}: {shown(skipped.relpath)}: {shown(skipped.reason)}"
+            err.print(Text.assemble(("skipped", "yellow"), where))

@@ -39,6 +39,7 @@ from tbhub.adapters.memory import release_free_memory
 from tbhub.core.accounts import Role
 from tbhub.core.compare import best_index, parse_sort, sort_rows
 from tbhub.core.models import RunSummary
+from tbhub.core.names import shown
 from tbhub.core.units import format_age, format_size
 from tbhub.errors import TbhubError, UsageError
 from tbhub.hub import EndpointView, Hub, alert_history, compare_runs
@@ -67,9 +68,10 @@ def _run_json(run: RunSummary, now_ns: int, status: tuple[str, str] | None = Non
     age = run.age_seconds(now_ns)
     return {
         "status": status[0] if status else None,
-        "dataset": run.dataset,
-        "run": run.run,
-        "relpath": run.relpath,
+        # Names are shown escaped: one that is not UTF-8 cannot be encoded into a page or a JSON answer.
+        "dataset": shown(run.dataset),
+        "run": shown(run.run),
+        "relpath": shown(run.relpath),
         **run.counts(),
         "last_modified": iso_utc(run.last_modified_ns) if run.last_modified_ns else None,
         "age_seconds": round(age, 3),
@@ -111,7 +113,11 @@ def _endpoint_json(view: EndpointView, request: Request, now_ns: int) -> dict[st
         "event_count": sum(r.event_count for r in view.runs),
         "newest_run": None
         if newest is None
-        else {"dataset": newest.dataset, "run": newest.run, "age_seconds": round(newest.age_seconds(now_ns), 3)},
+        else {
+            "dataset": shown(newest.dataset),
+            "run": shown(newest.run),
+            "age_seconds": round(newest.age_seconds(now_ns), 3),
+        },
         "restarts": child.restarts if child else 0,
         "last_scan": None
         if view.last_scan is None
@@ -443,7 +449,7 @@ def create_app(
             row = _run_json(r, now_ns, statuses.get(r.relpath))
             row.update(marks.get(r.relpath, no_marks))
             row["style"] = age_style(row["age_seconds"], hub.config.display.fresh_days, hub.config.display.old_days)
-            row["href"] = prefix + quote(r.relpath)
+            row["href"] = prefix + quote(row["relpath"])
             row["size_h"] = format_size(r.size_bytes)
             row["events_h"] = f"{r.event_count:,}"
             row["step_h"] = "" if r.last_step is None else f"{r.last_step:,}"
@@ -508,7 +514,7 @@ def create_app(
         return {"tags": wanted, "sort": sort, "rows": records}
 
     def tensorboard_link(run: RunSummary) -> str:
-        return f"/tb/{run.endpoint}/#scalars&regexInput={quote(run.dataset + '/' + run.run)}"
+        return f"/tb/{run.endpoint}/#scalars&regexInput={quote(shown(run.dataset + '/' + run.run))}"
 
     @app.get("/api/compare", tags=["compare"])
     @access(Role.VIEWER)
