@@ -15,6 +15,7 @@ Everything started here is stopped (threads joined, sockets closed) when its ``w
 
 from __future__ import annotations
 
+import base64
 import contextlib
 import email
 import email.message
@@ -360,12 +361,17 @@ def smtp_server(
     auth: bool = True,
     user: str = "alerts@example.org",
     password: str = "correct horse battery staple",
+    echo_auth: bool = False,
+    exclude_auth: Iterable[str] = (),
 ) -> Iterator[SmtpServer]:
     """An aiosmtpd server on 127.0.0.1 that records accepted messages.
 
     ``starttls`` offers STARTTLS and requires it before anything but EHLO/NOOP/QUIT; ``tls`` is
     implicit TLS (SMTPS); ``none`` is plain text (then no AUTH). With ``auth``, LOGIN and PLAIN
-    check ``user``/``password``, and mail is refused until authenticated.
+    check ``user``/``password``, and mail is refused until authenticated. ``echo_auth``: a failed
+    login is refused with a reply that quotes the client's last AUTH line back (the base64 of
+    ``\0user\0password`` for PLAIN, of the password for LOGIN), as some servers do; ``exclude_auth``
+    drops mechanisms (``["LOGIN"]``) from what the server offers.
     """
     if security != "none" and cert is None:
         raise ValueError("TLS needs a cert: self_signed_cert(tmp_path)")
@@ -373,6 +379,10 @@ def smtp_server(
 
     def authenticator(server: SMTP, session: Session, envelope: Envelope, mechanism: str, data: Any) -> AuthResult:
         ok = isinstance(data, LoginPassword) and data.login == user.encode() and data.password == password.encode()
+        if not ok and echo_auth and isinstance(data, LoginPassword):
+            sent = b"\0" + data.login + b"\0" + data.password if mechanism == "PLAIN" else data.password
+            echoed = f"535 5.7.8 authentication failed for {base64.b64encode(sent).decode()}"
+            return AuthResult(success=False, handled=False, message=echoed)
         # handled=False on failure lets aiosmtpd answer its standard "535 5.7.8 credentials invalid".
         return AuthResult(success=ok, handled=False, auth_data=data if ok else None)
 
@@ -385,6 +395,7 @@ def smtp_server(
         options["ssl_context"] = cert.server_context()
     if auth and security != "none":
         options["authenticator"] = authenticator
+        options["auth_exclude_mechanism"] = list(exclude_auth)
         options["auth_required"] = True
         # aiosmtpd only counts STARTTLS as TLS, so over implicit TLS it would refuse AUTH with
         # "538 Encryption required" (aio-libs/aiosmtpd#274, #281): the transport *is* encrypted here.

@@ -139,3 +139,67 @@ def test_alert_warmup_waits_for_every_tensorboard_to_be_up(tmp_path: Path, monke
     assert warmup.over() and warmup.over()
     assert _Warmup(Hub(config, state, None), 30.0).over()  # no supervisor: nothing to wait for
     state.dispose()
+
+
+def test_hostile_run_names_are_delivered_and_never_disable_the_channel(tmp_path: Path) -> None:
+    # A non-ASCII name made the Idempotency-Key unencodable (pending for ever, a traceback each pass);
+    # CR/LF made it an illegal header, which disabled the channel, again after every `notify test`.
+    root = tmp_path / "logs"
+    names = ["ünïcode run ✓", "cr\r\nlf run"]
+    for name in names:
+        write_run(root, f"ds/{name}", [1.0] * 10)
+    with http_receiver() as hook:
+        engine, config, state = setup(tmp_path, hook.url)
+        assert sorted(a.run for a in evaluate(engine, config, state)) == sorted(names)  # type: ignore[attr-defined]
+        assert engine.deliver("hook") == 2
+        runs = sorted(r.json()["run"] for r in hook.requests)
+        # A control character may be stored escaped (as the tables show it); the name is kept whole.
+        assert runs[1] == "ünïcode run ✓" and runs[0].startswith("cr") and runs[0].endswith("lf run")
+        assert all(r.headers["idempotency-key"].isascii() for r in hook.requests)
+        assert state.channel_states().get("hook", (False, None))[0] is False  # type: ignore[attr-defined]
+
+
+def test_a_refused_alert_fails_alone_and_the_queue_goes_on(tmp_path: Path) -> None:
+    root = tmp_path / "logs"
+    write_run(root, "ds/a", [1.0] * 10)
+    write_run(root, "ds/b", [1.0] * 10)
+    with http_receiver([Reply(400, "invalid_payload")]) as hook:
+        engine, config, state = setup(tmp_path, hook.url)
+        evaluate(engine, config, state)
+        assert engine.deliver("hook") == 1  # the first was refused, the second went out
+        assert engine.deliver("hook") == 0 and len(hook.requests) == 2  # the refused one is not retried
+        assert state.channel_states().get("hook", (False, None))[0] is False  # type: ignore[attr-defined]
+        outcomes = [d["outcome"] for d in state.deliveries()]  # type: ignore[attr-defined]
+        assert outcomes == ["undeliverable", "sent"]
+
+
+def test_a_notifier_that_breaks_on_one_alert_fails_only_that_alert(tmp_path: Path) -> None:
+    from dataclasses import replace
+
+    from tbhub.core.models import Alert
+
+    class Picky:
+        """A channel with a bug that one run's name triggers (what the webhook's header encoding was)."""
+
+        kind, name = "webhook", "hook"
+
+        def __init__(self) -> None:
+            self.sent: list[str] = []
+
+        def send(self, alert: Alert) -> None:
+            if alert.run == "a":
+                raise UnicodeEncodeError("ascii", alert.run, 0, 1, "ordinal not in range(128)")
+            self.sent.append(alert.run)
+
+    root = tmp_path / "logs"
+    write_run(root, "ds/a", [1.0] * 10)
+    write_run(root, "ds/b", [1.0] * 10)
+    with http_receiver() as hook:
+        engine, config, state = setup(tmp_path, hook.url)
+    picky = Picky()
+    engine.channels["hook"] = replace(engine.channels["hook"], notifier=picky)
+    evaluate(engine, config, state)
+    assert engine.deliver("hook") == 1 and picky.sent == ["b"]
+    assert engine.deliver("hook") == 0
+    assert [d["outcome"] for d in state.deliveries()] == ["undeliverable", "sent"]  # type: ignore[attr-defined]
+    assert "UnicodeEncodeError" in (state.deliveries()[0]["error"] or "")  # type: ignore[attr-defined]

@@ -6,6 +6,8 @@ an alert when a run *changes* into diverged, stalled or finished. The run states
 live in the state database, so a restart never alerts twice. ``deliver`` sends pending alerts of one
 channel in order, retrying with backoff (honouring ``Retry-After``), at most about one message a second
 per channel; a permanent failure (404, 410, bad credentials) disables the channel until it is fixed.
+A failure of one alert's content (``UndeliverableMessage``, or a notifier raising anything else on it)
+fails that alert alone: the channel stays enabled and the queue moves on.
 A dead channel holds up only its own queue, and loses nothing younger than ``alerts.max_age``.
 
 The status rules are the config's ``[alerts]`` with the overrides editors set from the hub
@@ -31,7 +33,7 @@ from pydantic import ValidationError
 
 from tbhub.adapters.db.alert_rules import AlertRuleStore, RuleOverride
 from tbhub.adapters.db.store import AlertRow, StateStore
-from tbhub.adapters.notifiers import EmailNotifier, SlackNotifier, WebhookNotifier
+from tbhub.adapters.notifiers import EmailNotifier, SlackNotifier, UndeliverableMessage, WebhookNotifier
 from tbhub.adapters.scalar_decoder import ProtobufDecoder
 from tbhub.config import AlertsConfig, Config, EndpointAlertsConfig, NotifyConfig, StatusRuleConfig
 from tbhub.core.models import Alert, EndpointSpec, RunStatus, RunSummary
@@ -299,7 +301,9 @@ class AlertEngine:
         """One pass over ``name``'s queue: returns how many alerts were sent.
 
         Alerts go out oldest first; the pass stops at the first failure (the queue waits for its
-        backoff) so order is kept. Alerts older than ``alerts.max_age`` are recorded as expired.
+        backoff) so order is kept. Alerts older than ``alerts.max_age`` are recorded as expired; an
+        alert that cannot be delivered at all (its content, see ``UndeliverableMessage``) is recorded as
+        undeliverable and passed over, without stopping the queue or disabling the channel.
         """
         channel = self.channels[name]
         disabled = self.state.channel_states().get(name)
@@ -326,6 +330,13 @@ class AlertEngine:
             attempt = pending.attempts + 1
             try:
                 channel.notifier.send(_alert_from_row(alert))
+            except UndeliverableMessage as error:
+                # This alert's content, not the channel: fail it alone and go on with the next.
+                self._last_send[name] = time.monotonic()
+                self.state.record_delivery(alert.id, name, attempt, "undeliverable", error.message)
+                log.warning("notify channel %s: alert %s not delivered: %s", name, alert.id, error.message)
+                now = self.clock()
+                continue
             except DeliveryError as error:
                 self._last_send[name] = time.monotonic()
                 if error.permanent:
@@ -337,6 +348,15 @@ class AlertEngine:
                 delay = max(error.retry_after or 0.0, backoff if error.retry_after is None else 0.0)
                 self.state.record_delivery(alert.id, name, attempt, "retry", error.message, self.clock() + delay)
                 return sent
+            except Exception as error:
+                # A notifier that breaks on one alert (a bug its content triggers) must not leave that
+                # alert pending for ever, with a traceback every pass, and the rest of the queue behind it.
+                self._last_send[name] = time.monotonic()
+                reason = f"{type(error).__name__} while sending this alert"
+                self.state.record_delivery(alert.id, name, attempt, "undeliverable", reason)
+                log.exception("notify channel %s: alert %s not delivered", name, alert.id)
+                now = self.clock()
+                continue
             self._last_send[name] = time.monotonic()
             self.state.record_delivery(alert.id, name, attempt, "sent")
             sent += 1

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import base64
+import contextlib
 import email.utils
 import hashlib
 import hmac
@@ -9,6 +11,7 @@ import json
 import logging
 import threading
 import time
+import urllib.parse
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
@@ -17,7 +20,7 @@ import httpx
 import pytest
 
 from receivers import Reply, TlsCert, closed_port, http_receiver, self_signed_cert, silent_tcp_server, smtp_server
-from tbhub.adapters.notifiers import EmailNotifier, SlackNotifier, WebhookNotifier
+from tbhub.adapters.notifiers import EmailNotifier, SlackNotifier, UndeliverableMessage, WebhookNotifier
 from tbhub.adapters.notifiers.message import format_duration, format_value, render_html, render_text
 from tbhub.adapters.notifiers.webhook import parse_retry_after
 from tbhub.core.models import Alert, RunStatus
@@ -502,3 +505,96 @@ def test_email_config_is_checked_up_front() -> None:
     with pytest.raises(ConfigError, match="username"):
         EmailNotifier("e", "localhost", 25, password="p", **common)
     assert EmailNotifier("e", "localhost", 25, sender="a@b.c", to="x@y.z").to == ("x@y.z",)
+
+
+# ------------------------------------------------------------------- hostile names, echoed secrets
+
+NAMES = ["ünïcode run ✓", "cr\r\nlf run", "tab\tand%percent"]
+
+
+@pytest.mark.parametrize("run", NAMES)
+def test_webhook_delivers_any_run_name_with_an_ascii_idempotency_key(client: httpx.Client, run: str) -> None:
+    # The key holds the run's name: non-ASCII made httpx fail to encode the header (the alert stayed
+    # pending for ever) and CR/LF made it an illegal header (the channel was disabled).
+    alert = make_alert(run=run, key=f"lora/ds/{run}:finished:40")
+    with http_receiver() as hook:
+        notifier = WebhookNotifier("ops", hook.url, client=client)
+        notifier.send(alert)
+        notifier.send(alert)
+        first, again = hook.wait_for(2)
+    key = first.headers["idempotency-key"]
+    assert key == again.headers["idempotency-key"]  # a retried alert is recognisable
+    assert key.isascii() and key.isprintable() and " " not in key
+    assert urllib.parse.unquote(key) == alert.key
+    assert first.json()["run"] == run and first.json()["key"] == alert.key
+
+
+@pytest.mark.parametrize("run", NAMES)
+def test_slack_and_email_deliver_any_run_name(client: httpx.Client, cert: TlsCert, run: str) -> None:
+    alert = make_alert(run=run, key=f"lora/ds/{run}:finished:40")
+    with http_receiver() as hook, smtp_server(security="starttls", cert=cert) as smtp:
+        SlackNotifier("ml", hook.url + "/services/T/B/x", client=client).send(alert)
+        EmailNotifier("team", smtp.host, smtp.port, sender="tbhub@example.org", to=["ml@example.org"],
+                      username=smtp.user, password=smtp.password, ssl_context=smtp.client_context(),
+                      timeout=5).send(alert)
+        [request] = hook.wait_for(1)
+        [mail] = smtp.messages
+    assert run in request.json()["text"]
+    assert " ".join(run.split()) in mail.message["Subject"]
+
+
+def test_a_refused_document_fails_the_message_not_the_channel(client: httpx.Client) -> None:
+    for status, body in ((400, "invalid_payload"), (413, "too large"), (422, "bad")):
+        with http_receiver([Reply(status, body)]) as hook:
+            error = fail(lambda: WebhookNotifier("ops", hook.url, client=client).send(make_alert()))
+        assert isinstance(error, UndeliverableMessage) and error.permanent, status
+    with http_receiver([Reply(404, "no_service")]) as hook:
+        error = fail(lambda: SlackNotifier("ml", hook.url + "/services/x", client=client).send(make_alert()))
+    assert not isinstance(error, UndeliverableMessage) and error.permanent
+
+
+def test_a_run_name_that_cannot_be_encoded_fails_that_alert_only(client: httpx.Client) -> None:
+    alert = make_alert(run="bad-\udcff\udcfe")  # a folder name that is not UTF-8, as os.fsdecode gives it
+    with http_receiver() as hook:
+        error = fail(lambda: SlackNotifier("ml", hook.url + "/services/x", client=client).send(alert))
+        assert hook.requests == []
+    assert isinstance(error, UndeliverableMessage)
+
+
+@pytest.mark.parametrize("offered", ["PLAIN", "LOGIN"])
+def test_smtp_password_echoed_back_in_base64_is_scrubbed(cert: TlsCert, offered: str) -> None:
+    # Some servers quote the failed AUTH argument: the password in base64, alone (LOGIN) or as
+    # "\0user\0password" (PLAIN). That reply becomes the channel's reason, which viewers read.
+    password = "Tr0ub4dor&3-not-the-right-one"
+    user = "alerts@example.org"
+    other = "LOGIN" if offered == "PLAIN" else "PLAIN"
+    with smtp_server(security="starttls", cert=cert, echo_auth=True, exclude_auth=[other]) as smtp:
+        notifier = EmailNotifier("team", smtp.host, smtp.port, sender="tbhub@example.org", to=["ml@example.org"],
+                                 username=user, password=password, ssl_context=smtp.client_context(), timeout=5)
+        error = fail(lambda: notifier.send(make_alert()))
+    text = str(error)
+    assert error.permanent and "535" in text and "authentication failed for" in text
+    plain = base64.b64encode(f"\0{user}\0{password}".encode()).decode()
+    login = base64.b64encode(password.encode()).decode()
+    for leaked in (password, plain, login, plain[8:40], login[:20]):
+        assert leaked not in text, (leaked, text)
+
+
+def test_secret_forms_cover_base64_at_any_offset() -> None:
+    from tbhub.adapters.notifiers.redaction import secret_forms
+    from tbhub.adapters.notifiers.webhook import scrub
+
+    secret = "s3cr3t+/?pässword"
+    middle = secret.encode()[2:-2]  # the edges may share a base64 character with their neighbours
+    forms = secret_forms(secret, user="me")
+    for lead in (b"", b"x", b"xy", b"\0me\0"):
+        codecs = ((base64.b64encode, base64.b64decode), (base64.urlsafe_b64encode, base64.urlsafe_b64decode))
+        for encode, decode in codecs:
+            scrubbed = scrub(f"535 said {encode(lead + secret.encode() + b'tail').decode()} bye", forms)
+            for word in scrubbed.replace("…", " ").split():
+                for skip in range(4):  # decode what is left at every alignment
+                    chunk = word[skip:]
+                    chunk = chunk[: len(chunk) // 4 * 4]
+                    with contextlib.suppress(ValueError):
+                        assert middle not in decode(chunk), (lead, scrubbed)
+    assert secret not in scrub(f"x {secret} y", forms)

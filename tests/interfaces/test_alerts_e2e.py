@@ -6,9 +6,12 @@ AUTH, and a silent SMTP server that never answers.
 
 from __future__ import annotations
 
+import base64
 import hashlib
 import hmac
 import signal
+import subprocess
+import sys
 import threading
 import time
 from collections.abc import Iterator
@@ -142,3 +145,71 @@ def test_nan_stall_finish_arrive_once_each_and_survive_restart(
         time.sleep(4)  # several scan + evaluate + deliver cycles
         assert (len(hook.requests), len(slack.requests), len(smtp.messages)) == counts  # type: ignore[attr-defined]
         assert len(again.get("/api/alerts").json()) == 3
+
+
+def finished_run(root: Path, relpath: str) -> None:
+    """A run that reached ``max_steps`` (40) just now."""
+    now = time.time()
+    write_events(root / relpath / "events.out.tfevents.1800000000.host.1.0",
+                 [file_version_event(now), *(scalar_event(s, 1.0 / (s + 1), "train/loss", wall_time=now)
+                                             for s in range(41))])
+
+
+def cli(config: Path, *args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([sys.executable, "-m", "tbhub", *args, "--config", str(config)],
+                          capture_output=True, text=True, timeout=60)
+
+
+def test_hostile_run_names_are_delivered_and_never_disable_the_channel(tmp_path: Path) -> None:
+    # Today's sample data has `ünïcode run ✓`: its Idempotency-Key could not be encoded, so the alert
+    # stayed pending with a traceback every second; a name with CR/LF disabled the channel for good,
+    # again after every `notify test`.
+    root = tmp_path / "logs"
+    names = ["ünïcode run ✓", "cr\r\nlf run"]
+    for name in names:
+        finished_run(root, f"ds/{name}")
+    extra = ('[alerts]\nstalled_after = "1h"\nmax_steps = 40\n'
+             '[[notify]]\ntype = "webhook"\nname = "hook"\nurl = "{url}/tbhub"\n')
+    with http_receiver() as hook:
+        with serve(tmp_path / "srv", {"lora": root}, extra_config=extra.format(url=hook.url)) as server:
+            wait_for(lambda: len(hook.requests) >= 2, 45, "both alerts at the webhook")
+            keys = [r.headers["idempotency-key"] for r in hook.requests]
+            assert all(k.isascii() and k.isprintable() and " " not in k for k in keys) and len(set(keys)) == 2
+            assert "ünïcode run ✓" in {r.json()["run"] for r in hook.requests}
+            test = cli(server.config, "notify", "test", "hook")
+            assert test.returncode == 0, test.stdout + test.stderr
+            time.sleep(3)  # several delivery passes
+            (channel,) = server.get("/api/channels").json()
+            assert channel["disabled"] is False, channel
+            deliveries = [a["deliveries"]["hook"]["outcome"] for a in server.get("/api/alerts").json()]
+            assert deliveries == ["sent", "sent"]
+            assert len(hook.requests) == 3  # the two alerts once each, and the test message
+        assert "Traceback" not in server.output()
+
+
+def test_smtp_password_echoed_by_the_server_never_shows(tmp_path: Path) -> None:
+    # A server that quotes the failed AUTH argument sends back the password in base64; that reply
+    # became the CLI's output, a line of the serve log and the channel's reason, which viewers read.
+    cert = self_signed_cert(tmp_path)
+    password = "hunter2-but-longer-and-wrong"
+    (tmp_path / "smtp-password").write_text(password)
+    root = tmp_path / "logs"
+    finished_run(root, "ds/done-run")
+    with smtp_server(security="starttls", cert=cert, echo_auth=True, exclude_auth=["LOGIN"]) as smtp:
+        user = smtp.user
+        extra = ('[alerts]\nstalled_after = "1h"\nmax_steps = 40\n'
+                 f'[[notify]]\ntype = "email"\nname = "mail"\nhost = "{smtp.host}"\nport = {smtp.port}\n'
+                 f'username = "{user}"\npassword_file = "{tmp_path / "smtp-password"}"\n'
+                 f'sender = "tbhub@test"\nto = ["ml-team@test"]\nca_file = "{cert.cert}"\n')
+        with serve(tmp_path / "srv", {"lora": root}, extra_config=extra) as server:
+            channel = wait_for(lambda: server.get("/api/channels").json()[0]["disabled"] and
+                               server.get("/api/channels").json()[0], 45, "the login to be refused")
+            test = cli(server.config, "notify", "test", "mail")
+            shown = {"reason": channel["reason"], "cli": test.stdout + test.stderr}
+        shown["log"] = server.output()
+    plain = base64.b64encode(f"\0{user}\0{password}".encode()).decode()
+    assert "535" in shown["reason"] and "535" in shown["cli"] and test.returncode == 1
+    for where, text in shown.items():
+        for leaked in (password, plain, base64.b64encode(password.encode()).decode()):
+            assert leaked not in text, f"{where}: {text}"
+        assert plain[16:48] not in text, f"{where}: {text}"

@@ -25,7 +25,9 @@ from collections.abc import Sequence
 from email.message import EmailMessage
 from typing import Literal, get_args
 
+from tbhub.adapters.notifiers.failures import UndeliverableMessage
 from tbhub.adapters.notifiers.message import render_html, render_text, subject
+from tbhub.adapters.notifiers.redaction import secret_forms
 from tbhub.adapters.notifiers.webhook import DEFAULT_TIMEOUT, scrub
 from tbhub.core.models import Alert
 from tbhub.errors import ConfigError, DeliveryError
@@ -54,7 +56,8 @@ class EmailNotifier:
     (refused ones are logged). Each network step (connect, TLS handshake, every command) is bounded
     by ``timeout``; a server that accepts but never greets fails after ``timeout``. The connection
     is always closed. Permanent vs transient: see the module table. The password never appears in
-    ``repr()``, messages or logs.
+    ``repr()``, messages or logs, in any encoding a server may quote it back in (``secret_forms``).
+    An alert whose content cannot be put into a message fails alone (``UndeliverableMessage``).
     """
 
     kind = "email"
@@ -93,6 +96,7 @@ class EmailNotifier:
         self.to = tuple(recipients)
         self.username = username
         self._password = password
+        self._hidden = secret_forms(password, user=username) if password else []
         self.security: Security = security
         self.timeout = timeout
         self._ssl_context = ssl_context
@@ -127,7 +131,11 @@ class EmailNotifier:
         return msg
 
     def send(self, alert: Alert) -> None:
-        msg = self.message(alert)
+        try:
+            msg = self.message(alert)
+            msg.as_bytes()  # what send_message will do: fail here, before a word is said to the server
+        except (UnicodeError, ValueError) as exc:
+            raise UndeliverableMessage(f"{self.label}: this alert cannot be encoded: {type(exc).__name__}") from None
         smtp: smtplib.SMTP | None = None
         talking = False  # the server answers commands: worth a polite QUIT when done
         try:
@@ -169,7 +177,7 @@ class EmailNotifier:
 
     def _said(self, reply: bytes | str) -> str:
         text = reply.decode("utf-8", "replace") if isinstance(reply, bytes) else str(reply)
-        return scrub(text, [self._password] if self._password else [])
+        return scrub(text, self._hidden)
 
     def _failure(self, exc: BaseException) -> DeliveryError:
         """The ``DeliveryError`` for ``exc``: see the module table."""

@@ -3,7 +3,8 @@
 Slack answers ``200 ok`` on success, ``429`` with ``Retry-After`` when a webhook posts faster than
 about one message a second, ``400 invalid_payload`` (and friends) for a message it will never accept,
 ``403 invalid_token`` / ``404 no_service`` / ``410 channel_is_archived`` for a webhook that is gone.
-The mapping to ``DeliveryError`` is the one in ``tbhub.adapters.notifiers.webhook``.
+The mapping to ``DeliveryError`` is the one in ``tbhub.adapters.notifiers.webhook``: a 400 fails that
+one message (``UndeliverableMessage``), a 403, 404 or 410 the channel.
 """
 
 from __future__ import annotations
@@ -14,7 +15,14 @@ from typing import Any
 import httpx
 
 from tbhub.adapters.notifiers.message import facts, format_time, render_text
-from tbhub.adapters.notifiers.webhook import DEFAULT_TIMEOUT, USER_AGENT, check_url, post_json, redact_url
+from tbhub.adapters.notifiers.webhook import (
+    DEFAULT_TIMEOUT,
+    USER_AGENT,
+    check_url,
+    message_bytes,
+    post_json,
+    redact_url,
+)
 from tbhub.core.models import Alert, RunStatus
 from tbhub.errors import ConfigError
 
@@ -57,7 +65,8 @@ class SlackNotifier:
 
     Invariants: ``send`` returns only after Slack's 2xx. ``DeliveryError`` is transient for 429
     (``retry_after`` from ``Retry-After``, else 1 s), 5xx, timeouts and connection errors; permanent
-    for any other 4xx (the body, e.g. ``invalid_payload``, is quoted) and redirects. The webhook
+    for any other 4xx (the body, e.g. ``invalid_payload``, is quoted) and redirects, and of those a
+    400 is ``UndeliverableMessage`` (this message, not the channel). The webhook
     URL is the credential: ``repr()`` and messages show only ``hooks.slack.com/…``.
     """
 
@@ -126,6 +135,6 @@ class SlackNotifier:
         return {"text": _cut(_mrkdwn(render_text(alert)), _SECTION_MAX), "blocks": blocks}
 
     def send(self, alert: Alert) -> None:
-        body = json.dumps(self.payload(alert), ensure_ascii=False).encode()
+        body = message_bytes(self.label, lambda: json.dumps(self.payload(alert), ensure_ascii=False).encode())
         headers = {"Content-Type": "application/json; charset=utf-8", "User-Agent": USER_AGENT}
         post_json(self._url, body, label=self.label, headers=headers, timeout=self.timeout, client=self._client)

@@ -6,8 +6,10 @@ The document a receiver gets (``version`` 1; fields are only ever added, never r
      "status": "finished", "at": "2026-05-09T07:35:25Z", "message": "...",
      "details": {...}, "url": "https://..." | null}
 
-Headers: ``Content-Type: application/json``, ``Idempotency-Key: <alert.key>`` (the same state change
-always carries the same key, so a receiver can drop a retried duplicate) and, with a secret,
+Headers: ``Content-Type: application/json``, ``Idempotency-Key: <alert.key, percent-encoded>`` (the
+same state change always carries the same key, so a receiver can drop a retried duplicate; the key
+holds the run's name, so its UTF-8 bytes outside printable ASCII, and ``%``, are percent-encoded: a
+name like ``ünïcode run ✓`` or one with CR/LF can neither break nor inject a header) and, with a secret,
 ``X-Tbhub-Timestamp: <unix seconds>`` and ``X-Tbhub-Signature: sha256=<hex HMAC-SHA256(secret, body)>``
 computed over the exact body bytes sent. Non-finite floats in ``details`` (a diverged loss is NaN)
 are sent as the strings ``"NaN"``, ``"Infinity"``, ``"-Infinity"`` so the body is strict JSON.
@@ -20,6 +22,9 @@ How an HTTP outcome maps to ``DeliveryError`` (both here and for Slack):
 408, 425, 5xx                         transient (``retry_after`` from ``Retry-After`` if sent)
 3xx                                   permanent: redirects are not followed (a POST must not
                                       wander, with its signature, to another host)
+400, 413, 422                         ``UndeliverableMessage``: the receiver refused this
+                                      document (Slack's ``invalid_payload``, a body too large);
+                                      that alert fails, the channel stays enabled
 404, 410, 401, 403, other 4xx         permanent: the same request will be refused again
 timeouts, refused/reset connections   transient
 ====================================  =====================================================
@@ -33,18 +38,20 @@ import hmac
 import json
 import math
 import time
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from datetime import UTC, datetime
 from typing import Any
+from urllib.parse import quote
 
 import httpx
 
 from tbhub import __version__
+from tbhub.adapters.notifiers.failures import UndeliverableMessage
 from tbhub.adapters.notifiers.message import isoformat_utc
 from tbhub.core.models import Alert
 from tbhub.errors import ConfigError, DeliveryError
 
-__all__ = ["DEFAULT_TIMEOUT", "WebhookNotifier", "post_json", "redact_url", "signature"]
+__all__ = ["DEFAULT_TIMEOUT", "WebhookNotifier", "header_key", "post_json", "redact_url", "signature"]
 
 DEFAULT_TIMEOUT = 10.0
 USER_AGENT = f"tbhub/{__version__}"
@@ -53,6 +60,10 @@ USER_AGENT = f"tbhub/{__version__}"
 _BODY_LIMIT = 4096
 _SNIPPET = 120
 _TRANSIENT_4XX = frozenset({408, 425, 429})
+#: Refusals of one document rather than of the channel: another alert may well go through.
+_MESSAGE_REFUSED = frozenset({400, 413, 422})
+#: Printable ASCII but ``%``: what an alert key keeps as it is in a header value.
+_HEADER_SAFE = "".join(chr(c) for c in range(0x21, 0x7F) if chr(c) != "%")
 #: Slack's documented fallback when a 429 carries no usable Retry-After.
 _DEFAULT_RETRY_AFTER = 1.0
 
@@ -104,6 +115,15 @@ def scrub(text: str, secrets: Iterable[str]) -> str:
     return text if len(text) <= _SNIPPET else text[: _SNIPPET - 1] + "…"
 
 
+def header_key(key: str) -> str:
+    """``key`` as an HTTP header value: UTF-8 percent-encoded outside printable ASCII (and ``%`` itself).
+
+    Deterministic, so a retried alert carries the same ``Idempotency-Key``; ASCII keys without spaces
+    are unchanged. Names that are not UTF-8 (held as surrogate escapes) get their original bytes.
+    """
+    return quote(key, safe=_HEADER_SAFE, errors="surrogateescape")
+
+
 def signature(secret: str, body: bytes) -> str:
     """``sha256=<hex HMAC-SHA256 of body>``: the ``X-Tbhub-Signature`` header value."""
     return "sha256=" + hmac.new(secret.encode(), body, hashlib.sha256).hexdigest()
@@ -139,6 +159,8 @@ def _failure(status: int, retry_after: str | None, body: str, label: str) -> Del
         return DeliveryError(f"{label}: HTTP {status}{said}", retry_after=parse_retry_after(retry_after))
     if 300 <= status < 400:
         return DeliveryError(f"{label}: HTTP {status} redirect not followed; configure the final URL", permanent=True)
+    if status in _MESSAGE_REFUSED:
+        return UndeliverableMessage(f"{label}: HTTP {status}{said}; this alert was refused")
     if status in (404, 410):
         return DeliveryError(f"{label}: HTTP {status}{said}; the endpoint is gone, fix the URL", permanent=True)
     return DeliveryError(f"{label}: HTTP {status}{said}", permanent=True)
@@ -199,6 +221,18 @@ def _exchange(
                 break
         text = b"".join(chunks)[:_BODY_LIMIT].decode("utf-8", "replace")
         return response.status_code, response.headers.get("retry-after"), text
+
+
+def message_bytes(label: str, build: Callable[[], bytes]) -> bytes:
+    """``build()``, with a failure to encode this alert's content as ``UndeliverableMessage``.
+
+    A name that is not valid UTF-8 (a surrogate escape) cannot be encoded: that alert fails, the
+    channel does not.
+    """
+    try:
+        return build()
+    except (UnicodeError, ValueError) as exc:
+        raise UndeliverableMessage(f"{label}: this alert cannot be encoded: {type(exc).__name__}") from None
 
 
 def jsonable(value: Any) -> Any:
@@ -275,11 +309,11 @@ class WebhookNotifier:
         return json.dumps(self.document(alert), ensure_ascii=False, allow_nan=False, separators=(",", ":")).encode()
 
     def send(self, alert: Alert) -> None:
-        body = self.body(alert)
+        body = message_bytes(self.label, lambda: self.body(alert))
         ours = {
             "Content-Type": "application/json",
             "User-Agent": USER_AGENT,
-            "Idempotency-Key": alert.key,
+            "Idempotency-Key": header_key(alert.key),
         }
         if self._secret:
             ours["X-Tbhub-Timestamp"] = str(int(time.time()))
