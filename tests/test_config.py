@@ -1,5 +1,8 @@
 from __future__ import annotations
 
+import os
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -102,3 +105,15 @@ def test_state_dir_and_database_from_file(tmp_path: Path) -> None:
     cfg = load_config(cfg_file)
     assert cfg.state.path == tmp_path / "st"
     assert cfg.state.url == f"sqlite:///{tmp_path / 'st' / 'tbhub.db'}"
+
+
+@pytest.mark.parametrize("text", ["a = " + "[" * 2000 + "]" * 2000, "a = " + "{b = " * 1000 + "1" + "}" * 1000])
+def test_deeply_nested_toml_is_one_line_and_exit_2(tmp_path: Path, text: str) -> None:
+    path = write(tmp_path / "deep.toml", text)
+    with pytest.raises(ConfigError, match="not valid TOML: nested too deeply"):
+        load_config(path)
+    result = subprocess.run([sys.executable, "-m", "tbhub", "runs", "--config", str(path)], capture_output=True,
+                            text=True, timeout=120, env={**os.environ, "TBHUB_HOME": str(tmp_path / "home")})
+    assert result.returncode == 2
+    (line,) = result.stderr.strip().splitlines()
+    assert f"{path}: not valid TOML: nested too deeply" in line

@@ -17,6 +17,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
+from tbhub.core.archive_places import overlapping_endpoint
 from tbhub.core.models import DEFAULT_LAYOUT, EndpointSpec
 from tbhub.core.retention import RetentionPolicy, RetentionRule, Schedule
 from tbhub.core.status import StatusRule, StatusRules
@@ -639,6 +640,10 @@ def load_config(
             raise ConfigError(f"{source}: not valid TOML: {error}") from None
         except UnicodeDecodeError:
             raise ConfigError(f"{source}: not valid TOML: not UTF-8 text") from None
+        except RecursionError:
+            # tomllib parses nested arrays and inline tables recursively: a few KB of "[[[[..." exhaust
+            # the stack. No real config nests more than a few levels.
+            raise ConfigError(f"{source}: not valid TOML: nested too deeply") from None
     flag_endpoints: dict[str, dict[str, Any]] = {}
     for value in [*logdirs, *([path] if path else [])]:
         name, logdir = parse_logdir_flag(value)
@@ -659,7 +664,25 @@ def load_config(
         name: e.model_copy(update={"logdir": _absolute(e.logdir, base)})
         for name, e in config.endpoints.items()
     }
-    return config.model_copy(update={"endpoints": endpoints})
+    config = config.model_copy(update={"endpoints": endpoints})
+    _check_archive_places(config, source)
+    return config
+
+
+def _check_archive_places(config: Config, source: str) -> None:
+    """Every configured ``archive_to`` must lie outside every log root (and hold none): retention
+    would otherwise archive runs into a folder that a later cleanup deletes."""
+    roots = {name: e.logdir for name, e in config.endpoints.items()}
+    for name, policy in config.retention.policies.items():
+        places = [(f"retention.{name}.archive_to", policy.archive_to)]
+        places += [(f"retention.{name}.datasets.{g}.archive_to", r.archive_to) for g, r in policy.datasets.items()]
+        for key, place in places:
+            endpoint = overlapping_endpoint(place, roots) if place else None
+            if endpoint is not None:
+                raise ConfigError(
+                    f"{source}: {key}: {place!r} overlaps the log root of endpoint {endpoint!r} "
+                    f"({roots[endpoint]}): archive outside every log root"
+                )
 
 
 def _absolute(logdir: str, base: Path) -> str:

@@ -21,10 +21,11 @@ from tbhub.adapters.storage.archive import ObjectRunSource, RunSource, archive_r
 from tbhub.adapters.storage.objectstore import ObjectLogStore
 from tbhub.adapters.storage.remote import is_url
 from tbhub.config import Config
+from tbhub.core.archive_places import overlapping_endpoint
 from tbhub.core.cleanup import CleanupPlan
 from tbhub.core.models import RunSummary
 from tbhub.core.retention import RetentionDecision, RetentionPlan, plan_retention
-from tbhub.errors import TbhubError
+from tbhub.errors import TbhubError, UsageError
 from tbhub.hub import AnyLogStore, log_store, scan_endpoints
 
 __all__ = [
@@ -34,6 +35,7 @@ __all__ = [
     "actor",
     "apply_retention",
     "archive_destination",
+    "check_archive_destination",
     "execute_plan",
     "finish_interrupted",
     "plan_retention_now",
@@ -122,6 +124,21 @@ def archive_destination(archive_to: str | os.PathLike[str] | None) -> Path | str
     return text.rstrip("/") if is_url(text) else Path(text).expanduser()
 
 
+def check_archive_destination(config: Config, archive_to: str | os.PathLike[str] | None) -> None:
+    """Raise ``UsageError`` when ``archive_to`` overlaps a configured log root (inside it, or holding
+    it): such archives would be deleted by a later cleanup of that root."""
+    dest = archive_destination(archive_to)
+    if dest is None:
+        return
+    roots = {name: e.logdir for name, e in config.endpoints.items()}
+    endpoint = overlapping_endpoint(str(dest), roots)
+    if endpoint is not None:
+        raise UsageError(
+            f"archive destination {dest} overlaps the log root of endpoint {endpoint!r} ({roots[endpoint]}): "
+            "archive outside every log root"
+        )
+
+
 def finish_interrupted(config: Config, names: list[str] | None, archive_to: str | os.PathLike[str] | None) -> list[str]:
     """Finish what an interrupted cleanup left: trash in the log roots (on object storage: runs whose
     delete or restore was interrupted), partial archives in a local archive folder (an object store
@@ -169,6 +186,7 @@ def execute_plan(
     stores: dict[str, AnyLogStore] = {}
     outcomes: list[RunOutcome] = []
     specs = {s.name: s for s in config.endpoint_specs()}
+    check_archive_destination(config, archive_to)
     dest = archive_destination(archive_to)
     for run in plan.runs:
         archive_path: str | None = None
@@ -308,6 +326,8 @@ def apply_retention(
         if dry_run:
             return RetentionOutcome(plan, CleanupReport(dry_run=True), applied=False, dry_run=True)
         outcomes: list[RunOutcome] = []
+        for place in {d.archive_to for d in plan.delete}:
+            check_archive_destination(config, place)  # all before the first deletion
         if not plan.refused:
             for archive_to in sorted({d.archive_to for d in plan.delete}, key=lambda a: a or ""):
                 group = tuple(d.run for d in plan.delete if d.archive_to == archive_to)

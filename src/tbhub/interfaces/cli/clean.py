@@ -32,7 +32,14 @@ from tbhub.interfaces.cli.options import ConfigOpt, JsonOpt, LogdirOpt, PathArg,
 from tbhub.interfaces.cli.progress import scan_progress
 from tbhub.interfaces.cli.render import name_text, runs_table
 from tbhub.interfaces.cli.runs import SortKey, sort_runs
-from tbhub.manage import CleanupReport, RunOutcome, archive_destination, execute_plan, finish_interrupted
+from tbhub.manage import (
+    CleanupReport,
+    RunOutcome,
+    archive_destination,
+    check_archive_destination,
+    execute_plan,
+    finish_interrupted,
+)
 
 __all__ = ["archives_app", "clean_command", "history_command", "restore_command"]
 
@@ -134,6 +141,7 @@ def clean_command(
     """Delete runs you pick from the table, after a summary and a confirmation; archive them first if asked."""
     cfg = config_from(config, logdir, path)
     dest = archive_destination(archive_to)
+    check_archive_destination(cfg, dest)
     min_age = _parse_opt(older_than, parse_duration, "--older-than")
     limit_bytes = _parse_opt(max_bytes, parse_size, "--max-bytes")
     old_s = (old_days if old_days is not None else cfg.display.old_days) * 86400
