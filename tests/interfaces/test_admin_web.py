@@ -216,7 +216,11 @@ def test_admin_clean_archives_first_and_honours_limits(tmp_path: Path, state: St
         inside = admin.post("/endpoints/lora/clean/preview",
                             data=fields([("run", "chat/old"), ("mode", "archive"), ("archive_to", str(root / "chat")),
                                   ("csrf", csrf)]))
-        assert inside.status_code == 400 and "inside the log root" in inside.text
+        assert inside.status_code == 400 and "overlaps the log root" in inside.text
+        around = admin.post("/endpoints/lora/clean/preview",
+                            data=fields([("run", "chat/old"), ("mode", "archive"), ("archive_to", str(tmp_path)),
+                                         ("csrf", csrf)]))
+        assert around.status_code == 400 and "overlaps the log root" in around.text  # it would hold the root
         remote = admin.post("/endpoints/lora/clean/preview",
                             data=fields([("run", "chat/old"), ("mode", "archive"), ("archive_to", "s3://cold/lora/"),
                                          ("csrf", csrf)]))
@@ -432,3 +436,29 @@ def test_roles_per_endpoint(tmp_path: Path, state: StateStore, root: Path) -> No
         accounts.revoke_grant("viewer", "lora")
         assert ada.post("/notes", data={**note, "endpoint": "lora"}).status_code == 403
     assert [n.text for n in notes.notes("lora")] == ["ada's", "x"]
+
+
+def test_an_endpoint_admin_archives_only_into_the_configured_archive_folders(
+    tmp_path: Path, state: StateStore, root: Path
+) -> None:
+    cold, elsewhere = tmp_path / "cold", tmp_path / "anywhere"
+    retention = RetentionConfig(policies={"lora": EndpointRetentionConfig(keep_days=3650, archive_to=str(cold))})
+    app = make_app(tmp_path, state, root, retention=retention)
+    bob, bob_csrf = signed_in(app, state, "editor")
+    AccountStore(state.engine).grant("editor", "lora", Role.ADMIN, "root")  # admin of lora only
+    ada, ada_csrf = signed_in(app, state, "admin")  # admin of everything
+    with bob, ada:
+        def preview(client: TestClient, csrf: str, place: Path) -> tuple[int, str]:
+            answer = client.post("/endpoints/lora/clean/preview", data=fields(
+                [("run", "chat/old"), ("mode", "archive"), ("archive_to", str(place)), ("csrf", csrf)]))
+            return answer.status_code, answer.text
+
+        status, text = preview(bob, bob_csrf, elsewhere)
+        assert status == 403 and "not one of the configured archive folders" in html.unescape(text)
+        api = bob.post("/api/endpoints/lora/clean", json={"runs": ["chat/old"], "archive_to": str(elsewhere)},
+                       headers={"x-csrf-token": bob_csrf})
+        assert api.status_code == 403
+        assert preview(bob, bob_csrf, cold)[0] == 200
+        assert preview(bob, bob_csrf, cold / "lora")[0] == 200  # inside a configured folder
+        assert preview(ada, ada_csrf, elsewhere)[0] == 200  # a full admin chooses freely
+    assert (root / "chat" / "old").is_dir() and not elsewhere.exists()

@@ -35,8 +35,10 @@ from fastapi.responses import HTMLResponse, JSONResponse, Response
 from fastapi.templating import Jinja2Templates
 from pydantic import BaseModel
 
+from tbhub.adapters.db.accounts import AccountStore
 from tbhub.adapters.storage.remote import is_url
 from tbhub.core.accounts import Role
+from tbhub.core.archive_places import overlapping_endpoint, within_any
 from tbhub.core.cleanup import CleanupLimits, CleanupPlan, PlanRefused, build_plan
 from tbhub.core.models import RunSummary
 from tbhub.core.retention import RetentionPlan
@@ -102,12 +104,18 @@ def _limit(configured: int | None, asked: int | None) -> int | None:
     return min(given) if given else None
 
 
-def _inside(path: Path, root: Path) -> bool:
-    try:
-        path.relative_to(root)
-    except ValueError:
-        return False
-    return True
+class Forbidden(TbhubError):
+    """The signed-in user may not do this here."""
+
+    http_status = 403
+
+
+def configured_archive_places(hub: Hub) -> list[str]:
+    """Every ``archive_to`` of the retention policies, of any endpoint or dataset rule."""
+    found = []
+    for policy in hub.config.retention_policies().values():
+        found += [policy.default.archive_to, *(rule.archive_to for _, rule in policy.datasets)]
+    return sorted({a for a in found if a})
 
 
 class CleanRuns:
@@ -121,23 +129,30 @@ class CleanRuns:
         (inventory,) = scan_endpoints(self.hub.config, [endpoint], state=self.hub.state, workers=1)
         return sorted(inventory.runs, key=lambda r: r.last_modified_ns)  # oldest first, as the CLI lists
 
-    def check_archive_to(self, value: str | None) -> str | None:
-        """An absolute folder on the hub's machine or an object-storage URL, outside every log root."""
+    def check_archive_to(self, value: str | None, *, full_admin: bool) -> str | None:
+        """An absolute folder on the hub's machine or an object-storage URL, outside every log root (and
+        holding none). Only a full admin may name a place outside the configured archive folders (the
+        ``archive_to`` of the retention policies): an admin of one endpoint must not choose where the hub
+        process writes."""
         if not value:
             return None
         if is_url(value):
-            for spec in self.hub.config.endpoint_specs():
-                if is_url(spec.logdir) and (value.rstrip("/") + "/").startswith(spec.logdir.rstrip("/") + "/"):
-                    raise UsageError(f"archive folder {value!r} is inside the log root of {spec.name!r}")
-            return value.rstrip("/")
-        dest = Path(value).expanduser()
-        if not dest.is_absolute():
-            raise UsageError(f"archive folder {value!r}: give an absolute path on the hub's machine")
-        real = Path(os.path.realpath(dest))
-        for spec in self.hub.config.endpoint_specs():
-            if "://" not in spec.logdir and _inside(real, Path(os.path.realpath(spec.logdir))):
-                raise UsageError(f"archive folder {value!r} is inside the log root of {spec.name!r}")
-        return str(dest)
+            dest = value.rstrip("/")
+        else:
+            path = Path(value).expanduser()
+            if not path.is_absolute():
+                raise UsageError(f"archive folder {value!r}: give an absolute path on the hub's machine")
+            dest = str(path)
+        roots = {spec.name: spec.logdir for spec in self.hub.config.endpoint_specs()}
+        endpoint = overlapping_endpoint(dest, roots)
+        if endpoint is not None:
+            raise UsageError(f"archive folder {value!r} overlaps the log root of {endpoint!r}")
+        if not full_admin and not within_any(dest, configured_archive_places(self.hub)):
+            raise Forbidden(
+                f"archive folder {value!r} is not one of the configured archive folders: only an admin of "
+                "every endpoint may choose another"
+            )
+        return dest
 
     def limits(self, request: CleanRequest) -> CleanupLimits:
         policy = self.hub.config.retention_policies().get(request.endpoint)
@@ -252,6 +267,17 @@ def add_admin_routes(
     context: Callable[[Request], dict[str, Any]],
 ) -> None:
     cleaner = CleanRuns(hub)
+    accounts = AccountStore(hub.state.engine)
+
+    def full_admin(request: Request) -> bool:
+        """An admin of every endpoint, not one raised to admin by a grant on the endpoint at hand."""
+        user = current_user(request)
+        if user is None or user.role < Role.ADMIN:
+            return False
+        if user.id is None:  # no login, a proxy user without an account, a token: never raised by a grant
+            return True
+        row = accounts.user(user.name)
+        return row is not None and row.role >= Role.ADMIN
     # The runs table links to its clean page for whoever is an admin on that endpoint.
     access.scope("endpoint_page", "path")
 
@@ -259,9 +285,9 @@ def add_admin_routes(
         user = current_user(request)
         return f"{user.name} (hub)" if user else "hub"
 
-    def clean_request(endpoint: str, form: dict[str, list[str]]) -> CleanRequest:
-        archive = cleaner.check_archive_to(_last(form, "archive_to").strip()) if _last(form, "mode") == "archive" \
-            else None
+    def clean_request(request: Request, endpoint: str, form: dict[str, list[str]]) -> CleanRequest:
+        archive = cleaner.check_archive_to(_last(form, "archive_to").strip(), full_admin=full_admin(request)) \
+            if _last(form, "mode") == "archive" else None
         if _last(form, "mode") == "archive" and archive is None:
             raise UsageError("archive first: name the archive folder")
         return CleanRequest(endpoint, tuple(p.strip("/") for p in form.get("run", []) if p.strip("/")), archive,
@@ -321,22 +347,22 @@ def add_admin_routes(
     def preview(request: Request, name: str, form: dict[str, list[str]], status: int = 200,
                 error: str | None = None) -> Response:
         try:
-            wanted = clean_request(name, form)
+            wanted = clean_request(request, name, form)
             plan = cleaner.plan(wanted)
-        except UsageError as refused:
+        except (UsageError, Forbidden) as refused:
             return again(request, name, form, refused)
         return page(request, name, "preview", status, plan=plan, wanted=wanted, form=form,
                     digest=clean_digest(plan, wanted.archive_to), error=error)
 
     def execute(request: Request, name: str, form: dict[str, list[str]]) -> Response:
         try:
-            wanted = clean_request(name, form)
+            wanted = clean_request(request, name, form)
             if _last(form, "confirm") != "yes" or not _last(form, "plan"):
                 raise UsageError("confirm the preview first: nothing was deleted")
             plan, report = cleaner.execute(wanted, _last(form, "plan"), who(request))
         except PlanChanged as changed:
             return preview(request, name, form, changed.http_status, changed.message)
-        except (UsageError, Busy) as refused:
+        except (UsageError, Busy, Forbidden) as refused:
             return again(request, name, form, refused)
         return page(request, name, "done", 200, plan=plan, report=report, wanted=wanted)
 
@@ -363,7 +389,8 @@ def add_admin_routes(
         archives each run first. The dry run answers ``plan``, a digest: pass it back with
         ``dry_run: false`` and the cleanup happens only if the plan is still the same (else 409). Admin."""
         hub.spec(name)
-        wanted = CleanRequest(name, tuple(p.strip("/") for p in body.runs), cleaner.check_archive_to(body.archive_to),
+        archive = cleaner.check_archive_to(body.archive_to, full_admin=full_admin(request))
+        wanted = CleanRequest(name, tuple(p.strip("/") for p in body.runs), archive,
                               body.max_delete, _size_field(body.max_bytes, "max_bytes"))
         if body.dry_run:
             plan = cleaner.plan(wanted)
