@@ -74,6 +74,42 @@ def test_restore_of_unknown_endpoint_and_missing_archive(tmp_path: Path) -> None
     assert r.returncode == 2 and "does not exist" in r.stderr
 
 
+@pytest.mark.parametrize("link", ["dataset", "deeper"])
+def test_restore_never_follows_a_symlinked_folder_out_of_the_log_root(tmp_path: Path, link: str) -> None:
+    root, cold, home, outside = tmp_path / "logs", tmp_path / "cold", tmp_path / "home", tmp_path / "outside"
+    write_scalar_file(root / "dolly" / "keras", range(50))
+    age(root, 20)
+    cleaned = tbhub(home, "clean", str(root), "--select", "all", "--yes", "--archive-to", str(cold))
+    assert cleaned.returncode == 0, cleaned.stderr
+    (archive,) = list_archives(cold)
+    outside.mkdir()
+    shutil.rmtree(root / "dolly")
+    if link == "dataset":  # the dataset folder itself now leads out of the root
+        (root / "dolly").symlink_to(outside)
+    else:  # through a chain of links
+        (tmp_path / "elsewhere").mkdir()
+        (root / "dolly").symlink_to(tmp_path / "elsewhere" / "ds", target_is_directory=True)
+        (tmp_path / "elsewhere" / "ds").symlink_to(outside)
+    restored = tbhub(home, "restore", str(archive.archive), "--logdir", f"{root.name}={root}")
+    assert restored.returncode == 1 and "outside the log root" in restored.stderr
+    assert len(restored.stderr.strip().splitlines()) == 1 and "Traceback" not in restored.stderr
+    assert list(outside.iterdir()) == []  # nothing landed outside, not even the temporary folder
+    assert list_archives(cold) == [archive]
+
+
+def test_restore_creates_missing_dataset_folders_inside_the_root(tmp_path: Path) -> None:
+    root, cold, home = tmp_path / "logs", tmp_path / "cold", tmp_path / "home"
+    write_scalar_file(root / "dolly" / "keras", range(50))
+    age(root, 20)
+    before = fingerprint(root / "dolly" / "keras")
+    assert tbhub(home, "clean", str(root), "--select", "all", "--yes", "--archive-to", str(cold)).returncode == 0
+    shutil.rmtree(root / "dolly")
+    (archive,) = list_archives(cold)
+    restored = tbhub(home, "restore", str(archive.archive), "--logdir", f"{root.name}={root}")
+    assert restored.returncode == 0, restored.stderr
+    assert fingerprint(root / "dolly" / "keras") == before
+
+
 @pytest.mark.slow
 def test_sigkill_at_random_moments_never_loses_a_run(tmp_path: Path) -> None:
     """20+ kills during archive and delete: every run is complete in place, or archived and verified."""

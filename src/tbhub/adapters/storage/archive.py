@@ -1324,8 +1324,8 @@ class _Restorer(_Visitor):
         if os.path.lexists(target):
             raise ArchiveError(f"{target} already exists: not restoring over it")
         temp = target.parent / f"{RESTORE_PREFIX}{_shorten(target.name)}-{os.getpid()}-{secrets.token_hex(4)}"
+        _make_parents_inside(self.root, target)
         try:
-            target.parent.mkdir(parents=True, exist_ok=True)
             temp.mkdir()
         except OSError as e:
             raise ArchiveError(_io_line(e, "creating", temp)) from e
@@ -1375,6 +1375,7 @@ class _Restorer(_Visitor):
                     os.utime(path, ns=(mtime, mtime))
             except OSError as e:
                 raise ArchiveError(_io_line(e, "restoring metadata of", path)) from e
+        _check_parent_inside(self.root, target)  # again: a folder may have become a symlink meanwhile
         # mkdir claims the name atomically (EEXIST if anything is there); renaming a folder onto our
         # own empty folder then replaces it atomically, and fails if anything was put inside meanwhile.
         try:
@@ -1401,6 +1402,31 @@ class _Restorer(_Visitor):
         if self.reserved and self.target is not None:
             with contextlib.suppress(OSError):
                 self.target.rmdir()  # only ever our own empty placeholder
+
+
+def _check_parent_inside(root: Path, target: Path) -> None:
+    """Refuse a target whose parent folder resolves outside ``root`` (a symlinked dataset folder)."""
+    real_root = os.path.realpath(root)
+    real = os.path.realpath(target.parent)
+    if real != real_root and not real.startswith(real_root.rstrip(os.sep) + os.sep):
+        raise ArchiveError(f"{target.parent} leads outside the log root {root} (to {real}): not restoring there")
+
+
+def _make_parents_inside(root: Path, target: Path) -> None:
+    """Create the folders between ``root`` and ``target`` one by one, each checked to resolve inside
+    ``root`` before anything is created in it: a dataset folder that is a symlink out of the log root
+    must not carry the restored files elsewhere."""
+    folder = root
+    for part in target.relative_to(root).parts[:-1]:
+        folder = folder / part
+        _check_parent_inside(root, folder / "x")
+        try:
+            folder.mkdir()
+        except FileExistsError:
+            pass
+        except OSError as e:
+            raise ArchiveError(_io_line(e, "creating", folder)) from e
+    _check_parent_inside(root, target)
 
 
 def restore_archive(
