@@ -10,13 +10,33 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass
-from urllib.parse import quote
+from urllib.parse import quote, urlsplit
 
-__all__ = ["DASHBOARDS", "Bookmark", "tensorboard_url"]
+__all__ = ["DASHBOARDS", "Bookmark", "stays_on_hub", "tensorboard_url"]
 
 #: TensorBoard's dashboards that read the run and tag filters from the fragment.
 DASHBOARDS = ("scalars", "timeseries", "images", "histograms", "distributions", "graphs", "text", "hparams")
 _NAME = re.compile(r"^[\w][\w .:/+-]{0,127}$")
+_CONTROL = re.compile(r"[\x00-\x1f\x7f]")
+_PROBE = "hub.invalid"
+
+
+def stays_on_hub(page: str) -> bool:
+    """Whether a browser following ``page`` as a link on the hub stays on the hub.
+
+    Browsers parse links the WHATWG URL way, not as written: they drop tabs and line breaks anywhere
+    and leading or trailing controls and spaces, and in http(s) URLs a backslash is a slash. So
+    ``/\\evil.example/phish`` and ``/\\t/evil.example`` (a real tab) are ``//evil.example/...``:
+    another host. A page is accepted only if it is a path (``/`` but not ``//``) once read that way,
+    and holds no control character at all.
+    """
+    if not page.startswith("/") or _CONTROL.search(page):
+        return False
+    seen = page.strip(" ").replace("\\", "/")
+    if seen.startswith("//"):
+        return False
+    parts = urlsplit(f"http://{_PROBE}{seen}")
+    return parts.netloc == _PROBE and parts.path.startswith("/")
 
 
 @dataclass(frozen=True, slots=True)
@@ -40,7 +60,7 @@ class Bookmark:
             raise ValueError(f"bookmark name {self.name!r}: letters, digits, spaces and . : / + - (up to 128)")
         if (self.endpoint is None) == (self.page is None):
             raise ValueError("a bookmark names either an endpoint (a TensorBoard view) or a hub page")
-        if self.page is not None and (not self.page.startswith("/") or self.page.startswith("//")):
+        if self.page is not None and not stays_on_hub(self.page):
             raise ValueError(f"a hub page is a path on the hub, like /compare?tags=loss, not {self.page!r}")
         if self.dashboard not in DASHBOARDS:
             raise ValueError(f"unknown dashboard {self.dashboard!r} ({', '.join(DASHBOARDS)})")

@@ -7,6 +7,7 @@ where they always were (``StateStore.pin``), because retention reads them there.
 
 from __future__ import annotations
 
+import logging
 import re
 import time
 from dataclasses import dataclass
@@ -21,6 +22,7 @@ from tbhub.errors import UnknownEndpoint, UsageError
 
 __all__ = ["NOTE_MAX", "TAG", "AnnotationStore", "Note"]
 
+log = logging.getLogger(__name__)
 TAG = re.compile(r"^[\w][\w.:/+-]{0,63}$")
 NOTE_MAX = 20_000
 
@@ -163,9 +165,17 @@ class AnnotationStore:
         return Bookmark(**{**values, "id": bookmark_id})  # type: ignore[arg-type]
 
     def bookmarks(self) -> list[Bookmark]:
+        """Every bookmark, by name. One saved before a rule tightened (a page that leaves the hub, say)
+        is left out with a warning: it must neither be shown as a link nor break the list."""
         with self.engine.connect() as connection:
             rows = connection.execute(select(bookmarks).order_by(bookmarks.c.name))
-            return [Bookmark(**dict(r._mapping)) for r in rows]
+            out = []
+            for row in rows:
+                try:
+                    out.append(Bookmark(**dict(row._mapping)))
+                except ValueError as error:
+                    log.warning("bookmark %s is not shown: %s", row.id, error)
+            return out
 
     def remove_bookmark(self, key: str) -> bool:
         """Remove by name or by id."""

@@ -47,6 +47,8 @@ from tbhub.interfaces.records import age_style, compare_record, iso_utc, usage_r
 from tbhub.interfaces.web.admin import add_admin_routes
 from tbhub.interfaces.web.annotate import add_annotation_routes, run_marks
 from tbhub.interfaces.web.auth import AuthMiddleware, RoleTable, current_user
+from tbhub.interfaces.web.hardening import HardeningMiddleware
+from tbhub.interfaces.web.links import HubLinks
 from tbhub.interfaces.web.login import add_login_routes
 from tbhub.interfaces.web.markup import render_note
 from tbhub.interfaces.web.metrics import add_metrics
@@ -106,8 +108,8 @@ def _endpoint_json(view: EndpointView, request: Request, now_ns: int) -> dict[st
             "error": view.mirror.error,
         },
         "port": view.spec.port,
-        "url": str(request.url_for("tensorboard_root", name=view.spec.name, path="")),
-        "direct_url": _direct_url(view, request),
+        "url": request.app.state.links.tensorboard(view.spec.name),
+        "direct_url": request.app.state.links.direct(view.spec.name, view.spec.port),
         "runs": len(view.runs),
         "size_bytes": view.size_bytes,
         "event_count": sum(r.event_count for r in view.runs),
@@ -129,13 +131,6 @@ def _endpoint_json(view: EndpointView, request: Request, now_ns: int) -> dict[st
             "error": view.last_scan.error,
         },
     }
-
-
-def _direct_url(view: EndpointView, request: Request) -> str:
-    host = request.url.hostname or "127.0.0.1"
-    if ":" in host:
-        host = f"[{host}]"
-    return f"{request.url.scheme}://{host}:{view.spec.port}/tb/{view.spec.name}/"
 
 
 def _retention_status(hub: Hub, now: float) -> dict[str, Any]:
@@ -649,5 +644,7 @@ def create_app(
     add_annotation_routes(app, hub, annotations, templates, access, context)
     add_admin_routes(app, hub, templates, access, context)
     add_rule_routes(app, hub, templates, access, context)
-    add_metrics(app, hub, access, leadership)  # last: its request middleware is the outermost
+    add_metrics(app, hub, access, leadership)
+    app.state.links = HubLinks(hub.config.server.public_url, hub.config.server.host)
+    app.add_middleware(HardeningMiddleware)  # last: the outermost, so every request passes it first
     return app
