@@ -8,6 +8,7 @@ import sys
 from typing import Annotated
 
 import typer
+from rich.markup import escape
 from rich.table import Table
 
 from tbhub.errors import DeliveryError, UsageError
@@ -50,7 +51,9 @@ ChannelArg = Annotated[str, typer.Argument(help="The channel's name (name = ... 
 
 @notify_app.command("test")
 def notify_test(channel: ChannelArg, config: ConfigOpt = None) -> None:
-    """Send a test message through CHANNEL; a channel disabled by a failure is enabled again on success."""
+    """Send a test message through CHANNEL; a channel disabled by a failure is enabled again on success.
+
+    A failed test leaves the channel as it was: only the alert engine's own deliveries disable it."""
     from tbhub.watch import AlertEngine
 
     cfg = config_from(config, None, None)
@@ -63,7 +66,8 @@ def notify_test(channel: ChannelArg, config: ConfigOpt = None) -> None:
         try:
             engine.send_test(channel)
         except DeliveryError as error:
-            output_console().print(f"[red]not delivered:[/] {error.message}", soft_wrap=True)
+            # The message quotes the receiver's answer: text, never console markup.
+            output_console().print(f"[red]not delivered:[/] {escape(error.message)}", soft_wrap=True)
             raise typer.Exit(1) from None
     finally:
         state.dispose()
