@@ -37,6 +37,7 @@ from tbhub.adapters.notifiers import EmailNotifier, SlackNotifier, Undeliverable
 from tbhub.adapters.scalar_decoder import ProtobufDecoder
 from tbhub.config import AlertsConfig, Config, EndpointAlertsConfig, NotifyConfig, StatusRuleConfig
 from tbhub.core.models import Alert, EndpointSpec, RunStatus, RunSummary
+from tbhub.core.names import shown
 from tbhub.core.ports import Notifier
 from tbhub.core.scalars import TagSummary
 from tbhub.core.status import StatusRules, StatusVerdict
@@ -236,7 +237,8 @@ class AlertEngine:
     def run_url(self, run: RunSummary) -> str:
         from urllib.parse import quote
 
-        return f"{self.hub_url}/tb/{run.endpoint}/#scalars&regexInput={quote(run.dataset + '/' + run.run)}"
+        # Escaped as the hub shows it: a name that is not UTF-8 cannot be percent-encoded as text.
+        return f"{self.hub_url}/tb/{run.endpoint}/#scalars&regexInput={quote(shown(run.dataset + '/' + run.run))}"
 
     def evaluate(self, endpoint: EndpointSpec, runs: list[RunSummary]) -> list[Alert]:
         """Decide every run's status; record (and return) an alert for each change into an alerted status.
