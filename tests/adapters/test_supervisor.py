@@ -363,28 +363,59 @@ time.sleep(600)
 """
 
 
-def test_start_stops_children_of_a_hard_killed_hub(tmp_path: Path) -> None:
-    """A SIGKILLed hub runs no atexit hook: its TensorBoard keeps the port until the next start()."""
-    write_root(tmp_path / "root")
-    spec = spec_for("crash", tmp_path / "root", tmp_path / "state")
+def _hub_with_one_child(spec: ChildSpec) -> tuple[subprocess.Popen[str], list[psutil.Process]]:
+    """A hub process supervising ``spec``'s TensorBoard, and that child's group (leader first)."""
     hub = subprocess.Popen(
         [sys.executable, "-c", HUB_SCRIPT, spec.name, spec.logdir, str(spec.port), str(spec.log_path)],
         stdout=subprocess.PIPE,
         text=True,
     )
+    assert hub.stdout is not None
+    pid = int(hub.stdout.readline())
+    hub.stdout.close()
+    wait_for(lambda: len(group_of(pid)) > 1, 30, "the data server to start")
+    return hub, group_of(pid)
+
+
+def test_children_die_with_a_hard_killed_hub(tmp_path: Path) -> None:
+    """A SIGKILLed hub runs no atexit hook: its TensorBoard and data server must die with it anyway."""
+    write_root(tmp_path / "root")
+    spec = spec_for("crash", tmp_path / "root", tmp_path / "state")
+    hub, group = _hub_with_one_child(spec)
     try:
-        assert hub.stdout is not None
-        orphan = group_of(int(hub.stdout.readline()))
         hub.kill()
         hub.wait(10)
-        hub.stdout.close()
-        assert not any(gone(p) for p in orphan), "the dead hub's TensorBoard lives on"
+        wait_for(lambda: all(gone(p) for p in group), 10, "the dead hub's TensorBoard and data server to exit")
+        with socket.socket() as sock:
+            sock.bind(("127.0.0.1", spec.port))  # the port is free again
+    finally:
+        hub.kill()
+        hub.wait(10)
+        for proc in processes_mentioning(str(tmp_path)):
+            proc.kill()
+
+
+def test_start_stops_what_a_hard_killed_hub_left(tmp_path: Path) -> None:
+    """A data server that could not exit with its TensorBoard (stopped here) outlives a SIGKILLed hub;
+    the next start() finds its group from the pid file and stops it before launching anything."""
+    write_root(tmp_path / "root")
+    spec = spec_for("crash", tmp_path / "root", tmp_path / "state")
+    hub, (leader, *members) = _hub_with_one_child(spec)
+    try:
+        for member in members:
+            member.suspend()
+        hub.kill()
+        hub.wait(10)
+        leader.kill()  # whether or not it died with the hub
+        wait_for(lambda: gone(leader), 10, "the TensorBoard to exit")
+        time.sleep(1.0)
+        assert not any(gone(p) for p in members), "the stopped data server lives on"
 
         sup = TensorBoardSupervisor([spec], timing=TIMING)
         try:
-            (outcome,) = sup.start()  # no ServeError: the orphan was stopped first
+            (outcome,) = sup.start()
             assert isinstance(outcome, StartLaunched)
-            assert all(gone(p) for p in orphan)
+            assert all(gone(p) for p in members)
             assert sup.wait_ready(60)
         finally:
             sup.stop()

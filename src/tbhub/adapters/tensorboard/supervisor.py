@@ -27,9 +27,10 @@ Invariants:
   waiting on a process or the network.
 - Restart history is an append-only tuple of frozen ``RestartRecord`` values.
 
-Safety nets for the hub process itself: an ``atexit`` hook stops every child, and a pid file next to
-each child's log lets the next ``start()`` kill children that a hard-killed hub left behind (they
-would otherwise hold the ports).
+Safety nets for the hub process itself: an ``atexit`` hook stops every child; each child gets SIGKILL
+when the hub dies (``lifeline``); a pid file next to each child's log lets the next ``start()`` stop
+what a hard-killed hub still left behind (``reaper``). Children see only the environment they need
+(``environment``: none of the hub's secrets).
 """
 
 from __future__ import annotations
@@ -54,9 +55,13 @@ from pathlib import Path
 from typing import IO
 
 import httpx
-import psutil
 
 from tbhub.adapters.storage.mirror import MANIFEST as MIRROR_MANIFEST
+from tbhub.adapters.tensorboard.environment import child_environment
+from tbhub.adapters.tensorboard.lifeline import dying_with_parent
+from tbhub.adapters.tensorboard.reaper import group_alive as _group_alive
+from tbhub.adapters.tensorboard.reaper import reap_leftovers, write_pid_file
+from tbhub.adapters.tensorboard.reaper import signal_group as _signal_group
 from tbhub.core.models import EndpointSpec
 from tbhub.errors import ConfigError, ServeError, UnknownEndpoint
 
@@ -430,7 +435,7 @@ class TensorBoardSupervisor:
                 raise ServeError("the TensorBoard supervisor was already started or stopped")
             self._started = True
         for spec in self._specs:
-            _reap_stale(spec, self._timing.stop_grace)
+            reap_leftovers(spec.name, spec.pid_path, spec.path_prefix, self._timing.stop_grace)
         problems = [p for s in self._specs if (p := _port_problem(s)) is not None]
         if problems:
             with self._lock:
@@ -603,11 +608,11 @@ class TensorBoardSupervisor:
             with open(spec.log_path, "ab") as log_file:
                 _write_marker(log_file, f"{_LAUNCH_MARKER} {shlex.join(cmd)}")
                 proc = subprocess.Popen(
-                    cmd,
+                    dying_with_parent(cmd, self._python),
                     stdin=subprocess.DEVNULL,
                     stdout=log_file,
                     stderr=subprocess.STDOUT,
-                    env=self._env,
+                    env=child_environment(self._env, reads_url=spec.is_remote),
                     # Own session → own process group, so the data server can be signalled with it.
                     start_new_session=True,
                 )
@@ -620,7 +625,7 @@ class TensorBoardSupervisor:
             logger.error("endpoint %s: %s", spec.name, message)
             return StartFailed(spec.name, message)
         self._groups[proc.pid] = proc
-        _write_pid_file(spec.pid_path, proc.pid)
+        write_pid_file(spec.pid_path, proc.pid)
         child.proc = proc
         child.state = ChildState.STARTING
         child.started_at = time.time()
@@ -817,20 +822,6 @@ def _port_problem(spec: ChildSpec) -> str | None:
     return None
 
 
-def _signal_group(pgid: int, sig: signal.Signals) -> None:
-    with contextlib.suppress(ProcessLookupError, PermissionError):
-        os.killpg(pgid, sig)
-
-
-def _group_alive(pgid: int) -> bool:
-    """Whether any process is left in the group. A permission error means the id was reused."""
-    try:
-        os.killpg(pgid, 0)
-    except (ProcessLookupError, PermissionError):
-        return False
-    return True
-
-
 def _wait_groups(procs: Sequence[subprocess.Popen[bytes]], deadline: float) -> bool:
     """Reap the leaders and wait until every group is empty; ``False`` at the deadline."""
     while True:
@@ -907,45 +898,3 @@ def _write_marker(log_file: IO[bytes], text: str) -> None:
     stamp = time.strftime("%Y-%m-%dT%H:%M:%S%z")
     log_file.write(f"{text} ({stamp})\n".encode())
     log_file.flush()
-
-
-def _write_pid_file(path: Path, pid: int) -> None:
-    try:
-        created = psutil.Process(pid).create_time()
-    except psutil.Error:
-        created = 0.0
-    with contextlib.suppress(OSError):
-        path.write_text(f"{pid} {created!r}\n")
-
-
-def _reap_stale(spec: ChildSpec, grace: float) -> None:
-    """Stop the group of a child an earlier, hard-killed hub left running (it would hold the port).
-
-    Only a process whose pid, start time and command line (``tensorboard.main`` with this child's
-    ``--path_prefix``) all match the pid file is touched.
-    """
-    try:
-        pid_text, created_text = spec.pid_path.read_text().split()
-        pid, created = int(pid_text), float(created_text)
-    except (OSError, ValueError):
-        return
-    try:
-        proc = psutil.Process(pid)
-        cmdline = proc.cmdline()
-        same = abs(proc.create_time() - created) < 1.0 and "tensorboard.main" in cmdline
-        same = same and spec.path_prefix in cmdline and os.getpgid(pid) == pid
-    except (psutil.Error, OSError):
-        same = False
-    if same:
-        logger.warning("endpoint %s: stopping TensorBoard pid %d left by an earlier run", spec.name, pid)
-        _signal_group(pid, signal.SIGTERM)
-        _signal_group(pid, signal.SIGCONT)
-        deadline = time.monotonic() + grace
-        while _group_alive(pid) and time.monotonic() < deadline:
-            time.sleep(0.05)
-        _signal_group(pid, signal.SIGKILL)
-        deadline = time.monotonic() + 2.0
-        while _group_alive(pid) and time.monotonic() < deadline:
-            time.sleep(0.05)
-    with contextlib.suppress(OSError):
-        spec.pid_path.unlink()

@@ -52,7 +52,7 @@ from tbhub.interfaces.web.links import HubLinks
 from tbhub.interfaces.web.login import add_login_routes
 from tbhub.interfaces.web.markup import render_note
 from tbhub.interfaces.web.metrics import add_metrics
-from tbhub.interfaces.web.proxy import TensorBoardProxy
+from tbhub.interfaces.web.proxy import PROXY_TIMEOUT, TensorBoardProxy
 from tbhub.interfaces.web.rules import add_rule_routes
 from tbhub.manage import apply_retention
 from tbhub.watch import AlertEngine
@@ -316,7 +316,7 @@ def create_app(
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         if start_supervisor and hub.supervisor is not None:
             await asyncio.to_thread(hub.supervisor.start)
-        client = httpx.AsyncClient(timeout=httpx.Timeout(120.0, connect=5.0), trust_env=False, follow_redirects=False)
+        client = httpx.AsyncClient(timeout=PROXY_TIMEOUT, trust_env=False, follow_redirects=False)
         # httpx would add its own Accept-Encoding (gzip) and User-Agent; the browser's headers are
         # forwarded as they are, so a client that asked for no compression gets none.
         client.headers.clear()
