@@ -148,8 +148,8 @@ class HardeningMiddleware:
                         out[name] = value
                 if "x-frame-options" not in out:
                     out["x-frame-options"] = "SAMEORIGIN"
-                # A second policy: the browser enforces both, TensorBoard's (which allows any
-                # frame-ancestors) and this one.
+                # A second policy: the browser enforces both, TensorBoard's (which does not limit
+                # framing) and this one.
                 out.append("content-security-policy", "frame-ancestors 'self'")
             await send(message)
 
