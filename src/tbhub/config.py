@@ -425,6 +425,21 @@ class AuthConfig(_Strict):
             raise ValueError("session_max_age must be positive")
         return value
 
+    @field_validator("trusted_proxies")
+    @classmethod
+    def _proxies(cls, value: list[str]) -> list[str]:
+        # An entry that does not parse is an error, not skipped: the setting would look right while the
+        # proxy it meant is not trusted (uvicorn, for one, keeps such entries as literal host names).
+        import ipaddress
+
+        for entry in value:
+            try:
+                ipaddress.ip_network(entry.strip(), strict=False)
+            except ValueError:
+                raise ValueError(f"{entry!r} is not an IP address or network (10.0.0.5, "
+                                 "10.0.0.0/8, ::1)") from None
+        return [entry.strip() for entry in value]
+
     @property
     def enabled(self) -> bool:
         return self.mode != "none"

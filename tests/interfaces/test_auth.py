@@ -84,6 +84,7 @@ ROUTES: dict[str, Case] = {
     "api_bookmarks": Case("GET", "/api/bookmarks", API),
     "api_me": Case("GET", "/api/me", API),
     "api_users": Case("GET", "/api/users", (401, 403, 403, 200)),
+    "api_login_failures": Case("GET", "/api/login-failures", (401, 403, 403, 200)),
     "openapi": Case("GET", "/openapi.json", API),
     "swagger_ui_html": Case("GET", "/docs", PAGE),
     "swagger_ui_redirect": Case("GET", "/docs/oauth2-redirect", PAGE),

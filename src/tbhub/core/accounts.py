@@ -52,12 +52,17 @@ ROLES = tuple(str(r) for r in Role)
 
 @dataclass(frozen=True, slots=True)
 class User:
-    """Who a request acts as. ``via`` says how it authenticated: session, token, proxy or none."""
+    """Who a request acts as. ``via`` says how it authenticated: session, token, proxy or none.
+    ``endpoints``: the only endpoints it may act on (an API token limited to some); ``None``: all."""
 
     name: str
     role: Role
     via: str
     id: int | None = None
+    endpoints: frozenset[str] | None = None
+
+    def may_use(self, endpoint: str) -> bool:
+        return self.endpoints is None or endpoint in self.endpoints
 
 
 # scrypt cost: 16 MiB of memory and about 50 ms per check; OWASP's minimum is N=2**17 with r=8 at

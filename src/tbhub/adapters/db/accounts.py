@@ -2,19 +2,24 @@
 
 Every secret is stored as its SHA-256 (``token_digest``) and every password as scrypt; the clear
 values exist only in the return value of the call that made them. Sessions and setup links carry
-their expiry; a lookup after it finds nothing (and the row is removed).
+their expiry; a lookup after it finds nothing (and the row is removed). A setup link works only
+while no admin exists, once: using one, or any admin coming to be, spends every outstanding link.
+An API token may be limited to some endpoints (``User.endpoints``) and never has a role above its
+creator's.
 """
 
 from __future__ import annotations
 
 import functools
+import json
 import time
 from dataclasses import dataclass
 
-from sqlalchemy import Engine, delete, insert, select, update
+from sqlalchemy import Connection, Engine, delete, insert, select, update
 from sqlalchemy.exc import IntegrityError
 
 from tbhub.adapters.db.tables import api_tokens, endpoint_roles, sessions, setup_tokens, users
+from tbhub.adapters.db.throttle import LoginThrottle
 from tbhub.core.accounts import Role, User, hash_password, new_token, token_digest, verify_password
 from tbhub.errors import UsageError
 
@@ -59,6 +64,7 @@ class ApiToken:
     created_at: float
     last_used_at: float | None
     revoked_at: float | None
+    endpoints: tuple[str, ...] | None = None  # None: every endpoint
 
 
 def _check_name(name: str) -> str:
@@ -73,6 +79,7 @@ class AccountStore:
 
     def __init__(self, engine: Engine) -> None:
         self.engine = engine
+        self.throttle = LoginThrottle(engine)
 
     # -- users ----------------------------------------------------------------------------------
     def add_user(self, name: str, role: Role, password: str) -> UserRow:
@@ -87,6 +94,8 @@ class AccountStore:
                                          disabled=False)
                 )
                 user_id = int(result.inserted_primary_key[0])  # type: ignore[index]
+                if role is Role.ADMIN:
+                    _spend_setup_links(connection, now)
         except IntegrityError:
             raise UsageError(f"a user named {name!r} exists already") from None
         return UserRow(user_id, name, role, now, False)
@@ -105,6 +114,8 @@ class AccountStore:
         with self.engine.begin() as connection:
             if not connection.execute(update(users).where(users.c.name == name).values(role=str(role))).rowcount:
                 raise UsageError(f"no user named {name!r}")
+            if role is Role.ADMIN:
+                _spend_setup_links(connection, time.time())
 
     def remove_user(self, name: str) -> None:
         with self.engine.begin() as connection:
@@ -124,10 +135,7 @@ class AccountStore:
 
     def has_admin(self) -> bool:
         with self.engine.connect() as connection:
-            row = connection.execute(
-                select(users.c.id).where(users.c.role == str(Role.ADMIN), users.c.disabled.is_(False)).limit(1)
-            ).first()
-            return row is not None
+            return _has_admin(connection)
 
     def authenticate(self, name: str, password: str) -> User | None:
         """The user when the password matches; ``None`` otherwise (unknown name or disabled alike)."""
@@ -228,17 +236,34 @@ class AccountStore:
             connection.execute(delete(sessions).where(sessions.c.token_hash == token_digest(token)))
 
     # -- API tokens -----------------------------------------------------------------------------
-    def create_token(self, name: str, role: Role, created_by: str) -> tuple[str, ApiToken]:
-        """A new API token: the secret (shown once, never stored) and its record."""
+    def create_token(self, name: str, role: Role, created_by: str, *, endpoints: list[str] | None = None,
+                     creator: User | None = None) -> tuple[str, ApiToken]:
+        """A new API token: the secret (shown once, never stored) and its record.
+
+        ``endpoints``: the only endpoints it may act on (the caller checks they exist); ``None``: all.
+        ``creator``: who asks (``None``: the shell, which owns the database). A token never gets a role
+        above its creator's, nor endpoints beyond the creator's own: ``UsageError``.
+        """
         name = name.strip()
         if not name or len(name) > 128:
             raise UsageError("a token needs a name of 1 to 128 characters")
+        scope = None if endpoints is None else tuple(sorted(set(endpoints)))
+        if scope is not None and not scope:
+            raise UsageError("a token limited to endpoints needs at least one")
+        if creator is not None:
+            if role > creator.role:
+                raise UsageError(f"{creator.name} is a {creator.role}: a token they create may be "
+                                 f"{creator.role} at most, not {role}")
+            if creator.endpoints is not None and (scope is None or not set(scope) <= creator.endpoints):
+                raise UsageError(f"{creator.name} may act only on {', '.join(sorted(creator.endpoints))}: "
+                                 "so may their tokens")
         secret, now = new_token("tbh_"), time.time()
         with self.engine.begin() as connection:
             result = connection.execute(insert(api_tokens).values(
-                name=name, token_hash=token_digest(secret), role=str(role), created_by=created_by, created_at=now))
+                name=name, token_hash=token_digest(secret), role=str(role), created_by=created_by, created_at=now,
+                endpoints=None if scope is None else json.dumps(list(scope))))
             token_id = int(result.inserted_primary_key[0])  # type: ignore[index]
-        return secret, ApiToken(token_id, name, role, created_by, now, None, None)
+        return secret, ApiToken(token_id, name, role, created_by, now, None, None, scope)
 
     def revoke_token(self, token_id: int) -> bool:
         """``False`` when there is no such token or it was revoked already."""
@@ -252,7 +277,7 @@ class AccountStore:
         with self.engine.connect() as connection:
             rows = connection.execute(select(api_tokens).order_by(api_tokens.c.id))
             return [ApiToken(r.id, r.name, Role.parse(r.role), r.created_by, r.created_at, r.last_used_at,
-                             r.revoked_at) for r in rows]
+                             r.revoked_at, _scope(r.endpoints)) for r in rows]
 
     def token_user(self, secret: str) -> User | None:
         """Who a bearer token acts as (``token:NAME``); ``None`` when unknown or revoked."""
@@ -264,10 +289,13 @@ class AccountStore:
         if row.last_used_at is None or now - row.last_used_at > 60:  # not a write per request
             with self.engine.begin() as connection:
                 connection.execute(update(api_tokens).where(api_tokens.c.id == row.id).values(last_used_at=now))
-        return User(f"token:{row.name}", Role.parse(row.role), "token", None)
+        scope = _scope(row.endpoints)
+        return User(f"token:{row.name}", Role.parse(row.role), "token", None,
+                    None if scope is None else frozenset(scope))
 
     # -- setup links ----------------------------------------------------------------------------
     def create_setup_token(self, ttl_s: float = 86400.0) -> str:
+        """A link that creates the first admin (see ``use_setup_token``)."""
         token, now = new_token(), time.time()
         with self.engine.begin() as connection:
             connection.execute(insert(setup_tokens).values(token_hash=token_digest(token), created_at=now,
@@ -279,35 +307,60 @@ class AccountStore:
             row = connection.execute(
                 select(setup_tokens).where(setup_tokens.c.token_hash == token_digest(token))
             ).first()
-        return row is not None and row.used_at is None and row.expires_at > time.time()
+            admin = _has_admin(connection)
+        return row is not None and row.used_at is None and row.expires_at > time.time() and not admin
 
     def use_setup_token(self, token: str, name: str, password: str) -> UserRow:
-        """Create the first admin with a setup link; the link works once. ``UsageError`` otherwise.
+        """Create the first admin with a setup link. ``UsageError`` when the link is unknown, used or
+        expired, or an admin exists already.
 
-        The link is spent in the same transaction that creates the admin: a refused name (taken,
-        malformed) leaves the link usable for another try.
+        Using a link spends every outstanding one, in the same transaction that creates the admin; a
+        refused name (taken, malformed) rolls all of it back, leaving the link usable for another try.
+        On PostgreSQL the outstanding links are locked first, so two links used at once make one admin.
         """
         name = _check_name(name)
         hashed = hash_password(password)
         now = time.time()
+        mine = token_digest(token)
+        admin_exists = False
         try:
             with self.engine.begin() as connection:
-                used = connection.execute(
-                    update(setup_tokens)
-                    .where(setup_tokens.c.token_hash == token_digest(token), setup_tokens.c.used_at.is_(None),
-                           setup_tokens.c.expires_at > now)
-                    .values(used_at=now)
-                ).rowcount
-                if not used:
+                live = connection.execute(
+                    select(setup_tokens.c.token_hash)
+                    .where(setup_tokens.c.used_at.is_(None), setup_tokens.c.expires_at > now)
+                    .with_for_update()
+                ).scalars().all()
+                if mine not in live:
                     raise UsageError("this setup link was used already or has expired")
-                result = connection.execute(
-                    insert(users).values(name=name, role=str(Role.ADMIN), password_hash=hashed, created_at=now,
-                                         disabled=False)
-                )
-                user_id = int(result.inserted_primary_key[0])  # type: ignore[index]
+                _spend_setup_links(connection, now)
+                admin_exists = _has_admin(connection)
+                if not admin_exists:
+                    result = connection.execute(
+                        insert(users).values(name=name, role=str(Role.ADMIN), password_hash=hashed, created_at=now,
+                                             disabled=False)
+                    )
+                    user_id = int(result.inserted_primary_key[0])  # type: ignore[index]
         except IntegrityError:
             raise UsageError(f"a user named {name!r} exists already") from None
+        if admin_exists:  # the links stay spent (committed above)
+            raise UsageError("this setup link was used already or has expired: an admin exists, log in instead")
         return UserRow(user_id, name, Role.ADMIN, now, False)
+
+
+def _has_admin(connection: Connection) -> bool:
+    row = connection.execute(
+        select(users.c.id).where(users.c.role == str(Role.ADMIN), users.c.disabled.is_(False)).limit(1)
+    ).first()
+    return row is not None
+
+
+def _spend_setup_links(connection: Connection, now: float) -> None:
+    """Once there is an admin, no setup link may make another."""
+    connection.execute(update(setup_tokens).where(setup_tokens.c.used_at.is_(None)).values(used_at=now))
+
+
+def _scope(stored: str | None) -> tuple[str, ...] | None:
+    return None if stored is None else tuple(json.loads(stored))
 
 
 @functools.cache

@@ -38,6 +38,7 @@ __all__ = [
     "event_files",
     "index_generations",
     "leases",
+    "login_failures",
     "metadata",
     "notes",
     "pins",
@@ -270,6 +271,7 @@ api_tokens = Table(
     Column("created_at", Float, nullable=False),
     Column("last_used_at", Float),
     Column("revoked_at", Float),
+    Column("endpoints", Text),  # 0009: a JSON list of the endpoints it may act on; NULL: every endpoint
 )
 
 #: One-time links that create the first admin.
@@ -352,6 +354,19 @@ endpoint_roles = Table(
     Column("granted_by", String(256), nullable=False),
     Column("granted_at", Float, nullable=False),
     PrimaryKeyConstraint("user_id", "endpoint", name="pk_endpoint_roles"),
+)
+
+# -- 0009 --------------------------------------------------------------------------------------------
+#: Recent failed logins, per key (``tbhub.core.throttle``): shared by every replica on the database.
+login_failures = Table(
+    "login_failures",
+    metadata,
+    Column("kind", String(16), nullable=False),
+    Column("subject", String(320), nullable=False),
+    Column("failures", Integer, nullable=False),
+    Column("last_at", Float, nullable=False),
+    PrimaryKeyConstraint("kind", "subject", name="pk_login_failures"),
+    Index("ix_login_failures_last", "last_at"),
 )
 
 # -- alembic's own ----------------------------------------------------------------------------------

@@ -8,7 +8,7 @@ import signal
 import socket
 import sys
 from types import FrameType
-from typing import TYPE_CHECKING, Annotated
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 from rich.console import Console
@@ -22,7 +22,7 @@ from tbhub.tensorboards import tensorboard_supervisor
 if TYPE_CHECKING:
     from tbhub.hub import Hub
 
-__all__ = ["check_port", "run_hub", "serve_command"]
+__all__ = ["check_port", "forwarding", "run_hub", "serve_command"]
 
 log = logging.getLogger("tbhub.serve")
 SWITCH_INTERVAL_S = 0.001
@@ -113,7 +113,7 @@ def run_hub(
         server = uvicorn.Server(
             # Logging is configured above, before the TensorBoards start; uvicorn must not redo it.
             uvicorn.Config(app, host=host, port=port, log_config=None, timeout_graceful_shutdown=3,
-                           access_log=access_log)
+                           access_log=access_log, **forwarding(config))
         )
         # uvicorn re-raises the signal that stopped it once it has shut down; with the default SIGTERM
         # action that would kill this process before the TensorBoards are stopped. Turn it into an
@@ -125,6 +125,14 @@ def run_hub(
             signal.signal(signal.SIGTERM, previous)
     finally:
         hub.close()
+
+
+def forwarding(config: Config) -> dict[str, Any]:
+    """uvicorn's forwarded-header options: off. Left at its defaults, uvicorn rewrites the client
+    address from ``X-Forwarded-For`` whenever the peer is 127.0.0.1 (or ``$FORWARDED_ALLOW_IPS``), and
+    the hub would then take a forged address for the TCP peer. The hub reads those headers itself,
+    only from ``auth.trusted_proxies`` (``tbhub.interfaces.web.forwarded``), and must see the real peer."""
+    return {"proxy_headers": False, "forwarded_allow_ips": list(config.auth.trusted_proxies)}
 
 
 def _offer_setup(hub: Hub, base_url: str, console: Console, *, as_log: bool = False) -> None:

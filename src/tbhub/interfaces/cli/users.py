@@ -17,7 +17,7 @@ from tbhub.adapters.db.accounts import AccountStore
 from tbhub.adapters.db.annotations import AnnotationStore, Note
 from tbhub.adapters.db.store import StateStore
 from tbhub.config import Config
-from tbhub.core.accounts import ROLES, Role
+from tbhub.core.accounts import ROLES, Role, User
 from tbhub.core.bookmarks import DASHBOARDS, Bookmark
 from tbhub.errors import UsageError
 from tbhub.hub import state_store
@@ -162,15 +162,35 @@ def users_remove(name: str, config: ConfigOpt = None) -> None:
 def tokens_create(
     name: Annotated[str, typer.Argument(help="What the token is for (ci-upload).")],
     role: RoleOpt = "viewer",
+    endpoint: Annotated[
+        list[str] | None,
+        typer.Option("--endpoint", "-e", help="Limit it to this endpoint (repeat for several; default: all)."),
+    ] = None,
+    by: Annotated[
+        str | None,
+        typer.Option("--by", metavar="USER", help="Create it for this hub user: no role above theirs."),
+    ] = None,
     config: ConfigOpt = None,
 ) -> None:
     """Create an API token and print it once: only its hash is kept."""
     wanted = _role(role)
-    with _state(config) as (_, state):
-        secret, token = AccountStore(state.engine).create_token(name, wanted, actor())
+    endpoint = None if endpoint == ["all"] else endpoint
+    with _state(config) as (cfg, state):
+        if endpoint:
+            cfg.endpoint_specs(endpoint)
+        accounts = AccountStore(state.engine)
+        creator = None
+        if by is not None:
+            row = accounts.user(by)
+            if row is None or row.disabled:
+                raise UsageError(f"no active user named {by!r}")
+            creator = User(row.name, row.role, "session", row.id)
+        secret, token = accounts.create_token(name, wanted, by or actor(), endpoints=endpoint or None,
+                                              creator=creator)
     print(secret)
-    print(f"token {token.id} ({name}, {wanted}): send it as 'Authorization: Bearer TOKEN'; it is not shown again",
-          file=sys.stderr)
+    where = f"on {', '.join(token.endpoints)}" if token.endpoints else "on every endpoint"
+    print(f"token {token.id} ({name}, {wanted} {where}): send it as 'Authorization: Bearer TOKEN'; "
+          "it is not shown again", file=sys.stderr)
 
 
 @tokens_app.command("list")
@@ -179,14 +199,15 @@ def tokens_list(config: ConfigOpt = None, as_json: JsonOpt = False) -> None:
     with _state(config) as (_, state):
         tokens = AccountStore(state.engine).tokens()
     if as_json:
-        print(json.dumps([{"id": t.id, "name": t.name, "role": str(t.role), "created_by": t.created_by,
-                           "created_at": t.created_at, "last_used_at": t.last_used_at,
+        print(json.dumps([{"id": t.id, "name": t.name, "role": str(t.role),
+                           "endpoints": None if t.endpoints is None else list(t.endpoints),
+                           "created_by": t.created_by, "created_at": t.created_at, "last_used_at": t.last_used_at,
                            "revoked": t.revoked_at is not None} for t in tokens], indent=2))
         return
-    table = Table("id", "name", "role", "by", "created", "last used", "state")
+    table = Table("id", "name", "role", "endpoints", "by", "created", "last used", "state")
     for t in tokens:
-        table.add_row(str(t.id), t.name, str(t.role), t.created_by, _when(t.created_at), _when(t.last_used_at),
-                      "revoked" if t.revoked_at else "active")
+        table.add_row(str(t.id), t.name, str(t.role), "all" if t.endpoints is None else ", ".join(t.endpoints),
+                      t.created_by, _when(t.created_at), _when(t.last_used_at), "revoked" if t.revoked_at else "active")
     output_console().print(table)
 
 

@@ -5,8 +5,10 @@ role is looked up in a ``RoleTable``. Routes in ``PUBLIC`` need nobody; any othe
 table does not know needs ``admin`` (deny by default), and a test fails for such a route.
 
 How a request authenticates, in order: ``[auth] mode = "none"`` (everyone is a local admin; only on
-loopback), ``Authorization: Bearer TOKEN`` (an API token), the trusted proxy's user header (only from
-``auth.trusted_proxies``), the session cookie.
+loopback), ``Authorization: Bearer TOKEN`` (an API token), the trusted proxy's user header (only when
+the TCP peer is one of ``auth.trusted_proxies``: ``forwarded.py``), the session cookie.
+
+An API token limited to some endpoints reaches only those (``token_scope.py``).
 
 Refusals: anonymous page requests are sent to ``/login`` (302); anonymous API calls and TensorBoard
 data calls get 401; a role too low gets 403.
@@ -22,7 +24,6 @@ cookie is not sent on cross-site POSTs.
 from __future__ import annotations
 
 import hmac
-import ipaddress
 import json
 from collections.abc import Callable, Iterable
 from typing import Any, TypeVar
@@ -38,6 +39,8 @@ from tbhub.adapters.db.accounts import AccountStore
 from tbhub.config import AuthConfig
 from tbhub.core.accounts import Role, User, new_token
 from tbhub.errors import UsageError
+from tbhub.interfaces.web.forwarded import TrustedProxies, resolve_client
+from tbhub.interfaces.web.token_scope import filter_metrics, named_endpoint, scope_refusal
 
 __all__ = [
     "CSRF_COOKIE",
@@ -145,22 +148,6 @@ async def read_form_lists(request: Request) -> dict[str, list[str]]:
     return parse_qs((await request.body()).decode(), keep_blank_values=True)
 
 
-def _client_trusted(host: str | None, proxies: list[str]) -> bool:
-    if not host or not proxies:
-        return False
-    try:
-        address = ipaddress.ip_address(host)
-    except ValueError:
-        return False
-    for proxy in proxies:
-        try:
-            if address in ipaddress.ip_network(proxy, strict=False):
-                return True
-        except ValueError:
-            continue
-    return False
-
-
 async def _json(send: Send, status: int, body: dict[str, Any], headers: dict[str, str] | None = None) -> None:
     raw = json.dumps(body).encode()
     out = [(b"content-type", b"application/json"), (b"content-length", str(len(raw)).encode())]
@@ -186,9 +173,11 @@ class AuthMiddleware:
         self.table = table
         self.accounts = accounts
         self.config = config
+        self.proxies = TrustedProxies(config.trusted_proxies)
 
-    def _authenticate(self, scope: Scope) -> tuple[User | None, str | None, bool]:
-        """(user, the session's CSRF token if a session, whether a bearer token failed)."""
+    def _authenticate(self, scope: Scope, from_proxy: bool) -> tuple[User | None, str | None, bool]:
+        """(user, the session's CSRF token if a session, whether a bearer token failed). ``from_proxy``:
+        the TCP peer is a trusted proxy, whose user header is believed."""
         if not self.config.enabled:
             return User("local", Role.ADMIN, "none"), None, False
         headers = Headers(scope=scope)
@@ -196,8 +185,7 @@ class AuthMiddleware:
         if authorization[:7].lower() == "bearer ":
             user = self.accounts.token_user(authorization[7:].strip())
             return user, None, user is None
-        client = scope.get("client")
-        if _client_trusted(client[0] if client else None, self.config.trusted_proxies):
+        if from_proxy:
             name = headers.get(self.config.proxy_header, "").strip()
             if name:
                 row = self.accounts.user(name)
@@ -216,7 +204,8 @@ class AuthMiddleware:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
-        user, session_csrf, bad_token = await anyio.to_thread.run_sync(self._authenticate, scope)
+        from_proxy = resolve_client(scope, self.proxies)
+        user, session_csrf, bad_token = await anyio.to_thread.run_sync(self._authenticate, scope, from_proxy)
         cookies = Request(scope).cookies
         fresh_csrf: str | None = None
         csrf = session_csrf or cookies.get(CSRF_COOKIE)
@@ -231,17 +220,18 @@ class AuthMiddleware:
         body: bytes | None = None
         body_read = False  # a body is read once: None after that means too big, or the client left
         where = self.table.scoped.get(name or "")
-        if where is not None and user is not None and user.id is not None and user.role < Role.ADMIN:
+        granting = where is not None and user is not None and user.id is not None and user.role < Role.ADMIN
+        limited = need is not None and user is not None and user.endpoints is not None
+        endpoint = named_endpoint(params)
+        if (granting or limited) and where == "form" and scope["method"] in UNSAFE:
+            body, body_read = await _read_body(receive), True
+            endpoint = _form_field(scope, body or b"", "endpoint")
+        if granting and user is not None and user.id is not None and endpoint:
             # The user's role on the endpoint this request acts on (a grant may raise it).
-            endpoint = params.get("name") or params.get("endpoint")
-            if where == "form" and scope["method"] in UNSAFE:
-                body, body_read = await _read_body(receive), True
-                endpoint = _form_field(scope, body or b"", "endpoint")
-            if endpoint:
-                granted = await anyio.to_thread.run_sync(self.accounts.endpoint_role, user.id, str(endpoint))
-                if granted is not None and granted > user.role:
-                    user = User(user.name, granted, user.via, user.id)
-                    state["user"] = user
+            granted = await anyio.to_thread.run_sync(self.accounts.endpoint_role, user.id, endpoint)
+            if granted is not None and granted > user.role:
+                user = User(user.name, granted, user.via, user.id)
+                state["user"] = user
         if body is not None:
             receive = _replay(body, receive)
         if bad_token:
@@ -260,6 +250,12 @@ class AuthMiddleware:
         if need is not None and user is not None and user.role < need:
             await _json(send, 403, {"error": f"this needs the {need} role; {user.name} is a {user.role}"})
             return
+        refusal = scope_refusal(user, name, endpoint) if limited and user is not None else None
+        if refusal is not None:
+            await _json(send, 403, {"error": refusal})
+            return
+        if limited and name == "metrics" and user is not None and user.endpoints is not None:
+            send = _filtered_metrics(send, user.endpoints)
 
         if scope["method"] in UNSAFE and not path.startswith("/tb/") and (user is None or user.via != "token"):
             if not body_read:
@@ -285,6 +281,31 @@ class AuthMiddleware:
 
         await self.app(scope, receive, send_with_cookie)
 
+
+
+def _filtered_metrics(send: Send, endpoints: frozenset[str]) -> Send:
+    """A ``send`` that buffers the metrics response and drops other endpoints' samples."""
+    start: Message | None = None
+    chunks: list[bytes] = []
+
+    async def filtered(message: Message) -> None:
+        nonlocal start
+        if message["type"] == "http.response.start":
+            start = message
+            return
+        if message["type"] != "http.response.body" or start is None:
+            await send(message)
+            return
+        chunks.append(message.get("body", b""))
+        if message.get("more_body", False):
+            return
+        body = filter_metrics(b"".join(chunks), endpoints)
+        headers = MutableHeaders(raw=list(start.get("headers", [])))
+        headers["content-length"] = str(len(body))
+        await send({**start, "headers": headers.raw})
+        await send({"type": "http.response.body", "body": body})
+
+    return filtered
 
 
 async def _read_body(receive: Receive) -> bytes | None:

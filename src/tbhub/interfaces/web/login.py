@@ -1,8 +1,17 @@
-"""Logging in and out, the first admin's setup link, and the admin page (users and API tokens)."""
+"""Logging in and out, the first admin's setup link, and the admin page (users and API tokens).
+
+Failed logins are throttled per account, per client address and per pair (``tbhub.core.throttle``;
+counted in the state database, so every replica agrees): a locked try gets 429 with ``Retry-After``
+before any password is hashed. Hashing runs in worker threads, at most ``HASHING_THREADS`` at once
+and ``HASHING_QUEUE`` waiting, so a flood of logins cannot take every core or thread from the pages.
+"""
 
 from __future__ import annotations
 
 import asyncio
+import logging
+import math
+import os
 from collections.abc import Callable
 from typing import Any
 
@@ -14,12 +23,24 @@ from tbhub.adapters.db.accounts import AccountStore
 from tbhub.core.accounts import ROLES, Role
 from tbhub.errors import UsageError
 from tbhub.hub import Hub
-from tbhub.interfaces.web.auth import SESSION_COOKIE, RoleTable, cookie_secure, current_user, read_form
+from tbhub.interfaces.web.auth import (
+    SESSION_COOKIE,
+    RoleTable,
+    cookie_secure,
+    current_user,
+    read_form,
+    read_form_lists,
+)
 
 __all__ = ["add_login_routes", "safe_next"]
 
+log = logging.getLogger("tbhub.login")
 #: A failed login waits this long: guessing passwords over HTTP gets slow.
 FAILED_LOGIN_DELAY_S = 1.0
+#: scrypt takes about 50 ms of one core: half the cores at most, so pages keep the rest.
+HASHING_THREADS = max(1, (os.cpu_count() or 2) // 2)
+#: Logins waiting for a hashing thread beyond this are turned away at once (429).
+HASHING_QUEUE = 64
 
 
 def safe_next(target: str | None) -> str:
@@ -37,14 +58,21 @@ def add_login_routes(
     access: RoleTable,
     context: Callable[[Request], dict[str, Any]],
 ) -> None:
+    hashing = asyncio.Semaphore(HASHING_THREADS)
+    queued = 0
+
     def login_form(request: Request, error: str | None = None, status: int = 200,
-                   next_url: str = "/") -> Response:
+                   next_url: str = "/", headers: dict[str, str] | None = None) -> Response:
         return templates.TemplateResponse(
             request,
             "login.html",
             {**context(request), "error": error, "next": safe_next(next_url), "has_admin": accounts.has_admin()},
-            status_code=status,
+            status_code=status, headers=headers,
         )
+
+    def too_soon(request: Request, next_url: str, wait_s: float, why: str) -> Response:
+        seconds = max(1, math.ceil(wait_s))
+        return login_form(request, f"{why}: try again in {seconds} s", 429, next_url, {"retry-after": str(seconds)})
 
     @app.get("/login", response_class=HTMLResponse, include_in_schema=False)
     def login(request: Request, next: str = "/") -> Response:
@@ -54,12 +82,34 @@ def add_login_routes(
 
     @app.post("/login", response_class=HTMLResponse, include_in_schema=False)
     async def login_submit(request: Request) -> Response:
+        nonlocal queued
         form = await read_form(request)
         name, password, next = form.get("name", ""), form.get("password", ""), form.get("next", "/")
-        user = await asyncio.to_thread(accounts.authenticate, name, password)
+        address = request.client.host if request.client else "unknown"
+        throttle = accounts.throttle
+        if (wait := await asyncio.to_thread(throttle.wait, name, address)) > 0:
+            log.warning("login as %r from %s refused: too many failures, locked for %.0f s", name, address, wait)
+            return too_soon(request, next, wait, "too many failed logins")
+        if queued >= HASHING_QUEUE:
+            log.warning("login as %r from %s turned away: %d logins waiting already", name, address, queued)
+            return too_soon(request, next, 1, "too many logins at once")
+        queued += 1
+        try:
+            async with hashing:
+                # Again: failures recorded while this one waited may have locked it.
+                wait = await asyncio.to_thread(throttle.wait, name, address)
+                user = None if wait > 0 else await asyncio.to_thread(accounts.authenticate, name, password)
+        finally:
+            queued -= 1
+        if wait > 0:
+            return too_soon(request, next, wait, "too many failed logins")
         if user is None:
+            failures, locked = await asyncio.to_thread(throttle.failed, name, address)
+            log.warning("failed login as %r from %s (%d in a row from there%s)", name, address, failures,
+                        f"; locked for {locked:.0f} s" if locked else "")
             await asyncio.sleep(FAILED_LOGIN_DELAY_S)
             return login_form(request, "wrong name or password", 401, next)
+        await asyncio.to_thread(throttle.succeeded, name, address)
         token, _ = await asyncio.to_thread(accounts.start_session, user, hub.config.auth.session_seconds)
         response = RedirectResponse(safe_next(next), status_code=303)
         _set_session_cookie(request, response, token, hub.config.auth.session_seconds)
@@ -111,7 +161,8 @@ def add_login_routes(
     # -- admin: users and tokens ----------------------------------------------------------------
     def admin_context(request: Request, new_token: str | None = None, error: str | None = None) -> dict[str, Any]:
         return {**context(request), "users": accounts.users(), "tokens": accounts.tokens(), "roles": ROLES,
-                "endpoints": list(hub.specs), "grants": accounts.grants(), "new_token": new_token, "error": error}
+                "endpoints": list(hub.specs), "grants": accounts.grants(), "new_token": new_token, "error": error,
+                "failed_logins": accounts.throttle.recent()}
 
     @app.get("/admin", response_class=HTMLResponse, include_in_schema=False)
     @access(Role.ADMIN)
@@ -135,11 +186,20 @@ def add_login_routes(
     @app.post("/admin/tokens", response_class=HTMLResponse, include_in_schema=False)
     @access(Role.ADMIN)
     async def admin_create_token(request: Request) -> Response:
-        form = await read_form(request)
+        fields = await read_form_lists(request)
+        form = {k: v[-1] for k, v in fields.items()}
         user = current_user(request)
-        secret, _ = await asyncio.to_thread(
-            accounts.create_token, form.get("name", ""), _role(form.get("role", "")), user.name if user else "web"
-        )
+        scope = [e for e in fields.get("endpoints", []) if e] or None
+        try:
+            for endpoint in scope or []:
+                hub.spec(endpoint)
+            secret, _ = await asyncio.to_thread(
+                accounts.create_token, form.get("name", ""), _role(form.get("role", "")),
+                user.name if user else "web", endpoints=scope, creator=user,
+            )
+        except UsageError as error:
+            return templates.TemplateResponse(request, "admin.html", admin_context(request, error=error.message),
+                                              status_code=error.http_status)
         # Shown once, on this page; only its hash is kept.
         return templates.TemplateResponse(request, "admin.html", admin_context(request, new_token=secret))
 
@@ -180,13 +240,24 @@ def add_login_routes(
         return [{"id": u.id, "name": u.name, "role": str(u.role), "endpoints": grants.get(u.name, {}),
                  "created_at": u.created_at, "disabled": u.disabled} for u in accounts.users()]
 
+    @app.get("/api/login-failures", tags=["accounts"])
+    @access(Role.ADMIN)
+    def api_login_failures() -> list[dict[str, Any]]:
+        """Failed logins of the last 15 minutes, per account, client address and pair, and until when
+        each is locked (admin only)."""
+        return [{"kind": f.kind, "subject": f.subject, "failures": f.failures, "last_at": f.last_at,
+                 "locked_until": f.locked_until} for f in accounts.throttle.recent()]
+
     @app.get("/api/me", tags=["accounts"])
     @access(Role.VIEWER)
     def api_me(request: Request) -> JSONResponse:
         """Who this request acts as, with which role, and how it authenticated."""
         user = current_user(request)
         assert user is not None
-        return JSONResponse({"name": user.name, "role": str(user.role), "via": user.via})
+        me: dict[str, Any] = {"name": user.name, "role": str(user.role), "via": user.via}
+        if user.endpoints is not None:
+            me["endpoints"] = sorted(user.endpoints)
+        return JSONResponse(me)
 
 
 def _role(name: str) -> Role:
