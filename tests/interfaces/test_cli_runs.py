@@ -206,6 +206,9 @@ def test_control_characters_and_undecodable_bytes_in_names_are_escaped_in_tables
     code, out, _ = run_cli(capsys, "runs", str(root), "--csv")
     assert code == 0 and "\x1b" not in out
     assert "evil\\x1b[31mred\\x07" in out and f"{root}/ds/bytes-\\xff\\xfe" in out
+    for command in (["compare", str(root), "--tag", "loss"], ["usage", str(root)]):
+        code, out, _ = run_cli(capsys, *command)
+        assert code == 0 and "\x1b" not in out, command
     # --json stays lossless: JSON escapes control characters itself, and the bytes come back exactly.
     code, out, _ = run_cli(capsys, "runs", str(root), "--json")
     assert code == 0 and "\x1b" not in out

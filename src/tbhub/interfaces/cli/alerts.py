@@ -14,6 +14,7 @@ from rich.table import Table
 from tbhub.errors import DeliveryError, UsageError
 from tbhub.hub import alert_history, state_store
 from tbhub.interfaces.cli.options import ConfigOpt, JsonOpt, config_from, output_console
+from tbhub.interfaces.cli.render import name_text
 
 __all__ = ["alerts_command", "notify_app"]
 
@@ -41,7 +42,11 @@ def alerts_command(
         when = dt.datetime.fromtimestamp(float(r["at"]), tz=dt.UTC).strftime("%Y-%m-%d %H:%M:%S")
         delivered = ", ".join(f"{k}: {v['outcome']}" for k, v in r["deliveries"].items()) or "pending"
         table.add_row(
-            when, f"{r['endpoint']}/{r['dataset']}/{r['run']}", str(r["status"]), str(r["message"]), delivered
+            when,
+            name_text(f"{r['endpoint']}/{r['dataset']}/{r['run']}"),
+            str(r["status"]),
+            name_text(str(r["message"])),
+            name_text(delivered),
         )
     output_console().print(table)
 
@@ -103,6 +108,6 @@ def notify_list(config: ConfigOpt = None, as_json: JsonOpt = False) -> None:
             str(r["name"]),
             str(r["type"]),
             ", ".join(str(x) for x in r["on"]),  # type: ignore[union-attr]
-            f"disabled: {r['reason']}" if r["disabled"] else "active",
+            name_text(f"disabled: {r['reason']}") if r["disabled"] else "active",
         )
     output_console().print(table)

@@ -8,12 +8,14 @@ from typing import Annotated
 
 import typer
 from rich.table import Table
+from rich.text import Text
 
 from tbhub.core.compare import SortSpec, best_index, parse_sort, parse_target, sort_rows
 from tbhub.core.units import format_age
 from tbhub.errors import UsageError
 from tbhub.hub import compare_runs, state_store
 from tbhub.interfaces.cli.options import ConfigOpt, JsonOpt, LogdirOpt, PathArg, config_from, output_console
+from tbhub.interfaces.cli.render import name_text
 from tbhub.interfaces.records import compare_record, write_compare_csv
 
 __all__ = ["compare_command"]
@@ -84,7 +86,9 @@ def compare_command(
     if goal:
         table.add_column(f"{goal} at", justify="right")
     for i, (row, record) in enumerate(zip(rows, records, strict=True)):
-        cells = [row.run.endpoint, row.run.dataset or "·", row.run.run]
+        cells: list[str | Text] = [
+            row.run.endpoint, name_text(row.run.dataset) if row.run.dataset else "·", name_text(row.run.run)
+        ]
         for t in tags:
             fig = record["tags"].get(t)
             if fig is None:

@@ -11,14 +11,17 @@ from typing import Annotated
 import typer
 from rich.console import Console
 from rich.table import Table
+from rich.text import Text
 
 from tbhub.adapters.storage.objectstore import ObjectLogStore
 from tbhub.config import Config
+from tbhub.core.names import shown
 from tbhub.core.retention import RetentionDecision, RetentionPlan
 from tbhub.core.units import format_age, format_size
 from tbhub.errors import UsageError
 from tbhub.hub import log_store, state_store
 from tbhub.interfaces.cli.options import ConfigOpt, JsonOpt, LogdirOpt, config_from, output_console
+from tbhub.interfaces.cli.render import name_text
 from tbhub.manage import RetentionOutcome, actor, apply_retention, plan_retention_now
 
 __all__ = ["pin_command", "pins_command", "retention_app", "unpin_command"]
@@ -37,12 +40,12 @@ def _decisions_table(title: str, decisions: tuple[RetentionDecision, ...], now_n
     for d in decisions:
         table.add_row(
             d.run.endpoint,
-            d.run.dataset or "·",
-            d.run.run,
+            name_text(d.run.dataset) if d.run.dataset else "·",
+            name_text(d.run.run),
             format_size(d.run.size_bytes),
             format_age(d.run.age_seconds(now_ns)),
-            d.rule,
-            d.reason,
+            name_text(d.rule),
+            name_text(d.reason),
         )
     return table
 
@@ -127,7 +130,8 @@ def _print_outcome(console: Console, outcome: RetentionOutcome, cfg: Config, as_
         console.print(f"[bold red]refused:[/] {refusal}; nothing removed", soft_wrap=True)
     report = outcome.report
     for o in report.failed:
-        console.print(f"  [red]failed[/] {o.run.endpoint}/{o.run.relpath}: {o.error}", soft_wrap=True)
+        console.print(Text.assemble(("  failed", "red"), f" {shown(f'{o.run.endpoint}/{o.run.relpath}')}: "
+                                    f"{shown(o.error or '')}"), soft_wrap=True)
     console.print(
         f"removed {len(report.deleted)}, failed {len(report.failed)}, freed {format_size(report.bytes_freed)}"
     )
@@ -200,8 +204,8 @@ def pins_command(config: ConfigOpt = None, as_json: JsonOpt = False) -> None:
     table = Table("run", "pinned by", "since")
     for p in pins:
         table.add_row(
-            f"{p.endpoint}/{p.relpath}",
-            p.pinned_by,
+            name_text(f"{p.endpoint}/{p.relpath}"),
+            name_text(p.pinned_by),
             dt.datetime.fromtimestamp(p.pinned_at, tz=dt.UTC).strftime("%Y-%m-%d %H:%M"),
         )
     output_console().print(table)

@@ -16,6 +16,7 @@ from tbhub.core.usage import DatasetUsage
 from tbhub.errors import UsageError
 from tbhub.hub import scan_endpoints, state_store, usage_report
 from tbhub.interfaces.cli.options import ConfigOpt, JsonOpt, LogdirOpt, PathArg, config_from, output_console
+from tbhub.interfaces.cli.render import name_text
 from tbhub.interfaces.records import usage_record
 
 __all__ = ["usage_command"]
@@ -61,7 +62,7 @@ def usage_command(
     table = Table("endpoint/dataset", "size", "runs", "events", f"{currency}/month", "7 days", "30 days")
     for u in rows:
         table.add_row(
-            f"{u.endpoint}/{u.dataset or '·'}",
+            name_text(f"{u.endpoint}/{u.dataset or '·'}"),
             format_size(u.size_bytes),
             str(u.runs),
             f"{u.events:,}",
