@@ -209,6 +209,10 @@ def test_links_never_come_from_the_host_header(tmp_path: Path, state: StateStore
     session(client, state, "viewer")
     page = client.get("/", headers=evil)
     assert page.status_code == 200 and "/static/hub.css" in page.text and "evil.example" not in page.text
+    # Starlette's slash redirect wrote the Host header into an absolute Location.
+    for path, location in (("/bookmarks/", "/bookmarks"), ("/api/endpoints/?x=1", "/api/endpoints?x=1")):
+        moved = client.get(path, headers=evil)
+        assert moved.status_code == 307 and moved.headers["location"] == location
     # With server.public_url, links are absolute on it.
     root = tmp_path / "logs"
     cfg = Config(state=StateConfig(dir=tmp_path / "state"), endpoints={"lora": EndpointConfig(logdir=str(root))},
@@ -223,3 +227,16 @@ def test_links_never_come_from_the_host_header(tmp_path: Path, state: StateStore
     (public,) = asyncio.run(go()).json()
     assert public["url"] == "https://hub.example/tb/lora/"
     assert public["direct_url"].startswith("http://hub.example:") and public["direct_url"].endswith("/tb/lora/")
+
+
+@pytest.mark.parametrize(("location", "host", "expected"), [
+    ("http://evil.example/login", "evil.example", "/login"),
+    ("http://evil.example//elsewhere.example/x?a=1", "evil.example", "/elsewhere.example/x?a=1"),
+    ("http://evil.example/\\elsewhere.example", "evil.example", "/elsewhere.example"),
+    ("/tb/lora/", "evil.example", "/tb/lora/"),
+    ("https://sso.example/auth", "hub.example", "https://sso.example/auth"),
+])
+def test_a_redirect_to_the_hub_itself_is_a_path_that_stays_on_it(location: str, host: str, expected: str) -> None:
+    from tbhub.interfaces.web.hardening import own_location
+
+    assert own_location(location, host) == expected

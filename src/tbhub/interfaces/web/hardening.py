@@ -10,6 +10,7 @@
   them, and TensorBoard's own queries (a time-series request names every run and tag) can be large.
 * **Forms are UTF-8**: an ``application/x-www-form-urlencoded`` body that is not, raw or in a
   ``%``-escape, is answered 400 before a route decodes it (that decoding raised a 500).
+* **No Host header in redirects**: a redirect to the hub itself is sent as a path (``own_location``).
 * **Security headers**: hub pages and the API get a Content-Security-Policy that allows scripts,
   styles and connections from the hub itself only (pages keep their code in ``static/``), and may not
   be framed by another site (``frame-ancestors 'none'``, ``X-Frame-Options: DENY``); every response
@@ -21,10 +22,12 @@
 
 from __future__ import annotations
 
-from urllib.parse import parse_qsl
+from urllib.parse import parse_qsl, urlsplit, urlunsplit
 
 from starlette.datastructures import Headers, MutableHeaders
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from tbhub.core.bookmarks import stays_on_hub
 
 __all__ = ["MAX_BODY", "HardeningMiddleware"]
 
@@ -60,6 +63,22 @@ async def _answer(send: Send, status: int, error: str) -> None:
         (b"content-type", b"application/json"), (b"content-length", str(len(body)).encode()),
         (b"connection", b"close"), *((k.encode(), v.encode()) for k, v in headers.items())]})
     await send({"type": "http.response.body", "body": body})
+
+
+def own_location(location: str, host: str) -> str:
+    """A redirect to the hub itself as a path: Starlette's slash redirect (``/login/`` → ``/login``)
+    writes the request's ``Host`` into an absolute URL, so any host a client names would be echoed.
+
+    The path must then stay on the hub as a browser reads it (``//evil`` or ``/\\evil`` would not).
+    """
+    parts = urlsplit(location)
+    if not parts.netloc or parts.netloc.lower() != host.lower():
+        return location
+    relative = urlunsplit(("", "", parts.path or "/", parts.query, parts.fragment))
+    if stays_on_hub(relative):
+        return relative
+    relative = "/" + relative.lstrip("/\\ \t")
+    return relative if stays_on_hub(relative) else "/"
 
 
 def form_is_utf8(body: bytes) -> bool:
@@ -119,6 +138,8 @@ class HardeningMiddleware:
                 out = MutableHeaders(scope=message)
                 for name, value in _hub_headers(path).items():
                     out[name] = value
+                if "location" in out:
+                    out["location"] = own_location(out["location"], headers.get("host", ""))
             await send(message)
 
         downstream: Receive = limited
