@@ -113,3 +113,30 @@ def test_roles_per_endpoint_from_the_shell(config: str, capsys: pytest.CaptureFi
     assert "no role granted on lora" in err
     out, _ = run(capsys, "users", "list", "--json", "-c", config)
     assert json.loads(out)[0]["endpoints"] == {}
+
+
+def test_tokens_limited_to_endpoints_and_to_their_creators_role(config: str, tmp_path: Path,
+                                                                 capsys: pytest.CaptureFixture[str],
+                                                                 monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr("sys.stdin", io.StringIO("long-password\n"))
+    run(capsys, "users", "add", "val", "--role", "editor", "--password-stdin", "-c", config)
+    secret, err = run(capsys, "tokens", "create", "scraper", "-e", "lora", "--by", "val", "-c", config)
+    assert "viewer on lora" in err
+    _, err = run(capsys, "tokens", "create", "wide", "--role", "admin", "--by", "val", "-c", config, code=2)
+    assert err.strip() == "error: val's role is editor: a token they create may be editor at most, not admin"
+    _, err = run(capsys, "tokens", "create", "x", "-e", "nope", "-c", config, code=2)
+    assert err.strip().count("\n") == 0 and "nope" in err
+    _, err = run(capsys, "tokens", "create", "x", "--by", "ghost", "-c", config, code=2)
+    assert err.strip().count("\n") == 0 and "ghost" in err
+    run(capsys, "tokens", "create", "ops", "--role", "admin", "-c", config)  # the shell owns the database
+    out, _ = run(capsys, "tokens", "list", "--json", "-c", config)
+    assert [(t["name"], t["role"], t["endpoints"], t["created_by"]) for t in json.loads(out)] == [
+        ("scraper", "viewer", ["lora"], "val"), ("ops", "admin", None, json.loads(out)[1]["created_by"])]
+    out, _ = run(capsys, "tokens", "list", "-c", config)
+    assert "endpoints" in out and "lora" in out and "all" in out
+    state = open_state(f"sqlite:///{tmp_path / 'state' / 'tbhub.db'}")
+    try:
+        user = AccountStore(state.engine).token_user(secret.strip())
+        assert user is not None and user.endpoints == frozenset({"lora"})
+    finally:
+        state.dispose()

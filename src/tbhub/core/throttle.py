@@ -25,10 +25,11 @@ class Limit:
     cap_s: float
 
 
+#: A first wait of 10 s is long enough to notice and short enough for a user who mistyped five times.
 LIMITS: dict[str, Limit] = {
-    "pair": Limit(free=5, first_s=1.0, cap_s=300.0),
-    "account": Limit(free=20, first_s=1.0, cap_s=60.0),
-    "address": Limit(free=20, first_s=1.0, cap_s=300.0),
+    "pair": Limit(free=5, first_s=10.0, cap_s=300.0),
+    "account": Limit(free=20, first_s=10.0, cap_s=60.0),
+    "address": Limit(free=20, first_s=10.0, cap_s=300.0),
 }
 KINDS = tuple(LIMITS)
 FORGET_AFTER_S = 900.0

@@ -252,7 +252,7 @@ class AccountStore:
             raise UsageError("a token limited to endpoints needs at least one")
         if creator is not None:
             if role > creator.role:
-                raise UsageError(f"{creator.name} is a {creator.role}: a token they create may be "
+                raise UsageError(f"{creator.name}'s role is {creator.role}: a token they create may be "
                                  f"{creator.role} at most, not {role}")
             if creator.endpoints is not None and (scope is None or not set(scope) <= creator.endpoints):
                 raise UsageError(f"{creator.name} may act only on {', '.join(sorted(creator.endpoints))}: "

@@ -96,15 +96,17 @@ def add_login_routes(
         queued += 1
         try:
             async with hashing:
-                # Again: failures recorded while this one waited may have locked it.
+                # Again: failures recorded while this one waited may have locked it. The failure is recorded
+                # before the next waiting login checks, so a burst gets no more tries than one by one.
                 wait = await asyncio.to_thread(throttle.wait, name, address)
                 user = None if wait > 0 else await asyncio.to_thread(accounts.authenticate, name, password)
+                if wait == 0 and user is None:
+                    failures, locked = await asyncio.to_thread(throttle.failed, name, address)
         finally:
             queued -= 1
         if wait > 0:
             return too_soon(request, next, wait, "too many failed logins")
         if user is None:
-            failures, locked = await asyncio.to_thread(throttle.failed, name, address)
             log.warning("failed login as %r from %s (%d in a row from there%s)", name, address, failures,
                         f"; locked for {locked:.0f} s" if locked else "")
             await asyncio.sleep(FAILED_LOGIN_DELAY_S)
