@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import select
 import signal
 import socket
 import subprocess
@@ -156,3 +157,103 @@ def test_sqlite_lease_expires_and_is_taken_over(tmp_path: Path) -> None:
         assert a.poll()  # released: no need to wait for the expiry
     finally:
         store.dispose()
+
+
+_LEAD_UNTIL_STOPPED = """
+import signal, sys, time
+from tbhub.adapters.db.leader import AdvisoryLockLeadership
+from tbhub.adapters.db.store import open_state
+store = open_state(sys.argv[1], migrate=False)
+leader = AdvisoryLockLeadership(store.engine, "hung", stale_after_s=float(sys.argv[2]))
+# What a woken process sees first, before any poll could run (a handler runs before the next bytecode).
+signal.signal(signal.SIGCONT, lambda *_: print("awake, leader:", leader.is_leader, flush=True))
+assert leader.poll()
+print("leading", flush=True)
+while True:
+    time.sleep(0.2)
+    was = leader.is_leader
+    now = leader.poll()
+    if was != now:
+        print("poll, leader:", now, flush=True)
+"""
+
+
+def _readline(proc: subprocess.Popen[str], timeout: float) -> str:
+    """One line of the child's output, or fail after ``timeout`` seconds (never block forever)."""
+    assert proc.stdout is not None
+    ready, _, _ = select.select([proc.stdout], [], [], timeout)
+    if not ready:
+        raise AssertionError(f"no output from the leader process within {timeout}s")
+    return proc.stdout.readline().strip()
+
+
+def _lock_holders(store: StateStore) -> list[int]:
+    with psycopg.connect(_conninfo(store)) as conn:
+        rows = conn.execute(
+            "SELECT pid FROM pg_locks WHERE locktype = 'advisory' AND objid = %s AND granted", (LEADER_LOCK_KEY,)
+        ).fetchall()
+    return [int(r[0]) for r in rows]
+
+
+def test_a_follower_takes_over_from_a_stopped_leader(pg_store: StateStore) -> None:
+    """SIGSTOP keeps the leader's session and lock: its stale heartbeat is what lets a follower in, by
+    ending that session; the leader, woken, knows it is no longer the leader before it polls."""
+    stale_after = 2.0
+    proc = subprocess.Popen(
+        [sys.executable, "-c", _LEAD_UNTIL_STOPPED, pg_store.engine.url.render_as_string(False), str(stale_after)],
+        stdout=subprocess.PIPE, text=True,
+    )
+    follower = AdvisoryLockLeadership(pg_store.engine, "follower", stale_after_s=stale_after)
+    try:
+        assert _readline(proc, 30) == "leading"
+        (hung_backend,) = _lock_holders(pg_store)
+        assert follower.poll() is False  # a live leader renews its heartbeat: no takeover
+
+        os.kill(proc.pid, signal.SIGSTOP)
+        stopped_at = time.monotonic()
+        assert wait_for(follower.poll, 20, "the follower to take over from the stopped leader")
+        assert time.monotonic() - stopped_at >= stale_after * 0.9  # not before the heartbeat was stale
+        assert follower.is_leader
+        assert hung_backend not in _lock_holders(pg_store)  # its session was ended
+
+        os.kill(proc.pid, signal.SIGCONT)
+        assert _readline(proc, 10) == "awake, leader: False"
+        assert follower.poll() is True and follower.is_leader  # and it did not take the lock back
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait(10)
+        assert proc.stdout is not None
+        proc.stdout.close()
+        follower.release()
+
+
+def test_a_live_leader_keeps_leadership_past_the_staleness_bound(pg_store: StateStore) -> None:
+    a = AdvisoryLockLeadership(pg_store.engine, "a", stale_after_s=1.0)
+    b = AdvisoryLockLeadership(pg_store.engine, "b", stale_after_s=1.0)
+    try:
+        assert a.poll()
+        deadline = time.monotonic() + 3.0
+        while time.monotonic() < deadline:
+            assert a.poll() is True and a.is_leader
+            assert b.poll() is False
+            time.sleep(0.2)
+    finally:
+        a.release()
+        b.release()
+
+
+def test_a_leader_that_stopped_renewing_distrusts_itself(pg_store: StateStore, tmp_path: Path) -> None:
+    """Without a poll (the process was frozen), leadership lapses on the leader's own clock."""
+    a = AdvisoryLockLeadership(pg_store.engine, "a", stale_after_s=0.5)
+    sqlite = open_state(f"sqlite:///{tmp_path / 'state.db'}")
+    lease = LeaseLeadership(sqlite, "a", ttl_s=0.5)
+    try:
+        assert a.poll() and a.is_leader
+        assert lease.poll() and lease.is_leader
+        time.sleep(0.5)
+        assert not a.is_leader and not lease.is_leader
+        assert a.poll() and a.is_leader  # renewing restores it
+    finally:
+        a.release()
+        sqlite.dispose()

@@ -6,6 +6,7 @@ from __future__ import annotations
 import contextlib
 import os
 import signal
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -60,3 +61,28 @@ def test_replicas_share_the_index_and_fail_over(tmp_path: Path, fresh_postgres_u
         # The new leader scans: a run written after the failover reaches the index.
         write_scalar_file(root / "dolly" / "r3", range(5))
         wait_for(lambda: "dolly/r3" in _runs(b), 60, "the new leader to scan")
+
+
+def test_a_stopped_leader_is_replaced_and_stands_down_when_woken(tmp_path: Path, fresh_postgres_url: str) -> None:  # noqa: F811
+    """SIGSTOP keeps the leader's database session (and so its lock) open: the follower must take over
+    from its stale heartbeat, and the old leader, woken, must not act as leader again."""
+    root = tmp_path / "logs"
+    write_scalar_file(root / "alpaca" / "r1", range(20))
+    with _two_replicas(tmp_path, root, fresh_postgres_url) as (a, b):
+        assert (_leader(a), _leader(b)) == (True, False)
+        wait_for(lambda: _runs(b) == {"alpaca/r1"}, 60, "the follower to list the run")
+
+        os.kill(a.proc.pid, signal.SIGSTOP)  # the hub process only: frozen, not dead
+        try:
+            wait_for(lambda: _leader(b), 60, "the follower to take over from the stopped leader")
+            write_scalar_file(root / "dolly" / "r2", range(5))
+            wait_for(lambda: "dolly/r2" in _runs(b), 60, "the new leader to scan")
+        finally:
+            os.kill(a.proc.pid, signal.SIGCONT)
+
+        # Woken, the old leader finds it lost leadership (it answers healthz before any poll) ...
+        assert _leader(a) is False
+        # ... and stays a follower, while the new leader keeps leading.
+        time.sleep(6)  # more than a leader poll
+        assert (_leader(a), _leader(b)) == (False, True)
+        assert "ended its database session" in b.output()

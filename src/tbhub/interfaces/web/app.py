@@ -171,18 +171,29 @@ def _background_jobs(hub: Hub, now: float) -> None:
             log.info("retention is being applied by another process")
 
 
+def _as_leader(leadership: Leadership, job: Callable[..., Any], *args: Any) -> None:
+    """Run a leader-only job, unless leadership lapsed since the loop looked: checked again here, in the
+    worker thread right before the job writes, because a process stopped in between (SIGSTOP) may wake
+    up after a follower took over."""
+    if leadership.is_leader:
+        job(*args)
+    else:
+        log.info("not the leader any more: skipping %s", getattr(job, "__name__", "a leader job"))
+
+
 async def _jobs_forever(hub: Hub, interval: float, leadership: Leadership) -> None:
     while True:
         if leadership.is_leader:
             try:
-                await asyncio.to_thread(_background_jobs, hub, time.time())
+                await asyncio.to_thread(_as_leader, leadership, _background_jobs, hub, time.time())
             except Exception:  # monitoring never stops: log and try again next time
                 log.exception("background job failed")
         await asyncio.sleep(interval)
 
 
 #: Seconds between leader polls. A follower takes over at its next poll after the leader's advisory
-#: lock is gone (PostgreSQL) or LEADER_TTL_S after its last renewal (the lease on SQLite).
+#: lock is gone (PostgreSQL) or LEADER_TTL_S after its last renewal (the lease on SQLite, the heartbeat
+#: of a hung leader on PostgreSQL); a leader stops acting 0.75 × LEADER_TTL_S after its last renewal.
 LEADER_POLL_S = 5.0
 LEADER_TTL_S = 20.0
 
@@ -278,9 +289,9 @@ async def _refresh_forever(
             if not leadership.is_leader:
                 break
             try:
-                await loop.run_in_executor(pool, hub.refresh, name)
+                await loop.run_in_executor(pool, _as_leader, leadership, hub.refresh, name)
                 if engine is not None and warmup.over():
-                    await loop.run_in_executor(pool, _evaluate, hub, engine, name)
+                    await loop.run_in_executor(pool, _as_leader, leadership, _evaluate, hub, engine, name)
             except Exception:  # keep the loop alive: monitoring never stops
                 log.exception("refreshing endpoint %s failed", name)
         await asyncio.sleep(interval)
@@ -290,7 +301,7 @@ async def _deliver_forever(engine: AlertEngine, name: str, interval: float, lead
     while True:
         if leadership.is_leader:
             try:
-                await asyncio.to_thread(engine.deliver, name)
+                await asyncio.to_thread(_as_leader, leadership, engine.deliver, name)
             except Exception:
                 log.exception("delivering alerts to %s failed", name)
         await asyncio.sleep(interval)
