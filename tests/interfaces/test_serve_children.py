@@ -154,6 +154,12 @@ def test_a_killed_hub_takes_its_tensorboards_along(tmp_path: Path, root: Path) -
         def all_gone() -> bool:
             return not any(p.is_running() and p.status() != psutil.STATUS_ZOMBIE for p in children)
 
-        wait_for(all_gone, 15, "the dead hub's TensorBoard and data server to exit")
-        with socket.socket() as sock:
-            sock.bind(("127.0.0.1", server.ports["lora"]))  # nothing holds the port
+        try:
+            wait_for(all_gone, 15, "the dead hub's TensorBoard and data server to exit")
+            with socket.socket() as sock:
+                sock.bind(("127.0.0.1", server.ports["lora"]))  # nothing holds the port
+        finally:
+            for child in children:  # serve() can no longer find them below the dead hub
+                with contextlib.suppress(psutil.Error):
+                    child.kill()
+                    child.wait(10)
