@@ -461,4 +461,13 @@ def test_an_endpoint_admin_archives_only_into_the_configured_archive_folders(
         assert preview(bob, bob_csrf, cold)[0] == 200
         assert preview(bob, bob_csrf, cold / "lora")[0] == 200  # inside a configured folder
         assert preview(ada, ada_csrf, elsewhere)[0] == 200  # a full admin chooses freely
+    accounts = AccountStore(state.engine)
+    limited, _ = accounts.create_token("lora-ops", Role.ADMIN, "test", endpoints=["lora"])
+    unlimited, _ = accounts.create_token("ops", Role.ADMIN, "test")
+    with TestClient(app) as client:
+        def api(secret: str) -> int:
+            return client.post("/api/endpoints/lora/clean", json={"runs": ["chat/old"], "archive_to": str(elsewhere)},
+                               headers={"authorization": f"Bearer {secret}"}).status_code
+        assert api(limited) == 403  # an admin token of one endpoint is an endpoint admin
+        assert api(unlimited) == 200  # a dry run by default
     assert (root / "chat" / "old").is_dir() and not elsewhere.exists()

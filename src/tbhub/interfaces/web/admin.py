@@ -272,8 +272,8 @@ def add_admin_routes(
     def full_admin(request: Request) -> bool:
         """An admin of every endpoint, not one raised to admin by a grant on the endpoint at hand."""
         user = current_user(request)
-        if user is None or user.role < Role.ADMIN:
-            return False
+        if user is None or user.role < Role.ADMIN or user.endpoints is not None:
+            return False  # a token limited to some endpoints is an admin of those only
         if user.id is None:  # no login, a proxy user without an account, a token: never raised by a grant
             return True
         row = accounts.user(user.name)
