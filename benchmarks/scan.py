@@ -8,7 +8,7 @@ incremental rescan, measured in one run over the tree ``gentree.py`` generates.
     of ``--parse-sample`` files is timed and the time scaled by bytes to the tree (its cost is almost
     all per-byte CRC work); the output says so.
 (b) a plain ``os.scandir`` + ``stat`` walk of the tree: the floor for any rescan.
-(c) tbhub cold scan: ``tbhub.hub.scan_endpoints`` with an empty index (every byte of every header).
+(c) tbhub cold scan: ``tbhub.app.hub.scan_endpoints`` with an empty index (every byte of every header).
 (d) tbhub rescan with the index: nothing changed, no file is opened.
 (e) tbhub rescan after appending events to 5 runs, for two amounts: the time above (d) should grow
     with the bytes appended, not with the tree. The appends are cut off again afterwards
@@ -32,10 +32,10 @@ from gentree import DEFAULT_RECORDS, DEFAULT_ROOT, DEFAULT_RUNS, append_events, 
 from tbhub.adapters.crc import crc32c
 from tbhub.adapters.db.store import open_state
 from tbhub.adapters.storage.local import LocalLogStore
+from tbhub.app.hub import scan_endpoints
 from tbhub.config import Config, EndpointConfig, StateConfig
 from tbhub.core.models import FileEntry
 from tbhub.core.scanner import scan_event_file
-from tbhub.hub import scan_endpoints
 
 
 def _event_files(root: Path) -> list[Path]:

@@ -31,8 +31,8 @@ import yaml
 from sqlalchemy.engine import make_url
 
 from tbhub.adapters.db.store import open_state
+from tbhub.app.hub import Hub
 from tbhub.config import Config, EndpointConfig, StateConfig, load_config
-from tbhub.hub import Hub
 from tbhub.interfaces.cli.main import app as cli_app
 from tbhub.interfaces.web.app import create_app
 from tbhub.interfaces.web.auth import PUBLIC

@@ -21,12 +21,12 @@ from tbhub.adapters.crc import crc32c
 from tbhub.adapters.db.store import open_state
 from tbhub.adapters.storage.objectstore import DELETE_MARKER, ObjectLogStore
 from tbhub.adapters.storage.remote import is_url, open_filesystem
+from tbhub.app.hub import scan_endpoints
 from tbhub.config import load_config
 from tbhub.core.inventory import scan_endpoint
 from tbhub.core.models import EndpointSpec, RunSummary
 from tbhub.core.scanner import scan_event_file
 from tbhub.errors import ConfigError, LogRootError, UnsafePathError
-from tbhub.hub import scan_endpoints
 
 
 def test_is_url() -> None:

@@ -20,6 +20,8 @@ from eventfiles import scalar_event, write_events, write_scalar_file
 from tbhub.adapters.db.accounts import AccountStore
 from tbhub.adapters.db.annotations import AnnotationStore
 from tbhub.adapters.db.store import StateStore
+from tbhub.app.alerts import AlertEngine
+from tbhub.app.hub import Hub
 from tbhub.config import (
     AlertsConfig,
     Config,
@@ -30,10 +32,8 @@ from tbhub.config import (
     StateConfig,
 )
 from tbhub.core.accounts import Role
-from tbhub.hub import Hub
 from tbhub.interfaces.web.app import create_app
 from tbhub.interfaces.web.auth import SESSION_COOKIE
-from tbhub.watch import AlertEngine
 
 with warnings.catch_warnings():
     warnings.simplefilter("ignore")  # Starlette's TestClient asks for httpx2 once, at import

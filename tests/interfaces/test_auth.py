@@ -25,9 +25,9 @@ from tbhub.adapters.db.accounts import AccountStore
 from tbhub.adapters.db.annotations import AnnotationStore
 from tbhub.adapters.db.store import StateStore
 from tbhub.adapters.db.tables import sessions
+from tbhub.app.hub import Hub
 from tbhub.config import AuthConfig, Config, EndpointConfig, StateConfig
 from tbhub.core.accounts import Role
-from tbhub.hub import Hub
 from tbhub.interfaces.web import login as login_module
 from tbhub.interfaces.web.app import create_app
 from tbhub.interfaces.web.auth import CSRF_COOKIE, PUBLIC, SESSION_COOKIE

@@ -18,11 +18,11 @@ from eventfiles import write_scalar_file
 from tbhub.adapters.db.accounts import AccountStore
 from tbhub.adapters.db.store import StateStore
 from tbhub.adapters.db.tables import login_failures
+from tbhub.app.hub import Hub
 from tbhub.config import AuthConfig, Config, EndpointConfig, StateConfig
 from tbhub.core.accounts import Role, User
 from tbhub.core.throttle import LIMITS
 from tbhub.errors import UsageError
-from tbhub.hub import Hub
 from tbhub.interfaces.cli.main import main
 from tbhub.interfaces.web import login as login_module
 from tbhub.interfaces.web.app import create_app

@@ -14,9 +14,9 @@ import pytest
 from eventfiles import write_scalar_file
 from tbhub.adapters.db.store import open_state
 from tbhub.adapters.storage.archive import list_archives
+from tbhub.app.cleanup import apply_retention
 from tbhub.config import load_config
 from tbhub.errors import ConfigError, UsageError
-from tbhub.manage import apply_retention
 
 DAY = 86400
 

@@ -174,8 +174,8 @@ def test_status_column_and_fields(tmp_path: Path, capsys: pytest.CaptureFixture[
 
 def test_status_uses_the_hubs_alert_rule_overrides(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     from tbhub.adapters.db.alert_rules import AlertRuleStore
+    from tbhub.app.hub import state_store
     from tbhub.config import load_config
-    from tbhub.hub import state_store
 
     root = tmp_path / "lora"
     write_scalar_file(root / "ds" / "quiet", range(20))

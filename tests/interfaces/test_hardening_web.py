@@ -21,10 +21,10 @@ from eventfiles import write_scalar_file
 from tbhub.adapters.db.accounts import AccountStore
 from tbhub.adapters.db.store import StateStore
 from tbhub.adapters.db.tables import bookmarks
+from tbhub.app.hub import Hub
 from tbhub.config import Config, EndpointConfig, ServerConfig, StateConfig
 from tbhub.core.accounts import Role
 from tbhub.core.bookmarks import stays_on_hub
-from tbhub.hub import Hub
 from tbhub.interfaces.web.app import create_app
 from tbhub.interfaces.web.auth import SESSION_COOKIE
 from tbhub.interfaces.web.hardening import MAX_BODY

@@ -61,8 +61,8 @@ def test_root_options_before_the_command(capsys: pytest.CaptureFixture[str]) -> 
 
 def test_the_hub_does_not_load_the_cli_libraries() -> None:
     modules = loaded_after(
-        "import uvicorn\nfrom tbhub.hub import Hub\nfrom tbhub.interfaces.web.app import create_app\n"
-        "from tbhub.watch import AlertEngine"
+        "import uvicorn\nfrom tbhub.app.hub import Hub\nfrom tbhub.interfaces.web.app import create_app\n"
+        "from tbhub.app.alerts import AlertEngine"
     )
     assert "fastapi" in modules and "sqlalchemy" in modules
     unwanted = {"typer", "rich", "pygments", "httpx._main"}

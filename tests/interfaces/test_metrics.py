@@ -19,9 +19,9 @@ from serving import Server, serve, wait_for
 from eventfiles import write_scalar_file, write_tf2_run
 from tbhub.adapters.db.accounts import AccountStore
 from tbhub.adapters.db.store import StateStore, open_state
+from tbhub.app.hub import Hub, alert_history
 from tbhub.config import AuthConfig, Config, EndpointConfig, NotifyConfig, StateConfig
 from tbhub.core.accounts import Role
-from tbhub.hub import Hub, alert_history
 from tbhub.interfaces.web.app import create_app
 
 Labels = tuple[tuple[str, str], ...]

@@ -4,7 +4,7 @@ Per endpoint a default rule and rules per dataset glob; the most specific rule t
 dataset wins (an exact name beats any glob; among globs, the one with more literal characters), and
 what it leaves unset comes from the endpoint's default. Within a dataset the ``keep_last`` newest
 runs are always kept; of the rest, runs older than ``keep_days`` go. Pinned and active runs are never
-removed by a policy. Pure decisions; ``tbhub.manage`` carries them out.
+removed by a policy. Pure decisions; ``tbhub.app.cleanup`` carries them out.
 """
 
 from __future__ import annotations

@@ -3,7 +3,7 @@
 One override per scope: an endpoint as a whole (``dataset`` is ``""``) or one dataset glob of it. An
 override holds only the keys someone set (the same keys as the config's ``[alerts]`` rules, as
 JSON); every other key still comes from the config. This module stores and returns them as they
-are; what they mean, and their validation, belong to ``tbhub.watch``.
+are; what they mean, and their validation, belong to ``tbhub.app.alerts``.
 """
 
 from __future__ import annotations

@@ -11,8 +11,8 @@ import typer
 from rich.markup import escape
 from rich.table import Table
 
+from tbhub.app.hub import alert_history, state_store
 from tbhub.errors import DeliveryError, UsageError
-from tbhub.hub import alert_history, state_store
 from tbhub.interfaces.cli.options import ConfigOpt, JsonOpt, config_from, output_console
 from tbhub.interfaces.cli.render import name_text
 
@@ -59,7 +59,7 @@ def notify_test(channel: ChannelArg, config: ConfigOpt = None) -> None:
     """Send a test message through CHANNEL; a channel disabled by a failure is enabled again on success.
 
     A failed test leaves the channel as it was: only the alert engine's own deliveries disable it."""
-    from tbhub.watch import AlertEngine
+    from tbhub.app.alerts import AlertEngine
 
     cfg = config_from(config, None, None)
     if channel not in cfg.channel_names():

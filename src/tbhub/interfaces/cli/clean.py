@@ -20,19 +20,7 @@ from rich.text import Text
 
 from tbhub.adapters.storage.archive import list_archives, restore_archive
 from tbhub.adapters.storage.objectstore import ObjectLogStore
-from tbhub.config import Config
-from tbhub.core.cleanup import CleanupLimits, CleanupPlan, PlanRefused, RunFilter, build_plan
-from tbhub.core.models import RunSummary
-from tbhub.core.names import shown
-from tbhub.core.selection import SelectionError, parse_selection
-from tbhub.core.units import format_size, parse_duration, parse_size
-from tbhub.errors import UsageError
-from tbhub.hub import log_store, scan_endpoints, state_store
-from tbhub.interfaces.cli.options import ConfigOpt, JsonOpt, LogdirOpt, PathArg, config_from, output_console
-from tbhub.interfaces.cli.progress import scan_progress
-from tbhub.interfaces.cli.render import name_text, runs_table
-from tbhub.interfaces.cli.runs import SortKey, sort_runs
-from tbhub.manage import (
+from tbhub.app.cleanup import (
     CleanupReport,
     RunOutcome,
     archive_destination,
@@ -40,6 +28,18 @@ from tbhub.manage import (
     execute_plan,
     finish_interrupted,
 )
+from tbhub.app.hub import log_store, scan_endpoints, state_store
+from tbhub.config import Config
+from tbhub.core.cleanup import CleanupLimits, CleanupPlan, PlanRefused, RunFilter, build_plan
+from tbhub.core.models import RunSummary
+from tbhub.core.names import shown
+from tbhub.core.selection import SelectionError, parse_selection
+from tbhub.core.units import format_size, parse_duration, parse_size
+from tbhub.errors import UsageError
+from tbhub.interfaces.cli.options import ConfigOpt, JsonOpt, LogdirOpt, PathArg, config_from, output_console
+from tbhub.interfaces.cli.progress import scan_progress
+from tbhub.interfaces.cli.render import name_text, runs_table
+from tbhub.interfaces.cli.runs import SortKey, sort_runs
 
 __all__ = ["archives_app", "clean_command", "history_command", "restore_command"]
 

@@ -10,10 +10,10 @@ import typer
 from rich.table import Table
 from rich.text import Text
 
+from tbhub.app.hub import compare_runs, state_store
 from tbhub.core.compare import SortSpec, best_index, parse_sort, parse_target, sort_rows
 from tbhub.core.units import format_age
 from tbhub.errors import UsageError
-from tbhub.hub import compare_runs, state_store
 from tbhub.interfaces.cli.options import ConfigOpt, JsonOpt, LogdirOpt, PathArg, config_from, output_console
 from tbhub.interfaces.cli.render import name_text
 from tbhub.interfaces.records import compare_record, write_compare_csv

@@ -14,15 +14,15 @@ from rich.table import Table
 from rich.text import Text
 
 from tbhub.adapters.storage.objectstore import ObjectLogStore
+from tbhub.app.cleanup import RetentionOutcome, actor, apply_retention, plan_retention_now
+from tbhub.app.hub import log_store, state_store
 from tbhub.config import Config
 from tbhub.core.names import shown
 from tbhub.core.retention import RetentionDecision, RetentionPlan
 from tbhub.core.units import format_age, format_size
 from tbhub.errors import UsageError
-from tbhub.hub import log_store, state_store
 from tbhub.interfaces.cli.options import ConfigOpt, JsonOpt, LogdirOpt, config_from, output_console
 from tbhub.interfaces.cli.render import name_text
-from tbhub.manage import RetentionOutcome, actor, apply_retention, plan_retention_now
 
 __all__ = ["pin_command", "pins_command", "retention_app", "unpin_command"]
 

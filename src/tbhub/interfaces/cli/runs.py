@@ -13,6 +13,8 @@ import typer
 from rich.console import Console
 from rich.text import Text
 
+from tbhub.app.alerts import rules_config
+from tbhub.app.hub import run_statuses, scan_endpoints, state_store
 from tbhub.config import Config
 from tbhub.core.inventory import EndpointInventory
 from tbhub.core.models import RunSummary
@@ -20,12 +22,10 @@ from tbhub.core.names import shown
 from tbhub.core.status import StatusVerdict
 from tbhub.core.units import parse_duration
 from tbhub.errors import UsageError
-from tbhub.hub import run_statuses, scan_endpoints, state_store
 from tbhub.interfaces.cli.options import ConfigOpt, JsonOpt, LogdirOpt, PathArg, config_from, output_console
 from tbhub.interfaces.cli.progress import scan_progress
 from tbhub.interfaces.cli.render import runs_table
 from tbhub.interfaces.records import RUN_FIELDS, run_record
-from tbhub.watch import rules_config
 
 __all__ = ["SortKey", "runs_command", "sort_runs"]
 

@@ -13,14 +13,14 @@ from typing import TYPE_CHECKING, Annotated, Any
 import typer
 from rich.console import Console
 
+from tbhub.app.tensorboards import tensorboard_supervisor
 from tbhub.config import Config
 from tbhub.errors import ServeError, UsageError
 from tbhub.interfaces.cli.logs import LOG_FORMATS, LOG_LEVELS, LogFormat, configure_logging
 from tbhub.interfaces.cli.options import ConfigOpt, LogdirOpt, PathArg, config_from
-from tbhub.tensorboards import tensorboard_supervisor
 
 if TYPE_CHECKING:
-    from tbhub.hub import Hub
+    from tbhub.app.hub import Hub
 
 __all__ = ["check_port", "forwarding", "run_hub", "serve_command"]
 
@@ -79,7 +79,7 @@ def run_hub(
     supervisor = tensorboard_supervisor(config)
     supervisor.start()
     try:
-        from tbhub.hub import Hub
+        from tbhub.app.hub import Hub
 
         hub = Hub.from_config(config, supervisor=supervisor)
     except BaseException:
@@ -88,8 +88,8 @@ def run_hub(
     try:
         import uvicorn
 
+        from tbhub.app.alerts import build_channels
         from tbhub.interfaces.web.app import create_app
-        from tbhub.watch import build_channels
 
         build_channels(config)  # a missing secret is one clear line, not a failure in the background
         shown = "127.0.0.1" if host in ("0.0.0.0", "::") else host

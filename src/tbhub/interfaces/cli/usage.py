@@ -11,10 +11,10 @@ from typing import Annotated
 import typer
 from rich.table import Table
 
+from tbhub.app.hub import scan_endpoints, state_store, usage_report
 from tbhub.core.units import format_size
 from tbhub.core.usage import DatasetUsage
 from tbhub.errors import UsageError
-from tbhub.hub import scan_endpoints, state_store, usage_report
 from tbhub.interfaces.cli.options import ConfigOpt, JsonOpt, LogdirOpt, PathArg, config_from, output_console
 from tbhub.interfaces.cli.render import name_text
 from tbhub.interfaces.records import usage_record

@@ -16,13 +16,13 @@ from rich.table import Table
 from tbhub.adapters.db.accounts import AccountStore
 from tbhub.adapters.db.annotations import AnnotationStore, Note
 from tbhub.adapters.db.store import StateStore
+from tbhub.app.cleanup import actor
+from tbhub.app.hub import state_store
 from tbhub.config import Config
 from tbhub.core.accounts import ROLES, Role, User
 from tbhub.core.bookmarks import DASHBOARDS, Bookmark
 from tbhub.errors import UsageError
-from tbhub.hub import state_store
 from tbhub.interfaces.cli.options import ConfigOpt, JsonOpt, config_from, output_console
-from tbhub.manage import actor
 
 __all__ = ["bookmarks_app", "note_command", "tag_command", "tokens_app", "users_app"]
 

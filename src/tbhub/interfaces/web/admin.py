@@ -37,6 +37,15 @@ from pydantic import BaseModel
 
 from tbhub.adapters.db.accounts import AccountStore
 from tbhub.adapters.storage.remote import is_url
+from tbhub.app.cleanup import (
+    RETENTION_LEASE,
+    CleanupReport,
+    apply_retention,
+    execute_plan,
+    finish_interrupted,
+    plan_retention_now,
+)
+from tbhub.app.hub import Hub, scan_endpoints
 from tbhub.core.accounts import Role
 from tbhub.core.archive_places import overlapping_endpoint, within_any
 from tbhub.core.cleanup import CleanupLimits, CleanupPlan, PlanRefused, build_plan
@@ -45,16 +54,7 @@ from tbhub.core.retention import RetentionPlan
 from tbhub.core.selection import SelectionError, parse_selection
 from tbhub.core.units import format_size, parse_size
 from tbhub.errors import TbhubError, UsageError
-from tbhub.hub import Hub, scan_endpoints
 from tbhub.interfaces.web.auth import RoleTable, current_user, read_form_lists
-from tbhub.manage import (
-    RETENTION_LEASE,
-    CleanupReport,
-    apply_retention,
-    execute_plan,
-    finish_interrupted,
-    plan_retention_now,
-)
 
 __all__ = ["add_admin_routes", "clean_digest", "retention_digest"]
 

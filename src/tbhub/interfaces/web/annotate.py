@@ -19,11 +19,11 @@ from fastapi.templating import Jinja2Templates
 from pydantic import BaseModel
 
 from tbhub.adapters.db.annotations import AnnotationStore, Note
+from tbhub.app.hub import Hub
 from tbhub.core.accounts import Role
 from tbhub.core.bookmarks import DASHBOARDS, Bookmark
 from tbhub.core.bookmarks import tensorboard_url as tb_url
 from tbhub.errors import UnknownEndpoint, UsageError
-from tbhub.hub import Hub
 from tbhub.interfaces.web.auth import RoleTable, current_user, read_form
 
 __all__ = ["add_annotation_routes", "run_marks"]

@@ -36,13 +36,15 @@ from tbhub.adapters.db.accounts import AccountStore
 from tbhub.adapters.db.annotations import AnnotationStore
 from tbhub.adapters.db.leader import Leadership, leadership_for
 from tbhub.adapters.memory import release_free_memory
+from tbhub.app.alerts import AlertEngine
+from tbhub.app.cleanup import apply_retention
+from tbhub.app.hub import EndpointView, Hub, alert_history, compare_runs
 from tbhub.core.accounts import Role
 from tbhub.core.compare import best_index, parse_sort, sort_rows
 from tbhub.core.models import RunSummary
 from tbhub.core.names import shown
 from tbhub.core.units import format_age, format_size
 from tbhub.errors import TbhubError, UsageError
-from tbhub.hub import EndpointView, Hub, alert_history, compare_runs
 from tbhub.interfaces.records import age_style, compare_record, iso_utc, usage_record, write_compare_csv
 from tbhub.interfaces.web.admin import add_admin_routes
 from tbhub.interfaces.web.annotate import add_annotation_routes, run_marks
@@ -54,8 +56,6 @@ from tbhub.interfaces.web.markup import render_note
 from tbhub.interfaces.web.metrics import add_metrics
 from tbhub.interfaces.web.proxy import PROXY_TIMEOUT, TensorBoardProxy
 from tbhub.interfaces.web.rules import add_rule_routes
-from tbhub.manage import apply_retention
-from tbhub.watch import AlertEngine
 
 __all__ = ["create_app"]
 

@@ -20,9 +20,9 @@ from fastapi.responses import HTMLResponse, JSONResponse, RedirectResponse, Resp
 from fastapi.templating import Jinja2Templates
 
 from tbhub.adapters.db.accounts import AccountStore
+from tbhub.app.hub import Hub
 from tbhub.core.accounts import ROLES, Role
 from tbhub.errors import UsageError
-from tbhub.hub import Hub
 from tbhub.interfaces.web.auth import (
     SESSION_COOKIE,
     RoleTable,

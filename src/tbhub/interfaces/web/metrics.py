@@ -37,8 +37,8 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from tbhub import __version__
 from tbhub.adapters.db.leader import Leadership
 from tbhub.adapters.tensorboard.supervisor import ChildState
+from tbhub.app.hub import Hub
 from tbhub.core.accounts import Role
-from tbhub.hub import Hub
 from tbhub.interfaces.web.auth import RoleTable
 
 __all__ = ["HubCollector", "RequestMetrics", "add_metrics"]

@@ -4,7 +4,7 @@ An override belongs to an endpoint, or to one dataset glob of it, and sets some 
 keys (``stalled_after``, ``max_steps``, ``final_tags``, ``marker_files``, ``watch``, ``threshold``,
 ``factor``); validated by the config's own model, so a value the config file would refuse is refused
 here with the same one-line message. The alert engine reads them on its next evaluation
-(``tbhub.watch.rules_config``). Viewers see the rules; editors set and remove overrides.
+(``tbhub.app.alerts.rules_config``). Viewers see the rules; editors set and remove overrides.
 """
 
 from __future__ import annotations
@@ -21,13 +21,13 @@ from pydantic import BaseModel, Field
 
 from tbhub.adapters.db.accounts import AccountStore
 from tbhub.adapters.db.alert_rules import AlertRuleStore, RuleOverride
+from tbhub.app.alerts import RULE_KEYS, alerts_with_overrides, check_rule
+from tbhub.app.hub import Hub
 from tbhub.core.accounts import Role
 from tbhub.core.status import StatusRule
 from tbhub.core.units import format_age
 from tbhub.errors import UnknownEndpoint, UsageError
-from tbhub.hub import Hub
 from tbhub.interfaces.web.auth import RoleTable, current_user, read_form
-from tbhub.watch import RULE_KEYS, alerts_with_overrides, check_rule
 
 __all__ = ["add_rule_routes", "rule_scopes"]
 

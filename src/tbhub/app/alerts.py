@@ -35,6 +35,7 @@ from tbhub.adapters.db.alert_rules import AlertRuleStore, RuleOverride
 from tbhub.adapters.db.store import AlertRow, StateStore
 from tbhub.adapters.notifiers import EmailNotifier, SlackNotifier, UndeliverableMessage, WebhookNotifier
 from tbhub.adapters.scalar_decoder import ProtobufDecoder
+from tbhub.app.hub import Hub, run_scalars, run_statuses
 from tbhub.config import AlertsConfig, Config, EndpointAlertsConfig, NotifyConfig, StatusRuleConfig
 from tbhub.core.models import Alert, EndpointSpec, RunStatus, RunSummary
 from tbhub.core.names import shown
@@ -43,7 +44,6 @@ from tbhub.core.scalars import TagSummary
 from tbhub.core.status import StatusRules, StatusVerdict
 from tbhub.core.units import parse_duration
 from tbhub.errors import ConfigError, DeliveryError, UsageError
-from tbhub.hub import Hub, run_scalars, run_statuses
 
 __all__ = [
     "RULE_KEYS",

@@ -22,6 +22,7 @@ from tbhub.adapters.tensorboard.supervisor import (
     SupervisorTiming,
     TensorBoardSupervisor,
 )
+from tbhub.app.tensorboards import mirror_dir, tensorboard_supervisor
 from tbhub.config import Config
 from tbhub.core.compare import CompareRow, Target, build_rows
 from tbhub.core.inventory import EndpointInventory, Progress, scan_endpoint
@@ -41,7 +42,6 @@ from tbhub.core.scalars import (
 from tbhub.core.status import StatusVerdict, run_status
 from tbhub.core.usage import DatasetUsage, Snapshot, growth, usage_by_dataset
 from tbhub.errors import LogRootError, TbhubError, UnknownEndpoint
-from tbhub.tensorboards import mirror_dir, tensorboard_supervisor
 
 __all__ = [
     "AnyLogStore",

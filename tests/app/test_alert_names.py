@@ -9,9 +9,9 @@ from pathlib import Path
 from eventfiles import file_version_event, scalar_event, write_events
 from receivers import http_receiver
 from tbhub.adapters.db.store import open_state
+from tbhub.app.alerts import AlertEngine
+from tbhub.app.hub import scan_endpoints
 from tbhub.config import load_config
-from tbhub.hub import scan_endpoints
-from tbhub.watch import AlertEngine
 
 
 def test_a_non_utf8_run_name_is_alerted_and_delivered_escaped(tmp_path: Path) -> None:

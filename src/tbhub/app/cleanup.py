@@ -20,13 +20,13 @@ from tbhub.adapters.db.store import DeletionRecord, RetentionApplication, StateS
 from tbhub.adapters.storage.archive import ObjectRunSource, RunSource, archive_run, remove_partial_archives
 from tbhub.adapters.storage.objectstore import ObjectLogStore
 from tbhub.adapters.storage.remote import is_url
+from tbhub.app.hub import AnyLogStore, log_store, scan_endpoints
 from tbhub.config import Config
 from tbhub.core.archive_places import overlapping_endpoint
 from tbhub.core.cleanup import CleanupPlan
 from tbhub.core.models import RunSummary
 from tbhub.core.retention import RetentionDecision, RetentionPlan, plan_retention
 from tbhub.errors import TbhubError, UsageError
-from tbhub.hub import AnyLogStore, log_store, scan_endpoints
 
 __all__ = [
     "CleanupReport",

@@ -12,10 +12,10 @@ import pytest
 from eventfiles import file_version_event, scalar_event, write_events
 from receivers import Reply, http_receiver
 from tbhub.adapters.db.store import open_state
+from tbhub.app.alerts import AlertEngine, build_channels
+from tbhub.app.hub import scan_endpoints
 from tbhub.config import load_config
 from tbhub.errors import ConfigError
-from tbhub.hub import scan_endpoints
-from tbhub.watch import AlertEngine, build_channels
 
 
 def write_run(root: Path, relpath: str, values: list[float], *, age_s: float = 0.0) -> None:
@@ -107,7 +107,7 @@ def test_missing_secret_is_one_clear_line(tmp_path: Path) -> None:
 def test_alert_warmup_waits_for_every_tensorboard_to_be_up(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     from dataclasses import dataclass
 
-    from tbhub.hub import Hub
+    from tbhub.app.hub import Hub
     from tbhub.interfaces.web.app import _Warmup
 
     @dataclass
