@@ -20,8 +20,8 @@ README = (Path(__file__).parent.parent / "README.md").read_text()
 
 
 def test_every_setting_is_documented() -> None:
-    for key, _default, _help in SETTINGS:
-        assert f"| `{key}` |" in README, f"setting {key} missing from the README's table"
+    for setting in SETTINGS:
+        assert f"| `{setting.key}` |" in README, f"setting {setting.key} missing from the README's table"
 
 
 def test_settings_table_matches_the_model() -> None:
@@ -37,7 +37,7 @@ def test_settings_table_matches_the_model() -> None:
     modelled |= {"alerts.endpoints.NAME", "notify"}
     modelled |= {f"auth.{field}" for field in AuthConfig.model_fields}
     modelled |= {f"s3.{field}" for field in S3Config.model_fields}
-    assert modelled == {key for key, _, _ in SETTINGS}
+    assert modelled == {setting.key for setting in SETTINGS}
 
 
 def test_readme_opens_with_demo_and_test() -> None:
