@@ -215,7 +215,7 @@ def cold_scans(s3_url: str, tmp: Path, repeats: int = 2) -> dict[str, Any]:
     from tbhub.core.inventory import REMOTE_READERS, scan_endpoint
     from tbhub.core.models import EndpointSpec
 
-    spec = EndpointSpec(ENDPOINT, f"s3://{BUCKET}/{PREFIX}")
+    spec = EndpointSpec(ENDPOINT, f"s3://{BUCKET}/{PREFIX}", reload_interval=RELOAD_INTERVAL)
     options = {"endpoint_url": s3_url}
     timings: dict[int, list[float]] = {1: [], REMOTE_READERS: []}
     events: dict[int, int] = {}

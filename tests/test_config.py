@@ -117,3 +117,56 @@ def test_deeply_nested_toml_is_one_line_and_exit_2(tmp_path: Path, text: str) ->
     assert result.returncode == 2
     (line,) = result.stderr.strip().splitlines()
     assert f"{path}: not valid TOML: nested too deeply" in line
+
+
+# -- one owner per tunable: the settings table holds the default and the one check ---------------------
+
+
+def test_reload_interval_default_comes_from_the_settings_table(tmp_path: Path) -> None:
+    from tbhub.config import setting
+
+    cfg = load_config(None, [f"a={tmp_path}"])
+    assert cfg.endpoint_specs()[0].reload_interval == setting("endpoints.NAME.reload_interval").default == 30
+
+
+@pytest.mark.parametrize("value", [0, -5])
+def test_reload_interval_below_one_is_one_config_error(tmp_path: Path, value: int) -> None:
+    # TensorBoard would read 0 as "load once, never reload": a hub that stops showing new steps.
+    cfg_file = write(tmp_path / "c.toml", f'[endpoints.a]\nlogdir = "/x"\nreload_interval = {value}\n')
+    with pytest.raises(ConfigError) as info:
+        load_config(cfg_file)
+    assert str(info.value) == (
+        f"{cfg_file}: endpoints.a.reload_interval: must be a whole number of seconds, at least 1 "
+        f"(got {value}); 0 would make TensorBoard load the logs once and never show new steps"
+    )
+
+
+def test_reload_interval_zero_is_refused_the_same_by_the_config_and_the_demo_flag(tmp_path: Path) -> None:
+    env = {**os.environ, "TBHUB_HOME": str(tmp_path / "home")}
+    cfg_file = write(tmp_path / "c.toml", f'[endpoints.a]\nlogdir = "{tmp_path}"\nreload_interval = 0\n')
+    from_file = subprocess.run([sys.executable, "-m", "tbhub", "runs", "--config", str(cfg_file)],
+                               capture_output=True, text=True, timeout=120, env=env)
+    demo_dir = tmp_path / "demo"
+    from_flag = subprocess.run(
+        [sys.executable, "-m", "tbhub", "demo", "--dir", str(demo_dir), "--reload-interval", "0"],
+        capture_output=True, text=True, timeout=120, env=env,
+    )
+    problem = "must be a whole number of seconds, at least 1 (got 0)"
+    for result in (from_file, from_flag):
+        assert result.returncode == 2, result.stderr
+        (line,) = result.stderr.strip().splitlines()
+        assert problem in line
+    assert "endpoints.a.reload_interval:" in from_file.stderr
+    assert "--reload-interval:" in from_flag.stderr
+    assert not demo_dir.exists()  # refused before any demo log is written
+
+
+def test_model_defaults_are_the_settings_table_defaults() -> None:
+    from tbhub.config import SETTINGS, Config
+
+    values = Config().model_dump()
+    for row in SETTINGS:
+        section, _, field = row.key.partition(".")
+        if section in ("server", "display", "cost", "auth", "retention") and "." not in field:
+            assert values[section][field] == row.default, row.key
+    assert values["alerts"]["max_age"] == next(r.default for r in SETTINGS if r.key == "alerts.max_age")

@@ -21,7 +21,8 @@ from tbhub.adapters.crc import crc32c
 from tbhub.adapters.db.store import open_state
 from tbhub.adapters.storage.objectstore import DELETE_MARKER, ObjectLogStore
 from tbhub.adapters.storage.remote import is_url, open_filesystem
-from tbhub.app.hub import scan_endpoints
+from tbhub.app.inventory import scan_endpoints
+from tbhub.app.services import Services
 from tbhub.config import load_config
 from tbhub.core.inventory import scan_endpoint
 from tbhub.core.models import EndpointSpec, RunSummary
@@ -128,7 +129,7 @@ def test_scan_of_s3_equals_the_local_scan(s3_endpoint: str, s3_tree: tuple[Path,
     local, url = s3_tree
     (tmp_path / "tbhub.toml").write_text(f'[s3]\nendpoint_url = "{s3_endpoint}"\n')
     config = load_config(tmp_path / "tbhub.toml", logdirs=[f"disk={local}", f"bucket={url}"])
-    (disk, remote) = scan_endpoints(config, ["disk", "bucket"], workers=1)
+    (disk, remote) = scan_endpoints(Services(config), ["disk", "bucket"], workers=1)
     assert remote.runs, "nothing found in the bucket"
     assert _comparable(remote.runs) == _comparable(disk.runs)
     assert remote.files == disk.files == 8
@@ -140,7 +141,7 @@ def test_rescan_reads_nothing_until_an_object_is_replaced(
     s3_endpoint: str, s3_bucket: str, s3_tree: tuple[Path, str], tmp_path: Path
 ) -> None:
     _, url = s3_tree
-    spec = EndpointSpec("bucket", url)
+    spec = EndpointSpec("bucket", url, reload_interval=30)
     state = open_state(f"sqlite:///{tmp_path / 'state.db'}")
     try:
         store = ObjectLogStore(url, {"endpoint_url": s3_endpoint})
@@ -252,8 +253,8 @@ def test_another_fsspec_filesystem_scans_like_the_disk(tmp_path: Path) -> None:
             memory.pipe(f"{root}/{path.relative_to(local)}", path.read_bytes())
     state = open_state(f"sqlite:///{tmp_path / 'state.db'}")
     try:
-        disk = scan_endpoints(load_config(None, logdirs=[f"disk={local}"]), ["disk"], state=state)[0]
-        spec = EndpointSpec("memory", f"memory://{root}")
+        disk = scan_endpoints(Services(load_config(None, logdirs=[f"disk={local}"]), state=state), ["disk"])[0]
+        spec = EndpointSpec("memory", f"memory://{root}", reload_interval=30)
         store = ObjectLogStore(spec.logdir, {})
         scanned = scan_endpoint(spec, store, state, crc32c=crc32c)
         assert _comparable(scanned.runs) == _comparable(disk.runs) and len(scanned.runs) == 2

@@ -159,7 +159,9 @@ def test_spec_command_and_defaults(tmp_path: Path) -> None:
     assert local.url == f"http://127.0.0.1:{local.port}/tb/lora/"
 
     remote = ChildSpec.from_endpoint(
-        EndpointSpec(name="s3", logdir="s3://bucket/logs", port=6010), state_dir=tmp_path, exposed=True
+        EndpointSpec(name="s3", logdir="s3://bucket/logs", port=6010, reload_interval=5),
+        state_dir=tmp_path,
+        exposed=True,
     )
     assert (remote.load_fast, remote.host, remote.logdir) == ("auto", "0.0.0.0", "s3://bucket/logs")
     assert remote.url == "http://127.0.0.1:6010/tb/s3/"
@@ -174,7 +176,7 @@ def test_spec_rejects_flags_it_owns(tmp_path: Path, arg: str) -> None:
 
 def test_spec_needs_a_port(tmp_path: Path) -> None:
     with pytest.raises(ConfigError, match="has no port"):
-        ChildSpec.from_endpoint(EndpointSpec(name="x", logdir=str(tmp_path)), state_dir=tmp_path)
+        ChildSpec.from_endpoint(EndpointSpec(name="x", logdir=str(tmp_path), reload_interval=5), state_dir=tmp_path)
 
 
 # -- serving -----------------------------------------------------------------------------------------

@@ -41,7 +41,7 @@ from tbhub.config.models import (
 )
 from tbhub.config.retention import EndpointRetentionConfig, RetentionConfig, RetentionRuleConfig
 from tbhub.config.s3 import S3Config
-from tbhub.config.settings import FIRST_ENDPOINT_PORT, LOOPBACK_HOSTS, SETTINGS, Setting, default_state_dir
+from tbhub.config.settings import FIRST_ENDPOINT_PORT, LOOPBACK_HOSTS, SETTINGS, Setting, default_state_dir, setting
 
 __all__ = [
     "ENDPOINT_NAME",
@@ -69,4 +69,5 @@ __all__ = [
     "default_state_dir",
     "load_config",
     "parse_logdir_flag",
+    "setting",
 ]

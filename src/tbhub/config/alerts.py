@@ -7,6 +7,7 @@ from typing import Literal
 from pydantic import Field, field_validator, model_validator
 
 from tbhub.config.section import Section
+from tbhub.config.settings import default
 from tbhub.core.status import StatusRule, StatusRules
 from tbhub.core.units import parse_duration
 
@@ -65,7 +66,7 @@ class EndpointAlertsConfig(StatusRuleConfig):
 class AlertsConfig(StatusRuleConfig):
     """``[alerts]``: status rules, per endpoint and dataset glob, and delivery limits."""
 
-    max_age: str = "24h"
+    max_age: str = default("alerts.max_age", str)
     endpoints: dict[str, EndpointAlertsConfig] = Field(default_factory=dict)
 
     @field_validator("max_age")

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
 from pydantic import Field, field_validator, model_validator
 
@@ -17,7 +17,7 @@ from tbhub.config.endpoints import check_endpoint_names, check_ports, endpoint_s
 from tbhub.config.retention import RetentionConfig
 from tbhub.config.s3 import S3Config
 from tbhub.config.section import Section
-from tbhub.config.settings import LOOPBACK_HOSTS, default_state_dir
+from tbhub.config.settings import LOOPBACK_HOSTS, checked, default, default_state_dir
 from tbhub.core.models import DEFAULT_LAYOUT, EndpointSpec
 from tbhub.core.retention import RetentionPolicy
 from tbhub.core.units import parse_duration
@@ -35,8 +35,8 @@ __all__ = [
 
 
 class ServerConfig(Section):
-    host: str = "127.0.0.1"
-    port: int = Field(default=6005, ge=1, le=65535)
+    host: str = default("server.host", str)
+    port: int = Field(default=default("server.port", int), ge=1, le=65535)
     public_url: str | None = None
 
 
@@ -54,8 +54,8 @@ class StateConfig(Section):
 
 
 class DisplayConfig(Section):
-    fresh_days: float = Field(default=1, gt=0)
-    old_days: float = Field(default=7, gt=0)
+    fresh_days: float = Field(default=default("display.fresh_days", int), gt=0)
+    old_days: float = Field(default=default("display.old_days", int), gt=0)
 
     @model_validator(mode="after")
     def _ordered(self) -> DisplayConfig:
@@ -68,9 +68,11 @@ class EndpointConfig(Section):
     logdir: str
     layout: str = DEFAULT_LAYOUT
     port: int | None = Field(default=None, ge=1, le=65535)
-    reload_interval: int = Field(default=30, ge=1)
+    reload_interval: Annotated[int, checked("endpoints.NAME.reload_interval")] = default(
+        "endpoints.NAME.reload_interval", int
+    )
     title: str | None = None
-    expose: bool = False
+    expose: bool = default("endpoints.NAME.expose", bool)
     s3: S3Config | None = None
 
     @field_validator("layout")
@@ -82,17 +84,17 @@ class EndpointConfig(Section):
 
 
 class CostConfig(Section):
-    storage_per_gb_month: float = Field(default=0.0, ge=0)
-    currency: str = "USD"
+    storage_per_gb_month: float = Field(default=default("cost.storage_per_gb_month", float), ge=0)
+    currency: str = default("cost.currency", str)
 
 
 class AuthConfig(Section):
     """``[auth]``: on by default; ``mode = "none"`` only on a hub bound to loopback."""
 
     mode: Literal["password", "none"] = "password"
-    session_max_age: str = "12h"
+    session_max_age: str = default("auth.session_max_age", str)
     trusted_proxies: list[str] = Field(default_factory=list)
-    proxy_header: str = "X-Auth-Request-Email"
+    proxy_header: str = default("auth.proxy_header", str)
     proxy_role: Literal["viewer", "editor", "admin"] = "viewer"
 
     @field_validator("session_max_age")

@@ -9,6 +9,7 @@ from typing import Any
 from pydantic import Field, field_validator, model_validator
 
 from tbhub.config.section import Section
+from tbhub.config.settings import default
 from tbhub.core.retention import RetentionPolicy, RetentionRule, Schedule
 from tbhub.core.units import parse_duration, parse_size
 
@@ -52,7 +53,7 @@ class RetentionConfig(Section):
 
     schedule: str | None = None
     every: str | None = None
-    active_minutes: float = Field(default=10, gt=0)
+    active_minutes: float = Field(default=default("retention.active_minutes", int), gt=0)
     policies: dict[str, EndpointRetentionConfig] = Field(default_factory=dict)
 
     @model_validator(mode="before")

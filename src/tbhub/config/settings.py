@@ -11,7 +11,7 @@ import os
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 from pydantic import AfterValidator
 
@@ -23,9 +23,12 @@ __all__ = [
     "SETTINGS",
     "Setting",
     "checked",
+    "default",
     "default_state_dir",
     "setting",
 ]
+
+_T = TypeVar("_T")
 
 #: Endpoints without a port get the next free one from here, in config order.
 FIRST_ENDPOINT_PORT = 6006
@@ -53,6 +56,17 @@ def default_state_dir() -> Path:
     return Path("~/.local/share/tbhub").expanduser()
 
 
+def _reload_interval(seconds: int) -> int:
+    # TensorBoard reads 0 as "load once at startup, never again" (and a mirrored s3:// root would sync
+    # in a busy loop): a hub that silently stops showing new steps is never what was meant.
+    if seconds < 1:
+        raise ValueError(
+            f"must be a whole number of seconds, at least 1 (got {seconds}); "
+            "0 would make TensorBoard load the logs once and never show new steps"
+        )
+    return seconds
+
+
 #: Every setting, in the README's order.
 SETTINGS: tuple[Setting, ...] = (
     Setting("server.host", "127.0.0.1", "Address the hub binds to."),
@@ -66,7 +80,8 @@ SETTINGS: tuple[Setting, ...] = (
     Setting("endpoints.NAME.layout", DEFAULT_LAYOUT, "Where runs live below the log root."),
     Setting("endpoints.NAME.port", f"{FIRST_ENDPOINT_PORT}, {FIRST_ENDPOINT_PORT + 1}, ...",
             "Port of this endpoint's TensorBoard."),
-    Setting("endpoints.NAME.reload_interval", 30, "Seconds between TensorBoard reloads."),
+    Setting("endpoints.NAME.reload_interval", 30, "Seconds between TensorBoard reloads (at least 1).",
+            _reload_interval),
     Setting("endpoints.NAME.title", None, "A human title for the hub page."),
     Setting("endpoints.NAME.expose", False, "Bind this TensorBoard to all interfaces, not only 127.0.0.1."),
     Setting("endpoints.NAME.s3", None,
@@ -115,6 +130,14 @@ _BY_KEY = {s.key: s for s in SETTINGS}
 def setting(key: str) -> Setting:
     """The row of ``key``; a ``KeyError`` is a programming error (a model naming a setting not in the table)."""
     return _BY_KEY[key]
+
+
+def default(key: str, kind: type[_T]) -> _T:
+    """The default of ``key``, typed for a model field (``port: int = default("server.port", int)``)."""
+    value = setting(key).default
+    if not isinstance(value, kind):
+        raise TypeError(f"setting {key}: default {value!r} is not a {kind.__name__}")
+    return value
 
 
 def checked(key: str) -> AfterValidator:

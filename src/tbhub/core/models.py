@@ -28,14 +28,18 @@ DEFAULT_LAYOUT = "{dataset}/{run}"
 
 @dataclass(frozen=True, slots=True)
 class EndpointSpec:
-    """One log root served as one TensorBoard: what the core needs of the config."""
+    """One log root served as one TensorBoard: what the core needs of the config.
+
+    ``reload_interval`` (seconds, at least 1) has no default here: its default and its check belong to
+    the config's settings table, and a spec built elsewhere (a test, a benchmark) says what it wants.
+    """
 
     name: str
     logdir: str
     layout: str = DEFAULT_LAYOUT
     port: int | None = None
-    reload_interval: int = 30
     title: str | None = None
+    reload_interval: int = field(kw_only=True)
 
 
 @dataclass(frozen=True, slots=True)

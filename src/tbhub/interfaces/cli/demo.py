@@ -13,6 +13,7 @@ from rich.console import Console
 from tbhub.config import AlertsConfig, AuthConfig, Config, ServerConfig, StateConfig
 from tbhub.config import EndpointConfig as Endpoint
 from tbhub.errors import UsageError
+from tbhub.interfaces.cli.options import checked_by
 from tbhub.interfaces.cli.serve import run_hub
 
 __all__ = ["demo_command"]
@@ -27,7 +28,11 @@ def demo_command(
     lora_port: Annotated[int, typer.Option("--lora-port", help="Port of the lora TensorBoard.")] = 6006,
     router_port: Annotated[int, typer.Option("--router-port", help="Port of the router TensorBoard.")] = 6007,
     interval: Annotated[float, typer.Option("--interval", help="Seconds between live training steps.")] = 3.0,
-    reload_interval: Annotated[int, typer.Option("--reload-interval", help="TensorBoard reload seconds.")] = 5,
+    reload_interval: Annotated[
+        int,
+        typer.Option("--reload-interval", help="TensorBoard reload seconds (at least 1).",
+                     callback=checked_by("endpoints.NAME.reload_interval")),
+    ] = 5,
 ) -> None:
     """Write demo logs for two trainers (lora, router), keep two runs training, and serve them."""
     from tbhub.demo import LiveWriter, write_demo_logs  # tensorboard and numpy: only when asked for

@@ -3,14 +3,16 @@
 from __future__ import annotations
 
 import sys
-from typing import Annotated
+from collections.abc import Callable
+from typing import Annotated, Any
 
 import typer
 from rich.console import Console
 
-from tbhub.config import Config, load_config
+from tbhub.config import Config, load_config, setting
+from tbhub.errors import UsageError
 
-__all__ = ["ConfigOpt", "JsonOpt", "LogdirOpt", "PathArg", "config_from", "output_console"]
+__all__ = ["ConfigOpt", "JsonOpt", "LogdirOpt", "PathArg", "checked_by", "config_from", "output_console"]
 
 ConfigOpt = Annotated[
     str | None,
@@ -31,6 +33,25 @@ JsonOpt = Annotated[bool, typer.Option("--json", help="Print JSON for scripts in
 
 def config_from(config: str | None, logdir: list[str] | None, path: str | None) -> Config:
     return load_config(config, logdir or (), path)
+
+
+def checked_by(key: str) -> Callable[[typer.Context, typer.CallbackParam, Any], Any]:
+    """A typer callback that runs the settings table's check of ``key`` on a flag standing in for it, so
+    the flag and the config file refuse the same values with the same words (one line, exit 2)."""
+    check = setting(key).check
+    if check is None:
+        raise KeyError(f"setting {key} has no check")
+
+    def callback(ctx: typer.Context, param: typer.CallbackParam, value: Any) -> Any:
+        if value is None or ctx.resilient_parsing:
+            return value
+        try:
+            return check(value)
+        except ValueError as error:
+            flag = param.opts[0] if param.opts else str(param.name)
+            raise UsageError(f"{flag}: {error}") from None
+
+    return callback
 
 
 def output_console() -> Console:
