@@ -32,7 +32,8 @@ from gentree import DEFAULT_RECORDS, DEFAULT_ROOT, DEFAULT_RUNS, append_events, 
 from tbhub.adapters.crc import crc32c
 from tbhub.adapters.db.store import open_state
 from tbhub.adapters.storage.local import LocalLogStore
-from tbhub.app.hub import scan_endpoints
+from tbhub.app.inventory import scan_endpoints
+from tbhub.app.services import Services
 from tbhub.config import Config, EndpointConfig, StateConfig
 from tbhub.core.models import FileEntry
 from tbhub.core.scanner import scan_event_file
@@ -148,14 +149,14 @@ def main(argv: list[str] | None = None) -> int:
         state = open_state(config.state.url)
         try:
             t = time.perf_counter()
-            (inventory,) = scan_endpoints(config, state=state, workers=args.workers)
+            (inventory,) = scan_endpoints(Services(config, state=state), workers=args.workers)
             c = time.perf_counter() - t
             records = cold_records = sum(r.event_count for r in inventory.runs)
             # (d)
             d_times = []
             for _ in range(5):
                 t = time.perf_counter()
-                (again,) = scan_endpoints(config, state=state, workers=args.workers)
+                (again,) = scan_endpoints(Services(config, state=state), workers=args.workers)
                 d_times.append(time.perf_counter() - t)
                 assert again.files_read == 0
             d = min(d_times)
@@ -175,7 +176,7 @@ def main(argv: list[str] | None = None) -> int:
                 for each in (1_000, 20_000):
                     added = sum(append_events(path, each, 10_000_000) for path in targets)
                     t = time.perf_counter()
-                    (grown,) = scan_endpoints(config, state=state, workers=args.workers)
+                    (grown,) = scan_endpoints(Services(config, state=state), workers=args.workers)
                     e_results.append((added, time.perf_counter() - t, grown.files_read, grown.bytes_read))
                     assert sum(r.event_count for r in grown.runs) == records + len(targets) * each
                     records += len(targets) * each

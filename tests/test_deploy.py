@@ -32,6 +32,7 @@ from sqlalchemy.engine import make_url
 
 from tbhub.adapters.db.store import open_state
 from tbhub.app.hub import Hub
+from tbhub.app.services import Services
 from tbhub.config import Config, EndpointConfig, StateConfig, load_config
 from tbhub.interfaces.cli.main import app as cli_app
 from tbhub.interfaces.web.app import create_app
@@ -50,7 +51,7 @@ def public_paths(tmp_path_factory: pytest.TempPathFactory) -> set[str]:
     state = open_state(f"sqlite:///{tmp / 'state.db'}")
     try:
         config = Config(state=StateConfig(dir=tmp), endpoints={"x": EndpointConfig(logdir=str(tmp))})
-        app = create_app(Hub(config, state, None), alerts=False)
+        app = create_app(Hub(Services(config, state=state), None), alerts=False)
         return {getattr(r, "path", "") for r in app.routes if getattr(r, "name", None) in PUBLIC}
     finally:
         state.dispose()

@@ -10,7 +10,8 @@ from eventfiles import file_version_event, scalar_event, write_events
 from receivers import http_receiver
 from tbhub.adapters.db.store import open_state
 from tbhub.app.alerts import AlertEngine
-from tbhub.app.hub import scan_endpoints
+from tbhub.app.inventory import scan_endpoints
+from tbhub.app.services import Services
 from tbhub.config import load_config
 
 
@@ -29,8 +30,8 @@ def test_a_non_utf8_run_name_is_alerted_and_delivered_escaped(tmp_path: Path) ->
         config = load_config(cfg_file)
         state = open_state(config.state.url)
         try:
-            engine = AlertEngine(config, state)
-            (inv,) = scan_endpoints(config, state=state)
+            engine = AlertEngine(Services(config, state=state))
+            (inv,) = scan_endpoints(Services(config, state=state))
             (alert,) = engine.evaluate(inv.endpoint, inv.runs)
             assert alert.status.value == "finished"
             assert engine.evaluate(inv.endpoint, inv.runs) == []  # the run's state was stored: once per change

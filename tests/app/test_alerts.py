@@ -13,7 +13,8 @@ from eventfiles import file_version_event, scalar_event, write_events
 from receivers import Reply, http_receiver
 from tbhub.adapters.db.store import open_state
 from tbhub.app.alerts import AlertEngine, build_channels
-from tbhub.app.hub import scan_endpoints
+from tbhub.app.inventory import scan_endpoints
+from tbhub.app.services import Services
 from tbhub.config import load_config
 from tbhub.errors import ConfigError
 
@@ -36,11 +37,11 @@ def setup(tmp_path: Path, url: str, extra: str = "") -> tuple[AlertEngine, objec
     )
     config = load_config(cfg_file)
     state = open_state(config.state.url)
-    return AlertEngine(config, state), config, state
+    return AlertEngine(Services(config, state=state)), config, state
 
 
 def evaluate(engine: AlertEngine, config: object, state: object) -> list[object]:
-    (inv,) = scan_endpoints(config, state=state)  # type: ignore[arg-type]
+    (inv,) = scan_endpoints(Services(config, state=state))  # type: ignore[arg-type]
     return engine.evaluate(inv.endpoint, inv.runs)  # type: ignore[return-value]
 
 
@@ -107,8 +108,8 @@ def test_missing_secret_is_one_clear_line(tmp_path: Path) -> None:
 def test_alert_warmup_waits_for_every_tensorboard_to_be_up(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     from dataclasses import dataclass
 
+    from tbhub.app.background import Warmup
     from tbhub.app.hub import Hub
-    from tbhub.interfaces.web.app import _Warmup
 
     @dataclass
     class Child:
@@ -126,10 +127,10 @@ def test_alert_warmup_waits_for_every_tensorboard_to_be_up(tmp_path: Path, monke
     config = load_config(cfg_file)
     state = open_state(config.state.url)
     children = Children()
-    hub = Hub(config, state, children)  # type: ignore[arg-type]
+    hub = Hub(Services(config, state=state), children)  # type: ignore[arg-type]
     clock = [100.0]
-    monkeypatch.setattr("tbhub.interfaces.web.app.time.monotonic", lambda: clock[0])
-    warmup = _Warmup(hub, 30.0)
+    monkeypatch.setattr("tbhub.app.background.time.monotonic", lambda: clock[0])
+    warmup = Warmup(hub, 30.0)
     assert not warmup.over()  # one TensorBoard is still starting
     children.states = ["up", "error"]  # a missing log root never comes up: it does not hold alerts back
     assert not warmup.over()
@@ -137,7 +138,7 @@ def test_alert_warmup_waits_for_every_tensorboard_to_be_up(tmp_path: Path, monke
     assert not warmup.over()
     clock[0] += 2
     assert warmup.over() and warmup.over()
-    assert _Warmup(Hub(config, state, None), 30.0).over()  # no supervisor: nothing to wait for
+    assert Warmup(Hub(Services(config, state=state), None), 30.0).over()  # no supervisor: nothing to wait for
     state.dispose()
 
 

@@ -22,6 +22,7 @@ from tbhub.adapters.db.annotations import AnnotationStore
 from tbhub.adapters.db.store import StateStore
 from tbhub.app.alerts import AlertEngine
 from tbhub.app.hub import Hub
+from tbhub.app.services import Services
 from tbhub.config import (
     AlertsConfig,
     Config,
@@ -63,7 +64,7 @@ def root(tmp_path: Path) -> Path:
 def make_app(tmp_path: Path, state: StateStore, root: Path, **config: object) -> FastAPI:
     cfg = Config(state=StateConfig(dir=tmp_path / "state"), endpoints={"lora": EndpointConfig(logdir=str(root))},
                  **config)  # type: ignore[arg-type]
-    hub = Hub(cfg, state, None)
+    hub = Hub(Services(cfg, state=state), None)
     hub.refresh("lora")
     return create_app(hub, scan_interval=3600, job_interval=3600, alerts=False)
 
@@ -325,9 +326,9 @@ def test_editor_overrides_change_the_engines_verdict(tmp_path: Path, state: Stat
         os.utime(p, (t, t))
     alerts = AlertsConfig(endpoints={"lora": EndpointAlertsConfig(max_steps=10_000)})
     app = make_app(tmp_path, state, root, alerts=alerts)
-    hub: Hub = Hub(Config(state=StateConfig(dir=tmp_path / "state"), alerts=alerts,
-                          endpoints={"lora": EndpointConfig(logdir=str(root))}), state, None)
-    engine = AlertEngine(hub.config, state, channels=[])
+    hub: Hub = Hub(Services(Config(state=StateConfig(dir=tmp_path / "state"), alerts=alerts,
+                                   endpoints={"lora": EndpointConfig(logdir=str(root))}), state=state), None)
+    engine = AlertEngine(hub.services, channels=[])
 
     def status() -> str:
         engine.evaluate(hub.specs["lora"], hub.runs("lora"))
@@ -386,7 +387,7 @@ def test_roles_per_endpoint(tmp_path: Path, state: StateStore, root: Path) -> No
     age(router / "moe" / "r1", 30)
     cfg = Config(state=StateConfig(dir=tmp_path / "state"),
                  endpoints={"lora": EndpointConfig(logdir=str(root)), "router": EndpointConfig(logdir=str(router))})
-    hub = Hub(cfg, state, None)
+    hub = Hub(Services(cfg, state=state), None)
     hub.refresh("lora")
     hub.refresh("router")
     app = create_app(hub, scan_interval=3600, job_interval=3600, alerts=False)

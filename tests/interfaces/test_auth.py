@@ -26,6 +26,7 @@ from tbhub.adapters.db.annotations import AnnotationStore
 from tbhub.adapters.db.store import StateStore
 from tbhub.adapters.db.tables import sessions
 from tbhub.app.hub import Hub
+from tbhub.app.services import Services
 from tbhub.config import AuthConfig, Config, EndpointConfig, StateConfig
 from tbhub.core.accounts import Role
 from tbhub.interfaces.web import login as login_module
@@ -167,7 +168,7 @@ def _config(tmp_path: Path, auth: AuthConfig | None = None) -> Config:
 
 
 def _app(tmp_path: Path, state: StateStore, auth: AuthConfig | None = None) -> FastAPI:
-    hub = Hub(_config(tmp_path, auth), state, None)
+    hub = Hub(Services(_config(tmp_path, auth), state=state), None)
     hub.refresh("lora")
     return create_app(hub, scan_interval=3600, job_interval=3600, alerts=False)
 

@@ -19,6 +19,7 @@ from tbhub.adapters.db.accounts import AccountStore
 from tbhub.adapters.db.store import StateStore
 from tbhub.adapters.db.tables import login_failures
 from tbhub.app.hub import Hub
+from tbhub.app.services import Services
 from tbhub.config import AuthConfig, Config, EndpointConfig, StateConfig
 from tbhub.core.accounts import Role, User
 from tbhub.core.throttle import LIMITS
@@ -43,7 +44,7 @@ def _config(tmp_path: Path, auth: AuthConfig | None = None) -> Config:
 
 
 def _app(tmp_path: Path, state: StateStore, auth: AuthConfig | None = None) -> FastAPI:
-    hub = Hub(_config(tmp_path, auth), state, None)
+    hub = Hub(Services(_config(tmp_path, auth), state=state), None)
     for name in hub.specs:
         hub.refresh(name)
     return create_app(hub, scan_interval=3600, job_interval=3600, alerts=False)

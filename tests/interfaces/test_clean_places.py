@@ -14,7 +14,8 @@ import pytest
 from eventfiles import write_scalar_file
 from tbhub.adapters.db.store import open_state
 from tbhub.adapters.storage.archive import list_archives
-from tbhub.app.cleanup import apply_retention
+from tbhub.app.retention import apply_retention
+from tbhub.app.services import Services
 from tbhub.config import load_config
 from tbhub.errors import ConfigError, UsageError
 
@@ -106,7 +107,7 @@ def test_retention_apply_refuses_a_destination_that_moved_into_the_log_root(tmp_
     state = open_state(config.state.url)
     try:
         with pytest.raises(UsageError, match="overlaps the log root of endpoint 'lora'"):
-            apply_retention(config, state)
+            apply_retention(Services(config, state=state))
     finally:
         state.dispose()
     assert {p.name for p in (tmp_path / "logs" / "lora" / "ds").iterdir()} == {"runC", "runD"}

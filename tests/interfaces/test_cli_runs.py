@@ -174,7 +174,7 @@ def test_status_column_and_fields(tmp_path: Path, capsys: pytest.CaptureFixture[
 
 def test_status_uses_the_hubs_alert_rule_overrides(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     from tbhub.adapters.db.alert_rules import AlertRuleStore
-    from tbhub.app.hub import state_store
+    from tbhub.app.services import Services
     from tbhub.config import load_config
 
     root = tmp_path / "lora"
@@ -183,11 +183,8 @@ def test_status_uses_the_hubs_alert_rule_overrides(tmp_path: Path, capsys: pytes
     args = ("runs", "--logdir", f"lora={root}", "--json", "--status")
     _, out, _ = run_cli(capsys, *args)
     assert json.loads(out)[0]["status"] == "running"  # the config's 15 minutes
-    state = state_store(load_config(None))
-    try:
-        AlertRuleStore(state.engine).set("lora", "", {"stalled_after": "2m"}, "editor")
-    finally:
-        state.dispose()
+    with Services(load_config(None)) as services:
+        AlertRuleStore(services.state.engine).set("lora", "", {"stalled_after": "2m"}, "editor")
     _, out, _ = run_cli(capsys, *args)
     assert json.loads(out)[0]["status"] == "stalled"  # an editor's override on the hub, as the engine sees it
 
@@ -214,3 +211,74 @@ def test_control_characters_and_undecodable_bytes_in_names_are_escaped_in_tables
     assert code == 0 and "\x1b" not in out
     runs = {r["run"] for r in json.loads(out)}
     assert runs == {"evil\x1b[31mred\x07", "[bold]markup", os.fsdecode(b"bytes-\xff\xfe")}
+
+
+@pytest.fixture
+def flat_root(tmp_path: Path) -> Path:
+    """Runs directly below the log root, as single-project teams write them (``layout = "{run}"``)."""
+    root = tmp_path / "flat"
+    write_scalar_file(root / "lr-1", range(10))
+    write_tf2_run(root / "lr-2")  # train/ and validation/ below the run
+    write_scalar_file(root / "sweep" / "seed-0" / "train", range(3))  # deeper folders belong to the run
+    write_events(root / "events.out.tfevents.1.loose", [])  # outside the layout: a run of its own
+    return root
+
+
+def test_run_layout_lists_runs_below_the_root_without_datasets(
+    flat_root: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    config = tmp_path / "tbhub.toml"
+    config.write_text(f'[endpoints.flat]\nlogdir = "{tmp_path / "elsewhere"}"\nlayout = "{{run}}"\n')
+    # --logdir replaces the folder and keeps the configured endpoint's layout.
+    code, out, err = run_cli(capsys, "runs", "--config", str(config), "--logdir", f"flat={flat_root}", "--json")
+    assert code == 0, err
+    records = json.loads(out)
+    assert [(r["dataset"], r["run"], r["event_files"]) for r in records] == [
+        ("", "events.out.tfevents.1.loose", 1), ("", "lr-1", 1), ("", "lr-2", 2), ("", "sweep", 1),
+    ]
+    assert [r["path"] for r in records[1:]] == [str(flat_root / n) for n in ("lr-1", "lr-2", "sweep")]
+    assert records[2]["event_count"] == (1 + 40) + (1 + 8)
+    # The table shows the missing dataset as a dot, not an empty cell.
+    code, out, _ = run_cli(capsys, "runs", "--config", str(config), "--logdir", f"flat={flat_root}")
+    assert code == 0
+    assert re.search(r"\bflat\s+│\s+·\s+│\s+lr-1\b", out), out
+    # The default layout reads the same tree as datasets: lr-1 would be a dataset holding one loose file.
+    code, out, _ = run_cli(capsys, "runs", str(flat_root), "--json")
+    assert ("lr-2", "train") in {(r["dataset"], r["run"]) for r in json.loads(out)}
+
+
+@pytest.mark.parametrize("layout", ["{run}/{dataset}", "{project}/{run}"])
+def test_unknown_layout_is_one_config_error(tmp_path: Path, capsys: pytest.CaptureFixture[str], layout: str) -> None:
+    config = tmp_path / "tbhub.toml"
+    config.write_text(f'[endpoints.a]\nlogdir = "{tmp_path}"\nlayout = "{layout}"\n')
+    code, _out, err = run_cli(capsys, "runs", "--config", str(config))
+    assert code == 2
+    (line,) = err.strip().splitlines()
+    assert f"{config}: endpoints.a.layout: unknown layout '{layout}': use '{{dataset}}/{{run}}' or '{{run}}'" in line
+
+
+def test_run_layout_in_the_hubs_json(flat_root: Path, tmp_path: Path) -> None:
+    import warnings
+
+    from tbhub.app.hub import Hub
+    from tbhub.app.services import Services
+    from tbhub.config import load_config
+    from tbhub.interfaces.web.app import create_app
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # Starlette's TestClient asks for httpx2 once, at import
+        from starlette.testclient import TestClient
+
+    config = tmp_path / "tbhub.toml"
+    config.write_text(f'[state]\ndir = "{tmp_path / "state"}"\n[auth]\nmode = "none"\n'
+                      f'[endpoints.flat]\nlogdir = "{flat_root}"\nlayout = "{{run}}"\n')
+    with Services(load_config(config)) as services:
+        hub = Hub(services, None)
+        hub.refresh("flat")
+        app = create_app(hub, scan_interval=3600, job_interval=3600, alerts=False)
+        with TestClient(app) as client:
+            response = client.get("/api/endpoints/flat/runs")
+    assert response.status_code == 200, response.text
+    assert sorted((r["dataset"], r["run"]) for r in response.json()) == [
+        ("", "events.out.tfevents.1.loose"), ("", "lr-1"), ("", "lr-2"), ("", "sweep"),
+    ]

@@ -22,6 +22,7 @@ from tbhub.adapters.db.accounts import AccountStore
 from tbhub.adapters.db.store import StateStore
 from tbhub.adapters.db.tables import bookmarks
 from tbhub.app.hub import Hub
+from tbhub.app.services import Services
 from tbhub.config import Config, EndpointConfig, ServerConfig, StateConfig
 from tbhub.core.accounts import Role
 from tbhub.core.bookmarks import stays_on_hub
@@ -51,7 +52,7 @@ def app(tmp_path: Path, state: StateStore) -> FastAPI:
     root = tmp_path / "logs"
     write_scalar_file(root / "chat" / "old", range(30))
     cfg = Config(state=StateConfig(dir=tmp_path / "state"), endpoints={"lora": EndpointConfig(logdir=str(root))})
-    hub = Hub(cfg, state, None)
+    hub = Hub(Services(cfg, state=state), None)
     hub.refresh("lora")
     return create_app(hub, scan_interval=3600, job_interval=3600, alerts=False)
 
@@ -217,7 +218,7 @@ def test_links_never_come_from_the_host_header(tmp_path: Path, state: StateStore
     root = tmp_path / "logs"
     cfg = Config(state=StateConfig(dir=tmp_path / "state"), endpoints={"lora": EndpointConfig(logdir=str(root))},
                  server=ServerConfig(public_url="https://hub.example/"))
-    hub = Hub(cfg, state, None)
+    hub = Hub(Services(cfg, state=state), None)
     app = create_app(hub, scan_interval=3600, job_interval=3600, alerts=False)
 
     async def go() -> httpx.Response:

@@ -19,7 +19,9 @@ from serving import Server, serve, wait_for
 from eventfiles import write_scalar_file, write_tf2_run
 from tbhub.adapters.db.accounts import AccountStore
 from tbhub.adapters.db.store import StateStore, open_state
-from tbhub.app.hub import Hub, alert_history
+from tbhub.app.alerts import alert_history
+from tbhub.app.hub import Hub
+from tbhub.app.services import Services
 from tbhub.config import AuthConfig, Config, EndpointConfig, NotifyConfig, StateConfig
 from tbhub.core.accounts import Role
 from tbhub.interfaces.web.app import create_app
@@ -197,7 +199,7 @@ def _hub(tmp_path: Path, state: StateStore) -> Hub:
                 NotifyConfig(type="slack", name="team", url="http://127.0.0.1:9/slack")],
         auth=AuthConfig(mode="none"),
     )
-    return Hub(config, state, None)
+    return Hub(Services(config, state=state), None)
 
 
 def _scrape_app(hub: Hub) -> tuple[dict[str, dict[Labels, float]], dict[str, dict[Labels, float]]]:

@@ -83,7 +83,7 @@ def build_plan(
     skipped: list[tuple[RunSummary, str]] = []
     for run in selected:
         if not force and is_active(run, now_ns, active_minutes):
-            skipped.append((run, f"active: written to in the last {active_minutes:g} minutes (--force to include)"))
+            skipped.append((run, f"active: written to in the last {active_minutes:g} minutes"))
         else:
             runs.append(run)
     plan = CleanupPlan(tuple(runs), tuple(skipped))

@@ -49,6 +49,14 @@ class LogStore(Protocol):
         """The absolute local path of ``relpath``, or ``None`` when the store is not a local disk."""
         ...
 
+    def exists(self, relpath: str) -> bool:
+        """True when ``relpath`` (a file, or a folder or prefix with something below it) is there."""
+        ...
+
+    def url(self, relpath: str = "") -> str:
+        """Where ``relpath`` is, for messages: a path or a URL."""
+        ...
+
 
 class ScanIndex(Protocol):
     """The scanner's incremental index, kept in the state database, one row per event file.

@@ -146,6 +146,14 @@ class LocalLogStore:
         elif stat.S_ISREG(st.st_mode) and _is_event_file(entry.name):
             found.files.append(FileEntry(rel, st.st_ino, st.st_size, st.st_mtime_ns))
 
+    def exists(self, relpath: str) -> bool:
+        """True when ``relpath`` (a file, a folder or a link) is there."""
+        return os.path.lexists(self.resolve(relpath))
+
+    def url(self, relpath: str = "") -> str:
+        """Where ``relpath`` is (the root itself for ``""``), for messages."""
+        return self.resolve(relpath) if relpath else str(self.root)
+
     def resolve(self, relpath: str) -> str:
         """The absolute path of ``relpath``; raises ``UnsafePathError`` if it escapes the root."""
         if not relpath or relpath.startswith("/") or "\x00" in relpath:

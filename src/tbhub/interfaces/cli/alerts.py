@@ -11,7 +11,8 @@ import typer
 from rich.markup import escape
 from rich.table import Table
 
-from tbhub.app.hub import alert_history, state_store
+from tbhub.app.alerts import alert_history
+from tbhub.app.services import Services
 from tbhub.errors import DeliveryError, UsageError
 from tbhub.interfaces.cli.options import ConfigOpt, JsonOpt, config_from, output_console
 from tbhub.interfaces.cli.render import name_text
@@ -28,11 +29,8 @@ def alerts_command(
 ) -> None:
     """The alert history: which run changed into which status, when, and where it was delivered."""
     cfg = config_from(config, None, None)
-    state = state_store(cfg)
-    try:
-        records = alert_history(state, limit)
-    finally:
-        state.dispose()
+    with Services(cfg) as services:
+        records = alert_history(services.state, limit)
     if as_json:
         json.dump(records, sys.stdout, indent=2)
         sys.stdout.write("\n")
@@ -65,17 +63,14 @@ def notify_test(channel: ChannelArg, config: ConfigOpt = None) -> None:
     if channel not in cfg.channel_names():
         known = ", ".join(cfg.channel_names()) or "none configured"
         raise UsageError(f"unknown notify channel {channel!r} (known: {known})")
-    state = state_store(cfg)
-    try:
-        engine = AlertEngine(cfg, state)
+    with Services(cfg) as services:
+        engine = AlertEngine(services)
         try:
             engine.send_test(channel)
         except DeliveryError as error:
             # The message quotes the receiver's answer: text, never console markup.
             output_console().print(f"[red]not delivered:[/] {escape(error.message)}", soft_wrap=True)
             raise typer.Exit(1) from None
-    finally:
-        state.dispose()
     output_console().print(f"test message delivered to {channel}")
 
 
@@ -83,11 +78,8 @@ def notify_test(channel: ChannelArg, config: ConfigOpt = None) -> None:
 def notify_list(config: ConfigOpt = None, as_json: JsonOpt = False) -> None:
     """The channels, what they are sent, and whether a permanent failure disabled them."""
     cfg = config_from(config, None, None)
-    state = state_store(cfg)
-    try:
-        states = state.channel_states()
-    finally:
-        state.dispose()
+    with Services(cfg) as services:
+        states = services.state.channel_states()
     rows = [
         {
             "name": n,

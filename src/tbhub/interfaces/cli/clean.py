@@ -1,11 +1,11 @@
 """``tbhub clean``: pick runs from the table, confirm, archive (optionally) and delete them safely.
 
-Also ``tbhub restore``, ``tbhub archives list`` and ``tbhub history``.
+The flow itself (pins, active runs, limits, the lease, the digest of what was confirmed) is the one
+the hub's clean takes: ``tbhub.app.cleanup``.
 """
 
 from __future__ import annotations
 
-import datetime as dt
 import json
 import sys
 import time
@@ -15,22 +15,23 @@ from typing import Annotated, Any
 import typer
 from rich.console import Console
 from rich.markup import escape
-from rich.table import Table
 from rich.text import Text
 
-from tbhub.adapters.storage.archive import list_archives, restore_archive
-from tbhub.adapters.storage.objectstore import ObjectLogStore
 from tbhub.app.cleanup import (
+    CleanupAsk,
     CleanupReport,
     RunOutcome,
     archive_destination,
     check_archive_destination,
-    execute_plan,
-    finish_interrupted,
+    clean_digest,
+    finish_leftovers,
+    plan_cleanup,
+    run_cleanup,
 )
-from tbhub.app.hub import log_store, scan_endpoints, state_store
+from tbhub.app.inventory import scan_endpoints
+from tbhub.app.services import Services, actor
 from tbhub.config import Config
-from tbhub.core.cleanup import CleanupLimits, CleanupPlan, PlanRefused, RunFilter, build_plan
+from tbhub.core.cleanup import CleanupPlan, RunFilter
 from tbhub.core.models import RunSummary
 from tbhub.core.names import shown
 from tbhub.core.selection import SelectionError, parse_selection
@@ -38,10 +39,10 @@ from tbhub.core.units import format_size, parse_duration, parse_size
 from tbhub.errors import UsageError
 from tbhub.interfaces.cli.options import ConfigOpt, JsonOpt, LogdirOpt, PathArg, config_from, output_console
 from tbhub.interfaces.cli.progress import scan_progress
-from tbhub.interfaces.cli.render import name_text, runs_table
+from tbhub.interfaces.cli.render import runs_table
 from tbhub.interfaces.cli.runs import SortKey, sort_runs
 
-__all__ = ["archives_app", "clean_command", "history_command", "restore_command"]
+__all__ = ["clean_command"]
 
 PROMPT = "Select runs (e.g. 0 2 5, 0-5, all, old; Enter cancels): "
 
@@ -86,6 +87,8 @@ def _describe_plan(console: Console, plan: CleanupPlan, config: Config, archive_
     for run, why in plan.skipped:
         console.print(f"  [yellow]skipped[/] {_name(f'{run.endpoint}/{run.dataset}/{run.run}')}: {_name(why)}",
                       soft_wrap=True)
+    if plan.skipped:
+        console.print("  (--force includes active runs, --include-pinned pinned ones)")
 
 
 def _name(text: str) -> str:
@@ -108,40 +111,64 @@ def clean_command(
     logdir: LogdirOpt = None,
     endpoint: Annotated[
         list[str] | None,
-        typer.Option("--endpoint", "--trainer", "-e", help="Only this endpoint (repeatable; default all)."),
+        typer.Option("--endpoint", "--trainer", "-e", metavar="NAME",
+                     help="Only this endpoint (repeatable; default all)."),
     ] = None,
     select: Annotated[
-        str | None, typer.Option("--select", help="Selection without asking: '0 2 5', '0-5', 'all', 'old'.")
+        str | None, typer.Option("--select", metavar="RUNS",
+                                 help="Selection without asking: '0 2 5', '0-5', 'all', 'old'.")
     ] = None,
-    older_than: Annotated[str | None, typer.Option("--older-than", help="Only runs older than this (30d).")] = None,
-    dataset: Annotated[str | None, typer.Option("--dataset", help="Only datasets matching this glob.")] = None,
-    match: Annotated[str | None, typer.Option("--match", help="Only runs whose dataset/run matches this glob.")] = None,
+    older_than: Annotated[
+        str | None, typer.Option("--older-than", metavar="AGE", help="Only runs older than this (30d).")
+    ] = None,
+    dataset: Annotated[
+        str | None, typer.Option("--dataset", metavar="GLOB", help="Only datasets matching this glob.")
+    ] = None,
+    match: Annotated[
+        str | None, typer.Option("--match", metavar="GLOB", help="Only runs whose dataset/run matches this glob.")
+    ] = None,
     old_days: Annotated[
-        float | None, typer.Option("--old-days", help="Age in days that 'old' means (default 7).")
+        float | None, typer.Option("--old-days", metavar="DAYS", help="Age in days that 'old' means (default 7).")
     ] = None,
     active_minutes: Annotated[
-        float, typer.Option("--active-minutes", help="Runs written this recently are skipped.")
+        float, typer.Option("--active-minutes", metavar="MINUTES", help="Runs written this recently are skipped.")
     ] = 10,
     force: Annotated[bool, typer.Option("--force", help="Also delete active runs.")] = False,
+    include_pinned: Annotated[
+        bool, typer.Option("--include-pinned", help="Also delete pinned runs (they are skipped otherwise).")
+    ] = False,
     archive_to: Annotated[
         str | None,
-        typer.Option("--archive-to", help="Archive each run here (a folder or s3://bucket/prefix) before deleting it."),
+        typer.Option("--archive-to", metavar="PLACE",
+                     help="Archive each run here (a folder or s3://bucket/prefix) before deleting it."),
     ] = None,
     remove_links: Annotated[
         bool, typer.Option("--remove-links", help="For symlinked runs, remove only the link.")
     ] = False,
     max_delete: Annotated[
-        int | None, typer.Option("--max-delete", help="Refuse plans with more runs than this.")
+        int | None, typer.Option("--max-delete", metavar="N", help="Refuse plans with more runs than this.")
     ] = None,
-    max_bytes: Annotated[str | None, typer.Option("--max-bytes", help="Refuse plans larger than this (50GB).")] = None,
+    max_bytes: Annotated[
+        str | None, typer.Option("--max-bytes", metavar="SIZE", help="Refuse plans larger than this (50GB).")
+    ] = None,
+    wait: Annotated[
+        float, typer.Option("--wait", metavar="SECONDS",
+                            help="Wait this long for another cleanup or retention run to finish (default: don't).")
+    ] = 0.0,
     dry_run: Annotated[bool, typer.Option("--dry-run", help="Show the plan; touch nothing.")] = False,
     yes: Annotated[bool, typer.Option("--yes", "-y", help="Do not ask for confirmation.")] = False,
     as_json: JsonOpt = False,
 ) -> None:
-    """Delete runs you pick from the table, after a summary and a confirmation; archive them first if asked."""
+    """Delete runs you pick from the table, after a summary and a confirmation; archive them first if asked.
+
+    Pinned runs, and runs written in the last --active-minutes, are skipped; the endpoint's retention
+    limits (max_delete, max_bytes) cap the plan; one cleanup or retention application runs at a time.
+
+    Example: tbhub clean --config tbhub.toml -e lora --select old --archive-to /archive/tb --yes
+    """
     cfg = config_from(config, logdir, path)
     dest = archive_destination(archive_to)
-    check_archive_destination(cfg, dest)
+    place = str(dest) if dest is not None else None
     min_age = _parse_opt(older_than, parse_duration, "--older-than")
     limit_bytes = _parse_opt(max_bytes, parse_size, "--max-bytes")
     old_s = (old_days if old_days is not None else cfg.display.old_days) * 86400
@@ -150,77 +177,65 @@ def clean_command(
     interactive = sys.stdin.isatty()
     if select is None and not interactive and not dry_run:
         raise UsageError("no terminal to ask on: pass --select (and --yes to delete without asking)")
-    if not dry_run:
-        for leftover in finish_interrupted(cfg, endpoint, dest):
-            err.print(f"finished an interrupted cleanup: removed {leftover}", soft_wrap=True)
-    with scan_progress(err, enabled=err.is_terminal and not as_json) as progress:
-        inventories = scan_endpoints(cfg, endpoint, progress=progress)
-    now_ns = time.time_ns()
-    runs = RunFilter(min_age, dataset, match).apply((r for inv in inventories for r in inv.runs), now_ns)
-    runs = sort_runs(runs, SortKey.age)
-    if not as_json:
-        out.print(
-            runs_table(
-                runs,
-                now_ns=now_ns,
-                fresh_days=cfg.display.fresh_days,
-                old_days=old_s / 86400,
-                active_minutes=active_minutes,
-            )
-        )
+    ask = CleanupAsk(active_minutes, force=force, include_pinned=include_pinned, max_delete=max_delete,
+                     max_bytes=limit_bytes)
+    with Services(cfg) as services:
+        check_archive_destination(services, dest)
+        if not dry_run:
+            for leftover in finish_leftovers(services, endpoint, place, who=actor(), wait_s=wait):
+                err.print(f"finished an interrupted cleanup: removed {_name(leftover)}", soft_wrap=True)
+        runs, now_ns = _listed(services, endpoint, RunFilter(min_age, dataset, match), err, as_json)
+        if not as_json:
+            out.print(runs_table(runs, now_ns=now_ns, fresh_days=cfg.display.fresh_days, old_days=old_s / 86400,
+                                 active_minutes=active_minutes))
 
-    def is_old(i: int) -> bool:
-        return runs[i].age_seconds(now_ns) >= old_s
+        def is_old(i: int) -> bool:
+            return runs[i].age_seconds(now_ns) >= old_s
 
-    if select is not None:
-        try:
-            chosen = parse_selection(select, len(runs), is_old)
-        except SelectionError as error:
-            raise UsageError(f"--select: {error}") from None
-    elif interactive and not as_json:
-        chosen = _ask_selection(out, runs, is_old)
-    else:
-        chosen = list(range(len(runs)))  # --dry-run without --select: show what "all" would do
-    if not chosen:
-        _finish(out, as_json, CleanupReport(dry_run=dry_run), "nothing selected; nothing deleted")
-        return
-    try:
-        plan = build_plan(
-            [runs[i] for i in chosen],
-            now_ns=now_ns,
-            active_minutes=active_minutes,
-            force=force,
-            limits=CleanupLimits(max_delete, limit_bytes),
-        )
-    except PlanRefused as error:
-        raise UsageError(f"{error}; nothing deleted") from None
-    if not as_json:
-        _describe_plan(out, plan, cfg, dest)
-    if dry_run:
-        report = CleanupReport(tuple(RunOutcome(r, "would delete") for r in plan.runs), plan.skipped, dry_run=True)
-        _finish(out, as_json, report, "dry run: nothing was touched")
-        return
-    if not plan.runs:
-        _finish(out, as_json, CleanupReport(skipped=plan.skipped), "nothing to delete")
-        return
-    if not yes:
-        if not interactive:
-            raise UsageError("refusing to delete without a terminal to confirm on: add --yes")
-        if not _confirm(out, plan, dest):
-            _finish(out, as_json, CleanupReport(skipped=plan.skipped), "cancelled; nothing deleted")
+        if select is not None:
+            try:
+                chosen = parse_selection(select, len(runs), is_old)
+            except SelectionError as error:
+                raise UsageError(f"--select: {error}") from None
+        elif interactive and not as_json:
+            chosen = _ask_selection(out, runs, is_old)
+        else:
+            chosen = list(range(len(runs)))  # --dry-run without --select: show what "all" would do
+        if not chosen:
+            _finish(out, as_json, CleanupReport(dry_run=dry_run), "nothing selected; nothing deleted")
             return
-    state = state_store(cfg)
-    try:
-        report = execute_plan(
-            plan,
-            cfg,
-            state,
-            archive_to=dest,
-            remove_links=remove_links,
+        picked = [runs[i] for i in chosen]
+        plan = plan_cleanup(services, picked, ask, now_ns=now_ns)
+        if not as_json:
+            _describe_plan(out, plan, cfg, dest)
+        if dry_run:
+            report = CleanupReport(tuple(RunOutcome(r, "would delete") for r in plan.runs), plan.skipped, dry_run=True)
+            _finish(out, as_json, report, "dry run: nothing was touched")
+            return
+        if not plan.runs:
+            _finish(out, as_json, CleanupReport(skipped=plan.skipped), "nothing to delete")
+            return
+        if not yes:
+            if not interactive:
+                raise UsageError("refusing to delete without a terminal to confirm on: add --yes")
+            if not _confirm(out, plan, dest):
+                _finish(out, as_json, CleanupReport(skipped=plan.skipped), "cancelled; nothing deleted")
+                return
+
+        def plan_now() -> CleanupPlan:
+            """The same runs from a fresh scan, under the lease: what is deleted is what was confirmed."""
+            wanted = {(r.endpoint, r.relpath) for r in picked}
+            fresh = [r for inv in scan_endpoints(services, sorted({r.endpoint for r in picked}))
+                     for r in inv.runs if (r.endpoint, r.relpath) in wanted]
+            return plan_cleanup(services, fresh, ask, now_ns=time.time_ns())
+
+        _, report = run_cleanup(
+            services, plan_now, who=actor(), archive_to=place, confirmed=clean_digest(plan, place),
+            remove_links=remove_links, wait_s=wait, finish_in=endpoint,
+            on_finished=lambda leftover: err.print(f"finished an interrupted cleanup: removed {_name(leftover)}",
+                                                   soft_wrap=True),
             on_run=None if as_json else lambda run, o: _progress_line(out, run, o),
         )
-    finally:
-        state.dispose()
     if as_json:
         json.dump(report.to_json(), sys.stdout, indent=2)
         sys.stdout.write("\n")
@@ -228,6 +243,16 @@ def clean_command(
         _report(out, report)
     if report.failed:
         raise typer.Exit(1)
+
+
+def _listed(services: Services, endpoint: list[str] | None, keep: RunFilter, err: Console,
+            as_json: bool) -> tuple[list[RunSummary], int]:
+    """The runs to choose from, oldest first, after a fresh scan."""
+    with scan_progress(err, enabled=err.is_terminal and not as_json) as progress:
+        inventories = scan_endpoints(services, endpoint, progress=progress)
+    now_ns = time.time_ns()
+    runs = keep.apply((r for inv in inventories for r in inv.runs), now_ns)
+    return sort_runs(runs, SortKey.age), now_ns
 
 
 def _progress_line(console: Console, run: RunSummary, outcome: RunOutcome) -> None:
@@ -242,120 +267,3 @@ def _finish(console: Console, as_json: bool, report: CleanupReport, message: str
         sys.stdout.write("\n")
     else:
         console.print(message)
-
-
-def restore_command(
-    archive: Annotated[str, typer.Argument(help="An archive written by clean --archive-to (a file or an s3:// URL).")],
-    config: ConfigOpt = None,
-    logdir: LogdirOpt = None,
-    endpoint: Annotated[
-        str | None, typer.Option("--endpoint", "-e", help="Restore into this endpoint's log root.")
-    ] = None,
-    as_json: JsonOpt = False,
-) -> None:
-    """Put an archived run back, byte-identical with its mtimes; never overwrites an existing run."""
-    from tbhub.adapters.storage.archive import verify_archive
-
-    cfg = config_from(config, logdir, None)
-    source = archive_destination(archive)
-    assert source is not None
-    if isinstance(source, Path) and not source.is_file():
-        raise UsageError(f"archive {archive} does not exist")
-    options = _archive_options(cfg, endpoint) if isinstance(source, str) else None
-    manifest = verify_archive(source, storage_options=options)
-    name = endpoint or manifest.endpoint
-    (spec,) = cfg.endpoint_specs([name])
-    store = log_store(spec, cfg)
-    root = store if isinstance(store, ObjectLogStore) else Path(spec.logdir)
-    target = restore_archive(source, root, storage_options=options)
-    if as_json:
-        json.dump({"archive": str(source), "endpoint": name, "path": str(target)}, sys.stdout)
-        sys.stdout.write("\n")
-    else:
-        Console().print(f"restored {_name(f'{manifest.dataset}/{manifest.run}')} into {name}: {_name(str(target))}",
-                        soft_wrap=True)
-
-
-def _archive_options(cfg: Config, endpoint: str | None) -> dict[str, Any]:
-    """Storage options for an archive URL: the endpoint's when one is named, else ``[s3]``."""
-    return cfg.storage_options(endpoint)
-
-
-archives_app = typer.Typer(help="Archives written by clean --archive-to.", no_args_is_help=True)
-
-
-@archives_app.command("list")
-def archives_list(
-    dest: Annotated[str, typer.Argument(help="The archive folder or s3:// URL (what --archive-to named).")],
-    config: ConfigOpt = None,
-    endpoint: Annotated[
-        str | None, typer.Option("--endpoint", "-e", help="Reach an s3:// DEST with this endpoint's [s3] settings.")
-    ] = None,
-    as_json: JsonOpt = False,
-) -> None:
-    """List the archives in DEST."""
-    where = archive_destination(dest)
-    assert where is not None
-    if isinstance(where, Path):
-        if not where.is_dir():
-            raise UsageError(f"archive folder {dest} does not exist")
-        infos = list_archives(where)
-    else:
-        infos = list_archives(where, storage_options=_archive_options(config_from(config, None, None), endpoint))
-    if as_json:
-        json.dump(
-            [
-                {
-                    "archive": str(i.archive),
-                    "endpoint": i.manifest.endpoint,
-                    "dataset": i.manifest.dataset,
-                    "run": i.manifest.run,
-                    "created_at": i.manifest.created_at,
-                    "size_bytes": i.size_bytes,
-                    "files": len(i.manifest.files),
-                }
-                for i in infos
-            ],
-            sys.stdout,
-            indent=2,
-        )
-        sys.stdout.write("\n")
-        return
-    table = Table("endpoint", "dataset", "run", "created", "size", "archive")
-    for i in infos:
-        table.add_row(
-            i.manifest.endpoint,
-            name_text(i.manifest.dataset),
-            name_text(i.manifest.run),
-            i.manifest.created_at,
-            format_size(i.size_bytes),
-            str(i.archive),
-        )
-    output_console().print(table)
-
-
-def history_command(
-    config: ConfigOpt = None,
-    limit: Annotated[int, typer.Option("--limit", help="How many entries, newest first.")] = 100,
-    as_json: JsonOpt = False,
-) -> None:
-    """What manage commands deleted: when, who, what, how much, and where the archive went."""
-    cfg = config_from(config, None, None)
-    state = state_store(cfg)
-    try:
-        records = state.deletions(limit=limit)
-    finally:
-        state.dispose()
-    if as_json:
-        json.dump([{f: getattr(r, f) for f in r.__slots__} for r in records], sys.stdout, indent=2)
-        sys.stdout.write("\n")
-        return
-    table = Table("when", "who", "command", "run", "size", "outcome", "archive")
-    for r in records:
-        when = dt.datetime.fromtimestamp(r.at, tz=dt.UTC).strftime("%Y-%m-%d %H:%M:%S")
-        outcome = r.outcome if not r.error else f"{r.outcome}: {r.error}"
-        table.add_row(
-            when, name_text(r.actor), r.command, name_text(f"{r.endpoint}/{r.relpath}"), format_size(r.size_bytes),
-            name_text(outcome), name_text(r.archive or ""),
-        )
-    output_console().print(table)

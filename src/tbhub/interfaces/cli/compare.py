@@ -10,7 +10,8 @@ import typer
 from rich.table import Table
 from rich.text import Text
 
-from tbhub.app.hub import compare_runs, state_store
+from tbhub.app.compare import compare_runs
+from tbhub.app.services import Services
 from tbhub.core.compare import SortSpec, best_index, parse_sort, parse_target, sort_rows
 from tbhub.core.units import format_age
 from tbhub.errors import UsageError
@@ -57,11 +58,8 @@ def compare_command(
     if spec is not None and spec.tag not in tags:
         tags.append(spec.tag)
     cfg = config_from(config, logdir, path)
-    state = state_store(cfg)
-    try:
-        rows = compare_runs(cfg, state, names=endpoint, dataset_glob=dataset, tags=tags, target=goal)
-    finally:
-        state.dispose()
+    with Services(cfg) as services:
+        rows = compare_runs(services, names=endpoint, dataset_glob=dataset, tags=tags, target=goal)
     rows = sort_rows(rows, spec)
     best = best_index(rows, spec)
     records = [compare_record(r, tags, i == best) for i, r in enumerate(rows)]

@@ -5,7 +5,7 @@ from __future__ import annotations
 import typer
 from rich.console import Console
 
-from tbhub.adapters.db.store import open_state
+from tbhub.app.database import upgrade_database
 from tbhub.interfaces.cli.options import ConfigOpt, config_from
 
 __all__ = ["db_app"]
@@ -17,10 +17,5 @@ db_app = typer.Typer(help="The state database.", no_args_is_help=True)
 def upgrade(config: ConfigOpt = None) -> None:
     """Create or migrate the state database to the newest schema."""
     cfg = config_from(config, None, None)
-    store = open_state(cfg.state.url, migrate=False)
-    try:
-        before = store.current_revision()
-        after = store.upgrade()
-    finally:
-        store.dispose()
+    before, after = upgrade_database(cfg)
     Console().print(f"state database {cfg.state.url}: {before or 'empty'} -> {after}")

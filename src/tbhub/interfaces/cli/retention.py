@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import datetime as dt
 import json
-import os
 import sys
 from typing import Annotated
 
@@ -13,9 +12,8 @@ from rich.console import Console
 from rich.table import Table
 from rich.text import Text
 
-from tbhub.adapters.storage.objectstore import ObjectLogStore
-from tbhub.app.cleanup import RetentionOutcome, actor, apply_retention, plan_retention_now
-from tbhub.app.hub import log_store, state_store
+from tbhub.app.retention import RetentionOutcome, apply_retention, plan_retention_now
+from tbhub.app.services import Services, actor
 from tbhub.config import Config
 from tbhub.core.names import shown
 from tbhub.core.retention import RetentionDecision, RetentionPlan
@@ -68,11 +66,8 @@ def plan_command(
 ) -> None:
     """What the policies would remove now, which rule sends each run, what each keeps, and the space freed."""
     cfg = config_from(config, logdir, None)
-    state = state_store(cfg)
-    try:
-        outcome = apply_retention(cfg, state, names=endpoint, dry_run=True)
-    finally:
-        state.dispose()
+    with Services(cfg) as services:
+        outcome = apply_retention(services, names=endpoint, dry_run=True)
     if as_json:
         json.dump(outcome.to_json(), sys.stdout, indent=2)
         sys.stdout.write("\n")
@@ -92,12 +87,11 @@ def apply_command(
     """Carry out the policies (archive first where configured), one process at a time."""
     cfg = config_from(config, logdir, None)
     console = output_console()
-    state = state_store(cfg)
-    try:
+    with Services(cfg) as services:
         if not yes and not dry_run:
             if not sys.stdin.isatty():
                 raise UsageError("refusing to apply retention without a terminal to confirm on: add --yes")
-            preview = plan_retention_now(cfg, state, endpoint)
+            preview = plan_retention_now(services, endpoint)
             _show_plan(console, preview, cfg)
             if preview.refused or not preview.delete:
                 return
@@ -107,9 +101,7 @@ def apply_command(
             if answer.strip().lower() not in ("y", "yes"):
                 console.print("cancelled; nothing removed")
                 return
-        outcome = apply_retention(cfg, state, names=endpoint, dry_run=dry_run)
-    finally:
-        state.dispose()
+        outcome = apply_retention(services, names=endpoint, dry_run=dry_run)
     _print_outcome(console, outcome, cfg, as_json)
     if outcome.busy or outcome.plan.refused or outcome.report.failed:
         raise typer.Exit(1)
@@ -141,15 +133,9 @@ def _split_run(cfg: Config, spec: str) -> tuple[str, str]:
     endpoint, _, relpath = spec.strip("/").partition("/")
     if not relpath:
         raise UsageError(f"name a run as ENDPOINT/DATASET/RUN, not {spec!r}")
-    (endpoint_spec,) = cfg.endpoint_specs([endpoint])
-    store = log_store(endpoint_spec, cfg)
-    if isinstance(store, ObjectLogStore):
-        if not store.exists(relpath):
-            raise UsageError(f"no run {relpath!r} in endpoint {endpoint!r} ({store.url(relpath)})")
-        return endpoint, relpath
-    path = store.resolve(relpath)
-    if not os.path.lexists(path):
-        raise UsageError(f"no run {relpath!r} in endpoint {endpoint!r} ({path})")
+    store = Services(cfg).store(endpoint)
+    if not store.exists(relpath):
+        raise UsageError(f"no run {relpath!r} in endpoint {endpoint!r} ({store.url(relpath)})")
     return endpoint, relpath
 
 
@@ -160,11 +146,8 @@ def pin_command(run: RunArg, config: ConfigOpt = None, logdir: LogdirOpt = None)
     """Pin a run: retention policies never remove it."""
     cfg = config_from(config, logdir, None)
     endpoint, relpath = _split_run(cfg, run)
-    state = state_store(cfg)
-    try:
-        fresh = state.pin(endpoint, relpath, actor())
-    finally:
-        state.dispose()
+    with Services(cfg) as services:
+        fresh = services.state.pin(endpoint, relpath, actor())
     output_console().print(f"pinned {endpoint}/{relpath}" if fresh else f"{endpoint}/{relpath} was pinned already")
 
 
@@ -173,23 +156,17 @@ def unpin_command(run: RunArg, config: ConfigOpt = None, logdir: LogdirOpt = Non
     cfg = config_from(config, logdir, None)
     endpoint, _, relpath = run.strip("/").partition("/")
     cfg.endpoint_specs([endpoint])
-    state = state_store(cfg)
-    try:
-        if not state.unpin(endpoint, relpath):
+    with Services(cfg) as services:
+        if not services.state.unpin(endpoint, relpath):
             raise UsageError(f"{run} is not pinned")
-    finally:
-        state.dispose()
     output_console().print(f"unpinned {endpoint}/{relpath}")
 
 
 def pins_command(config: ConfigOpt = None, as_json: JsonOpt = False) -> None:
     """List pinned runs."""
     cfg = config_from(config, None, None)
-    state = state_store(cfg)
-    try:
-        pins = state.pins()
-    finally:
-        state.dispose()
+    with Services(cfg) as services:
+        pins = services.state.pins()
     if as_json:
         json.dump(
             [

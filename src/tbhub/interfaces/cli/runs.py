@@ -13,13 +13,12 @@ import typer
 from rich.console import Console
 from rich.text import Text
 
-from tbhub.app.alerts import rules_config
-from tbhub.app.hub import run_statuses, scan_endpoints, state_store
-from tbhub.config import Config
+from tbhub.app.inventory import scan_endpoints
+from tbhub.app.services import Services
+from tbhub.app.status import current_statuses
 from tbhub.core.inventory import EndpointInventory
 from tbhub.core.models import RunSummary
 from tbhub.core.names import shown
-from tbhub.core.status import StatusVerdict
 from tbhub.core.units import parse_duration
 from tbhub.errors import UsageError
 from tbhub.interfaces.cli.options import ConfigOpt, JsonOpt, LogdirOpt, PathArg, config_from, output_console
@@ -83,18 +82,18 @@ def runs_command(
     min_age = _older_than(older_than)
     err = Console(stderr=True)
     show_progress = not (as_json or as_csv) and err.is_terminal
-    with scan_progress(err, enabled=show_progress) as progress:
-        inventories = scan_endpoints(cfg, endpoint, verify=verify, progress=progress)
-    now_ns = time.time_ns()
+    with Services(cfg) as services:
+        with scan_progress(err, enabled=show_progress) as progress:
+            inventories = scan_endpoints(services, endpoint, verify=verify, progress=progress)
+        now_ns = time.time_ns()
+        verdicts = current_statuses(services, inventories, now_ns) if status else {}
     runs = [r for inv in inventories for r in inv.runs]
     if min_age is not None:
         runs = [r for r in runs if r.age_seconds(now_ns) >= min_age]
     runs = sort_runs(runs, sort)
     roots = {inv.endpoint.name: inv.endpoint.logdir for inv in inventories}
     records = [run_record(r, roots[r.endpoint], now_ns) for r in runs]
-    verdicts: dict[tuple[str, str], StatusVerdict] = {}
     if status:
-        verdicts = _statuses(cfg, inventories, now_ns)
         for run, record in zip(runs, records, strict=True):
             verdict = verdicts[(run.endpoint, run.relpath)]
             record["status"], record["status_reason"] = verdict.status.value, verdict.reason
@@ -116,24 +115,6 @@ def runs_command(
         )
     )
     _report_skipped(err, inventories)
-
-
-def _statuses(
-    cfg: Config, inventories: list[EndpointInventory], now_ns: int
-) -> dict[tuple[str, str], StatusVerdict]:
-    from tbhub.adapters.scalar_decoder import ProtobufDecoder  # protobuf: only when asked for
-
-    decoder = ProtobufDecoder()
-    state = state_store(cfg)
-    try:
-        rules = rules_config(cfg, state)  # the hub's alert rule overrides, as the alert engine sees them
-        out = {}
-        for inv in inventories:
-            verdicts, _ = run_statuses(rules, state, inv.endpoint, inv.runs, decoder, now_ns=now_ns)
-            out.update({(inv.endpoint.name, relpath): v for relpath, v in verdicts.items()})
-        return out
-    finally:
-        state.dispose()
 
 
 def _write_csv(records: list[dict[str, Any]]) -> None:

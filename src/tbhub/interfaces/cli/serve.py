@@ -137,9 +137,8 @@ def forwarding(config: Config) -> dict[str, Any]:
 
 def _offer_setup(hub: Hub, base_url: str, console: Console, *, as_log: bool = False) -> None:
     """With auth on and no admin yet: print (or log) a one-time link that creates the first admin."""
-    from tbhub.adapters.db.accounts import AccountStore
 
-    accounts = AccountStore(hub.state.engine)
+    accounts = hub.services.accounts
     if accounts.has_admin():
         return
     token = accounts.create_setup_token()

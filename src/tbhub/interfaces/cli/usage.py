@@ -11,7 +11,9 @@ from typing import Annotated
 import typer
 from rich.table import Table
 
-from tbhub.app.hub import scan_endpoints, state_store, usage_report
+from tbhub.app.inventory import scan_endpoints
+from tbhub.app.services import Services
+from tbhub.app.usage import usage_report
 from tbhub.core.units import format_size
 from tbhub.core.usage import DatasetUsage
 from tbhub.errors import UsageError
@@ -40,13 +42,10 @@ def usage_command(
     if as_json and as_csv:
         raise UsageError("choose one of --json and --csv")
     cfg = config_from(config, logdir, path)
-    state = state_store(cfg)
-    try:
-        inventories = scan_endpoints(cfg, endpoint, state=state)
+    with Services(cfg) as services:
+        inventories = scan_endpoints(services, endpoint)
         runs = [r for inv in inventories for r in inv.runs]
-        rows = usage_report(state, runs, time.time(), record=True)
-    finally:
-        state.dispose()
+        rows = usage_report(services.state, runs, time.time(), record=True)
     price, currency = cfg.cost.storage_per_gb_month, cfg.cost.currency
     records = [usage_record(u, price, currency) for u in rows]
     if as_json:

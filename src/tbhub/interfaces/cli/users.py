@@ -6,19 +6,12 @@ import datetime as dt
 import getpass
 import json
 import sys
-from collections.abc import Iterator
-from contextlib import contextmanager
 from typing import Annotated
 
 import typer
 from rich.table import Table
 
-from tbhub.adapters.db.accounts import AccountStore
-from tbhub.adapters.db.annotations import AnnotationStore, Note
-from tbhub.adapters.db.store import StateStore
-from tbhub.app.cleanup import actor
-from tbhub.app.hub import state_store
-from tbhub.config import Config
+from tbhub.app.services import Note, Services, actor
 from tbhub.core.accounts import ROLES, Role, User
 from tbhub.core.bookmarks import DASHBOARDS, Bookmark
 from tbhub.errors import UsageError
@@ -34,14 +27,8 @@ RoleOpt = Annotated[str, typer.Option("--role", "-r", help=f"One of {', '.join(R
 RunArg = Annotated[str, typer.Argument(help="The run as ENDPOINT/DATASET/RUN.")]
 
 
-@contextmanager
-def _state(config: str | None) -> Iterator[tuple[Config, StateStore]]:
-    cfg = config_from(config, None, None)
-    state = state_store(cfg)
-    try:
-        yield cfg, state
-    finally:
-        state.dispose()
+def _services(config: str | None) -> Services:
+    return Services(config_from(config, None, None))
 
 
 def _role(name: str) -> Role:
@@ -79,16 +66,16 @@ def users_add(
     """Add a user; asks for the password twice (without echo) unless --password-stdin."""
     wanted = _role(role)
     password = _read_password(password_stdin)
-    with _state(config) as (_, state):
-        AccountStore(state.engine).add_user(name, wanted, password)
+    with _services(config) as services:
+        services.accounts.add_user(name, wanted, password)
     output_console().print(f"added {name} ({wanted})")
 
 
 @users_app.command("list")
 def users_list(config: ConfigOpt = None, as_json: JsonOpt = False) -> None:
     """List users and their roles."""
-    with _state(config) as (_, state):
-        accounts = AccountStore(state.engine)
+    with _services(config) as services:
+        accounts = services.accounts
         users = accounts.users()
         grants: dict[str, dict[str, str]] = {}
         for g in accounts.grants():
@@ -108,8 +95,8 @@ def users_list(config: ConfigOpt = None, as_json: JsonOpt = False) -> None:
 def users_role(name: str, role: Annotated[str, typer.Argument(help=f"One of {', '.join(ROLES)}.")],
                config: ConfigOpt = None) -> None:
     """Change a user's role."""
-    with _state(config) as (_, state):
-        AccountStore(state.engine).set_role(name, _role(role))
+    with _services(config) as services:
+        services.accounts.set_role(name, _role(role))
     output_console().print(f"{name} is now {_role(role)}")
 
 
@@ -122,17 +109,17 @@ def users_grant(
 ) -> None:
     """Give a user a higher role on one endpoint (editor of its notes and rules, or admin of its cleanup)."""
     wanted = _role(role)
-    with _state(config) as (cfg, state):
-        cfg.endpoint_specs([endpoint])
-        AccountStore(state.engine).grant(name, endpoint, wanted, actor())
+    with _services(config) as services:
+        services.config.endpoint_specs([endpoint])
+        services.accounts.grant(name, endpoint, wanted, actor())
     output_console().print(f"{name} is {wanted} on {endpoint}", markup=False)
 
 
 @users_app.command("ungrant")
 def users_ungrant(name: str, endpoint: str, config: ConfigOpt = None) -> None:
     """Take back a user's role on one endpoint: their own role applies there again."""
-    with _state(config) as (_, state):
-        if not AccountStore(state.engine).revoke_grant(name, endpoint):
+    with _services(config) as services:
+        if not services.accounts.revoke_grant(name, endpoint):
             raise UsageError(f"{name} has no role granted on {endpoint}")
     output_console().print(f"{name} has their own role on {endpoint} again", markup=False)
 
@@ -145,16 +132,16 @@ def users_password(
 ) -> None:
     """Set a user's password (and end their sessions)."""
     password = _read_password(password_stdin)
-    with _state(config) as (_, state):
-        AccountStore(state.engine).set_password(name, password)
+    with _services(config) as services:
+        services.accounts.set_password(name, password)
     output_console().print(f"new password for {name}; their sessions ended")
 
 
 @users_app.command("remove")
 def users_remove(name: str, config: ConfigOpt = None) -> None:
     """Remove a user (and end their sessions)."""
-    with _state(config) as (_, state):
-        AccountStore(state.engine).remove_user(name)
+    with _services(config) as services:
+        services.accounts.remove_user(name)
     output_console().print(f"removed {name}")
 
 
@@ -175,10 +162,10 @@ def tokens_create(
     """Create an API token and print it once: only its hash is kept."""
     wanted = _role(role)
     endpoint = None if endpoint == ["all"] else endpoint
-    with _state(config) as (cfg, state):
+    with _services(config) as services:
         if endpoint:
-            cfg.endpoint_specs(endpoint)
-        accounts = AccountStore(state.engine)
+            services.config.endpoint_specs(endpoint)
+        accounts = services.accounts
         creator = None
         if by is not None:
             row = accounts.user(by)
@@ -196,8 +183,8 @@ def tokens_create(
 @tokens_app.command("list")
 def tokens_list(config: ConfigOpt = None, as_json: JsonOpt = False) -> None:
     """List API tokens (never their secrets)."""
-    with _state(config) as (_, state):
-        tokens = AccountStore(state.engine).tokens()
+    with _services(config) as services:
+        tokens = services.accounts.tokens()
     if as_json:
         print(json.dumps([{"id": t.id, "name": t.name, "role": str(t.role),
                            "endpoints": None if t.endpoints is None else list(t.endpoints),
@@ -214,17 +201,17 @@ def tokens_list(config: ConfigOpt = None, as_json: JsonOpt = False) -> None:
 @tokens_app.command("revoke")
 def tokens_revoke(token_id: Annotated[int, typer.Argument(metavar="ID")], config: ConfigOpt = None) -> None:
     """Revoke an API token: it stops working at once."""
-    with _state(config) as (_, state):
-        if not AccountStore(state.engine).revoke_token(token_id):
+    with _services(config) as services:
+        if not services.accounts.revoke_token(token_id):
             raise UsageError(f"no active token {token_id}")
     output_console().print(f"revoked token {token_id}")
 
 
-def _split(cfg: Config, run: str) -> tuple[str, str]:
+def _split(services: Services, run: str) -> tuple[str, str]:
     endpoint, _, relpath = run.strip("/").partition("/")
     if not relpath:
         raise UsageError(f"name a run as ENDPOINT/DATASET/RUN, not {run!r}")
-    cfg.endpoint_specs([endpoint])
+    services.spec(endpoint)
     return endpoint, relpath
 
 
@@ -240,9 +227,9 @@ def note_command(
     """Add a note to a run, edit one (--edit ID), or list them. Notes stay when the run is archived."""
     if edit is not None and text is None:
         raise UsageError("--edit ID needs the note's new text")
-    with _state(config) as (cfg, state):
-        endpoint, relpath = _split(cfg, run)
-        store = AnnotationStore(state.engine)
+    with _services(config) as services:
+        endpoint, relpath = _split(services, run)
+        store = services.annotations
         if text is not None:
             if edit is not None:
                 note = store.edit_note(edit, text, actor(), endpoint=endpoint, relpath=relpath)
@@ -280,9 +267,9 @@ def tag_command(
     config: ConfigOpt = None,
 ) -> None:
     """Tag a run (free tags, shown on the hub), remove tags, or list them."""
-    with _state(config) as (cfg, state):
-        endpoint, relpath = _split(cfg, run)
-        store = AnnotationStore(state.engine)
+    with _services(config) as services:
+        endpoint, relpath = _split(services, run)
+        store = services.annotations
         for tag in tags or []:
             if remove:
                 store.untag(endpoint, relpath, tag)
@@ -306,23 +293,23 @@ def bookmarks_add(
     config: ConfigOpt = None,
 ) -> None:
     """Save a shared bookmark: a TensorBoard view (--endpoint and filters) or a hub --page."""
-    with _state(config) as (cfg, state):
+    with _services(config) as services:
         if endpoint:
-            cfg.endpoint_specs([endpoint])
+            services.config.endpoint_specs([endpoint])
         try:
             bookmark = Bookmark(name, actor(), description, endpoint, dashboard, runs, tags, smoothing, page)
         except ValueError as error:
             raise UsageError(str(error)) from None
-        saved = AnnotationStore(state.engine).add_bookmark(bookmark)
+        saved = services.annotations.add_bookmark(bookmark)
     output_console().print(f"saved {saved.name}: {saved.url}", markup=False)
 
 
 @bookmarks_app.command("list")
 def bookmarks_list(config: ConfigOpt = None, as_json: JsonOpt = False) -> None:
     """List shared bookmarks with the hub path each opens."""
-    with _state(config) as (cfg, state):
-        saved = AnnotationStore(state.engine).bookmarks()
-        base = (cfg.server.public_url or "").rstrip("/")
+    with _services(config) as services:
+        saved = services.annotations.bookmarks()
+        base = (services.config.server.public_url or "").rstrip("/")
     if as_json:
         print(json.dumps([{"id": b.id, "name": b.name, "owner": b.owner, "description": b.description,
                            "url": base + b.url} for b in saved], indent=2))
@@ -336,7 +323,7 @@ def bookmarks_list(config: ConfigOpt = None, as_json: JsonOpt = False) -> None:
 @bookmarks_app.command("rm")
 def bookmarks_rm(key: Annotated[str, typer.Argument(help="Name or id.")], config: ConfigOpt = None) -> None:
     """Remove a bookmark."""
-    with _state(config) as (_, state):
-        if not AnnotationStore(state.engine).remove_bookmark(key):
+    with _services(config) as services:
+        if not services.annotations.remove_bookmark(key):
             raise UsageError(f"no bookmark {key!r}")
     output_console().print(f"removed bookmark {key}", markup=False)

@@ -20,14 +20,10 @@ never overlap the scheduled retention job of any server sharing the state databa
 from __future__ import annotations
 
 import asyncio
-import hashlib
-import json
 import logging
-import os
 import time
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
 from fastapi import FastAPI, Request
@@ -35,44 +31,31 @@ from fastapi.responses import HTMLResponse, JSONResponse, Response
 from fastapi.templating import Jinja2Templates
 from pydantic import BaseModel
 
-from tbhub.adapters.db.accounts import AccountStore
-from tbhub.adapters.storage.remote import is_url
 from tbhub.app.cleanup import (
-    RETENTION_LEASE,
+    Busy,
+    CleanupAsk,
     CleanupReport,
-    apply_retention,
-    execute_plan,
-    finish_interrupted,
-    plan_retention_now,
+    Forbidden,
+    PlanChanged,
+    chosen_archive_place,
+    clean_digest,
+    plan_cleanup,
+    run_cleanup,
 )
-from tbhub.app.hub import Hub, scan_endpoints
+from tbhub.app.hub import Hub
+from tbhub.app.inventory import scan_endpoints
+from tbhub.app.retention import apply_retention, plan_retention_now, retention_digest
 from tbhub.core.accounts import Role
-from tbhub.core.archive_places import overlapping_endpoint, within_any
-from tbhub.core.cleanup import CleanupLimits, CleanupPlan, PlanRefused, build_plan
+from tbhub.core.cleanup import CleanupPlan
 from tbhub.core.models import RunSummary
-from tbhub.core.retention import RetentionPlan
 from tbhub.core.selection import SelectionError, parse_selection
 from tbhub.core.units import format_size, parse_size
 from tbhub.errors import TbhubError, UsageError
 from tbhub.interfaces.web.auth import RoleTable, current_user, read_form_lists
 
-__all__ = ["add_admin_routes", "clean_digest", "retention_digest"]
+__all__ = ["add_admin_routes"]
 
 log = logging.getLogger("tbhub.hub")
-#: How long a hub cleanup may hold the retention lease (it is released when done).
-CLEAN_LEASE_S = 3600.0
-
-
-class Busy(TbhubError):
-    """Another cleanup or retention application holds the lease."""
-
-    http_status = 409
-
-
-class PlanChanged(TbhubError):
-    """The plan differs from the one previewed and confirmed."""
-
-    http_status = 409
 
 
 @dataclass(frozen=True, slots=True)
@@ -86,80 +69,19 @@ class CleanRequest:
     max_bytes: int | None = None
 
 
-def clean_digest(plan: CleanupPlan, archive_to: str | None) -> str:
-    """Names exactly what a plan does: each run with its size and mtime, and the archive folder."""
-    data = [archive_to or "", sorted((r.endpoint, r.relpath, r.size_bytes, r.last_modified_ns) for r in plan.runs)]
-    return hashlib.sha256(json.dumps(data).encode()).hexdigest()[:32]
-
-
-def retention_digest(plan: RetentionPlan) -> str:
-    data = [sorted((d.run.endpoint, d.run.relpath, d.run.size_bytes, d.run.last_modified_ns, d.archive_to or "")
-                   for d in plan.delete), list(plan.refused)]
-    return hashlib.sha256(json.dumps(data).encode()).hexdigest()[:32]
-
-
-def _limit(configured: int | None, asked: int | None) -> int | None:
-    """The stricter of two limits; ``None`` is no limit."""
-    given = [v for v in (configured, asked) if v is not None]
-    return min(given) if given else None
-
-
-class Forbidden(TbhubError):
-    """The signed-in user may not do this here."""
-
-    http_status = 403
-
-
-def configured_archive_places(hub: Hub) -> list[str]:
-    """Every ``archive_to`` of the retention policies, of any endpoint or dataset rule."""
-    found = []
-    for policy in hub.config.retention_policies().values():
-        found += [policy.default.archive_to, *(rule.archive_to for _, rule in policy.datasets)]
-    return sorted({a for a in found if a})
-
-
 class CleanRuns:
-    """Plans and carries out a cleanup of one endpoint's runs, as ``tbhub clean`` does."""
+    """A cleanup of one endpoint's runs, as the hub's pages and API ask for it, through the one flow
+    ``tbhub clean`` takes (``tbhub.app.cleanup``). The hub has no ``--force`` nor ``--include-pinned``:
+    active and pinned runs are always skipped here."""
 
     def __init__(self, hub: Hub) -> None:
         self.hub = hub
+        self.services = hub.services
 
     def scan(self, endpoint: str) -> list[RunSummary]:
         """A fresh (incremental) scan of the endpoint: plans never act on a stale index."""
-        (inventory,) = scan_endpoints(self.hub.config, [endpoint], state=self.hub.state, workers=1)
+        (inventory,) = scan_endpoints(self.services, [endpoint], workers=1)
         return sorted(inventory.runs, key=lambda r: r.last_modified_ns)  # oldest first, as the CLI lists
-
-    def check_archive_to(self, value: str | None, *, full_admin: bool) -> str | None:
-        """An absolute folder on the hub's machine or an object-storage URL, outside every log root (and
-        holding none). Only a full admin may name a place outside the configured archive folders (the
-        ``archive_to`` of the retention policies): an admin of one endpoint must not choose where the hub
-        process writes."""
-        if not value:
-            return None
-        if is_url(value):
-            dest = value.rstrip("/")
-        else:
-            path = Path(value).expanduser()
-            if not path.is_absolute():
-                raise UsageError(f"archive folder {value!r}: give an absolute path on the hub's machine")
-            dest = str(path)
-        roots = {spec.name: spec.logdir for spec in self.hub.config.endpoint_specs()}
-        endpoint = overlapping_endpoint(dest, roots)
-        if endpoint is not None:
-            raise UsageError(f"archive folder {value!r} overlaps the log root of {endpoint!r}")
-        if not full_admin and not within_any(dest, configured_archive_places(self.hub)):
-            raise Forbidden(
-                f"archive folder {value!r} is not one of the configured archive folders: only an admin of "
-                "every endpoint may choose another"
-            )
-        return dest
-
-    def limits(self, request: CleanRequest) -> CleanupLimits:
-        policy = self.hub.config.retention_policies().get(request.endpoint)
-        return CleanupLimits(
-            _limit(policy.max_delete if policy else None, request.max_delete),
-            _limit(policy.max_bytes if policy else None, request.max_bytes),
-        )
 
     def plan(self, request: CleanRequest) -> CleanupPlan:
         """The plan for ``request`` from a fresh scan. ``UsageError`` for unknown runs or a broken limit."""
@@ -170,36 +92,14 @@ class CleanRuns:
         missing = [p for p in request.runs if p not in runs]
         if missing:
             raise UsageError(f"no run {missing[0]!r} in endpoint {request.endpoint!r} now (removed already?)")
-        pins = {p.relpath: p for p in self.hub.state.pins() if p.endpoint == request.endpoint}
-        chosen = [runs[p] for p in dict.fromkeys(request.runs) if p not in pins]
-        pinned = tuple((runs[p], f"pinned by {pins[p].pinned_by} (unpin it on its run page to delete it)")
-                       for p in dict.fromkeys(request.runs) if p in pins)
-        try:
-            plan = build_plan(chosen, now_ns=time.time_ns(), active_minutes=self.hub.config.retention.active_minutes,
-                              limits=self.limits(request))
-        except PlanRefused as error:
-            raise UsageError(f"{error}; nothing deleted") from None
-        # The hub has no --force: active runs are always skipped here.
-        active = tuple((r, why.replace(" (--force to include)", "")) for r, why in plan.skipped)
-        return CleanupPlan(plan.runs, active + pinned)
+        ask = CleanupAsk(self.hub.config.retention.active_minutes, max_delete=request.max_delete,
+                         max_bytes=request.max_bytes)
+        return plan_cleanup(self.services, [runs[p] for p in dict.fromkeys(request.runs)], ask, now_ns=time.time_ns())
 
     def execute(self, request: CleanRequest, confirmed: str | None, who: str) -> tuple[CleanupPlan, CleanupReport]:
         """Carry out the plan if it is still the ``confirmed`` digest (when given), under the lease."""
-        holder = f"hub:{who}:{os.getpid()}:{time.time_ns()}"
-        if not self.hub.state.acquire_lease(RETENTION_LEASE, holder, CLEAN_LEASE_S):
-            raise Busy("another cleanup or retention application is running; try again when it is done")
-        try:
-            archive = request.archive_to  # a folder or an s3:// URL, as `tbhub clean --archive-to` takes
-            finish_interrupted(self.hub.config, [request.endpoint], archive)
-            plan = self.plan(request)
-            if confirmed is not None and clean_digest(plan, request.archive_to) != confirmed:
-                raise PlanChanged("the runs changed since the preview (new events, or removed): nothing was "
-                                  "deleted; check the new preview and confirm again")
-            if not plan.runs:
-                return plan, CleanupReport(skipped=plan.skipped)
-            report = execute_plan(plan, self.hub.config, self.hub.state, archive_to=archive, who=who)
-        finally:
-            self.hub.state.release_lease(RETENTION_LEASE, holder)
+        plan, report = run_cleanup(self.services, lambda: self.plan(request), who=who, archive_to=request.archive_to,
+                                   confirmed=confirmed, finish_in=[request.endpoint])
         try:
             self.scan(request.endpoint)  # the index (and the runs page) without the removed runs at once
         except (TbhubError, OSError) as error:  # the deletions are done and recorded; the next scan catches up
@@ -267,7 +167,7 @@ def add_admin_routes(
     context: Callable[[Request], dict[str, Any]],
 ) -> None:
     cleaner = CleanRuns(hub)
-    accounts = AccountStore(hub.state.engine)
+    accounts = hub.services.accounts
 
     def full_admin(request: Request) -> bool:
         """An admin of every endpoint, not one raised to admin by a grant on the endpoint at hand."""
@@ -286,7 +186,8 @@ def add_admin_routes(
         return f"{user.name} (hub)" if user else "hub"
 
     def clean_request(request: Request, endpoint: str, form: dict[str, list[str]]) -> CleanRequest:
-        archive = cleaner.check_archive_to(_last(form, "archive_to").strip(), full_admin=full_admin(request)) \
+        place = _last(form, "archive_to").strip()
+        archive = chosen_archive_place(hub.services, place, full_admin=full_admin(request)) \
             if _last(form, "mode") == "archive" else None
         if _last(form, "mode") == "archive" and archive is None:
             raise UsageError("archive first: name the archive folder")
@@ -389,7 +290,7 @@ def add_admin_routes(
         archives each run first. The dry run answers ``plan``, a digest: pass it back with
         ``dry_run: false`` and the cleanup happens only if the plan is still the same (else 409). Admin."""
         hub.spec(name)
-        archive = cleaner.check_archive_to(body.archive_to, full_admin=full_admin(request))
+        archive = chosen_archive_place(hub.services, body.archive_to, full_admin=full_admin(request))
         wanted = CleanRequest(name, tuple(p.strip("/") for p in body.runs), archive,
                               body.max_delete, _size_field(body.max_bytes, "max_bytes"))
         if body.dry_run:
@@ -407,7 +308,7 @@ def add_admin_routes(
 
     # -- retention --------------------------------------------------------------------------------
     def retention_context(request: Request, outcome: Any = None, error: str | None = None) -> dict[str, Any]:
-        plan = plan_retention_now(hub.config, hub.state)
+        plan = plan_retention_now(hub.services)
         return {**context(request), "plan": plan, "digest": retention_digest(plan), "outcome": outcome,
                 "error": error, "policies": sorted(hub.config.retention_policies()),
                 "history": hub.state.retention_history(limit=10), "now_ns": time.time_ns()}
@@ -419,9 +320,9 @@ def add_admin_routes(
         return templates.TemplateResponse(request, "retention.html", data)
 
     def apply_now(request: Request, confirmed: str | None, names: list[str] | None) -> Any:
-        if confirmed is not None and retention_digest(plan_retention_now(hub.config, hub.state, names)) != confirmed:
+        if confirmed is not None and retention_digest(plan_retention_now(hub.services, names)) != confirmed:
             raise PlanChanged("the retention plan changed since it was shown: nothing was removed; review it again")
-        outcome = apply_retention(hub.config, hub.state, trigger="hub", names=names, who=who(request))
+        outcome = apply_retention(hub.services, trigger="hub", names=names, who=who(request))
         if outcome.busy:
             raise Busy("another process is applying the retention policies now; nothing done")
         return outcome
@@ -445,7 +346,7 @@ def add_admin_routes(
     def api_retention_plan() -> dict[str, Any]:
         """What the policies would remove now and what each keeps (``tbhub retention plan``), with the
         ``plan`` digest to confirm an application with. Admin."""
-        outcome = apply_retention(hub.config, hub.state, dry_run=True)
+        outcome = apply_retention(hub.services, dry_run=True)
         return {**outcome.to_json(), "plan": retention_digest(outcome.plan)}
 
     @app.post("/api/retention/apply", tags=["retention"])

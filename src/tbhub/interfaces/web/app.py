@@ -9,17 +9,12 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import datetime as dt
-import functools
 import io
-import json
 import logging
 import os
-import queue
 import socket
-import threading
 import time
-from collections.abc import AsyncIterator, Callable
-from concurrent.futures import Executor, Future
+from collections.abc import AsyncIterator
 from pathlib import Path
 from types import SimpleNamespace
 from typing import Annotated, Any
@@ -32,13 +27,11 @@ from fastapi.staticfiles import StaticFiles
 from fastapi.templating import Jinja2Templates
 
 from tbhub import __version__
-from tbhub.adapters.db.accounts import AccountStore
-from tbhub.adapters.db.annotations import AnnotationStore
-from tbhub.adapters.db.leader import Leadership, leadership_for
-from tbhub.adapters.memory import release_free_memory
-from tbhub.app.alerts import AlertEngine
-from tbhub.app.cleanup import apply_retention
-from tbhub.app.hub import EndpointView, Hub, alert_history, compare_runs
+from tbhub.app.alerts import alert_history
+from tbhub.app.background import Background
+from tbhub.app.compare import compare_runs
+from tbhub.app.hub import EndpointView, Hub
+from tbhub.app.retention import retention_status
 from tbhub.core.accounts import Role
 from tbhub.core.compare import best_index, parse_sort, sort_rows
 from tbhub.core.models import RunSummary
@@ -133,180 +126,6 @@ def _endpoint_json(view: EndpointView, request: Request, now_ns: int) -> dict[st
     }
 
 
-def _retention_status(hub: Hub, now: float) -> dict[str, Any]:
-    """Last and next application of the retention policies, for the hub page and the API."""
-    schedule = hub.config.retention.schedule_spec()
-    history = hub.state.retention_history(limit=1)
-    last = history[0] if history else None
-    next_at: float | None = None
-    if schedule is not None and hub.config.retention_policies():
-        last_dt = dt.datetime.fromtimestamp(last.at).astimezone() if last else None
-        next_at = schedule.next_after(last_dt, dt.datetime.fromtimestamp(now).astimezone()).timestamp()
-    return {
-        "policies": sorted(hub.config.retention_policies()),
-        "schedule": hub.config.retention.schedule
-        or (f"every {hub.config.retention.every}" if hub.config.retention.every else None),
-        "next_at": next_at,
-        "last": None
-        if last is None
-        else {
-            "at": last.at,
-            "trigger": last.trigger,
-            "deleted": last.deleted,
-            "failed": last.failed,
-            "bytes_freed": last.bytes_freed,
-            "refused": last.refused,
-            "runs": json.loads(last.details),
-        },
-    }
-
-
-def _background_jobs(hub: Hub, now: float) -> None:
-    """Daily usage snapshot; retention when due. One process at a time applies retention (a lease)."""
-    hub.snapshot_usage_if_due(now)
-    status = _retention_status(hub, now)
-    if status["next_at"] is not None and now >= status["next_at"]:
-        outcome = apply_retention(hub.config, hub.state, trigger="schedule")
-        if outcome.busy:
-            log.info("retention is being applied by another process")
-
-
-def _as_leader(leadership: Leadership, job: Callable[..., Any], *args: Any) -> None:
-    """Run a leader-only job, unless leadership lapsed since the loop looked: checked again here, in the
-    worker thread right before the job writes, because a process stopped in between (SIGSTOP) may wake
-    up after a follower took over."""
-    if leadership.is_leader:
-        job(*args)
-    else:
-        log.info("not the leader any more: skipping %s", getattr(job, "__name__", "a leader job"))
-
-
-async def _jobs_forever(hub: Hub, interval: float, leadership: Leadership) -> None:
-    while True:
-        if leadership.is_leader:
-            try:
-                await asyncio.to_thread(_as_leader, leadership, _background_jobs, hub, time.time())
-            except Exception:  # monitoring never stops: log and try again next time
-                log.exception("background job failed")
-        await asyncio.sleep(interval)
-
-
-#: Seconds between leader polls. A follower takes over at its next poll after the leader's advisory
-#: lock is gone (PostgreSQL) or LEADER_TTL_S after its last renewal (the lease on SQLite, the heartbeat
-#: of a hung leader on PostgreSQL); a leader stops acting 0.75 × LEADER_TTL_S after its last renewal.
-LEADER_POLL_S = 5.0
-LEADER_TTL_S = 20.0
-
-
-async def _lead_forever(leadership: Leadership, interval: float) -> None:
-    while True:
-        await asyncio.sleep(interval)
-        try:
-            await asyncio.to_thread(leadership.poll)
-        except Exception:
-            log.exception("leader election failed")
-
-
-class _BackgroundThread(Executor):
-    """One daemon worker thread at the lowest priority.
-
-    Daemon, unlike ``ThreadPoolExecutor``'s workers: a long scalar parse in progress must not keep the
-    process alive after SIGTERM (its database transaction simply rolls back).
-    """
-
-    def __init__(self) -> None:
-        self._jobs: queue.SimpleQueue[tuple[Future[Any], Callable[..., Any], tuple[Any, ...]] | None] = (
-            queue.SimpleQueue()
-        )
-        self._thread = threading.Thread(target=self._work, name="tbhub-background", daemon=True)
-        self._thread.start()
-
-    def _work(self) -> None:
-        _low_priority()
-        while (job := self._jobs.get()) is not None:
-            future, fn, args = job
-            if future.set_running_or_notify_cancel():
-                try:
-                    future.set_result(fn(*args))
-                except BaseException as error:  # handed to the awaiting coroutine
-                    future.set_exception(error)
-
-    def submit(self, fn: Callable[..., Any], /, *args: Any, **kwargs: Any) -> Future[Any]:
-        future: Future[Any] = Future()
-        self._jobs.put((future, functools.partial(fn, **kwargs) if kwargs else fn, args))
-        return future
-
-    def shutdown(self, wait: bool = True, *, cancel_futures: bool = False) -> None:
-        self._jobs.put(None)
-        if wait:
-            self._thread.join()
-
-
-def _low_priority() -> None:
-    # Scanning and the alert engine's scalar parsing must never slow the TensorBoards that serve
-    # users: the lowest priority (Linux applies nice per thread) leaves them only idle CPU.
-    with contextlib.suppress(OSError):
-        os.setpriority(os.PRIO_PROCESS, threading.get_native_id(), 19)
-
-
-def _evaluate(hub: Hub, engine: AlertEngine, name: str) -> None:
-    try:
-        engine.evaluate(hub.specs[name], hub.runs(name))
-    finally:
-        release_free_memory()  # the first pass parses every scalar: do not keep its peak for good
-
-
-class _Warmup:
-    """The alert engine's first pass parses every scalar of every run: wait until each TensorBoard has
-    been up for ``seconds``, so their initial load (what users wait for) gets the machine first."""
-
-    def __init__(self, hub: Hub, seconds: float) -> None:
-        self.hub, self.seconds = hub, seconds
-        self.all_up_since: float | None = None
-        self.done = seconds <= 0 or hub.supervisor is None
-
-    def over(self) -> bool:
-        if self.done:
-            return True
-        assert self.hub.supervisor is not None
-        states = [c.state for c in self.hub.supervisor.status()]
-        if any(str(s) not in ("up", "error") for s in states):  # a missing log root never comes "up"
-            self.all_up_since = None
-            return False
-        now = time.monotonic()
-        self.all_up_since = self.all_up_since or now
-        self.done = now - self.all_up_since >= self.seconds
-        return self.done
-
-
-async def _refresh_forever(
-    hub: Hub, interval: float, engine: AlertEngine | None, pool: Executor, warmup: _Warmup, leadership: Leadership
-) -> None:
-    """The leader scans every endpoint into the index and evaluates alerts; followers read the index."""
-    loop = asyncio.get_running_loop()
-    while True:
-        for name in hub.specs:
-            if not leadership.is_leader:
-                break
-            try:
-                await loop.run_in_executor(pool, _as_leader, leadership, hub.refresh, name)
-                if engine is not None and warmup.over():
-                    await loop.run_in_executor(pool, _as_leader, leadership, _evaluate, hub, engine, name)
-            except Exception:  # keep the loop alive: monitoring never stops
-                log.exception("refreshing endpoint %s failed", name)
-        await asyncio.sleep(interval)
-
-
-async def _deliver_forever(engine: AlertEngine, name: str, interval: float, leadership: Leadership) -> None:
-    while True:
-        if leadership.is_leader:
-            try:
-                await asyncio.to_thread(_as_leader, leadership, engine.deliver, name)
-            except Exception:
-                log.exception("delivering alerts to %s failed", name)
-        await asyncio.sleep(interval)
-
-
 def create_app(
     hub: Hub,
     *,
@@ -332,39 +151,20 @@ def create_app(
         # forwarded as they are, so a client that asked for no compression gets none.
         client.headers.clear()
         app.state.proxy = TensorBoardProxy(client)
-        engine = AlertEngine(hub.config, hub.state) if alerts else None
-        app.state.engine = engine
-        pool = _BackgroundThread()
-        await asyncio.to_thread(leadership.poll)
-        tasks = [
-            asyncio.create_task(_lead_forever(leadership, LEADER_POLL_S)),
-            asyncio.create_task(
-                _refresh_forever(hub, scan_interval, engine, pool, _Warmup(hub, alerts_warmup), leadership)
-            ),
-            asyncio.create_task(_jobs_forever(hub, job_interval, leadership)),
-        ]
-        if engine is not None:
-            tasks += [
-                asyncio.create_task(_deliver_forever(engine, name, 1.0, leadership)) for name in engine.channels
-            ]
-        if hub.mirrors.names:  # every replica serves its own TensorBoards, so keeps its own mirrors
-            tasks.append(asyncio.create_task(hub.mirrors.run_forever()))
+        await background.start()
+        app.state.engine = background.engine
         try:
             yield
         finally:
-            for task in tasks:
-                task.cancel()
-            for task in tasks:
-                with contextlib.suppress(asyncio.CancelledError):
-                    await task
-            pool.shutdown(wait=False, cancel_futures=True)
-            await asyncio.to_thread(leadership.release)  # a follower takes over at its next poll
+            await background.stop()
             await client.aclose()
             if start_supervisor and hub.supervisor is not None:
                 await asyncio.to_thread(hub.supervisor.stop)
 
     replica = f"{socket.gethostname()}:{os.getpid()}"
-    leadership = leadership_for(hub.state, replica, ttl_s=LEADER_TTL_S)
+    background = Background(hub, replica=replica, scan_interval=scan_interval, job_interval=job_interval,
+                            alerts=alerts, alerts_warmup=alerts_warmup)
+    leadership = background.leadership
     app = FastAPI(
         title="tbhub",
         version=__version__,
@@ -375,8 +175,8 @@ def create_app(
     app.state.access = access  # read by the route × role test
     for generated in ("openapi", "swagger_ui_html", "swagger_ui_redirect", "redoc_html"):  # FastAPI's own pages
         access.grant(generated, Role.VIEWER)
-    accounts = AccountStore(hub.state.engine)
-    annotations = AnnotationStore(hub.state.engine)
+    accounts = hub.services.accounts
+    annotations = hub.services.annotations
     app.add_middleware(AuthMiddleware, routes=app.router.routes, table=access, accounts=accounts,
                        config=hub.config.auth)
     templates = Jinja2Templates(directory=str(HERE / "templates"))
@@ -417,7 +217,7 @@ def create_app(
                 if newest
                 else ""
             )
-        retention = _retention_status(hub, time.time())
+        retention = retention_status(hub.services, time.time())
         return templates.TemplateResponse(
             request, "index.html", {**context(request), "endpoints": endpoints, "retention": retention}
         )
@@ -503,8 +303,7 @@ def create_app(
         if spec is not None and spec.tag not in wanted:
             wanted.append(spec.tag)
         rows = compare_runs(
-            hub.config,
-            hub.state,
+            hub.services,
             names=[endpoint] if endpoint else None,
             dataset_glob=dataset or None,
             tags=wanted,
@@ -585,7 +384,7 @@ def create_app(
     @access(Role.VIEWER)
     def api_retention() -> dict[str, Any]:
         """The retention schedule, the next and the last application and what it removed."""
-        return _retention_status(hub, time.time())
+        return retention_status(hub.services, time.time())
 
     def alerts_json(limit: int) -> list[dict[str, Any]]:
         return alert_history(hub.state, limit)

@@ -1,0 +1,42 @@
+"""Storage used per dataset, its growth, and the daily snapshots that growth is measured from."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+from tbhub.adapters.db.store import StateStore
+from tbhub.app.inventory import endpoint_runs
+from tbhub.app.services import Services
+from tbhub.core.models import RunSummary
+from tbhub.core.usage import DatasetUsage, Snapshot, growth, usage_by_dataset
+
+__all__ = ["USAGE_SNAPSHOT_EVERY_S", "indexed_usage", "snapshot_usage_if_due", "usage_report"]
+
+#: The server records a usage snapshot when the newest is older than this.
+USAGE_SNAPSHOT_EVERY_S = 86400.0
+
+
+def usage_report(state: StateStore, runs: Sequence[RunSummary], now: float, *, record: bool) -> list[DatasetUsage]:
+    """Usage per dataset of ``runs`` with its growth over 7 and 30 days; ``record`` saves a snapshot."""
+    current = usage_by_dataset(runs)
+    history = state.usage_history()
+    if record:
+        state.record_usage([Snapshot(now, u.endpoint, u.dataset, u.size_bytes, u.runs, u.events) for u in current])
+    return growth(current, history, now)
+
+
+def _indexed_runs(services: Services) -> list[RunSummary]:
+    return [run for name in services.specs for run in endpoint_runs(services, name)]
+
+
+def indexed_usage(services: Services, now: float) -> list[DatasetUsage]:
+    """Usage of every endpoint as the index knows it (no scan)."""
+    return usage_report(services.state, _indexed_runs(services), now, record=False)
+
+
+def snapshot_usage_if_due(services: Services, now: float) -> bool:
+    """Record a usage snapshot from the index when the newest is a day old (or none exists)."""
+    if services.state.usage_history(since=now - USAGE_SNAPSHOT_EVERY_S):
+        return False
+    usage_report(services.state, _indexed_runs(services), now, record=True)
+    return True
