@@ -357,7 +357,8 @@ import sys, time
 from pathlib import Path
 from tbhub.adapters.tensorboard.supervisor import ChildSpec, TensorBoardSupervisor
 name, root, port, log_path = sys.argv[1:]
-sup = TensorBoardSupervisor([ChildSpec(name=name, logdir=root, port=int(port), log_path=Path(log_path))])
+sup = TensorBoardSupervisor([ChildSpec(name=name, logdir=root, port=int(port), log_path=Path(log_path),
+                                       reload_interval=5)])
 sup.start()
 assert sup.wait_ready(60)
 print(sup.status()[0].pid, flush=True)
