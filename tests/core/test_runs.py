@@ -1,7 +1,9 @@
 from __future__ import annotations
 
-from tbhub.core.models import EventFileScan
-from tbhub.core.runs import group_runs, index_runs, run_key
+import pytest
+
+from tbhub.core.models import DEFAULT_LAYOUT, EventFileScan
+from tbhub.core.runs import check_layout, group_runs, index_runs, run_key
 
 
 def scan(relpath: str, size: int = 10, records: int = 2, mtime_ns: int = 1, **kw: object) -> EventFileScan:
@@ -9,10 +11,49 @@ def scan(relpath: str, size: int = 10, records: int = 2, mtime_ns: int = 1, **kw
 
 
 def test_run_key_layout_and_outside_files() -> None:
-    assert run_key("ds/run/events.out.tfevents.1") == ("ds", "run", "ds/run")
-    assert run_key("ds/run/train/deep/events.out.tfevents.1") == ("ds", "run", "ds/run")
-    assert run_key("ds/events.out.tfevents.1") == ("ds", "events.out.tfevents.1", "ds/events.out.tfevents.1")
-    assert run_key("events.out.tfevents.1") == ("", "events.out.tfevents.1", "events.out.tfevents.1")
+    def key(relpath: str) -> tuple[str, str, str]:
+        return run_key(relpath, DEFAULT_LAYOUT)
+
+    assert key("ds/run/events.out.tfevents.1") == ("ds", "run", "ds/run")
+    assert key("ds/run/train/deep/events.out.tfevents.1") == ("ds", "run", "ds/run")
+    assert key("ds/events.out.tfevents.1") == ("ds", "events.out.tfevents.1", "ds/events.out.tfevents.1")
+    assert key("events.out.tfevents.1") == ("", "events.out.tfevents.1", "events.out.tfevents.1")
+
+
+def test_run_key_of_the_run_layout_has_no_dataset() -> None:
+    def key(relpath: str) -> tuple[str, str, str]:
+        return run_key(relpath, "{run}")
+
+    assert key("run-1/events.out.tfevents.1") == ("", "run-1", "run-1")
+    # Sub-folders belong to the run, whatever their depth: a run named like a dataset stays one run.
+    assert key("run-1/train/events.out.tfevents.1") == ("", "run-1", "run-1")
+    assert key("run-1/a/b/c/events.out.tfevents.1") == ("", "run-1", "run-1")
+    assert key("events.out.tfevents.1") == ("", "events.out.tfevents.1", "events.out.tfevents.1")
+
+
+def test_the_run_layout_groups_what_the_default_splits() -> None:
+    files = [scan("exp/lr-1/events.out.tfevents.1"), scan("exp/lr-2/events.out.tfevents.2"),
+             scan("exp/events.out.tfevents.3"), scan("solo/events.out.tfevents.4")]
+    by_dataset = group_runs("e", files, layout=DEFAULT_LAYOUT)
+    assert [(r.dataset, r.run, r.relpath) for r in by_dataset] == [
+        ("exp", "events.out.tfevents.3", "exp/events.out.tfevents.3"),
+        ("exp", "lr-1", "exp/lr-1"),
+        ("exp", "lr-2", "exp/lr-2"),
+        ("solo", "events.out.tfevents.4", "solo/events.out.tfevents.4"),
+    ]
+    flat = group_runs("e", files, layout="{run}")
+    assert [(r.dataset, r.run, r.relpath, r.event_files) for r in flat] == [
+        ("", "exp", "exp", 3),
+        ("", "solo", "solo", 1),
+    ]
+
+
+@pytest.mark.parametrize("layout", ["{run}/{dataset}", "{dataset}", "{project}/{dataset}/{run}", ""])
+def test_unknown_layout_is_refused(layout: str) -> None:
+    with pytest.raises(ValueError, match="unknown layout"):
+        check_layout(layout)
+    with pytest.raises(ValueError, match="unknown layout"):
+        run_key("a/b/events.out.tfevents.1", layout)
 
 
 def test_group_runs_aggregates_subfolders() -> None:
@@ -26,6 +67,7 @@ def test_group_runs_aggregates_subfolders() -> None:
             scan("a/r/events.out.tfevents.3"),
             scan("a/events.out.tfevents.4"),
         ],
+        layout=DEFAULT_LAYOUT,
     )
     assert [(r.dataset, r.run) for r in runs] == [("a", "events.out.tfevents.4"), ("a", "r"), ("b", "r")]
     b = runs[2]
@@ -37,14 +79,17 @@ def test_group_runs_aggregates_subfolders() -> None:
 
 def test_index_runs_groups_each_index_mapping_once() -> None:
     index = {s.relpath: s for s in (scan("a/r/events.out.tfevents.1"), scan("b/r/events.out.tfevents.2"))}
-    first = index_runs("lora", index)
+    first = index_runs("lora", index, layout=DEFAULT_LAYOUT)
     assert [r.relpath for r in first] == ["a/r", "b/r"]
     first.clear()  # callers get their own list
-    again = index_runs("lora", index)
+    again = index_runs("lora", index, layout=DEFAULT_LAYOUT)
     assert [r.relpath for r in again] == ["a/r", "b/r"]
-    assert again[0] is index_runs("lora", index)[0]  # the same runs: not grouped again
+    assert again[0] is index_runs("lora", index, layout=DEFAULT_LAYOUT)[0]  # the same runs: not grouped again
     changed = {**index, "c/r/events.out.tfevents.3": scan("c/r/events.out.tfevents.3")}
-    regrouped = index_runs("lora", changed)
+    regrouped = index_runs("lora", changed, layout=DEFAULT_LAYOUT)
     assert [r.relpath for r in regrouped] == ["a/r", "b/r", "c/r"]
     assert regrouped[0] is not again[0]
-    assert [r.endpoint for r in index_runs("other", index)] == ["other", "other"]  # per endpoint
+    assert [r.endpoint for r in index_runs("other", index, layout=DEFAULT_LAYOUT)] == ["other", "other"]  # per endpoint
+    # The same mapping under another layout is grouped again, not served from the cache.
+    assert [r.relpath for r in index_runs("lora", changed, layout="{run}")] == ["a", "b", "c"]
+    assert [r.relpath for r in index_runs("lora", changed, layout=DEFAULT_LAYOUT)] == ["a/r", "b/r", "c/r"]

@@ -18,7 +18,7 @@ from tbhub.config.retention import RetentionConfig
 from tbhub.config.s3 import S3Config
 from tbhub.config.section import Section
 from tbhub.config.settings import LOOPBACK_HOSTS, checked, default, default_state_dir
-from tbhub.core.models import DEFAULT_LAYOUT, EndpointSpec
+from tbhub.core.models import EndpointSpec
 from tbhub.core.retention import RetentionPolicy
 from tbhub.core.units import parse_duration
 from tbhub.errors import UnknownEndpoint
@@ -66,7 +66,7 @@ class DisplayConfig(Section):
 
 class EndpointConfig(Section):
     logdir: str
-    layout: str = DEFAULT_LAYOUT
+    layout: Annotated[str, checked("endpoints.NAME.layout")] = default("endpoints.NAME.layout", str)
     port: int | None = Field(default=None, ge=1, le=65535)
     reload_interval: Annotated[int, checked("endpoints.NAME.reload_interval")] = default(
         "endpoints.NAME.reload_interval", int
@@ -74,13 +74,6 @@ class EndpointConfig(Section):
     title: str | None = None
     expose: bool = default("endpoints.NAME.expose", bool)
     s3: S3Config | None = None
-
-    @field_validator("layout")
-    @classmethod
-    def _layout(cls, value: str) -> str:
-        if value != DEFAULT_LAYOUT:
-            raise ValueError(f"only the layout {DEFAULT_LAYOUT!r} is supported")
-        return value
 
 
 class CostConfig(Section):

@@ -16,6 +16,7 @@ from typing import Any, TypeVar
 from pydantic import AfterValidator
 
 from tbhub.core.models import DEFAULT_LAYOUT
+from tbhub.core.runs import check_layout
 
 __all__ = [
     "FIRST_ENDPOINT_PORT",
@@ -77,7 +78,8 @@ SETTINGS: tuple[Setting, ...] = (
     Setting("display.fresh_days", 1, "Runs younger than this many days show green."),
     Setting("display.old_days", 7, "Runs at least this many days old show red and are 'old'."),
     Setting("endpoints.NAME.logdir", None, "The log root (required)."),
-    Setting("endpoints.NAME.layout", DEFAULT_LAYOUT, "Where runs live below the log root."),
+    Setting("endpoints.NAME.layout", DEFAULT_LAYOUT,
+            "Where runs live below the log root: \"{dataset}/{run}\" or \"{run}\" (no datasets).", check_layout),
     Setting("endpoints.NAME.port", f"{FIRST_ENDPOINT_PORT}, {FIRST_ENDPOINT_PORT + 1}, ...",
             "Port of this endpoint's TensorBoard."),
     Setting("endpoints.NAME.reload_interval", 30, "Seconds between TensorBoard reloads (at least 1).",

@@ -125,10 +125,10 @@ def scan_endpoint(
     removed = [relpath for relpath in previous if relpath not in current]
     if fresh or removed:
         index.save(endpoint.name, fresh, removed)
-        runs = group_runs(endpoint.name, [*kept, *fresh])
+        runs = group_runs(endpoint.name, [*kept, *fresh], layout=endpoint.layout)
     else:
         # Nothing changed: the index is the mapping grouped last time (by this scan or the hub's pages).
-        runs = index_runs(endpoint.name, previous)
+        runs = index_runs(endpoint.name, previous, layout=endpoint.layout)
     return EndpointInventory(
         endpoint=endpoint,
         runs=runs,
