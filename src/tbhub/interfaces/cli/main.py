@@ -26,9 +26,9 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "history": ("archives", "history_command"),
     "archives": ("archives", "archives_app"),
     "retention": ("retention", "retention_app"),
-    "pin": ("retention", "pin_command"),
-    "unpin": ("retention", "unpin_command"),
-    "pins": ("retention", "pins_command"),
+    "pin": ("annotations", "pin_command"),
+    "unpin": ("annotations", "unpin_command"),
+    "pins": ("annotations", "pins_command"),
     "usage": ("usage", "usage_command"),
     "compare": ("compare", "compare_command"),
     "alerts": ("alerts", "alerts_command"),
@@ -36,9 +36,9 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "db": ("db", "db_app"),
     "users": ("users", "users_app"),
     "tokens": ("users", "tokens_app"),
-    "note": ("users", "note_command"),
-    "tag": ("users", "tag_command"),
-    "bookmarks": ("users", "bookmarks_app"),
+    "note": ("annotations", "note_command"),
+    "tag": ("annotations", "tag_command"),
+    "bookmarks": ("annotations", "bookmarks_app"),
 }
 
 

@@ -13,7 +13,7 @@ from rich.table import Table
 from rich.text import Text
 
 from tbhub.app.retention import RetentionOutcome, apply_retention, plan_retention_now
-from tbhub.app.services import Services, actor
+from tbhub.app.services import Services
 from tbhub.config import Config
 from tbhub.core.names import shown
 from tbhub.core.retention import RetentionDecision, RetentionPlan
@@ -22,7 +22,7 @@ from tbhub.errors import UsageError
 from tbhub.interfaces.cli.options import ConfigOpt, JsonOpt, LogdirOpt, config_from, output_console
 from tbhub.interfaces.cli.render import name_text
 
-__all__ = ["pin_command", "pins_command", "retention_app", "unpin_command"]
+__all__ = ["retention_app"]
 
 retention_app = typer.Typer(help="Retention policies: what goes, and applying them.", no_args_is_help=True)
 EndpointsOpt = Annotated[
@@ -127,62 +127,3 @@ def _print_outcome(console: Console, outcome: RetentionOutcome, cfg: Config, as_
     console.print(
         f"removed {len(report.deleted)}, failed {len(report.failed)}, freed {format_size(report.bytes_freed)}"
     )
-
-
-def _split_run(cfg: Config, spec: str) -> tuple[str, str]:
-    endpoint, _, relpath = spec.strip("/").partition("/")
-    if not relpath:
-        raise UsageError(f"name a run as ENDPOINT/DATASET/RUN, not {spec!r}")
-    store = Services(cfg).store(endpoint)
-    if not store.exists(relpath):
-        raise UsageError(f"no run {relpath!r} in endpoint {endpoint!r} ({store.url(relpath)})")
-    return endpoint, relpath
-
-
-RunArg = Annotated[str, typer.Argument(help="The run as ENDPOINT/DATASET/RUN.")]
-
-
-def pin_command(run: RunArg, config: ConfigOpt = None, logdir: LogdirOpt = None) -> None:
-    """Pin a run: retention policies never remove it."""
-    cfg = config_from(config, logdir, None)
-    endpoint, relpath = _split_run(cfg, run)
-    with Services(cfg) as services:
-        fresh = services.state.pin(endpoint, relpath, actor())
-    output_console().print(f"pinned {endpoint}/{relpath}" if fresh else f"{endpoint}/{relpath} was pinned already")
-
-
-def unpin_command(run: RunArg, config: ConfigOpt = None, logdir: LogdirOpt = None) -> None:
-    """Unpin a run."""
-    cfg = config_from(config, logdir, None)
-    endpoint, _, relpath = run.strip("/").partition("/")
-    cfg.endpoint_specs([endpoint])
-    with Services(cfg) as services:
-        if not services.state.unpin(endpoint, relpath):
-            raise UsageError(f"{run} is not pinned")
-    output_console().print(f"unpinned {endpoint}/{relpath}")
-
-
-def pins_command(config: ConfigOpt = None, as_json: JsonOpt = False) -> None:
-    """List pinned runs."""
-    cfg = config_from(config, None, None)
-    with Services(cfg) as services:
-        pins = services.state.pins()
-    if as_json:
-        json.dump(
-            [
-                {"endpoint": p.endpoint, "relpath": p.relpath, "pinned_by": p.pinned_by, "pinned_at": p.pinned_at}
-                for p in pins
-            ],
-            sys.stdout,
-            indent=2,
-        )
-        sys.stdout.write("\n")
-        return
-    table = Table("run", "pinned by", "since")
-    for p in pins:
-        table.add_row(
-            name_text(f"{p.endpoint}/{p.relpath}"),
-            name_text(p.pinned_by),
-            dt.datetime.fromtimestamp(p.pinned_at, tz=dt.UTC).strftime("%Y-%m-%d %H:%M"),
-        )
-    output_console().print(table)

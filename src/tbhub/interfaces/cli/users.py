@@ -1,4 +1,4 @@
-"""``tbhub users``, ``tbhub tokens``, ``tbhub note``, ``tbhub tag`` and ``tbhub bookmarks``."""
+"""``tbhub users`` and ``tbhub tokens``: who may log in, with which role, and scripts' API tokens."""
 
 from __future__ import annotations
 
@@ -11,17 +11,15 @@ from typing import Annotated
 import typer
 from rich.table import Table
 
-from tbhub.app.services import Note, Services, actor
+from tbhub.app.services import Services, actor
 from tbhub.core.accounts import ROLES, Role, User
-from tbhub.core.bookmarks import DASHBOARDS, Bookmark
 from tbhub.errors import UsageError
 from tbhub.interfaces.cli.options import ConfigOpt, JsonOpt, config_from, output_console
 
-__all__ = ["bookmarks_app", "note_command", "tag_command", "tokens_app", "users_app"]
+__all__ = ["tokens_app", "users_app"]
 
 users_app = typer.Typer(help="Hub accounts: who may log in, with which role.", no_args_is_help=True)
 tokens_app = typer.Typer(help="API tokens for scripts (Authorization: Bearer ...).", no_args_is_help=True)
-bookmarks_app = typer.Typer(help="Shared bookmarks: named TensorBoard views and hub pages.", no_args_is_help=True)
 
 RoleOpt = Annotated[str, typer.Option("--role", "-r", help=f"One of {', '.join(ROLES)}.")]
 RunArg = Annotated[str, typer.Argument(help="The run as ENDPOINT/DATASET/RUN.")]
@@ -205,125 +203,3 @@ def tokens_revoke(token_id: Annotated[int, typer.Argument(metavar="ID")], config
         if not services.accounts.revoke_token(token_id):
             raise UsageError(f"no active token {token_id}")
     output_console().print(f"revoked token {token_id}")
-
-
-def _split(services: Services, run: str) -> tuple[str, str]:
-    endpoint, _, relpath = run.strip("/").partition("/")
-    if not relpath:
-        raise UsageError(f"name a run as ENDPOINT/DATASET/RUN, not {run!r}")
-    services.spec(endpoint)
-    return endpoint, relpath
-
-
-def note_command(
-    run: RunArg,
-    text: Annotated[str | None, typer.Argument(help="The note (markdown); omit to list the run's notes.")] = None,
-    edit: Annotated[
-        int | None, typer.Option("--edit", metavar="ID", help="Replace the text of this note of the run (ids: --json).")
-    ] = None,
-    config: ConfigOpt = None,
-    as_json: JsonOpt = False,
-) -> None:
-    """Add a note to a run, edit one (--edit ID), or list them. Notes stay when the run is archived."""
-    if edit is not None and text is None:
-        raise UsageError("--edit ID needs the note's new text")
-    with _services(config) as services:
-        endpoint, relpath = _split(services, run)
-        store = services.annotations
-        if text is not None:
-            if edit is not None:
-                note = store.edit_note(edit, text, actor(), endpoint=endpoint, relpath=relpath)
-                done = f"edited note {note.id} on {endpoint}/{relpath}"
-            else:
-                note = store.add_note(endpoint, relpath, text, actor())
-                done = f"noted {endpoint}/{relpath} (note {note.id})"
-            if as_json:
-                print(json.dumps(_note_record(note), indent=2))
-            else:
-                output_console().print(done, markup=False)
-            return
-        notes = store.notes(endpoint, relpath)
-    if as_json:
-        print(json.dumps([_note_record(n) for n in notes], indent=2))
-        return
-    console = output_console()
-    for n in notes:
-        edited = f" · edited by {n.edited_by} {_when(n.edited_at)}" if n.edited_at else ""
-        console.print(f"[bold]#{n.id} {n.author}[/] · {_when(n.at)}{edited}", highlight=False)
-        console.print(n.text, markup=False, highlight=False)
-    if not notes:
-        console.print(f"no notes on {endpoint}/{relpath}")
-
-
-def _note_record(n: Note) -> dict[str, object]:
-    return {"id": n.id, "text": n.text, "author": n.author, "at": n.at, "edited_by": n.edited_by,
-            "edited_at": n.edited_at}
-
-
-def tag_command(
-    run: RunArg,
-    tags: Annotated[list[str] | None, typer.Argument(help="Tags to add; none: list the run's tags.")] = None,
-    remove: Annotated[bool, typer.Option("--remove", help="Remove these tags instead.")] = False,
-    config: ConfigOpt = None,
-) -> None:
-    """Tag a run (free tags, shown on the hub), remove tags, or list them."""
-    with _services(config) as services:
-        endpoint, relpath = _split(services, run)
-        store = services.annotations
-        for tag in tags or []:
-            if remove:
-                store.untag(endpoint, relpath, tag)
-            else:
-                store.tag(endpoint, relpath, tag, actor())
-        current = store.tags(endpoint).get(relpath, [])
-    output_console().print(f"{endpoint}/{relpath}: {' '.join(current) or 'no tags'}", markup=False)
-
-
-@bookmarks_app.command("add")
-def bookmarks_add(
-    name: str,
-    endpoint: Annotated[str | None, typer.Option("--endpoint", "-e", help="A TensorBoard view of this endpoint.")]
-    = None,
-    runs: Annotated[str, typer.Option("--runs", help="Run filter (a regex).")] = "",
-    tags: Annotated[str, typer.Option("--tags", help="Tag filter (a regex).")] = "",
-    dashboard: Annotated[str, typer.Option("--dashboard", help=f"One of {', '.join(DASHBOARDS)}.")] = "scalars",
-    smoothing: Annotated[float | None, typer.Option("--smoothing", help="0 to 0.99.")] = None,
-    page: Annotated[str | None, typer.Option("--page", help="Or a hub page: /compare?tags=loss.")] = None,
-    description: Annotated[str, typer.Option("--description", "-d")] = "",
-    config: ConfigOpt = None,
-) -> None:
-    """Save a shared bookmark: a TensorBoard view (--endpoint and filters) or a hub --page."""
-    with _services(config) as services:
-        if endpoint:
-            services.config.endpoint_specs([endpoint])
-        try:
-            bookmark = Bookmark(name, actor(), description, endpoint, dashboard, runs, tags, smoothing, page)
-        except ValueError as error:
-            raise UsageError(str(error)) from None
-        saved = services.annotations.add_bookmark(bookmark)
-    output_console().print(f"saved {saved.name}: {saved.url}", markup=False)
-
-
-@bookmarks_app.command("list")
-def bookmarks_list(config: ConfigOpt = None, as_json: JsonOpt = False) -> None:
-    """List shared bookmarks with the hub path each opens."""
-    with _services(config) as services:
-        saved = services.annotations.bookmarks()
-        base = (services.config.server.public_url or "").rstrip("/")
-    if as_json:
-        print(json.dumps([{"id": b.id, "name": b.name, "owner": b.owner, "description": b.description,
-                           "url": base + b.url} for b in saved], indent=2))
-        return
-    table = Table("id", "name", "owner", "description", "url")
-    for b in saved:
-        table.add_row(str(b.id), b.name, b.owner, b.description, base + b.url)
-    output_console().print(table)
-
-
-@bookmarks_app.command("rm")
-def bookmarks_rm(key: Annotated[str, typer.Argument(help="Name or id.")], config: ConfigOpt = None) -> None:
-    """Remove a bookmark."""
-    with _services(config) as services:
-        if not services.annotations.remove_bookmark(key):
-            raise UsageError(f"no bookmark {key!r}")
-    output_console().print(f"removed bookmark {key}", markup=False)

@@ -1,0 +1,209 @@
+"""``tbhub note``, ``tbhub tag``, ``tbhub pin|unpin|pins`` and ``tbhub bookmarks``: what a team says about runs."""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+import sys
+from typing import Annotated
+
+import typer
+from rich.table import Table
+
+from tbhub.app.services import Note, Services, actor
+from tbhub.config import Config
+from tbhub.core.bookmarks import DASHBOARDS, Bookmark
+from tbhub.errors import UsageError
+from tbhub.interfaces.cli.options import ConfigOpt, JsonOpt, LogdirOpt, config_from, output_console
+from tbhub.interfaces.cli.render import name_text
+
+__all__ = ["bookmarks_app", "note_command", "pin_command", "pins_command", "tag_command", "unpin_command"]
+
+bookmarks_app = typer.Typer(help="Shared bookmarks: named TensorBoard views and hub pages.", no_args_is_help=True)
+RunArg = Annotated[str, typer.Argument(metavar="RUN", help="The run as ENDPOINT/DATASET/RUN.")]
+
+
+def _services(config: str | None) -> Services:
+    return Services(config_from(config, None, None))
+
+
+def _when(t: float | None) -> str:
+    return dt.datetime.fromtimestamp(t).astimezone().strftime("%Y-%m-%d %H:%M") if t else "never"
+
+
+def _split(services: Services, run: str) -> tuple[str, str]:
+    endpoint, _, relpath = run.strip("/").partition("/")
+    if not relpath:
+        raise UsageError(f"name a run as ENDPOINT/DATASET/RUN, not {run!r}")
+    services.spec(endpoint)
+    return endpoint, relpath
+
+
+def note_command(
+    run: RunArg,
+    text: Annotated[str | None, typer.Argument(help="The note (markdown); omit to list the run's notes.")] = None,
+    edit: Annotated[
+        int | None, typer.Option("--edit", metavar="ID", help="Replace the text of this note of the run (ids: --json).")
+    ] = None,
+    config: ConfigOpt = None,
+    as_json: JsonOpt = False,
+) -> None:
+    """Add a note to a run, edit one (--edit ID), or list them. Notes stay when the run is archived."""
+    if edit is not None and text is None:
+        raise UsageError("--edit ID needs the note's new text")
+    with _services(config) as services:
+        endpoint, relpath = _split(services, run)
+        store = services.annotations
+        if text is not None:
+            if edit is not None:
+                note = store.edit_note(edit, text, actor(), endpoint=endpoint, relpath=relpath)
+                done = f"edited note {note.id} on {endpoint}/{relpath}"
+            else:
+                note = store.add_note(endpoint, relpath, text, actor())
+                done = f"noted {endpoint}/{relpath} (note {note.id})"
+            if as_json:
+                print(json.dumps(_note_record(note), indent=2))
+            else:
+                output_console().print(done, markup=False)
+            return
+        notes = store.notes(endpoint, relpath)
+    if as_json:
+        print(json.dumps([_note_record(n) for n in notes], indent=2))
+        return
+    console = output_console()
+    for n in notes:
+        edited = f" · edited by {n.edited_by} {_when(n.edited_at)}" if n.edited_at else ""
+        console.print(f"[bold]#{n.id} {n.author}[/] · {_when(n.at)}{edited}", highlight=False)
+        console.print(n.text, markup=False, highlight=False)
+    if not notes:
+        console.print(f"no notes on {endpoint}/{relpath}")
+
+
+def _note_record(n: Note) -> dict[str, object]:
+    return {"id": n.id, "text": n.text, "author": n.author, "at": n.at, "edited_by": n.edited_by,
+            "edited_at": n.edited_at}
+
+
+def tag_command(
+    run: RunArg,
+    tags: Annotated[list[str] | None, typer.Argument(help="Tags to add; none: list the run's tags.")] = None,
+    remove: Annotated[bool, typer.Option("--remove", help="Remove these tags instead.")] = False,
+    config: ConfigOpt = None,
+) -> None:
+    """Tag a run (free tags, shown on the hub), remove tags, or list them."""
+    with _services(config) as services:
+        endpoint, relpath = _split(services, run)
+        store = services.annotations
+        for tag in tags or []:
+            if remove:
+                store.untag(endpoint, relpath, tag)
+            else:
+                store.tag(endpoint, relpath, tag, actor())
+        current = store.tags(endpoint).get(relpath, [])
+    output_console().print(f"{endpoint}/{relpath}: {' '.join(current) or 'no tags'}", markup=False)
+
+
+@bookmarks_app.command("add")
+def bookmarks_add(
+    name: str,
+    endpoint: Annotated[str | None, typer.Option("--endpoint", "-e", help="A TensorBoard view of this endpoint.")]
+    = None,
+    runs: Annotated[str, typer.Option("--runs", help="Run filter (a regex).")] = "",
+    tags: Annotated[str, typer.Option("--tags", help="Tag filter (a regex).")] = "",
+    dashboard: Annotated[str, typer.Option("--dashboard", help=f"One of {', '.join(DASHBOARDS)}.")] = "scalars",
+    smoothing: Annotated[float | None, typer.Option("--smoothing", help="0 to 0.99.")] = None,
+    page: Annotated[str | None, typer.Option("--page", help="Or a hub page: /compare?tags=loss.")] = None,
+    description: Annotated[str, typer.Option("--description", "-d")] = "",
+    config: ConfigOpt = None,
+) -> None:
+    """Save a shared bookmark: a TensorBoard view (--endpoint and filters) or a hub --page."""
+    with _services(config) as services:
+        if endpoint:
+            services.config.endpoint_specs([endpoint])
+        try:
+            bookmark = Bookmark(name, actor(), description, endpoint, dashboard, runs, tags, smoothing, page)
+        except ValueError as error:
+            raise UsageError(str(error)) from None
+        saved = services.annotations.add_bookmark(bookmark)
+    output_console().print(f"saved {saved.name}: {saved.url}", markup=False)
+
+
+@bookmarks_app.command("list")
+def bookmarks_list(config: ConfigOpt = None, as_json: JsonOpt = False) -> None:
+    """List shared bookmarks with the hub path each opens."""
+    with _services(config) as services:
+        saved = services.annotations.bookmarks()
+        base = (services.config.server.public_url or "").rstrip("/")
+    if as_json:
+        print(json.dumps([{"id": b.id, "name": b.name, "owner": b.owner, "description": b.description,
+                           "url": base + b.url} for b in saved], indent=2))
+        return
+    table = Table("id", "name", "owner", "description", "url")
+    for b in saved:
+        table.add_row(str(b.id), b.name, b.owner, b.description, base + b.url)
+    output_console().print(table)
+
+
+@bookmarks_app.command("rm")
+def bookmarks_rm(key: Annotated[str, typer.Argument(help="Name or id.")], config: ConfigOpt = None) -> None:
+    """Remove a bookmark."""
+    with _services(config) as services:
+        if not services.annotations.remove_bookmark(key):
+            raise UsageError(f"no bookmark {key!r}")
+    output_console().print(f"removed bookmark {key}", markup=False)
+
+
+def _split_run(cfg: Config, spec: str) -> tuple[str, str]:
+    endpoint, _, relpath = spec.strip("/").partition("/")
+    if not relpath:
+        raise UsageError(f"name a run as ENDPOINT/DATASET/RUN, not {spec!r}")
+    store = Services(cfg).store(endpoint)
+    if not store.exists(relpath):
+        raise UsageError(f"no run {relpath!r} in endpoint {endpoint!r} ({store.url(relpath)})")
+    return endpoint, relpath
+
+
+def pin_command(run: RunArg, config: ConfigOpt = None, logdir: LogdirOpt = None) -> None:
+    """Pin a run: retention policies never remove it."""
+    cfg = config_from(config, logdir, None)
+    endpoint, relpath = _split_run(cfg, run)
+    with Services(cfg) as services:
+        fresh = services.state.pin(endpoint, relpath, actor())
+    output_console().print(f"pinned {endpoint}/{relpath}" if fresh else f"{endpoint}/{relpath} was pinned already")
+
+
+def unpin_command(run: RunArg, config: ConfigOpt = None, logdir: LogdirOpt = None) -> None:
+    """Unpin a run."""
+    cfg = config_from(config, logdir, None)
+    endpoint, _, relpath = run.strip("/").partition("/")
+    cfg.endpoint_specs([endpoint])
+    with Services(cfg) as services:
+        if not services.state.unpin(endpoint, relpath):
+            raise UsageError(f"{run} is not pinned")
+    output_console().print(f"unpinned {endpoint}/{relpath}")
+
+
+def pins_command(config: ConfigOpt = None, as_json: JsonOpt = False) -> None:
+    """List pinned runs."""
+    cfg = config_from(config, None, None)
+    with Services(cfg) as services:
+        pins = services.state.pins()
+    if as_json:
+        json.dump(
+            [
+                {"endpoint": p.endpoint, "relpath": p.relpath, "pinned_by": p.pinned_by, "pinned_at": p.pinned_at}
+                for p in pins
+            ],
+            sys.stdout,
+            indent=2,
+        )
+        sys.stdout.write("\n")
+        return
+    table = Table("run", "pinned by", "since")
+    for p in pins:
+        table.add_row(
+            name_text(f"{p.endpoint}/{p.relpath}"),
+            name_text(p.pinned_by),
+            dt.datetime.fromtimestamp(p.pinned_at, tz=dt.UTC).strftime("%Y-%m-%d %H:%M"),
+        )
+    output_console().print(table)
