@@ -451,3 +451,17 @@ def test_a_run_marked_for_deletion_or_being_restored_is_not_mirrored(
     bucket.delete(f"{PREFIX}/ds/busy/{marker}")
     mirror.sync()
     assert _local_files(tmp_path / "m")["ds/busy/sub/events.out.tfevents.3"] == b"ds/busy/sub/events.out.tfevents.3"
+
+
+def test_one_etag_reader_for_the_scanner_and_the_mirror(tmp_path: Path) -> None:
+    from tbhub.adapters.storage.mirror.listing import object_etag
+    from tbhub.adapters.storage.mirror.manifest import ObjectState, load_manifest, save_manifest
+    from tbhub.adapters.storage.objectstore import content_tag
+
+    for info in ({"ETag": '"abc"'}, {"etag": "abc"}, {"md5Hash": "abc"}, {"crc32c": "abc"}):
+        assert object_etag(info) == content_tag(info) == "abc"
+    assert object_etag({"size": 3}) is None
+    # A manifest written before (S3's quotes kept) reads as the one reader lists: no re-fetch after an upgrade.
+    path = tmp_path / "manifest.json"
+    save_manifest(path, "s3://b/p", {"a/events": ObjectState(3, '"abc"', 1.0)})
+    assert load_manifest(path, "s3://b/p") == {"a/events": ObjectState(3, "abc", 1.0)}

@@ -16,6 +16,7 @@ from pydantic import ValidationError
 
 from tbhub.config.models import Config
 from tbhub.core.archive_places import overlapping_endpoint
+from tbhub.core.places import is_url
 from tbhub.errors import ConfigError, UsageError
 
 __all__ = ["load_config", "parse_logdir_flag"]
@@ -50,7 +51,7 @@ def parse_logdir_flag(value: str) -> tuple[str, str]:
     name, sep, path = value.partition("=")
     if not sep or "://" in name:
         path = value
-        if "://" in value:
+        if is_url(value):
             name = value.split("://", 1)[1].rstrip("/").rpartition("/")[2] or "root"
         else:
             name = Path(value).expanduser().resolve().name or "root"
@@ -101,7 +102,7 @@ def load_config(
         name, logdir = parse_logdir_flag(value)
         if name in flag_endpoints:
             raise UsageError(f"endpoint {name!r} given twice")
-        flag_endpoints[name] = {"logdir": logdir if "://" in logdir else str(Path(logdir).expanduser())}
+        flag_endpoints[name] = {"logdir": logdir if is_url(logdir) else str(Path(logdir).expanduser())}
     if flag_endpoints:
         file_endpoints = data.get("endpoints", {}) if isinstance(data.get("endpoints"), dict) else {}
         for name, spec in flag_endpoints.items():
@@ -138,7 +139,7 @@ def _check_archive_places(config: Config, source: str) -> None:
 
 
 def _absolute(logdir: str, base: Path) -> str:
-    if "://" in logdir:
+    if is_url(logdir):
         return logdir
     p = Path(logdir).expanduser()
     return str(p if p.is_absolute() else (base / p))

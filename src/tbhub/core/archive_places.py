@@ -12,11 +12,9 @@ from __future__ import annotations
 import os
 from collections.abc import Iterable, Mapping
 
+from tbhub.core.places import is_url
+
 __all__ = ["overlap", "overlapping_endpoint", "within_any"]
-
-
-def _is_url(place: str) -> bool:
-    return "://" in place
 
 
 def _url_prefix(url: str) -> str:
@@ -34,9 +32,9 @@ def _contains(outer: str, inner: str) -> bool:
 
 def overlap(destination: str, root: str) -> bool:
     """True when ``destination`` is ``root``, lies inside it, or contains it."""
-    if _is_url(destination) != _is_url(root):
+    if is_url(destination) != is_url(root):
         return False
-    if _is_url(destination):
+    if is_url(destination):
         a, b = _url_prefix(destination), _url_prefix(root)
         return a.startswith(b) or b.startswith(a)
     a, b = _real(destination), _real(root)
@@ -51,9 +49,9 @@ def overlapping_endpoint(destination: str, roots: Mapping[str, str]) -> str | No
 def within_any(destination: str, places: Iterable[str]) -> bool:
     """True when ``destination`` is one of ``places`` or inside one (symlinks resolved)."""
     for place in places:
-        if _is_url(destination) != _is_url(place):
+        if is_url(destination) != is_url(place):
             continue
-        if _is_url(destination):
+        if is_url(destination):
             if _url_prefix(destination).startswith(_url_prefix(place)):
                 return True
         elif _contains(_real(place), _real(destination)):

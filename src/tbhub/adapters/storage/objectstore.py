@@ -48,6 +48,7 @@ __all__ = [
     "ObjectDiscovery",
     "ObjectInfo",
     "ObjectLogStore",
+    "content_tag",
     "etag_identity",
     "hidden_runs",
     "storage_error",
@@ -111,13 +112,20 @@ def _mtime_ns(info: Mapping[str, Any]) -> int:
     return 0
 
 
-def _etag(info: Mapping[str, Any]) -> str:
+def content_tag(info: Mapping[str, Any]) -> str | None:
+    """An object's content tag as the backend lists it (S3's ETag, GCS's md5Hash or crc32c, ...),
+    without the quotes S3 puts around it; ``None`` when the backend gives none. The one reader of it:
+    the scanner's identity of a file and the mirror's both come from here."""
     for key in ("ETag", "etag", "md5Hash", "crc32c", "checksum"):
         value = info.get(key)
         if value:
             return str(value).strip('"')
+    return None
+
+
+def _etag(info: Mapping[str, Any]) -> str:
     # No content tag on this backend: size and mtime are the best identity there is.
-    return f"{info.get('size')}-{_mtime_ns(info)}"
+    return content_tag(info) or f"{info.get('size')}-{_mtime_ns(info)}"
 
 
 def _unsafe(relpath: str) -> bool:

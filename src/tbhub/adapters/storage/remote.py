@@ -13,6 +13,7 @@ import re
 from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
 
+from tbhub.core.places import SCHEME, is_url
 from tbhub.errors import LogRootError
 
 if TYPE_CHECKING:  # fsspec (and s3fs) load only when a log root is a URL: the hub stays smaller
@@ -20,20 +21,14 @@ if TYPE_CHECKING:  # fsspec (and s3fs) load only when a log root is a URL: the h
 
 __all__ = ["is_url", "join", "open_filesystem", "protocol_of", "redact_url"]
 
-_SCHEME = re.compile(r"^([A-Za-z][A-Za-z0-9+.-]*)://")
 
 #: Protocols that take the ``[s3]`` settings.
 S3_PROTOCOLS = frozenset({"s3", "s3a"})
 
 
-def is_url(logdir: str) -> bool:
-    """True for ``scheme://...`` (``s3://bucket/prefix``, ``gs://...``, ``memory://...``); False for a path."""
-    return _SCHEME.match(logdir) is not None
-
-
 def protocol_of(url: str) -> str:
     """The scheme of ``url``, lower-case (``"s3"``); raises ``ValueError`` for a plain path."""
-    match = _SCHEME.match(url)
+    match = SCHEME.match(url)
     if match is None:
         raise ValueError(f"{url!r} is not a URL")
     return match.group(1).lower()

@@ -15,6 +15,7 @@ from pathlib import Path
 
 from tbhub.adapters.storage.mirror import MANIFEST as MIRROR_MANIFEST
 from tbhub.core.models import EndpointSpec
+from tbhub.core.places import is_url
 from tbhub.errors import ConfigError
 
 __all__ = ["ChildSpec", "check_unique"]
@@ -109,7 +110,7 @@ class ChildSpec:
         chosen = port if port is not None else endpoint.port
         if chosen is None:
             raise ConfigError(f"endpoint {endpoint.name!r} has no port")
-        remote = _is_url(endpoint.logdir)
+        remote = is_url(endpoint.logdir)
         mirrored = remote and mirror_dir is not None
         return cls(
             name=endpoint.name,
@@ -127,7 +128,7 @@ class ChildSpec:
 
     @property
     def is_remote(self) -> bool:
-        return _is_url(self.logdir)
+        return is_url(self.logdir)
 
     @property
     def pid_path(self) -> Path:
@@ -206,5 +207,3 @@ def check_unique(specs: Sequence[ChildSpec]) -> None:
             raise ConfigError(f"endpoints {other!r} and {spec.name!r} both use port {spec.port}")
 
 
-def _is_url(logdir: str) -> bool:
-    return "://" in logdir

@@ -13,7 +13,7 @@ from typing import Any, Protocol
 
 from tbhub.adapters.storage.local import WORK_PREFIX
 from tbhub.adapters.storage.mirror.manifest import ObjectState
-from tbhub.adapters.storage.objectstore import hidden_runs
+from tbhub.adapters.storage.objectstore import content_tag, hidden_runs
 from tbhub.errors import LogRootError
 
 __all__ = [
@@ -74,8 +74,8 @@ def local_path(local_dir: Path, relpath: str) -> Path:
 
 
 def object_etag(info: Mapping[str, Any]) -> str | None:
-    value = info.get("ETag", info.get("etag", info.get("md5Hash")))
-    return None if value is None else str(value)
+    """The object's content tag, read as the scanner reads it (``objectstore.content_tag``)."""
+    return content_tag(info)
 
 
 def _mtime(info: Mapping[str, Any]) -> float | None:

@@ -46,7 +46,9 @@ def load_manifest(path: Path, remote_root: str) -> dict[str, ObjectState]:
     if data.get("remote_root") != remote_root:
         return {}  # the endpoint now points elsewhere: nothing here can be trusted
     try:
-        return {rel: ObjectState(int(e["size"]), e["etag"], e["mtime"]) for rel, e in data["files"].items()}
+        # Manifests written before the one ETag reader kept S3's quotes: read them as it does now.
+        return {rel: ObjectState(int(e["size"]), e["etag"].strip('"') if e["etag"] else None, e["mtime"])
+                for rel, e in data["files"].items()}
     except (KeyError, TypeError, ValueError):
         return {}
 
