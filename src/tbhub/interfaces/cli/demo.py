@@ -35,7 +35,7 @@ def demo_command(
     ] = 5,
 ) -> None:
     """Write demo logs for two trainers (lora, router), keep two runs training, and serve them."""
-    from tbhub.demo import LiveWriter, write_demo_logs  # tensorboard and numpy: only when asked for
+    from tbhub.demo import LiveWriter, write_demo_logs  # tensorboard: only when asked for
 
     base = directory or Path(tempfile.mkdtemp(prefix="tbhub-demo-"))
     if base.exists() and any(base.iterdir()):
