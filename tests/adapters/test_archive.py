@@ -42,9 +42,12 @@ from tbhub.adapters.storage.archive import (
     RESTORE_PREFIX,
     ArchiveManifest,
     archive_run,
+    compression,
+    durable,
     list_archives,
     remove_partial_archives,
     restore_archive,
+    sources,
     verify_archive,
 )
 from tbhub.errors import ArchiveError
@@ -255,7 +258,7 @@ def test_long_names_and_threads(tmp_path: Path) -> None:
 
 def test_gzip_when_zstandard_is_missing(run_dir: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     zstd_archive = archive(run_dir, tmp_path / "cold").archive
-    monkeypatch.setattr(archive_mod, "_zstd", None)
+    monkeypatch.setattr(compression, "_zstd", None)
     result = archive(run_dir, tmp_path / "cold2")
     assert result.archive.name.endswith(".tar.gz") and result.manifest.compression == "gzip"
     assert verify_archive(result.archive) == result.manifest
@@ -568,7 +571,7 @@ def test_changes_at_the_worst_moment_are_refused(
     run_dir: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, change: str
 ) -> None:
     """Deterministic: the change lands right after tbhub opened ``train/``'s event file."""
-    real_open = archive_mod._open_source
+    real_open = sources._open_source
     victim = next((run_dir / "train").iterdir())
 
     def open_then_change(path: str) -> int:
@@ -590,7 +593,7 @@ def test_changes_at_the_worst_moment_are_refused(
                 os.utime(victim)
         return fd
 
-    monkeypatch.setattr(archive_mod, "_open_source", open_then_change)
+    monkeypatch.setattr(sources, "_open_source", open_then_change)
     with pytest.raises(ArchiveError, match="changed while being archived"):
         archive(run_dir, tmp_path / "cold")
     assert leftovers(tmp_path / "cold") == []
@@ -601,7 +604,7 @@ def test_changes_at_the_worst_moment_are_refused(
 
 def count_writes(monkeypatch: pytest.MonkeyPatch, fail_at: int | None) -> list[int]:
     """Patch the one place tbhub writes bytes; fail the ``fail_at``-th call with ENOSPC."""
-    real = archive_mod._write_all
+    real = durable._write_all
     calls: list[int] = []
 
     def write_all(fd: int, data: bytes) -> None:
@@ -611,7 +614,7 @@ def count_writes(monkeypatch: pytest.MonkeyPatch, fail_at: int | None) -> list[i
             raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
         real(fd, data)
 
-    monkeypatch.setattr(archive_mod, "_write_all", write_all)
+    monkeypatch.setattr(durable, "_write_all", write_all)
     return calls
 
 
