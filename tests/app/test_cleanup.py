@@ -167,3 +167,33 @@ def test_the_lease_is_one_for_cleanups_and_retention(tmp_path: Path, root: Path)
         with cleanup_lease(services, "cli"):
             assert services.state.lease_holder(RETENTION_LEASE) is not None
         assert services.state.lease_holder(RETENTION_LEASE) is None
+
+
+def test_a_killed_cleaner_does_not_hold_the_lease_and_a_live_one_keeps_it(tmp_path: Path, root: Path) -> None:
+    config = _config_file(tmp_path, root)
+    script = (
+        "import sys, time\n"
+        "from tbhub.app.cleanup import cleanup_lease\n"
+        "from tbhub.app.services import Services\n"
+        "from tbhub.config import load_config\n"
+        f"with Services(load_config({str(config)!r})) as s, cleanup_lease(s, 'killed@here', ttl_s=0.4):\n"
+        "    print('held', flush=True)\n"
+        "    time.sleep(60)\n"
+    )
+    holder = subprocess.Popen([sys.executable, "-c", script], stdout=subprocess.PIPE, text=True)
+    try:
+        assert holder.stdout is not None and holder.stdout.readline().strip() == "held"
+        with Services(load_config(config)) as services:
+            time.sleep(1.2)  # three times the lease's life: only its renewals keep it
+            with pytest.raises(Busy, match=r"\(killed@here\)"), cleanup_lease(services, "second"):
+                pass
+            holder.kill()
+            holder.wait(10)
+            started = time.monotonic()
+            with cleanup_lease(services, "second", ttl_s=3600):  # the dead holder's lease is free at once
+                assert services.state.lease_holder(RETENTION_LEASE).startswith("second:")  # type: ignore[union-attr]
+            assert time.monotonic() - started < 5
+    finally:
+        holder.kill()
+        holder.wait(10)
+        holder.stdout.close()  # type: ignore[union-attr]

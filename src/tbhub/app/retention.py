@@ -5,14 +5,13 @@ from __future__ import annotations
 import datetime as dt
 import hashlib
 import json
-import os
 import time
 from dataclasses import dataclass
 from typing import Any
 
 from tbhub.adapters.db.store import RetentionApplication
 from tbhub.app.cleanup import CleanupReport, RunOutcome, check_archive_destination, execute_plan
-from tbhub.app.cleanup.flow import RETENTION_LEASE
+from tbhub.app.cleanup.flow import Busy, cleanup_lease
 from tbhub.app.inventory import scan_endpoints
 from tbhub.app.services import Services, actor
 from tbhub.core.cleanup import CleanupPlan
@@ -85,55 +84,52 @@ def apply_retention(
     trigger: str = "cli",
     names: list[str] | None = None,
     dry_run: bool = False,
-    lease_s: float = 3600.0,
     who: str | None = None,
 ) -> RetentionOutcome:
     """Plan and carry out the retention policies, one process at a time.
 
     Takes the ``retention`` lease in the state database first (``busy`` when another process holds
-    it), plans from a fresh scan under the lease so two appliers never act on the same stale view,
-    refuses the whole application when a limit is exceeded, and records it (runs removed, bytes,
-    archives, refusals) in the database under ``who`` (default ``actor()``).
+    it: the lease every cleanup takes, see ``cleanup_lease``), plans from a fresh scan under the lease
+    so two appliers never act on the same stale view, refuses the whole application when a limit is
+    exceeded, and records it (runs removed, bytes, archives, refusals) in the database under ``who``
+    (default ``actor()``).
     """
-    state = services.state
-    holder = f"{actor()}:{os.getpid()}:{time.time_ns()}"
-    if not dry_run and not state.acquire_lease(RETENTION_LEASE, holder, lease_s):
-        return RetentionOutcome(RetentionPlan(), CleanupReport(), applied=False, busy=True)
+    if dry_run:
+        return RetentionOutcome(plan_retention_now(services, names), CleanupReport(dry_run=True), applied=False,
+                                dry_run=True)
     try:
-        plan = plan_retention_now(services, names)
-        if dry_run:
-            return RetentionOutcome(plan, CleanupReport(dry_run=True), applied=False, dry_run=True)
-        outcomes: list[RunOutcome] = []
-        for place in {d.archive_to for d in plan.delete}:
-            check_archive_destination(services, place)  # all before the first deletion
-        if not plan.refused:
-            for archive_to in sorted({d.archive_to for d in plan.delete}, key=lambda a: a or ""):
-                group = tuple(d.run for d in plan.delete if d.archive_to == archive_to)
-                report = execute_plan(
-                    CleanupPlan(group),
-                    services,
-                    archive_to=archive_to or None,
-                    command=f"retention ({trigger})",
-                    who=who,
-                )
-                outcomes.extend(report.outcomes)
-        report = CleanupReport(tuple(outcomes))
-        state.record_retention(
-            RetentionApplication(
-                at=time.time(),
-                trigger=trigger,
-                actor=who or actor(),
-                deleted=len(report.deleted),
-                failed=len(report.failed),
-                bytes_freed=report.bytes_freed,
-                refused="; ".join(plan.refused) or None,
-                details=json.dumps([o.to_json() for o in report.outcomes]),
+        with cleanup_lease(services, who or actor()):
+            return _apply(services, trigger, names, who)
+    except Busy:
+        return RetentionOutcome(RetentionPlan(), CleanupReport(), applied=False, busy=True)
+
+
+def _apply(services: Services, trigger: str, names: list[str] | None, who: str | None) -> RetentionOutcome:
+    plan = plan_retention_now(services, names)
+    outcomes: list[RunOutcome] = []
+    for place in {d.archive_to for d in plan.delete}:
+        check_archive_destination(services, place)  # all before the first deletion
+    if not plan.refused:
+        for archive_to in sorted({d.archive_to for d in plan.delete}, key=lambda a: a or ""):
+            group = tuple(d.run for d in plan.delete if d.archive_to == archive_to)
+            report = execute_plan(
+                CleanupPlan(group), services, archive_to=archive_to or None, command=f"retention ({trigger})", who=who
             )
+            outcomes.extend(report.outcomes)
+    report = CleanupReport(tuple(outcomes))
+    services.state.record_retention(
+        RetentionApplication(
+            at=time.time(),
+            trigger=trigger,
+            actor=who or actor(),
+            deleted=len(report.deleted),
+            failed=len(report.failed),
+            bytes_freed=report.bytes_freed,
+            refused="; ".join(plan.refused) or None,
+            details=json.dumps([o.to_json() for o in report.outcomes]),
         )
-        return RetentionOutcome(plan, report, applied=not plan.refused)
-    finally:
-        if not dry_run:
-            state.release_lease(RETENTION_LEASE, holder)
+    )
+    return RetentionOutcome(plan, report, applied=not plan.refused)
 
 
 def retention_digest(plan: RetentionPlan) -> str:

@@ -54,6 +54,16 @@ class LeaseStore:
             ).scalar()
         return holder
 
+    def take_over_lease(self, name: str, old_holder: str, holder: str, ttl_s: float) -> bool:
+        """Take the lease ``name`` from ``old_holder`` (known to be gone); ``False`` if it changed hands meanwhile."""
+        with self.engine.begin() as connection:
+            taken = connection.execute(
+                update(leases)
+                .where(leases.c.name == name, leases.c.holder == old_holder)
+                .values(holder=holder, expires_at=time.time() + ttl_s)
+            )
+            return bool(taken.rowcount)
+
     def release_lease(self, name: str, holder: str) -> None:
         with self.engine.begin() as connection:
             connection.execute(delete(leases).where(and_(leases.c.name == name, leases.c.holder == holder)))

@@ -9,7 +9,7 @@ never writes below a log root.
 
 from tbhub.app.cleanup.execute import execute_plan, finish_interrupted
 from tbhub.app.cleanup.flow import (
-    CLEAN_LEASE_S,
+    LEASE_TTL_S,
     RETENTION_LEASE,
     Busy,
     CleanupAsk,
@@ -30,7 +30,7 @@ from tbhub.app.cleanup.places import (
 from tbhub.app.cleanup.report import CleanupReport, RunOutcome, run_summary
 
 __all__ = [
-    "CLEAN_LEASE_S",
+    "LEASE_TTL_S",
     "RETENTION_LEASE",
     "Busy",
     "CleanupAsk",

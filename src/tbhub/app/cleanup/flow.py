@@ -12,7 +12,10 @@ from __future__ import annotations
 
 import hashlib
 import json
+import logging
 import os
+import socket
+import threading
 import time
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
@@ -26,7 +29,7 @@ from tbhub.core.models import RunSummary
 from tbhub.errors import TbhubError, UsageError
 
 __all__ = [
-    "CLEAN_LEASE_S",
+    "LEASE_TTL_S",
     "RETENTION_LEASE",
     "Busy",
     "CleanupAsk",
@@ -40,8 +43,11 @@ __all__ = [
 
 #: The lease that one cleanup or retention application holds while it deletes.
 RETENTION_LEASE = "retention"
-#: How long a cleanup may hold the lease (it is released when done; a crashed holder's expires).
-CLEAN_LEASE_S = 3600.0
+
+log = logging.getLogger("tbhub.cleanup")
+#: How long the lease lasts without a renewal: a holder renews it every quarter of this while it works,
+#: so a crashed holder on another host blocks others this long at most (one on this host not at all).
+LEASE_TTL_S = 120.0
 
 
 class Busy(TbhubError):
@@ -110,22 +116,60 @@ def clean_digest(plan: CleanupPlan, archive_to: str | None) -> str:
     return hashlib.sha256(json.dumps(data).encode()).hexdigest()[:32]
 
 
+def _holder(who: str) -> str:
+    """A lease holder's name: who, on which host, which process (``who:host:pid:ns``)."""
+    return f"{who}:{socket.gethostname()}:{os.getpid()}:{time.time_ns()}"
+
+
+def _gone(holder: str) -> bool:
+    """True when ``holder`` is a process of this host that no longer runs (killed, say): its lease is
+    free at once instead of when it expires. A holder elsewhere is trusted until its lease expires."""
+    parts = holder.rsplit(":", 3)
+    if len(parts) != 4 or parts[1] != socket.gethostname() or not parts[2].isdigit():
+        return False
+    try:
+        os.kill(int(parts[2]), 0)
+    except ProcessLookupError:
+        return True
+    except OSError:  # alive, someone else's
+        return False
+    return False
+
+
+def _renew(services: Services, holder: str, ttl_s: float, stop: threading.Event) -> None:
+    while not stop.wait(ttl_s / 4):
+        try:
+            services.state.acquire_lease(RETENTION_LEASE, holder, ttl_s)
+        except Exception:  # the database is away for a moment: the next renewal tries again
+            log.warning("renewing the %s lease failed", RETENTION_LEASE, exc_info=True)
+
+
 @contextmanager
 def cleanup_lease(services: Services, who: str, *, wait_s: float = 0.0,
-                  ttl_s: float = CLEAN_LEASE_S) -> Iterator[None]:
-    """Hold the ``retention`` lease; wait up to ``wait_s`` for it, then ``Busy`` naming the holder."""
+                  ttl_s: float = LEASE_TTL_S) -> Iterator[None]:
+    """Hold the ``retention`` lease while the block runs, renewed every ``ttl_s / 4``; wait up to
+    ``wait_s`` for it, then ``Busy`` naming the holder. A holder on this host that no longer runs (a
+    killed ``tbhub clean``) loses it at once; one elsewhere when its lease expires (``ttl_s``)."""
     state = services.state
-    holder = f"{who}:{os.getpid()}:{time.time_ns()}"
+    holder = _holder(who)
     deadline = time.monotonic() + wait_s
     while not state.acquire_lease(RETENTION_LEASE, holder, ttl_s):
+        current = state.lease_holder(RETENTION_LEASE)
+        if current is not None and _gone(current) and state.take_over_lease(RETENTION_LEASE, current, holder, ttl_s):
+            log.warning("took the %s lease over from %s, which no longer runs", RETENTION_LEASE, current)
+            break
         if time.monotonic() >= deadline:
-            current = state.lease_holder(RETENTION_LEASE)
-            by = f" ({current.rsplit(':', 2)[0]})" if current else ""
+            by = f" ({current.rsplit(':', 3)[0]})" if current else ""
             raise Busy(f"another cleanup or retention application is running{by}; try again when it is done")
         time.sleep(min(1.0, max(0.05, deadline - time.monotonic())))
+    stop = threading.Event()
+    renewer = threading.Thread(target=_renew, args=(services, holder, ttl_s, stop), name="tbhub-lease", daemon=True)
+    renewer.start()
     try:
         yield
     finally:
+        stop.set()
+        renewer.join()
         state.release_lease(RETENTION_LEASE, holder)
 
 

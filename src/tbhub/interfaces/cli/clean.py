@@ -37,7 +37,15 @@ from tbhub.core.names import shown
 from tbhub.core.selection import SelectionError, parse_selection
 from tbhub.core.units import format_size, parse_duration, parse_size
 from tbhub.errors import UsageError
-from tbhub.interfaces.cli.options import ConfigOpt, JsonOpt, LogdirOpt, PathArg, config_from, output_console
+from tbhub.interfaces.cli.options import (
+    ConfigOpt,
+    JsonOpt,
+    LogdirOpt,
+    PathArg,
+    config_from,
+    output_console,
+    parsed,
+)
 from tbhub.interfaces.cli.progress import scan_progress
 from tbhub.interfaces.cli.render import runs_table
 from tbhub.interfaces.cli.runs import SortKey, sort_runs
@@ -45,15 +53,6 @@ from tbhub.interfaces.cli.runs import SortKey, sort_runs
 __all__ = ["clean_command"]
 
 PROMPT = "Select runs (e.g. 0 2 5, 0-5, all, old; Enter cancels): "
-
-
-def _parse_opt(value: str | None, parse: Any, flag: str) -> Any:
-    if value is None:
-        return None
-    try:
-        return parse(value)
-    except ValueError as error:
-        raise UsageError(f"{flag}: {error}") from None
 
 
 def _ask_selection(console: Console, runs: list[RunSummary], is_old: Any) -> list[int] | None:
@@ -169,8 +168,8 @@ def clean_command(
     cfg = config_from(config, logdir, path)
     dest = archive_destination(archive_to)
     place = str(dest) if dest is not None else None
-    min_age = _parse_opt(older_than, parse_duration, "--older-than")
-    limit_bytes = _parse_opt(max_bytes, parse_size, "--max-bytes")
+    min_age = parsed(older_than, parse_duration, "--older-than")
+    limit_bytes = parsed(max_bytes, parse_size, "--max-bytes")
     old_s = (old_days if old_days is not None else cfg.display.old_days) * 86400
     out = output_console()
     err = Console(stderr=True)

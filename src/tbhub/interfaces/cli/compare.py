@@ -15,7 +15,16 @@ from tbhub.app.services import Services
 from tbhub.core.compare import SortSpec, best_index, parse_sort, parse_target, sort_rows
 from tbhub.core.units import format_age
 from tbhub.errors import UsageError
-from tbhub.interfaces.cli.options import ConfigOpt, JsonOpt, LogdirOpt, PathArg, config_from, output_console
+from tbhub.interfaces.cli.options import (
+    ConfigOpt,
+    CsvOpt,
+    JsonOpt,
+    LogdirOpt,
+    PathArg,
+    config_from,
+    one_format,
+    output_console,
+)
 from tbhub.interfaces.cli.render import name_text
 from tbhub.interfaces.records import compare_record, write_compare_csv
 
@@ -42,11 +51,10 @@ def compare_command(
         str | None, typer.Option("--target", help='When a run first reached e.g. "eval/loss<0.5".')
     ] = None,
     as_json: JsonOpt = False,
-    as_csv: Annotated[bool, typer.Option("--csv", help="Print CSV.")] = False,
+    as_csv: CsvOpt = False,
 ) -> None:
     """Compare runs: last, min, max and recent mean of tags, the best run, duration, steps/s, time to target."""
-    if as_json and as_csv:
-        raise UsageError("choose one of --json and --csv")
+    one_format(as_json, as_csv)
     tags = list(tag or [])
     if not tags:
         raise UsageError("name at least one --tag to compare (e.g. --tag eval/loss)")

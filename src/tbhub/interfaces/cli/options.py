@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import sys
 from collections.abc import Callable
-from typing import Annotated, Any
+from typing import Annotated, Any, TypeVar
 
 import typer
 from rich.console import Console
@@ -12,7 +12,20 @@ from rich.console import Console
 from tbhub.config import Config, load_config, setting
 from tbhub.errors import UsageError
 
-__all__ = ["ConfigOpt", "JsonOpt", "LogdirOpt", "PathArg", "checked_by", "config_from", "output_console"]
+T = TypeVar("T")
+
+__all__ = [
+    "ConfigOpt",
+    "CsvOpt",
+    "JsonOpt",
+    "LogdirOpt",
+    "PathArg",
+    "checked_by",
+    "config_from",
+    "one_format",
+    "output_console",
+    "parsed",
+]
 
 ConfigOpt = Annotated[
     str | None,
@@ -29,6 +42,23 @@ PathArg = Annotated[
     typer.Argument(help="A log root to use as the only endpoint, named after its folder.", show_default=False),
 ]
 JsonOpt = Annotated[bool, typer.Option("--json", help="Print JSON for scripts instead of a table.")]
+CsvOpt = Annotated[bool, typer.Option("--csv", help="Print CSV instead of a table.")]
+
+
+def one_format(as_json: bool, as_csv: bool) -> None:
+    """``--json`` and ``--csv`` exclude each other."""
+    if as_json and as_csv:
+        raise UsageError("choose one of --json and --csv")
+
+
+def parsed(value: str | None, parse: Callable[[str], T], flag: str) -> T | None:
+    """``parse(value)`` for an option's text (``None`` when not given); a bad value is one line naming the flag."""
+    if value is None:
+        return None
+    try:
+        return parse(value)
+    except ValueError as error:
+        raise UsageError(f"{flag}: {error}") from None
 
 
 def config_from(config: str | None, logdir: list[str] | None, path: str | None) -> Config:

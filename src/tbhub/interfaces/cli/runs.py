@@ -20,8 +20,17 @@ from tbhub.core.inventory import EndpointInventory
 from tbhub.core.models import RunSummary
 from tbhub.core.names import shown
 from tbhub.core.units import parse_duration
-from tbhub.errors import UsageError
-from tbhub.interfaces.cli.options import ConfigOpt, JsonOpt, LogdirOpt, PathArg, config_from, output_console
+from tbhub.interfaces.cli.options import (
+    ConfigOpt,
+    CsvOpt,
+    JsonOpt,
+    LogdirOpt,
+    PathArg,
+    config_from,
+    one_format,
+    output_console,
+    parsed,
+)
 from tbhub.interfaces.cli.progress import scan_progress
 from tbhub.interfaces.cli.render import runs_table
 from tbhub.interfaces.records import RUN_FIELDS, run_record
@@ -47,15 +56,6 @@ def sort_runs(runs: list[RunSummary], key: SortKey) -> list[RunSummary]:
     return sorted(runs, key=lambda r: (r.endpoint, r.dataset, r.run, r.relpath))
 
 
-def _older_than(value: str | None) -> float | None:
-    if value is None:
-        return None
-    try:
-        return parse_duration(value)
-    except ValueError as error:
-        raise UsageError(f"--older-than: {error}") from None
-
-
 def runs_command(
     path: PathArg = None,
     config: ConfigOpt = None,
@@ -73,13 +73,12 @@ def runs_command(
         typer.Option("--status", help="Also decide each run's status (running, stalled, finished, diverged)."),
     ] = False,
     as_json: JsonOpt = False,
-    as_csv: Annotated[bool, typer.Option("--csv", help="Print CSV instead of a table.")] = False,
+    as_csv: CsvOpt = False,
 ) -> None:
     """List runs: size, events, steps, last modified and age, coloured by age."""
-    if as_json and as_csv:
-        raise UsageError("choose one of --json and --csv")
+    one_format(as_json, as_csv)
     cfg = config_from(config, logdir, path)
-    min_age = _older_than(older_than)
+    min_age = parsed(older_than, parse_duration, "--older-than")
     err = Console(stderr=True)
     show_progress = not (as_json or as_csv) and err.is_terminal
     with Services(cfg) as services:

@@ -16,8 +16,16 @@ from tbhub.app.services import Services
 from tbhub.app.usage import usage_report
 from tbhub.core.units import format_size
 from tbhub.core.usage import DatasetUsage
-from tbhub.errors import UsageError
-from tbhub.interfaces.cli.options import ConfigOpt, JsonOpt, LogdirOpt, PathArg, config_from, output_console
+from tbhub.interfaces.cli.options import (
+    ConfigOpt,
+    CsvOpt,
+    JsonOpt,
+    LogdirOpt,
+    PathArg,
+    config_from,
+    one_format,
+    output_console,
+)
 from tbhub.interfaces.cli.render import name_text
 from tbhub.interfaces.records import usage_record
 
@@ -36,11 +44,10 @@ def usage_command(
     logdir: LogdirOpt = None,
     endpoint: Annotated[list[str] | None, typer.Option("--endpoint", "-e", help="Only this endpoint.")] = None,
     as_json: JsonOpt = False,
-    as_csv: Annotated[bool, typer.Option("--csv", help="Print CSV.")] = False,
+    as_csv: CsvOpt = False,
 ) -> None:
     """Storage per endpoint and dataset: bytes, runs, events, growth over 7 and 30 days, monthly cost."""
-    if as_json and as_csv:
-        raise UsageError("choose one of --json and --csv")
+    one_format(as_json, as_csv)
     cfg = config_from(config, logdir, path)
     with Services(cfg) as services:
         inventories = scan_endpoints(services, endpoint)
