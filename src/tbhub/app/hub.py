@@ -11,10 +11,11 @@ import time
 from collections.abc import Mapping
 from dataclasses import dataclass
 
+from tbhub.adapters.db.leader import Leadership
 from tbhub.adapters.db.store import ScanRecord, StateStore
 from tbhub.adapters.storage.mirror import Mirror, MirrorKeeper, MirrorPlan, MirrorStatus, SyncStats
 from tbhub.adapters.storage.remote import is_url, open_filesystem
-from tbhub.adapters.tensorboard.supervisor import ChildStatus, SupervisorTiming, TensorBoardSupervisor
+from tbhub.adapters.tensorboard.supervisor import ChildState, ChildStatus, SupervisorTiming, TensorBoardSupervisor
 from tbhub.app.inventory import endpoint_runs, refresh
 from tbhub.app.services import AnyLogStore, Services
 from tbhub.app.tensorboards import mirror_dir, tensorboard_supervisor
@@ -23,7 +24,7 @@ from tbhub.config import Config
 from tbhub.core.models import EndpointSpec, RunSummary
 from tbhub.core.usage import DatasetUsage
 
-__all__ = ["EndpointView", "Hub", "endpoint_mirror"]
+__all__ = ["ChildState", "EndpointView", "Hub", "Leadership", "endpoint_mirror"]
 
 
 def endpoint_mirror(services: Services, endpoint: EndpointSpec) -> MirrorPlan:

@@ -20,7 +20,7 @@ from types import TracebackType
 from typing import Any
 
 from tbhub.adapters.db.accounts import AccountStore
-from tbhub.adapters.db.alert_rules import AlertRuleStore
+from tbhub.adapters.db.alert_rules import AlertRuleStore, RuleOverride
 from tbhub.adapters.db.annotations import AnnotationStore, Note
 from tbhub.adapters.db.store import StateStore, open_state
 from tbhub.adapters.storage.local import LocalLogStore
@@ -30,7 +30,10 @@ from tbhub.config import Config
 from tbhub.core.models import EndpointSpec
 from tbhub.errors import LogRootError
 
-__all__ = ["AnyLogStore", "Note", "Services", "actor", "build_log_store"]
+__all__ = [
+    "AccountStore", "AlertRuleStore", "AnnotationStore", "AnyLogStore", "Note", "RuleOverride", "Services", "actor",
+    "build_log_store",
+]
 
 #: A log root on local disk or in object storage: both implement the ``LogStore`` port and the
 #: manage verbs (``check``, ``delete_run``, ``finish_trash``, ``commit``).

@@ -35,7 +35,7 @@ from starlette.requests import Request
 from starlette.routing import BaseRoute, Match
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from tbhub.adapters.db.accounts import AccountStore
+from tbhub.app.services import AccountStore
 from tbhub.config import AuthConfig
 from tbhub.core.accounts import Role, User, new_token
 from tbhub.errors import UsageError
@@ -97,6 +97,11 @@ class RoleTable:
         if where not in ("path", "form"):
             raise ValueError(f"an endpoint comes from the path or the form, not {where!r}")
         self.scoped[name] = where
+
+    def include(self, other: RoleTable) -> None:
+        """Take the entries of a router's table, when the app includes that router."""
+        self.roles.update(other.roles)
+        self.scoped.update(other.scoped)
 
 
 def required_role(table: RoleTable, route_name: str | None) -> Role | None:

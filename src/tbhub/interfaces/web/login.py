@@ -19,8 +19,8 @@ from fastapi import FastAPI, Request
 from fastapi.responses import HTMLResponse, JSONResponse, RedirectResponse, Response
 from fastapi.templating import Jinja2Templates
 
-from tbhub.adapters.db.accounts import AccountStore
 from tbhub.app.hub import Hub
+from tbhub.app.services import AccountStore
 from tbhub.core.accounts import ROLES, Role
 from tbhub.errors import UsageError
 from tbhub.interfaces.web.auth import (

@@ -35,9 +35,7 @@ from starlette.routing import BaseRoute, Match
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from tbhub import __version__
-from tbhub.adapters.db.leader import Leadership
-from tbhub.adapters.tensorboard.supervisor import ChildState
-from tbhub.app.hub import Hub
+from tbhub.app.hub import ChildState, Hub, Leadership
 from tbhub.core.accounts import Role
 from tbhub.interfaces.web.auth import RoleTable
 

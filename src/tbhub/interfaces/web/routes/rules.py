@@ -11,25 +11,27 @@ from __future__ import annotations
 
 import asyncio
 import re
-from collections.abc import Callable
 from typing import Any
 
-from fastapi import FastAPI, Request
+from fastapi import APIRouter, Request
 from fastapi.responses import HTMLResponse, RedirectResponse, Response
 from fastapi.templating import Jinja2Templates
 from pydantic import BaseModel, Field
 
-from tbhub.adapters.db.accounts import AccountStore
-from tbhub.adapters.db.alert_rules import AlertRuleStore, RuleOverride
 from tbhub.app.alerts import RULE_KEYS, alerts_with_overrides, check_rule
 from tbhub.app.hub import Hub
+from tbhub.app.services import RuleOverride
 from tbhub.core.accounts import Role
 from tbhub.core.status import StatusRule
 from tbhub.core.units import format_age
 from tbhub.errors import UnknownEndpoint, UsageError
 from tbhub.interfaces.web.auth import RoleTable, current_user, read_form
+from tbhub.interfaces.web.deps import HubDep, TemplatesDep, page_context, who
 
-__all__ = ["add_rule_routes", "rule_scopes"]
+__all__ = ["access", "router", "rule_scopes"]
+
+router = APIRouter()
+access = RoleTable()
 
 LIST_KEYS = ("final_tags", "marker_files", "watch")
 GLOB = re.compile(r"^[^/\x00-\x1f]{1,256}$")
@@ -116,94 +118,90 @@ class RuleIn(BaseModel):
     rule: dict[str, Any] = Field(default_factory=dict)
 
 
-def add_rule_routes(
-    app: FastAPI,
-    hub: Hub,
-    templates: Jinja2Templates,
-    access: RoleTable,
-    context: Callable[[Request], dict[str, Any]],
-) -> None:
-    store = AlertRuleStore(hub.state.engine)
-    accounts = AccountStore(hub.state.engine)
+def _save(hub: Hub, endpoint: str, dataset: str, rule: dict[str, Any], by: str) -> RuleOverride:
+    hub.spec(endpoint)
+    return hub.services.alert_rules.set(endpoint, _check_glob(dataset), check_rule(rule), by)
 
-    def who(request: Request) -> str:
-        user = current_user(request)
-        return user.name if user else "anonymous"
 
-    def save(endpoint: str, dataset: str, rule: dict[str, Any], by: str) -> RuleOverride:
-        hub.spec(endpoint)
-        return store.set(endpoint, _check_glob(dataset), check_rule(rule), by)
+def _all_scopes(hub: Hub) -> dict[str, list[dict[str, Any]]]:
+    overrides = hub.services.alert_rules.overrides()
+    return {name: rule_scopes(hub, overrides, name) for name in hub.specs}
 
-    def all_scopes() -> dict[str, list[dict[str, Any]]]:
-        overrides = store.overrides()
-        return {name: rule_scopes(hub, overrides, name) for name in hub.specs}
 
-    def editable(request: Request) -> set[str]:
-        """The endpoints whose rules this user may change: all for an editor, else those granted."""
-        user = current_user(request)
-        if user is None:
-            return set()
-        if user.role >= Role.EDITOR:
-            return set(hub.specs)
-        if user.id is None:
-            return set()
-        return {e for e, role in accounts.endpoint_roles(user.id).items() if role >= Role.EDITOR}
+def _editable(hub: Hub, request: Request) -> set[str]:
+    """The endpoints whose rules this user may change: all for an editor, else those granted."""
+    user = current_user(request)
+    if user is None:
+        return set()
+    if user.role >= Role.EDITOR:
+        return set(hub.specs)
+    if user.id is None:
+        return set()
+    return {e for e, role in hub.services.accounts.endpoint_roles(user.id).items() if role >= Role.EDITOR}
 
-    def page(request: Request, error: str | None = None, status: int = 200,
-             form: dict[str, str] | None = None) -> Response:
-        return templates.TemplateResponse(
-            request, "rules.html",
-            {**context(request), "endpoints": all_scopes(), "keys": RULE_KEYS, "list_keys": LIST_KEYS,
-             "error": error, "form": form or {}, "editable": editable(request)},
-            status_code=status,
-        )
 
-    @app.get("/alerts/rules", response_class=HTMLResponse, include_in_schema=False)
-    @access(Role.VIEWER)
-    def rules_page(request: Request) -> Response:
-        return page(request)
+def _page(hub: Hub, templates: Jinja2Templates, request: Request, error: str | None = None, status: int = 200,
+          form: dict[str, str] | None = None) -> Response:
+    return templates.TemplateResponse(
+        request, "rules.html",
+        {**page_context(request), "endpoints": _all_scopes(hub), "keys": RULE_KEYS, "list_keys": LIST_KEYS,
+         "error": error, "form": form or {}, "editable": _editable(hub, request)},
+        status_code=status,
+    )
 
-    @app.post("/alerts/rules", response_class=HTMLResponse, include_in_schema=False)
-    @access(Role.EDITOR, endpoint="form")
-    async def rule_submit(request: Request) -> Response:
-        form = await read_form(request)
-        try:
-            await asyncio.to_thread(save, form.get("endpoint", ""), form.get("dataset", ""), _form_rule(form),
-                                    who(request))
-        except UsageError as error:
-            return await asyncio.to_thread(page, request, error.message, error.http_status, form)
-        return RedirectResponse("/alerts/rules", status_code=303)
 
-    @app.post("/alerts/rules/delete", include_in_schema=False)
-    @access(Role.EDITOR, endpoint="form")
-    async def rule_delete(request: Request) -> Response:
-        form = await read_form(request)
-        hub.spec(form.get("endpoint", ""))
-        await asyncio.to_thread(store.remove, form.get("endpoint", ""), form.get("dataset", "").strip())
-        return RedirectResponse("/alerts/rules", status_code=303)
+@router.get("/alerts/rules", response_class=HTMLResponse, include_in_schema=False)
+@access(Role.VIEWER)
+def rules_page(request: Request, hub: HubDep, templates: TemplatesDep) -> Response:
+    return _page(hub, templates, request)
 
-    @app.get("/api/alert-rules", tags=["alerts"])
-    @access(Role.VIEWER)
-    def api_alert_rules() -> dict[str, list[dict[str, Any]]]:
-        """Per endpoint, each scope (the endpoint, ``dataset`` "", or a dataset glob) with what the config
-        sets, the hub's override (who, when), the effective rule and where each key comes from."""
-        return all_scopes()
 
-    @app.put("/api/endpoints/{name}/alert-rules", tags=["alerts"])
-    @access(Role.EDITOR, endpoint="path")
-    def api_set_alert_rule(request: Request, name: str, body: RuleIn) -> dict[str, Any]:
-        """Set the override of the endpoint (``dataset`` "") or of a dataset glob: ``rule`` holds config
-        keys (``{"stalled_after": "5m"}``), which win over the config's on the next evaluation; it
-        replaces an earlier override of the same scope. Editor."""
-        saved = save(name, body.dataset, body.rule, who(request))
-        return {"endpoint": saved.endpoint, "dataset": saved.dataset, "rule": saved.rule,
-                "updated_by": saved.updated_by, "updated_at": saved.updated_at}
+@router.post("/alerts/rules", response_class=HTMLResponse, include_in_schema=False)
+@access(Role.EDITOR, endpoint="form")
+async def rule_submit(request: Request, hub: HubDep, templates: TemplatesDep) -> Response:
+    form = await read_form(request)
+    try:
+        await asyncio.to_thread(_save, hub, form.get("endpoint", ""), form.get("dataset", ""), _form_rule(form),
+                                who(request))
+    except UsageError as error:
+        return await asyncio.to_thread(_page, hub, templates, request, error.message, error.http_status, form)
+    return RedirectResponse("/alerts/rules", status_code=303)
 
-    @app.delete("/api/endpoints/{name}/alert-rules", tags=["alerts"])
-    @access(Role.EDITOR, endpoint="path")
-    def api_remove_alert_rule(name: str, dataset: str = "") -> dict[str, Any]:
-        """Remove an override: the config's rule applies again. 404 when there is none. Editor."""
-        hub.spec(name)
-        if not store.remove(name, dataset.strip()):
-            raise UnknownEndpoint(f"no alert rule override for {name} {dataset!r}")
-        return {"removed": {"endpoint": name, "dataset": dataset.strip()}}
+
+@router.post("/alerts/rules/delete", include_in_schema=False)
+@access(Role.EDITOR, endpoint="form")
+async def rule_delete(request: Request, hub: HubDep) -> Response:
+    form = await read_form(request)
+    hub.spec(form.get("endpoint", ""))
+    await asyncio.to_thread(hub.services.alert_rules.remove, form.get("endpoint", ""),
+                            form.get("dataset", "").strip())
+    return RedirectResponse("/alerts/rules", status_code=303)
+
+
+@router.get("/api/alert-rules", tags=["alerts"])
+@access(Role.VIEWER)
+def api_alert_rules(hub: HubDep) -> dict[str, list[dict[str, Any]]]:
+    """Per endpoint, each scope (the endpoint, ``dataset`` "", or a dataset glob) with what the config
+    sets, the hub's override (who, when), the effective rule and where each key comes from."""
+    return _all_scopes(hub)
+
+
+@router.put("/api/endpoints/{name}/alert-rules", tags=["alerts"])
+@access(Role.EDITOR, endpoint="path")
+def api_set_alert_rule(request: Request, name: str, body: RuleIn, hub: HubDep) -> dict[str, Any]:
+    """Set the override of the endpoint (``dataset`` "") or of a dataset glob: ``rule`` holds config
+    keys (``{"stalled_after": "5m"}``), which win over the config's on the next evaluation; it
+    replaces an earlier override of the same scope. Editor."""
+    saved = _save(hub, name, body.dataset, body.rule, who(request))
+    return {"endpoint": saved.endpoint, "dataset": saved.dataset, "rule": saved.rule,
+            "updated_by": saved.updated_by, "updated_at": saved.updated_at}
+
+
+@router.delete("/api/endpoints/{name}/alert-rules", tags=["alerts"])
+@access(Role.EDITOR, endpoint="path")
+def api_remove_alert_rule(name: str, hub: HubDep, dataset: str = "") -> dict[str, Any]:
+    """Remove an override: the config's rule applies again. 404 when there is none. Editor."""
+    hub.spec(name)
+    if not hub.services.alert_rules.remove(name, dataset.strip()):
+        raise UnknownEndpoint(f"no alert rule override for {name} {dataset!r}")
+    return {"removed": {"endpoint": name, "dataset": dataset.strip()}}

@@ -1,0 +1,121 @@
+"""The pages: endpoints, one endpoint's runs, usage, compare and alerts."""
+
+from __future__ import annotations
+
+import time
+from types import SimpleNamespace
+from urllib.parse import quote
+
+from fastapi import APIRouter, Request
+from fastapi.responses import HTMLResponse, Response
+
+from tbhub.app.alerts import alert_history
+from tbhub.app.retention import retention_status
+from tbhub.core.accounts import Role
+from tbhub.core.units import format_age, format_size
+from tbhub.interfaces.records import age_style, usage_record
+from tbhub.interfaces.web.auth import RoleTable
+from tbhub.interfaces.web.deps import HubDep, TemplatesDep, page_context
+from tbhub.interfaces.web.payloads import channels_json, compare_data, endpoint_json, no_marks, run_json, run_marks
+
+__all__ = ["access", "router"]
+
+router = APIRouter(include_in_schema=False)
+access = RoleTable()
+
+
+@router.get("/", response_class=HTMLResponse)
+@access(Role.VIEWER)
+def index(request: Request, hub: HubDep, templates: TemplatesDep) -> Response:
+    now_ns = time.time_ns()
+    display = hub.config.display
+    endpoints = [endpoint_json(v, request, now_ns) for v in hub.views()]
+    for e in endpoints:
+        newest = e["newest_run"]
+        e["newest_style"] = age_style(newest["age_seconds"], display.fresh_days, display.old_days) if newest else ""
+    retention = retention_status(hub.services, time.time())
+    return templates.TemplateResponse(
+        request, "index.html", {**page_context(request), "endpoints": endpoints, "retention": retention}
+    )
+
+
+@router.get("/usage", response_class=HTMLResponse)
+@access(Role.VIEWER)
+def usage_page(request: Request, hub: HubDep, templates: TemplatesDep) -> Response:
+    cost = hub.config.cost
+    rows = [usage_record(u, cost.storage_per_gb_month, cost.currency) for u in hub.usage()]
+    return templates.TemplateResponse(
+        request,
+        "usage.html",
+        {
+            **page_context(request),
+            "rows": rows,
+            "currency": cost.currency,
+            "total": sum(r["size_bytes"] for r in rows),
+            "total_cost": sum(r["monthly_cost"] for r in rows),
+        },
+    )
+
+
+@router.get("/endpoints/{name}", response_class=HTMLResponse)
+@access(Role.VIEWER)
+def endpoint_page(request: Request, name: str, hub: HubDep, templates: TemplatesDep) -> Response:
+    view = hub.view(name)
+    now_ns = time.time_ns()
+    display = hub.config.display
+    runs = sorted(view.runs, key=lambda r: -r.last_modified_ns)
+    statuses = hub.state.load_run_states(name)
+    marks = run_marks(hub, name)
+    # Display strings are made here, not with template filters: the page lists thousands of runs.
+    unmarked = no_marks()
+    prefix = f"/runs/{quote(name, safe='')}/"
+    rows = []
+    for r in runs:
+        row = run_json(r, now_ns, statuses.get(r.relpath))
+        row.update(marks.get(r.relpath, unmarked))
+        row["style"] = age_style(row["age_seconds"], display.fresh_days, display.old_days)
+        row["href"] = prefix + quote(row["relpath"])
+        row["size_h"] = format_size(r.size_bytes)
+        row["events_h"] = f"{r.event_count:,}"
+        row["step_h"] = "" if r.last_step is None else f"{r.last_step:,}"
+        row["modified_h"] = (row["last_modified"] or "").replace("T", " ").replace("Z", "")
+        row["age_h"] = format_age(row["age_seconds"])
+        # Attributes, not keys: Jinja tries getattr before [] on every `r.x`, and a dict's
+        # AttributeError costs more than the rest of the cell.
+        rows.append(SimpleNamespace(**row))
+    return templates.TemplateResponse(
+        request,
+        "endpoint.html",
+        {**page_context(request), "endpoint": endpoint_json(view, request, now_ns), "runs": rows},
+    )
+
+
+@router.get("/compare", response_class=HTMLResponse)
+@access(Role.VIEWER)
+def compare_page(
+    request: Request, hub: HubDep, templates: TemplatesDep,
+    endpoint: str = "", dataset: str = "", tags: str = "", sort: str = "",
+) -> Response:
+    chosen = [t.strip() for t in tags.split(",") if t.strip()] or ["loss"]
+    data = compare_data(hub, endpoint or None, dataset or None, chosen, sort or None)
+    return templates.TemplateResponse(
+        request,
+        "compare.html",
+        {
+            **page_context(request),
+            "data": data,
+            "endpoints": list(hub.specs),
+            "form": {"endpoint": endpoint, "dataset": dataset, "tags": ", ".join(chosen), "sort": sort},
+            "query": str(request.url.query),
+        },
+    )
+
+
+@router.get("/alerts", response_class=HTMLResponse)
+@access(Role.VIEWER)
+def alerts_page(request: Request, hub: HubDep, templates: TemplatesDep) -> Response:
+    return templates.TemplateResponse(
+        request,
+        "alerts.html",
+        {**page_context(request), "alerts": alert_history(hub.state, 200), "channels": channels_json(hub)},
+    )
