@@ -40,6 +40,7 @@ from tbhub.config import AuthConfig
 from tbhub.core.accounts import Role, User, new_token
 from tbhub.errors import UsageError
 from tbhub.interfaces.web.forwarded import TrustedProxies, resolve_client
+from tbhub.interfaces.web.hardening import replay_body
 from tbhub.interfaces.web.token_scope import filter_metrics, named_endpoint, scope_refusal
 
 __all__ = [
@@ -238,7 +239,7 @@ class AuthMiddleware:
                 user = User(user.name, granted, user.via, user.id)
                 state["user"] = user
         if body is not None:
-            receive = _replay(body, receive)
+            receive = replay_body(body, receive)
         if bad_token:
             await _json(send, 401, {"error": "invalid or revoked API token"}, {"www-authenticate": "Bearer"})
             return
@@ -266,7 +267,7 @@ class AuthMiddleware:
             if not body_read:
                 body, body_read = await _read_body(receive), True
                 if body is not None:
-                    receive = _replay(body, receive)
+                    receive = replay_body(body, receive)
             ok = body is not None and _csrf_ok(scope, body, csrf if fresh_csrf is None else None)
             if not ok:
                 await _json(send, 403, {"error": "missing or wrong CSRF token: reload the page and try again"})
@@ -328,20 +329,6 @@ async def _read_body(receive: Receive) -> bytes | None:
         chunks.append(chunk)
         if not message.get("more_body", False):
             return b"".join(chunks)
-
-
-def _replay(body: bytes, receive: Receive) -> Receive:
-    """A ``receive`` that hands the route the body read already, then whatever comes next."""
-    sent = False
-
-    async def replay() -> Message:
-        nonlocal sent
-        if not sent:
-            sent = True
-            return {"type": "http.request", "body": body, "more_body": False}
-        return await receive()
-
-    return replay
 
 
 def _form_field(scope: Scope, body: bytes, name: str) -> str | None:

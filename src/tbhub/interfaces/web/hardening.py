@@ -29,7 +29,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from tbhub.core.bookmarks import stays_on_hub
 
-__all__ = ["MAX_BODY", "HardeningMiddleware"]
+__all__ = ["MAX_BODY", "HardeningMiddleware", "replay_body"]
 
 #: Bytes a request body may have (the largest form the hub has, a clean selection of every run of a
 #: big endpoint, is a few hundred kB).
@@ -152,7 +152,7 @@ class HardeningMiddleware:
             if not form_is_utf8(body):
                 await _answer(send, 400, "the form is not valid UTF-8")
                 return
-            downstream = _replay(body, limited)
+            downstream = replay_body(body, limited)
         try:
             await self.app(scope, downstream, send_hardened)
         except Exception:
@@ -189,7 +189,7 @@ async def _read_all(receive: Receive) -> bytes | None:
             return b"".join(chunks)
 
 
-def _replay(body: bytes, receive: Receive) -> Receive:
+def replay_body(body: bytes, receive: Receive) -> Receive:
     """A ``receive`` that hands on the body read already, then whatever comes next."""
     sent = False
 
