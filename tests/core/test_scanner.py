@@ -34,7 +34,7 @@ from eventfiles import (
     write_zero_byte_file,
 )
 from tbhub.adapters.crc import crc32c
-from tbhub.core import scanner
+from tbhub.core import record_walk, scanner
 from tbhub.core.models import CorruptRecord, EventFileScan, FileEntry
 from tbhub.core.scanner import can_reuse, scan_event_file, scan_many
 from tbhub.core.tfrecord import crc32c_py
@@ -591,8 +591,8 @@ def test_periodic_files_count_like_tensorboard(
     path = tmp_path_factory.mktemp("periodic") / "events.out.tfevents.1"
     path.write_bytes(data)
     with (
-        mock.patch.object(scanner, "READ_SIZE", read_size),
-        mock.patch.object(scanner, "_READ_MAX", read_size * 4),
+        mock.patch.object(record_walk, "READ_SIZE", read_size),
+        mock.patch.object(record_walk, "_READ_MAX", read_size * 4),
     ):
         result = scan(path, verify=verify)
     expected = raw_loader_count(path)
