@@ -9,6 +9,12 @@ Options: ``--tree DIR --runs N --records N`` (the tree ``gentree.py`` generates 
 ``--startup-repeats N`` starts plain TensorBoard and tbhub alternately N times (median reported) and
 ``--startup-only`` measures only that (1 and 2), for a less noisy comparison.
 
+``--endpoints 1|2`` measures only memory as deployed, N endpoints: N plain TensorBoards (one per log
+root) against one ``tbhub serve`` with N endpoints and default flags, peak RSS of all their process
+trees over the first ``--window`` seconds (40) and until tbhub's first alert pass is over (after its
+30 s warm-up). With 2 the tree's datasets are split, the first two and the other three, into two log
+roots of hard links under /tmp/tbhub-bench/two-endpoints (no bytes copied).
+
 Everything listens on 127.0.0.1 only. Every process started here runs in its own session and is
 stopped at the end of its phase (SIGTERM, then SIGKILL of every process group of its tree), also on
 Ctrl-C, SIGTERM or an error. The event files are read once first, so the page cache is warm for all.
@@ -354,8 +360,9 @@ class TreeSampler:
 
     KINDS = ("tensorboard", "root", "workers")
 
-    def __init__(self, pid: int, t0: float, interval: float = 0.1) -> None:
+    def __init__(self, pid: int, t0: float, interval: float = 0.1, extra_pids: tuple[int, ...] = ()) -> None:
         self.pid = pid
+        self.extra_pids = extra_pids  # more trees summed with ``pid``'s (N plain TensorBoards)
         self.t0 = t0
         self.interval = interval
         self.first_seen: dict[str, float] = {}  # kind -> seconds from t0 to its first sample
@@ -400,8 +407,10 @@ class TreeSampler:
 
     def sample(self) -> None:
         try:
-            root = self._procs.setdefault(self.pid, psutil.Process(self.pid))
-            procs = [root, *root.children(recursive=True)]
+            procs = []
+            for pid in (self.pid, *self.extra_pids):
+                root = self._procs.setdefault(pid, psutil.Process(pid))
+                procs += [root, *root.children(recursive=True)]
         except psutil.Error:
             return
         rss = dict.fromkeys(("total", *self.KINDS), 0)
@@ -958,6 +967,160 @@ def hub_pages(procs: Processes, tmp: Path, root: Path, reps: int) -> Pages:
     return result
 
 
+# --- the memory of N endpoints: N plain TensorBoards vs one tbhub serve ---------------------------------
+
+SPLIT_ROOT = Path("/tmp/tbhub-bench/two-endpoints")
+
+
+def split_tree(root: Path, dest: Path) -> list[Path]:
+    """Two log roots made of ``root``'s datasets, the first two (by name) in one and the others in the
+    other, as hard links (no bytes copied); reused when already there with the same files."""
+    datasets = sorted(p.name for p in root.iterdir() if p.is_dir())
+    halves = {"a": datasets[:2], "b": datasets[2:]}
+    marker = dest / "split.json"
+    source = {"root": str(root), "halves": halves, "files": sum(1 for _ in root.rglob("*tfevents*"))}
+    with contextlib.suppress(OSError, ValueError):
+        if json.loads(marker.read_text()) == source:
+            return [dest / half for half in halves]
+    if dest.exists():
+        shutil.rmtree(dest)
+    for half, names in halves.items():
+        for name in names:
+            for p in (root / name).rglob("*"):
+                target = dest / half / p.relative_to(root)
+                if p.is_dir():
+                    target.mkdir(parents=True, exist_ok=True)
+                else:
+                    target.parent.mkdir(parents=True, exist_ok=True)
+                    os.link(p, target)
+    marker.write_text(json.dumps(source))
+    return [dest / half for half in halves]
+
+
+def endpoints_config(tmp: Path, roots: list[Path], hub_port: int) -> tuple[Path, list[str]]:
+    names = [f"{ENDPOINT}{i}" for i in range(len(roots))]
+    path = tmp / f"tbhub-{hub_port}.toml"
+    path.write_text(
+        f"[server]\nport = {hub_port}\n\n[state]\ndir = \"{tmp / f'state-{hub_port}'}\"\n\n[auth]\nmode = \"none\"\n\n"
+        + "".join(f"[endpoints.{name}]\nlogdir = \"{root}\"\nport = {free_port()}\n\n"
+                  for name, root in zip(names, roots, strict=True))
+    )
+    return path, names
+
+
+def all_have_status(http: httpx.Client, hub: str, names: list[str], runs: int) -> bool:
+    """Whether every run of every endpoint has a status: the alert engine's first pass is over."""
+    listed = 0
+    for name in names:
+        got = _json_or(http.get(f"{hub}/api/endpoints/{name}/runs"), [])
+        if not all(r.get("status") for r in got):
+            return False
+        listed += len(got)
+    return listed >= runs
+
+
+@dataclass
+class MemoryTrial:
+    name: str
+    peak_rss_mb: float  # peak of the sum over every process, over the window
+    peak_pss_mb: float
+    peak_rss_tensorboard_mb: float
+    peak_rss_hub_mb: float  # tbhub: the hub process
+    peak_rss_workers_mb: float  # tbhub: anything else (scan and parse workers)
+    final_rss_hub_mb: float
+    window_s: float  # sampled from the start for this long
+    first_pass_s: float | None = None  # tbhub: every run has a status (from the start)
+
+
+def measure_memory(procs: Processes, name: str, cmds: list[list[str]], window: float, *,
+                   until: Callable[[], bool] | None = None, timeout: float = 300.0) -> MemoryTrial:
+    """Start ``cmds`` together and sample their trees for ``window`` seconds, and beyond it until
+    ``until()`` holds (+ SETTLE_S): a first alert pass that ends after the window is included."""
+    log(f"{name}: starting {len(cmds)} process(es), sampling for {window:.0f} s")
+    t0 = time.perf_counter()
+    started = [procs.start(f"{name.replace(' ', '_')}-{i}", cmd)[0] for i, cmd in enumerate(cmds)]
+    sampler = TreeSampler(started[0].pid, t0, extra_pids=tuple(p.pid for p in started[1:])).start()
+    done_at: float | None = None
+    try:
+        while True:
+            elapsed = time.perf_counter() - t0
+            if any(p.poll() is not None for p in started):
+                raise RuntimeError(f"{name} exited")
+            if done_at is None and until is not None:
+                with contextlib.suppress(httpx.HTTPError):
+                    if until():
+                        done_at = elapsed
+            if elapsed >= window and (until is None or (done_at is not None and elapsed >= done_at + SETTLE_S)):
+                break
+            if elapsed > timeout:
+                log(f"{name}: the first alert pass did not end within {timeout:.0f} s")
+                break
+            time.sleep(0.5)
+    finally:
+        sampler.sample()
+        sampler.stop()
+        for p in started:
+            procs.stop(p)
+    mb = 2**20
+    trial = MemoryTrial(name, sampler.peak_rss["total"] / mb, sampler.peak_pss / mb,
+                        sampler.peak_rss["tensorboard"] / mb, sampler.peak_rss["root"] / mb,
+                        sampler.peak_rss["workers"] / mb, sampler.last_rss["root"] / mb,
+                        round(time.perf_counter() - t0, 1), None if done_at is None else round(done_at, 1))
+    log(f"{name}: peak RSS {trial.peak_rss_mb:.0f} MB (TensorBoard {trial.peak_rss_tensorboard_mb:.0f}, hub "
+        f"{trial.peak_rss_hub_mb:.0f}, workers {trial.peak_rss_workers_mb:.0f}), first alert pass after "
+        f"{_secs(trial.first_pass_s)}")
+    return trial
+
+
+def run_endpoints(args: argparse.Namespace) -> dict[str, Any]:
+    """N plain TensorBoards (one per log root) against ``tbhub serve`` with N endpoints, default flags
+    (as deployed: 30 s of alert warm-up), alternately ``--startup-repeats`` times."""
+    root = ensure_tree(args.tree, args.runs, args.records, log=log)
+    roots = [root] if args.endpoints == 1 else split_tree(root, SPLIT_ROOT)
+    warm_page_cache(root)
+    hub_runs = tree_facts(root).hub_runs
+    trials: dict[str, list[MemoryTrial]] = {"tensorboard": [], "tbhub": []}
+    with tempfile.TemporaryDirectory(prefix="tbhub-bench-endpoints-") as tmp_name:
+        tmp = Path(tmp_name)
+        procs = Processes(tmp)
+        try:
+            for _ in range(args.startup_repeats):
+                plain = [[sys.executable, "-m", "tensorboard.main", "--logdir", str(r), "--port", str(free_port()),
+                          "--host", LOCAL] for r in roots]
+                trials["tensorboard"].append(measure_memory(procs, "tensorboard", plain, args.window))
+                hub_port = free_port()
+                cfg, names = endpoints_config(tmp, roots, hub_port)
+                with client() as http:
+                    until = partial(all_have_status, http, f"http://{LOCAL}:{hub_port}", names, hub_runs)
+                    trials["tbhub"].append(measure_memory(
+                        procs, "tbhub serve", [[sys.executable, "-m", "tbhub", "serve", "--config", str(cfg)]],
+                        args.window, until=until, timeout=args.alert_pass_timeout))
+        finally:
+            procs.stop_all()
+    return {
+        "meta": {"endpoints": args.endpoints, "roots": [str(r) for r in roots], "window_s": args.window,
+                 "tbhub_source": str(Path(tbhub.__file__).resolve().parent), "git": _git_head(),
+                 "load_avg_end": load_average()},
+        "trials": {k: [asdict(t) for t in v] for k, v in trials.items()},
+    }
+
+
+def report_endpoints(r: dict[str, Any]) -> str:
+    meta, trials = r["meta"], r["trials"]
+    lines = [f"\n{meta['endpoints']} endpoint(s) ({', '.join(meta['roots'])}); tbhub {meta['tbhub_source']} "
+             f"({meta['git']}); peak over the first {meta['window_s']:.0f} s and the first alert pass"]
+    for plain, ours in zip(trials["tensorboard"], trials["tbhub"], strict=True):
+        lines.append(
+            f"  plain TensorBoards {plain['peak_rss_mb']:5.0f} MB | tbhub serve {ours['peak_rss_mb']:5.0f} MB "
+            f"(TensorBoards {ours['peak_rss_tensorboard_mb']:.0f}, hub {ours['peak_rss_hub_mb']:.0f}, workers "
+            f"{ours['peak_rss_workers_mb']:.0f}; hub at the end {ours['final_rss_hub_mb']:.0f}; first pass after "
+            f"{_secs(ours['first_pass_s'])}) = {ours['peak_rss_mb'] / plain['peak_rss_mb']:.2f}x; PSS "
+            f"{plain['peak_pss_mb']:.0f} | {ours['peak_pss_mb']:.0f} MB = "
+            f"{ours['peak_pss_mb'] / plain['peak_pss_mb']:.2f}x"
+        )
+    return "\n".join(lines)
+
+
 # --- the run -----------------------------------------------------------------------------------------
 
 
@@ -1380,6 +1543,10 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--page-reps", type=int, default=20)
     parser.add_argument("--many-runs", type=int, default=1000, help="runs of the hub-page tree (multiple of 10)")
     parser.add_argument("--out", type=Path, default=None, help="JSON results (default bench-results/serve.json)")
+    parser.add_argument("--endpoints", type=int, choices=(1, 2), default=None,
+                        help="only the memory comparison: N plain TensorBoards vs tbhub serve with N endpoints "
+                             "(2: the tree's datasets split 2 + 3 into two log roots of hard links)")
+    parser.add_argument("--window", type=float, default=40.0, help="--endpoints: seconds sampled (at least)")
     args = parser.parse_args(argv)
     quick = args.quick
     args.tree = args.tree or (QUICK_ROOT if quick else DEFAULT_ROOT)
@@ -1390,9 +1557,18 @@ def main(argv: list[str] | None = None) -> int:
     args.proxy_requests = args.proxy_requests or (20 if quick else 50)
     args.freshness_trials = args.freshness_trials or (2 if quick else 3)
     name = "serve" + ("-quick" if quick else "") + ("-startup" if args.startup_only else "")
+    if args.endpoints:
+        name += f"-endpoints{args.endpoints}"
     args.out = args.out or REPO / "bench-results" / f"{name}.json"
 
     signal.signal(signal.SIGTERM, _sig_term)  # run the cleanup in `finally` blocks on SIGTERM too
+    if args.endpoints:
+        results = run_endpoints(args)
+        print(report_endpoints(results))
+        args.out.parent.mkdir(parents=True, exist_ok=True)
+        args.out.write_text(json.dumps(results, indent=2, default=str) + "\n")
+        print(f"\nwrote {args.out}")
+        return 0
     started = time.perf_counter()
     results = run(args)
     results["meta"]["wall_s"] = round(time.perf_counter() - started, 1)

@@ -68,6 +68,8 @@ def test_the_hub_does_not_load_the_cli_libraries() -> None:
     unwanted = {"typer", "rich", "pygments", "httpx._main"}
     assert {m for m in modules if m.split(".")[0] in unwanted or m == "httpx._main"} == set()
     assert {m for m in modules if m.startswith("tbhub.interfaces.cli")} == set()
+    # Event files are parsed in worker processes (tbhub.app.workers): protobuf stays out of the hub.
+    assert {m for m in modules if m.startswith(("google.protobuf", "tbhub.adapters.scalar_decoder"))} == set()
 
 
 def test_httpx_still_works_without_its_command_line_client() -> None:

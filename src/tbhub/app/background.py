@@ -24,6 +24,7 @@ from tbhub.adapters.memory import release_free_memory
 from tbhub.app.alerts import AlertEngine
 from tbhub.app.hub import Hub
 from tbhub.app.retention import apply_retention, retention_status
+from tbhub.app.workers import ParseFailed, ScalarParser
 
 __all__ = ["LEADER_POLL_S", "LEADER_TTL_S", "Background", "Warmup"]
 
@@ -112,17 +113,35 @@ class _BackgroundThread(Executor):
 
 
 def _low_priority() -> None:
-    # Scanning and the alert engine's scalar parsing must never slow the TensorBoards that serve
+    # Scanning and the alert passes must never slow the TensorBoards that serve
     # users: the lowest priority (Linux applies nice per thread) leaves them only idle CPU.
     with contextlib.suppress(OSError):
         os.setpriority(os.PRIO_PROCESS, threading.get_native_id(), 19)
 
 
-def _evaluate(hub: Hub, engine: AlertEngine, name: str) -> None:
-    try:
-        engine.evaluate(hub.specs[name], hub.runs(name))
-    finally:
-        release_free_memory()  # the first pass parses every scalar: do not keep its peak for good
+class _Evaluation:
+    """One endpoint's alert pass: its event files parsed in a worker process (``ScalarParser``), then
+    the statuses decided here from the states the worker stored. A worker that fails is one log line
+    (not repeated while it keeps failing the same way) and the pass goes on with the states there are."""
+
+    def __init__(self, hub: Hub, engine: AlertEngine, parser: ScalarParser) -> None:
+        self.hub, self.engine, self.parser = hub, engine, parser
+        self._failing: dict[str, str] = {}  # endpoint -> the error last logged
+
+    def __call__(self, name: str) -> None:
+        runs = self.hub.runs(name)
+        try:
+            self.parser.parse(name, runs)
+            if self._failing.pop(name, None) is not None:
+                log.info("parsing the event files of %s works again", name)
+        except ParseFailed as error:
+            if self._failing.get(name) != str(error):
+                log.error("%s; alerts are decided on the scalars parsed before", error)
+            self._failing[name] = str(error)
+        try:
+            self.engine.evaluate(self.hub.specs[name], runs, parse=False)
+        finally:
+            release_free_memory()
 
 
 class Warmup:
@@ -149,7 +168,7 @@ class Warmup:
 
 
 async def _refresh_forever(
-    hub: Hub, interval: float, engine: AlertEngine | None, pool: Executor, warmup: Warmup, leadership: Leadership
+    hub: Hub, interval: float, evaluate: _Evaluation | None, pool: Executor, warmup: Warmup, leadership: Leadership
 ) -> None:
     """The leader scans every endpoint into the index and evaluates alerts; followers read the index."""
     loop = asyncio.get_running_loop()
@@ -159,8 +178,8 @@ async def _refresh_forever(
                 break
             try:
                 await loop.run_in_executor(pool, _as_leader, leadership, hub.refresh, name)
-                if engine is not None and warmup.over():
-                    await loop.run_in_executor(pool, _as_leader, leadership, _evaluate, hub, engine, name)
+                if evaluate is not None and warmup.over():
+                    await loop.run_in_executor(pool, _as_leader, leadership, evaluate, name)
             except Exception:  # keep the loop alive: monitoring never stops
                 log.exception("refreshing endpoint %s failed", name)
         await asyncio.sleep(interval)
@@ -181,7 +200,9 @@ class Background:
 
     Every replica polls for leadership and keeps the mirrors of its own TensorBoards; only the leader
     scans into the index, evaluates and delivers alerts, applies retention on schedule and records
-    usage snapshots. Scans and the alert engine's scalar parsing share one low-priority thread.
+    usage snapshots. Scans and alert passes share one low-priority thread; an alert pass parses the
+    new event-file bytes in a worker process (``tbhub.app.workers``), so the hub never holds protobuf
+    or a parse's peak.
     """
 
     def __init__(self, hub: Hub, *, replica: str, scan_interval: float = 15.0, job_interval: float = 30.0,
@@ -193,15 +214,20 @@ class Background:
         self.engine: AlertEngine | None = None
         self._tasks: list[asyncio.Task[None]] = []
         self._pool: _BackgroundThread | None = None
+        self.parser: ScalarParser | None = None
 
     async def start(self) -> None:
         hub, leadership = self.hub, self.leadership
         engine = self.engine = AlertEngine(hub.services) if self.alerts else None
+        evaluate = None
+        if engine is not None:
+            self.parser = ScalarParser(hub.services)
+            evaluate = _Evaluation(hub, engine, self.parser)
         pool = self._pool = _BackgroundThread()
         await asyncio.to_thread(leadership.poll)
         tasks = [
             _lead_forever(leadership, LEADER_POLL_S),
-            _refresh_forever(hub, self.scan_interval, engine, pool, Warmup(hub, self.alerts_warmup), leadership),
+            _refresh_forever(hub, self.scan_interval, evaluate, pool, Warmup(hub, self.alerts_warmup), leadership),
             _jobs_forever(hub, self.job_interval, leadership),
         ]
         if engine is not None:
@@ -211,6 +237,8 @@ class Background:
         self._tasks = [asyncio.create_task(t) for t in tasks]
 
     async def stop(self) -> None:
+        if self.parser is not None:
+            self.parser.stop()  # a first pass over a big tree may take minutes: not a reason to wait
         for task in self._tasks:
             task.cancel()
         for task in self._tasks:

@@ -1,22 +1,48 @@
 """Scalar summaries per run, kept incrementally in the state database.
 
 Each event file's ``ScalarFileState`` (how far it was parsed, and a summary per tag) is stored as JSON
-in ``scalar_files``, so any process (the alert engine in ``serve``, ``tbhub compare``) continues where
-the last one stopped and parses only the bytes appended since.
+in ``scalar_files``, so any process (the parse worker ``tbhub serve`` starts for the alert engine,
+``tbhub compare``, ``tbhub runs --status``) continues where the last one stopped and parses only the
+bytes appended since. Event files on a local log root are read with ``summarize_many``, the reader
+``benchmarks/summarize.py`` measures.
 """
 
 from __future__ import annotations
 
 import json
-from collections.abc import Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import asdict
+from multiprocessing.context import BaseContext
+from typing import TYPE_CHECKING
 
 from tbhub.adapters.crc import crc32c
-from tbhub.app.services import Services
-from tbhub.core.models import EndpointSpec, RunSummary
-from tbhub.core.scalars import EventDecoder, ScalarFileState, TagSummary, merge_tags, summarize_file
+from tbhub.core.models import EndpointSpec, FileEntry, RunSummary
+from tbhub.core.ports import LogStore
+from tbhub.core.scalars import (
+    EventDecoder,
+    ScalarFileState,
+    TagSummary,
+    bytes_to_parse,
+    merge_tags,
+    summarize_file,
+    summarize_many,
+)
 
-__all__ = ["run_scalars", "state_from_json", "state_to_json"]
+if TYPE_CHECKING:  # the parse worker imports this module and must not load the config (pydantic)
+    from tbhub.app.services import Services
+
+__all__ = [
+    "SAVE_EVERY_BYTES",
+    "Stale",
+    "parse_files",
+    "pruned",
+    "run_scalars",
+    "stale_files",
+    "state_from_json",
+    "state_row",
+    "state_to_json",
+    "update_scalar_states",
+]
 
 
 def state_to_json(state: ScalarFileState) -> str:
@@ -31,11 +57,114 @@ def state_from_json(text: str) -> ScalarFileState:
     return ScalarFileState(**data, tags=tags)
 
 
-def run_scalars(
+#: Bytes parsed between two saves of the states (a few seconds of parsing).
+SAVE_EVERY_BYTES = 256 * 1024 * 1024
+
+#: An event file to parse: its entry and its stored state (JSON), if any.
+Stale = tuple[FileEntry, str | None]
+
+
+def stale_files(known: Mapping[str, tuple[int, int, int, str]], runs: Sequence[RunSummary]) -> list[Stale]:
+    """The event files of ``runs`` whose stored state (``known``, as ``load_scalar_states`` gives it) is
+    not of their current (inode, size, mtime), with that state; none is decoded here."""
+    stale = []
+    for run in runs:
+        for f in run.files:
+            old = known.get(f.relpath)
+            if old is None or old[:3] != (f.inode, f.size, f.mtime_ns):
+                stale.append((FileEntry(f.relpath, f.inode, f.size, f.mtime_ns), None if old is None else old[3]))
+    return stale
+
+
+def parse_files(
+    store: LogStore,
+    stale: Sequence[Stale],
+    decoder: EventDecoder,
+    *,
+    workers: int = 1,
+    mp_context: BaseContext | None = None,
+) -> Iterator[list[ScalarFileState]]:
+    """The new states of ``stale``, in batches of about ``SAVE_EVERY_BYTES`` to parse (each is saved
+    before the next is parsed: a pass stopped half-way keeps what it did). On a local log root with
+    ``summarize_many`` (in ``workers`` processes of ``mp_context`` when there is enough to parse); on
+    object storage one file at a time through the store. A file deleted since the scan is left out."""
+    batch: list[tuple[FileEntry, ScalarFileState | None]] = []
+    size = 0
+    for entry, previous in stale:
+        state = state_from_json(previous) if previous is not None else None
+        batch.append((entry, state))
+        size += bytes_to_parse(entry, state)
+        if size >= SAVE_EVERY_BYTES:
+            yield _parse(store, batch, decoder, workers, mp_context)
+            batch, size = [], 0
+    if batch:
+        yield _parse(store, batch, decoder, workers, mp_context)
+
+
+def _parse(
+    store: LogStore,
+    stale: Sequence[tuple[FileEntry, ScalarFileState | None]],
+    decoder: EventDecoder,
+    workers: int,
+    mp_context: BaseContext | None,
+) -> list[ScalarFileState]:
+    paths = [store.local_path(entry.relpath) for entry, _ in stale]
+    if all(path is not None for path in paths):
+        # A local log root: the parallel reader ``benchmarks/summarize.py`` measures.
+        jobs = [(path, entry, previous) for path, (entry, previous) in zip(paths, stale, strict=True) if path]
+        results = summarize_many(jobs, decoder=decoder, crc32c=crc32c, workers=workers, mp_context=mp_context)
+        return [state for state in results if state is not None]
+    parsed = []
+    for entry, previous in stale:  # object storage: one file at a time, through the store
+        try:
+            with store.open(entry.relpath) as fh:
+                parsed.append(summarize_file(fh, previous, relpath=entry.relpath, inode=entry.inode,
+                                             size=entry.size, mtime_ns=entry.mtime_ns, decoder=decoder,
+                                             crc32c=crc32c))
+        except FileNotFoundError:
+            continue  # deleted since the scan; the next scan drops it
+    return parsed
+
+
+def state_row(state: ScalarFileState) -> tuple[str, int, int, int, str]:
+    """``state`` as ``save_scalar_states`` stores it."""
+    return state.relpath, state.inode, state.size, state.mtime_ns, state_to_json(state)
+
+
+def pruned(known: Mapping[str, object], runs: Sequence[RunSummary]) -> list[str]:
+    """The files ``known`` holds a state of that are not among ``runs`` any more."""
+    wanted = {f.relpath for run in runs for f in run.files}
+    return [relpath for relpath in known if relpath not in wanted]
+
+
+def update_scalar_states(
     services: Services,
     endpoint: EndpointSpec,
     runs: Sequence[RunSummary],
     decoder: EventDecoder,
+    *,
+    prune: bool = True,
+) -> int:
+    """Parse, in this process, the event-file bytes of ``runs`` added since the stored states and store
+    the new states (batch by batch); returns how many files were parsed. ``prune`` as for
+    ``run_scalars``. (``tbhub serve`` does the same in a worker process: ``tbhub.app.workers``.)"""
+    state = services.state
+    known = state.load_scalar_states(endpoint.name)
+    removed = pruned(known, runs) if prune else []
+    parsed = 0
+    for states in parse_files(services.store(endpoint.name), stale_files(known, runs), decoder):
+        state.save_scalar_states(endpoint.name, [state_row(s) for s in states], removed)
+        parsed, removed = parsed + len(states), []
+    if removed:
+        state.save_scalar_states(endpoint.name, [], removed)
+    return parsed
+
+
+def run_scalars(
+    services: Services,
+    endpoint: EndpointSpec,
+    runs: Sequence[RunSummary],
+    decoder: EventDecoder | None = None,
     *,
     prune: bool = True,
     parse: bool = True,
@@ -43,49 +172,22 @@ def run_scalars(
     """Per run relpath, its tag summaries; parses only the event-file bytes added since the last call.
 
     The per-file state lives in the state database (``scalar_files``), so any process (the alert
-    engine in ``serve``, ``tbhub compare``) continues where the last one stopped. ``prune`` drops
-    the states of files not among ``runs``: pass ``False`` when ``runs`` is only a selection.
-    ``parse=False`` only reads what the database holds (the hub's request path never parses).
+    engine's parse worker in ``serve``, ``tbhub compare``) continues where the last one stopped.
+    ``prune`` drops the states of files not among ``runs``: pass ``False`` when ``runs`` is only a
+    selection. ``parse=False`` only reads what the database holds (the hub process never parses: its
+    alert pass reads what ``tbhub.app.workers`` stored; a file not parsed yet counts with the state
+    it had, or none). ``decoder`` is needed only to parse.
     """
-    state = services.state
-    store = services.store(endpoint.name)
-    known = state.load_scalar_states(endpoint.name)
-    states: dict[str, ScalarFileState] = {}
-    changed: list[tuple[str, int, int, int, str]] = []
-    for run in runs:
-        for f in run.files:
-            old = known.get(f.relpath)
-            if old is not None and old[:3] == (f.inode, f.size, f.mtime_ns):
-                states[f.relpath] = state_from_json(old[3])
-                continue
-            previous = state_from_json(old[3]) if old is not None else None
-            if not parse:
-                if previous is not None:
-                    states[f.relpath] = previous
-                continue
-            try:
-                with store.open(f.relpath) as fh:
-                    new = summarize_file(
-                        fh,
-                        previous,
-                        relpath=f.relpath,
-                        inode=f.inode,
-                        size=f.size,
-                        mtime_ns=f.mtime_ns,
-                        decoder=decoder,
-                        crc32c=crc32c,
-                    )
-            except FileNotFoundError:
-                continue  # deleted since the scan; the next scan drops it
-            states[f.relpath] = new
-            changed.append((f.relpath, f.inode, f.size, f.mtime_ns, state_to_json(new)))
-    wanted = {f.relpath for run in runs for f in run.files}
-    removed = [relpath for relpath in known if relpath not in wanted] if prune else []
-    if changed or removed:
-        state.save_scalar_states(endpoint.name, changed, removed)
+    if parse:
+        if decoder is None:
+            raise ValueError("run_scalars(parse=True) needs a decoder")
+        update_scalar_states(services, endpoint, runs, decoder, prune=prune)
+    known = services.state.load_scalar_states(endpoint.name)
+    if not parse and prune and (removed := pruned(known, runs)):
+        services.state.save_scalar_states(endpoint.name, [], removed)
     tags: dict[str, dict[str, TagSummary]] = {}
     for run in runs:
-        files = [states[f.relpath] for f in run.files if f.relpath in states]
+        files = [state_from_json(known[f.relpath][3]) for f in run.files if f.relpath in known]
         loose = len(run.files) == 1 and run.files[0].relpath == run.relpath
         root = run.relpath.rpartition("/")[0] if loose else run.relpath
         tags[run.relpath] = merge_tags(root, files)

@@ -19,15 +19,16 @@ def run_statuses(
     services: Services,
     endpoint: EndpointSpec,
     runs: Sequence[RunSummary],
-    decoder: EventDecoder,
+    decoder: EventDecoder | None,
     *,
     now_ns: int,
     alerts: AlertsConfig | None = None,
+    parse: bool = True,
 ) -> tuple[dict[str, StatusVerdict], dict[str, dict[str, TagSummary]]]:
     """Each run's status (by relpath) under the endpoint's rules (those of ``alerts``, by default the
-    config's), and the tag summaries behind it."""
+    config's), and the tag summaries behind it. ``parse`` and ``decoder`` as for ``run_scalars``."""
     rules = (alerts or services.config.alerts).rules_for(endpoint.name)
-    tags = run_scalars(services, endpoint, runs, decoder)
+    tags = run_scalars(services, endpoint, runs, decoder, parse=parse)
     store = services.store(endpoint.name)
     verdicts = {}
     for run in runs:

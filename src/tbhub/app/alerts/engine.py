@@ -9,11 +9,11 @@ import math
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import replace
+from functools import cached_property
 from typing import Any
 
 from tbhub.adapters.db.store import AlertRow
 from tbhub.adapters.notifiers import UndeliverableMessage
-from tbhub.adapters.scalar_decoder import ProtobufDecoder
 from tbhub.app.alerts.channels import Channel, build_channels
 from tbhub.app.alerts.rules import rules_config
 from tbhub.app.inventory import endpoint_runs
@@ -23,7 +23,7 @@ from tbhub.app.status import run_statuses
 from tbhub.config import Config
 from tbhub.core.models import Alert, EndpointSpec, RunStatus, RunSummary
 from tbhub.core.names import shown
-from tbhub.core.scalars import TagSummary
+from tbhub.core.scalars import EventDecoder, TagSummary
 from tbhub.core.status import StatusRules, StatusVerdict
 from tbhub.core.units import parse_duration
 from tbhub.errors import DeliveryError
@@ -66,22 +66,30 @@ class AlertEngine:
         self.state = services.state
         self.channels = {c.name: c for c in (channels if channels is not None else build_channels(config))}
         self.clock = clock
-        self.decoder = ProtobufDecoder()
         self._last_send: dict[str, float] = {}
         self.hub_url = (config.server.public_url or f"http://{config.server.host}:{config.server.port}").rstrip("/")
         self.max_age_s = parse_duration(config.alerts.max_age)
+
+    @cached_property
+    def decoder(self) -> EventDecoder:
+        # Imported on first parse only: the hub process evaluates with parse=False and never loads
+        # protobuf (its parse worker does, see tbhub.app.workers).
+        from tbhub.adapters.scalar_decoder import ProtobufDecoder
+
+        return ProtobufDecoder()
 
     def scalar_tags(self, endpoint: EndpointSpec, runs: list[RunSummary]) -> dict[str, dict[str, TagSummary]]:
         return run_scalars(self.services, endpoint, runs, self.decoder)
 
     # -- statuses and alerts -------------------------------------------------------------------------------
     def statuses(
-        self, endpoint: EndpointSpec, runs: list[RunSummary], config: Config | None = None
+        self, endpoint: EndpointSpec, runs: list[RunSummary], config: Config | None = None, *, parse: bool = True
     ) -> tuple[dict[str, StatusVerdict], dict[str, dict[str, TagSummary]]]:
-        """Each run's status now (by relpath), and the tag summaries it was decided on."""
+        """Each run's status now (by relpath), and the tag summaries it was decided on; ``parse=False``
+        decides on the scalar states already stored (see ``run_scalars``)."""
         config = config or rules_config(self.services)
-        return run_statuses(self.services, endpoint, runs, self.decoder, now_ns=int(self.clock() * 1e9),
-                            alerts=config.alerts)
+        return run_statuses(self.services, endpoint, runs, self.decoder if parse else None,
+                            now_ns=int(self.clock() * 1e9), alerts=config.alerts, parse=parse)
 
     def _details(self, run: RunSummary, verdict: StatusVerdict, tags: Mapping[str, TagSummary],
                  rules: StatusRules) -> dict[str, Any]:
@@ -106,15 +114,17 @@ class AlertEngine:
         # Escaped as the hub shows it: a name that is not UTF-8 cannot be percent-encoded as text.
         return f"{self.hub_url}/tb/{run.endpoint}/#scalars&regexInput={quote(shown(run.dataset + '/' + run.run))}"
 
-    def evaluate(self, endpoint: EndpointSpec, runs: list[RunSummary]) -> list[Alert]:
+    def evaluate(self, endpoint: EndpointSpec, runs: list[RunSummary], *, parse: bool = True) -> list[Alert]:
         """Decide every run's status; record (and return) an alert for each change into an alerted status.
 
         A run seen for the first time is alerted only when it is diverged or finished and was
         written to within ``stalled_after`` (a run that finished weeks ago is history, not news).
+        ``parse=False``: the scalar states were brought up to date elsewhere (``tbhub serve``'s parse
+        worker), only read them.
         """
         config = rules_config(self.services)  # the hub's overrides, read afresh each time
         rules = config.alerts.rules_for(endpoint.name)
-        verdicts, tags = self.statuses(endpoint, runs, config)
+        verdicts, tags = self.statuses(endpoint, runs, config, parse=parse)
         previous = self.state.load_run_states(endpoint.name)
         now = self.clock()
         updates: list[tuple[str, str, str, str]] = []
