@@ -3,6 +3,11 @@ pass and incremental update, over the tree ``gentree.py`` generates.
 
     python benchmarks/summarize.py [--tree DIR] [--ea-runs 4] [--workers N] [--append 1000,20000]
 
+``summarize_many`` is what production runs: ``tbhub serve``'s alert pass parses in a worker process
+(``tbhub.app.workers``) through ``tbhub.app.scalars.parse_files``, which calls ``summarize_many`` with
+``PARSE_WORKERS`` processes (the default of ``--workers`` here); ``tbhub runs --status`` and
+``tbhub compare`` take the same function in their own process, one worker.
+
 (a) TensorBoard's Python loader (``EventAccumulator`` with ``size_guidance={SCALARS: 0, TENSORS: 0}``,
     everything kept) loading a subset of the runs, one of each style (PyTorch, Keras/TF2 with its
     ``train/`` and ``validation/`` sub-runs, TF1, resumed), each of median size for its style. The
@@ -10,7 +15,7 @@ pass and incremental update, over the tree ``gentree.py`` generates.
     per byte: CRC-32C in Python and protobuf parsing); the output says so. tbhub's summaries of the
     same runs are checked against what it loaded (count, last, min and max per tag).
 (b) tbhub first pass: ``summarize_many`` over every event file, no previous state, ``--workers``
-    processes (fork).
+    processes (fork; default ``PARSE_WORKERS``, what ``tbhub serve``'s parse worker uses).
 (c) tbhub update after appending ``train/loss`` events to the largest PyTorch-style run, for each
     amount in ``--append``: every file is passed with its previous state (unchanged files are not opened), so
     only the appended bytes are parsed; the result is checked against a full pass over that file.
@@ -35,6 +40,7 @@ from pathlib import Path
 from gentree import DEFAULT_RECORDS, DEFAULT_ROOT, DEFAULT_RUNS, append_events, ensure_tree, plan
 from tbhub.adapters.crc import crc32c
 from tbhub.adapters.scalar_decoder import ProtobufDecoder
+from tbhub.app.workers import PARSE_WORKERS
 from tbhub.core.models import FileEntry
 from tbhub.core.scalars import ScalarFileState, TagSummary, bytes_to_parse, merge_tags, summarize_many
 
@@ -149,7 +155,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--runs", type=int, default=DEFAULT_RUNS)
     parser.add_argument("--records", type=int, default=DEFAULT_RECORDS)
     parser.add_argument("--ea-runs", type=int, default=4, help="runs loaded by EventAccumulator for (a)")
-    parser.add_argument("--workers", type=int, default=os.cpu_count() or 1)
+    parser.add_argument("--workers", type=int, default=PARSE_WORKERS,
+                        help="processes for summarize_many (default: tbhub serve's PARSE_WORKERS)")
     parser.add_argument("--append", default="1000,20000", help="events appended for (c), comma-separated")
     args = parser.parse_args(argv)
 
@@ -205,7 +212,7 @@ def main(argv: list[str] | None = None) -> int:
     target = max((p for p in files if p.is_relative_to(run_dir)), key=lambda p: p.stat().st_size)
     original = target.stat()
     rel = target.relative_to(root).as_posix()
-    c_results = []
+    c_results: list[tuple[int, int, int, float]] = []
     previous = states
     try:
         for each in (int(x) for x in args.append.split(",")):
