@@ -25,6 +25,8 @@ __all__ = [
     "RUN_FIELDS",
     "age_style",
     "compare_record",
+    "cost_figure",
+    "cost_text",
     "iso_utc",
     "run_record",
     "tag_record",
@@ -132,6 +134,23 @@ def write_compare_csv(out: TextIO, records: list[dict[str, Any]], tags: Sequence
         writer.writerow([r[k] for k in base] + [r["tags"].get(t, {}).get(f) for t in tags for f in fields])
 
 
+def cost_figure(value: float) -> float:
+    """A cost for JSON: to the cent, with more decimals where the cent would hide it (4 significant
+    digits): 12.35, 0.5, 0.002346. A small dataset's cost is never rounded away to 0.0, and a sum of
+    many small ones stays within 0.05 % of the real figure."""
+    if value == 0 or not math.isfinite(value):
+        return value
+    return round(value, max(2, 3 - math.floor(math.log10(abs(value)))))
+
+
+def cost_text(value: float) -> str:
+    """A cost for tables and pages: to the cent (``1,234.50``); a cost below half a cent shows as
+    ``<0.01``, never as a 0.00 that reads as free."""
+    if 0 < value < 0.005:
+        return "<0.01"
+    return f"{value:,.2f}"
+
+
 def usage_record(u: DatasetUsage, per_gb: float, currency: str) -> dict[str, Any]:
     return {
         "endpoint": u.endpoint,
@@ -139,7 +158,7 @@ def usage_record(u: DatasetUsage, per_gb: float, currency: str) -> dict[str, Any
         "size_bytes": u.size_bytes,
         "runs": u.runs,
         "events": u.events,
-        "monthly_cost": round(u.monthly_cost(per_gb), 4),
+        "monthly_cost": cost_figure(u.monthly_cost(per_gb)),
         "currency": currency,
         "growth_7d_bytes": u.growth_7d,
         "growth_30d_bytes": u.growth_30d,

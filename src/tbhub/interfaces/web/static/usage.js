@@ -5,14 +5,21 @@
   const data = await (await fetch("/api/usage/history")).json();
   const names = Object.keys(data.series);
   if (!data.times.length) { note.textContent = "No snapshots yet: the server records one a day."; return; }
-  const fmt = v => { if (v == null) return "–"; const u = ["B", "kB", "MB", "GB", "TB"]; let i = 0;
-    while (Math.abs(v) >= 1000 && i < 4) { v /= 1000; i++; } return (i ? v.toFixed(1) : v.toFixed(0)) + " " + u[i]; };
+  // Sizes as the table prints them (decimal units, one decimal: "1.5 GB"). Axis ticks get the decimals
+  // their spacing needs, so a slowly growing dataset's ticks never all read "1.0 GB".
+  const units = ["B", "kB", "MB", "GB", "TB"];
+  const unitOf = v => { let i = 0; while (Math.abs(v) >= 1000 && i < 4) { v /= 1000; i++; } return i; };
+  const fmt = (v, decimals) => { if (v == null) return "–"; const i = unitOf(v);
+    return (v / 1000 ** i).toFixed(i ? (decimals ?? 1) : 0) + " " + units[i]; };
+  const ticks = vals => { const step = vals.length > 1 ? Math.abs(vals[1] - vals[0]) : 0;
+    return vals.map(v => { const scaled = step / 1000 ** unitOf(v);
+      return fmt(v, scaled > 0 ? Math.min(3, Math.max(0, Math.ceil(-Math.log10(scaled) - 1e-9))) : 1); }); };
   const palette = ["#0969da", "#1a7f37", "#cf222e", "#9a6700", "#8250df", "#0a7ea4", "#bf3989", "#57606a"];
   const opts = {
     width: Math.min(1100, document.getElementById("usage-chart").clientWidth || 900), height: 320,
     series: [{}].concat(names.map((n, i) => ({label: n, stroke: palette[i % palette.length], width: 2,
       value: (u, v) => fmt(v)}))),
-    axes: [{}, {values: (u, vals) => vals.map(fmt), size: 70}],
+    axes: [{}, {values: (u, vals) => ticks(vals), size: 80}],
   };
   new uPlot(opts, [data.times].concat(names.map(n => data.series[n])), document.getElementById("usage-chart"));
   note.textContent = data.times.length + " snapshots of " + names.length + " datasets";
