@@ -16,8 +16,12 @@ import os
 import socket
 from collections.abc import Mapping, Sequence
 from functools import cached_property
+from pathlib import Path
 from types import TracebackType
 from typing import Any
+
+from sqlalchemy.engine import make_url
+from sqlalchemy.exc import ArgumentError
 
 from tbhub.adapters.db.accounts import AccountStore
 from tbhub.adapters.db.alert_rules import AlertRuleStore, RuleOverride
@@ -65,11 +69,16 @@ class Services:
 
     ``state``: an already open state database to use instead of the config's (the tests, and a hub
     that opened it early); it is then not closed by ``close()``.
+
+    ``create_state=False`` (commands that only report, such as ``tbhub usage``): when the configured
+    SQLite file does not exist, ``state`` is an empty database in memory for this process, so a scan
+    still works and nothing is written to disk; ``state_exists()`` tells which it was.
     """
 
-    def __init__(self, config: Config, *, state: StateStore | None = None) -> None:
+    def __init__(self, config: Config, *, state: StateStore | None = None, create_state: bool = True) -> None:
         self.config = config
         self._given_state = state
+        self._create_state = create_state
         self._stores: dict[str, AnyLogStore] = {}
 
     # -- endpoints ------------------------------------------------------------------------------------
@@ -105,8 +114,47 @@ class Services:
     # -- the state database and its aggregates --------------------------------------------------------
     @cached_property
     def state(self) -> StateStore:
-        """The state database named by the config, migrated (opened on first use)."""
-        return self._given_state or open_state(self.config.state.url)
+        """The state database named by the config, migrated (opened on first use; a SQLite file is
+        created when missing)."""
+        if self._given_state is not None:
+            return self._given_state
+        if not self._create_state and not self.state_exists():
+            return open_state("sqlite://")  # in memory: gone with the process
+        return open_state(self.config.state.url)
+
+    def state_exists(self) -> bool:
+        """Whether the configured state database exists (a server database always counts as existing)."""
+        if self._given_state is not None:
+            return True
+        file = self.state_file()
+        return file is None or file.is_file()
+
+    def state_file(self) -> Path | None:
+        """The SQLite file of the configured state database; ``None`` for a database server (or an
+        in-memory or malformed URL, which ``state`` reports)."""
+        try:
+            url = make_url(self.config.state.url)
+        except ArgumentError:
+            return None
+        if url.get_backend_name() != "sqlite" or not url.database or url.database == ":memory:":
+            return None
+        return Path(url.database).expanduser()
+
+    def describe_state(self) -> str:
+        """The state database for a person: the SQLite file's path, or the server URL without its password."""
+        file = self.state_file()
+        if file is not None:
+            return str(file)
+        try:
+            return make_url(self.config.state.url).render_as_string(hide_password=True)
+        except ArgumentError:
+            return self.config.state.url
+
+    def existing_state(self) -> StateStore | None:
+        """The state database if there is one, for commands that only read it: ``None`` when the
+        configured SQLite file does not exist yet (nothing is created). A server database (PostgreSQL)
+        is always connected: whether it holds tbhub's tables is for the migration to say."""
+        return self.state if self.state_exists() else None
 
     @cached_property
     def accounts(self) -> AccountStore:

@@ -14,23 +14,37 @@ from rich.table import Table
 from tbhub.app.alerts import alert_history
 from tbhub.app.services import Services
 from tbhub.errors import DeliveryError, UsageError
-from tbhub.interfaces.cli.options import ConfigOpt, JsonOpt, config_from, output_console
+from tbhub.interfaces.cli.formatting import CommandGroup
+from tbhub.interfaces.cli.options import ConfigOpt, JsonOpt, config_from, note_state, output_console
 from tbhub.interfaces.cli.render import name_text
 
 __all__ = ["alerts_command", "notify_app"]
 
-notify_app = typer.Typer(help="Notification channels ([[notify]] in the config).", no_args_is_help=True)
+notify_app = CommandGroup(help="""Notification channels ([[notify]] in the config): list and test them.
+
+Examples:
+  tbhub notify list --config tbhub.toml
+  tbhub notify test slack-0 --config tbhub.toml
+""")
 
 
 def alerts_command(
     config: ConfigOpt = None,
-    limit: Annotated[int, typer.Option("--limit", help="How many, newest first.")] = 100,
+    limit: Annotated[int, typer.Option("--limit", metavar="N", help="How many, newest first.")] = 100,
     as_json: JsonOpt = False,
 ) -> None:
-    """The alert history: which run changed into which status, when, and where it was delivered."""
+    """The alert history: which run changed into which status, when, and where it was delivered.
+
+    tbhub serve records the alerts; this command only reads them (it creates no state database).
+
+    Examples:
+      tbhub alerts --config tbhub.toml
+      tbhub alerts --config tbhub.toml --limit 20 --json
+    """
     cfg = config_from(config, None, None)
     with Services(cfg) as services:
-        records = alert_history(services.state, limit)
+        state = services.existing_state() if note_state(services) else None
+        records = alert_history(state, limit) if state is not None else []
     if as_json:
         json.dump(records, sys.stdout, indent=2)
         sys.stdout.write("\n")
@@ -49,14 +63,20 @@ def alerts_command(
     output_console().print(table)
 
 
-ChannelArg = Annotated[str, typer.Argument(help="The channel's name (name = ... or TYPE-INDEX, e.g. slack-0).")]
+ChannelArg = Annotated[
+    str, typer.Argument(metavar="CHANNEL", help="The channel's name (name = ... or TYPE-INDEX, e.g. slack-0).")
+]
 
 
 @notify_app.command("test")
 def notify_test(channel: ChannelArg, config: ConfigOpt = None) -> None:
     """Send a test message through CHANNEL; a channel disabled by a failure is enabled again on success.
 
-    A failed test leaves the channel as it was: only the alert engine's own deliveries disable it."""
+    A failed test leaves the channel as it was: only the alert engine's own deliveries disable it.
+
+    Examples:
+      tbhub notify test slack-0 --config tbhub.toml
+    """
     from tbhub.app.alerts import AlertEngine
 
     cfg = config_from(config, None, None)
@@ -76,10 +96,16 @@ def notify_test(channel: ChannelArg, config: ConfigOpt = None) -> None:
 
 @notify_app.command("list")
 def notify_list(config: ConfigOpt = None, as_json: JsonOpt = False) -> None:
-    """The channels, what they are sent, and whether a permanent failure disabled them."""
+    """The channels, what they are sent, and whether a permanent failure disabled them.
+
+    Examples:
+      tbhub notify list --config tbhub.toml
+      tbhub notify list --config tbhub.toml --json
+    """
     cfg = config_from(config, None, None)
     with Services(cfg) as services:
-        states = services.state.channel_states()
+        state = services.existing_state() if note_state(services, "no channel was disabled") else None
+        states = state.channel_states() if state is not None else {}
     rows = [
         {
             "name": n,

@@ -14,12 +14,26 @@ from tbhub.app.services import Note, Services, actor
 from tbhub.config import Config
 from tbhub.core.bookmarks import DASHBOARDS, Bookmark
 from tbhub.errors import UsageError
-from tbhub.interfaces.cli.options import ConfigOpt, JsonOpt, LogdirOpt, config_from, output_console
+from tbhub.interfaces.cli.formatting import CommandGroup
+from tbhub.interfaces.cli.options import (
+    ConfigOpt,
+    JsonOpt,
+    LogdirOpt,
+    config_from,
+    endpoint_option,
+    note_state,
+    output_console,
+)
 from tbhub.interfaces.cli.render import name_text
 
 __all__ = ["bookmarks_app", "note_command", "pin_command", "pins_command", "tag_command", "unpin_command"]
 
-bookmarks_app = typer.Typer(help="Shared bookmarks: named TensorBoard views and hub pages.", no_args_is_help=True)
+bookmarks_app = CommandGroup(help="""Shared bookmarks: named TensorBoard views and hub pages.
+
+Examples:
+  tbhub bookmarks add lora-loss --config tbhub.toml -e lora --tags 'loss' --smoothing 0.6
+  tbhub bookmarks list --config tbhub.toml
+""")
 RunArg = Annotated[str, typer.Argument(metavar="RUN", help="The run as ENDPOINT/DATASET/RUN.")]
 
 
@@ -41,14 +55,22 @@ def _split(services: Services, run: str) -> tuple[str, str]:
 
 def note_command(
     run: RunArg,
-    text: Annotated[str | None, typer.Argument(help="The note (markdown); omit to list the run's notes.")] = None,
+    text: Annotated[
+        str | None, typer.Argument(metavar="TEXT", help="The note (markdown); omit to list the run's notes.")
+    ] = None,
     edit: Annotated[
         int | None, typer.Option("--edit", metavar="ID", help="Replace the text of this note of the run (ids: --json).")
     ] = None,
     config: ConfigOpt = None,
     as_json: JsonOpt = False,
 ) -> None:
-    """Add a note to a run, edit one (--edit ID), or list them. Notes stay when the run is archived."""
+    """Add a note to a run, edit one (--edit ID), or list them. Notes stay when the run is archived.
+
+    Examples:
+      tbhub note lora/alpaca/r32 "lr 2e-4 diverged at step 900; rerun with warmup" --config tbhub.toml
+      tbhub note lora/alpaca/r32 --config tbhub.toml
+      tbhub note lora/alpaca/r32 --edit 3 "rerun is r33" --config tbhub.toml
+    """
     if edit is not None and text is None:
         raise UsageError("--edit ID needs the note's new text")
     with _services(config) as services:
@@ -86,11 +108,19 @@ def _note_record(n: Note) -> dict[str, object]:
 
 def tag_command(
     run: RunArg,
-    tags: Annotated[list[str] | None, typer.Argument(help="Tags to add; none: list the run's tags.")] = None,
+    tags: Annotated[
+        list[str] | None, typer.Argument(metavar="TAG...", help="Tags to add; none: list the run's tags.")
+    ] = None,
     remove: Annotated[bool, typer.Option("--remove", help="Remove these tags instead.")] = False,
     config: ConfigOpt = None,
 ) -> None:
-    """Tag a run (free tags, shown on the hub), remove tags, or list them."""
+    """Tag a run (free tags, shown on the hub), remove tags, or list them.
+
+    Examples:
+      tbhub tag lora/alpaca/r32 baseline paper --config tbhub.toml
+      tbhub tag lora/alpaca/r32 paper --remove --config tbhub.toml
+      tbhub tag lora/alpaca/r32 --config tbhub.toml
+    """
     with _services(config) as services:
         endpoint, relpath = _split(services, run)
         store = services.annotations
@@ -105,18 +135,26 @@ def tag_command(
 
 @bookmarks_app.command("add")
 def bookmarks_add(
-    name: str,
-    endpoint: Annotated[str | None, typer.Option("--endpoint", "-e", help="A TensorBoard view of this endpoint.")]
-    = None,
-    runs: Annotated[str, typer.Option("--runs", help="Run filter (a regex).")] = "",
-    tags: Annotated[str, typer.Option("--tags", help="Tag filter (a regex).")] = "",
-    dashboard: Annotated[str, typer.Option("--dashboard", help=f"One of {', '.join(DASHBOARDS)}.")] = "scalars",
-    smoothing: Annotated[float | None, typer.Option("--smoothing", help="0 to 0.99.")] = None,
-    page: Annotated[str | None, typer.Option("--page", help="Or a hub page: /compare?tags=loss.")] = None,
-    description: Annotated[str, typer.Option("--description", "-d")] = "",
+    name: Annotated[str, typer.Argument(metavar="NAME", help="The bookmark's name.")],
+    endpoint: Annotated[str | None, endpoint_option("A TensorBoard view of this endpoint.")] = None,
+    runs: Annotated[str, typer.Option("--runs", metavar="REGEX", help="Run filter (a regex).")] = "",
+    tags: Annotated[str, typer.Option("--tags", metavar="REGEX", help="Tag filter (a regex).")] = "",
+    dashboard: Annotated[
+        str, typer.Option("--dashboard", metavar="NAME", help=f"One of {', '.join(DASHBOARDS)}.")
+    ] = "scalars",
+    smoothing: Annotated[float | None, typer.Option("--smoothing", metavar="0-0.99", help="0 to 0.99.")] = None,
+    page: Annotated[
+        str | None, typer.Option("--page", metavar="PATH", help="Or a hub page: /compare?tags=loss.")
+    ] = None,
+    description: Annotated[str, typer.Option("--description", "-d", metavar="TEXT", help="What it shows.")] = "",
     config: ConfigOpt = None,
 ) -> None:
-    """Save a shared bookmark: a TensorBoard view (--endpoint and filters) or a hub --page."""
+    """Save a shared bookmark: a TensorBoard view (--endpoint and filters) or a hub --page.
+
+    Examples:
+      tbhub bookmarks add lora-loss --config tbhub.toml -e lora --tags 'loss' --smoothing 0.6
+      tbhub bookmarks add best-lora --config tbhub.toml --page '/compare?tags=eval/loss'
+    """
     with _services(config) as services:
         if endpoint:
             services.config.endpoint_specs([endpoint])
@@ -130,9 +168,13 @@ def bookmarks_add(
 
 @bookmarks_app.command("list")
 def bookmarks_list(config: ConfigOpt = None, as_json: JsonOpt = False) -> None:
-    """List shared bookmarks with the hub path each opens."""
+    """List shared bookmarks with the hub path each opens.
+
+    Examples:
+      tbhub bookmarks list --config tbhub.toml --json
+    """
     with _services(config) as services:
-        saved = services.annotations.bookmarks()
+        saved = services.annotations.bookmarks() if note_state(services) else []
         base = (services.config.server.public_url or "").rstrip("/")
     if as_json:
         print(json.dumps([{"id": b.id, "name": b.name, "owner": b.owner, "description": b.description,
@@ -145,8 +187,14 @@ def bookmarks_list(config: ConfigOpt = None, as_json: JsonOpt = False) -> None:
 
 
 @bookmarks_app.command("rm")
-def bookmarks_rm(key: Annotated[str, typer.Argument(help="Name or id.")], config: ConfigOpt = None) -> None:
-    """Remove a bookmark."""
+def bookmarks_rm(
+    key: Annotated[str, typer.Argument(metavar="NAME|ID", help="Name or id.")], config: ConfigOpt = None
+) -> None:
+    """Remove a bookmark.
+
+    Examples:
+      tbhub bookmarks rm lora-loss --config tbhub.toml
+    """
     with _services(config) as services:
         if not services.annotations.remove_bookmark(key):
             raise UsageError(f"no bookmark {key!r}")
@@ -164,7 +212,11 @@ def _split_run(cfg: Config, spec: str) -> tuple[str, str]:
 
 
 def pin_command(run: RunArg, config: ConfigOpt = None, logdir: LogdirOpt = None) -> None:
-    """Pin a run: retention policies never remove it."""
+    """Pin a run: retention policies and clean skip it.
+
+    Examples:
+      tbhub pin lora/alpaca/r32 --config tbhub.toml
+    """
     cfg = config_from(config, logdir, None)
     endpoint, relpath = _split_run(cfg, run)
     with Services(cfg) as services:
@@ -173,7 +225,11 @@ def pin_command(run: RunArg, config: ConfigOpt = None, logdir: LogdirOpt = None)
 
 
 def unpin_command(run: RunArg, config: ConfigOpt = None, logdir: LogdirOpt = None) -> None:
-    """Unpin a run."""
+    """Unpin a run: retention policies may remove it again.
+
+    Examples:
+      tbhub unpin lora/alpaca/r32 --config tbhub.toml
+    """
     cfg = config_from(config, logdir, None)
     endpoint, _, relpath = run.strip("/").partition("/")
     cfg.endpoint_specs([endpoint])
@@ -184,10 +240,16 @@ def unpin_command(run: RunArg, config: ConfigOpt = None, logdir: LogdirOpt = Non
 
 
 def pins_command(config: ConfigOpt = None, as_json: JsonOpt = False) -> None:
-    """List pinned runs."""
+    """List pinned runs: who pinned each, and since when.
+
+    Examples:
+      tbhub pins --config tbhub.toml
+      tbhub pins --config tbhub.toml --json
+    """
     cfg = config_from(config, None, None)
     with Services(cfg) as services:
-        pins = services.state.pins()
+        state = services.existing_state() if note_state(services) else None
+        pins = state.pins() if state is not None else []
     if as_json:
         json.dump(
             [

@@ -16,7 +16,8 @@ from tbhub.app.restore import archives_at, restore_run
 from tbhub.app.services import Services
 from tbhub.core.names import shown
 from tbhub.core.units import format_size
-from tbhub.interfaces.cli.options import ConfigOpt, JsonOpt, LogdirOpt, config_from, output_console
+from tbhub.interfaces.cli.formatting import CommandGroup
+from tbhub.interfaces.cli.options import ConfigOpt, JsonOpt, LogdirOpt, config_from, note_state, output_console
 from tbhub.interfaces.cli.render import name_text
 
 __all__ = ["archives_app", "history_command", "restore_command"]
@@ -36,7 +37,9 @@ def restore_command(
 ) -> None:
     """Put an archived run back, byte-identical with its mtimes; never overwrites an existing run.
 
-    Example: tbhub restore /archive/tb/lora/alpaca/r32.tbz --config tbhub.toml
+    Examples:
+      tbhub restore /archive/tb/lora/alpaca/r32.tbz --config tbhub.toml
+      tbhub restore s3://team-archive/tb/lora/alpaca/r32.tbz --config tbhub.toml -e lora
     """
     with Services(config_from(config, logdir, None)) as services:
         done = restore_run(services, archive, endpoint)
@@ -48,7 +51,11 @@ def restore_command(
                         f"{escape(shown(done.path))}", soft_wrap=True)
 
 
-archives_app = typer.Typer(help="Archives written by clean --archive-to.", no_args_is_help=True)
+archives_app = CommandGroup(help="""Archives written by clean --archive-to.
+
+Examples:
+  tbhub archives list /archive/tb
+""")
 
 
 @archives_app.command("list")
@@ -63,9 +70,11 @@ def archives_list(
     ] = None,
     as_json: JsonOpt = False,
 ) -> None:
-    """List the archives in PLACE.
+    """List the archives in PLACE: which run, when, how large.
 
-    Example: tbhub archives list /archive/tb --json
+    Examples:
+      tbhub archives list /archive/tb
+      tbhub archives list s3://team-archive/tb --config tbhub.toml -e lora --json
     """
     infos = archives_at(Services(config_from(config, None, None)), dest, endpoint)
     if as_json:
@@ -107,10 +116,13 @@ def history_command(
 ) -> None:
     """What manage commands deleted: when, who, what, how much, and where the archive went.
 
-    Example: tbhub history --limit 20
+    Examples:
+      tbhub history --config tbhub.toml
+      tbhub history --config tbhub.toml --limit 20 --json
     """
     with Services(config_from(config, None, None)) as services:
-        records = services.state.deletions(limit=limit)
+        state = services.existing_state() if note_state(services, "nothing was deleted") else None
+        records = state.deletions(limit=limit) if state is not None else []
     if as_json:
         json.dump([{f: getattr(r, f) for f in r.__slots__} for r in records], sys.stdout, indent=2)
         sys.stdout.write("\n")

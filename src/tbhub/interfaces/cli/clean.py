@@ -43,6 +43,7 @@ from tbhub.interfaces.cli.options import (
     LogdirOpt,
     PathArg,
     config_from,
+    endpoint_option,
     output_console,
     parsed,
 )
@@ -109,9 +110,7 @@ def clean_command(
     config: ConfigOpt = None,
     logdir: LogdirOpt = None,
     endpoint: Annotated[
-        list[str] | None,
-        typer.Option("--endpoint", "--trainer", "-e", metavar="NAME",
-                     help="Only this endpoint (repeatable; default all)."),
+        list[str] | None, endpoint_option("Only this endpoint (repeatable; default all).", "--trainer")
     ] = None,
     select: Annotated[
         str | None, typer.Option("--select", metavar="RUNS",
@@ -162,8 +161,12 @@ def clean_command(
 
     Pinned runs, and runs written in the last --active-minutes, are skipped; the endpoint's retention
     limits (max_delete, max_bytes) cap the plan; one cleanup or retention application runs at a time.
+    Every run is named (endpoint/dataset/run, size, age) before the question and in --dry-run.
 
-    Example: tbhub clean --config tbhub.toml -e lora --select old --archive-to /archive/tb --yes
+    Examples:
+      tbhub clean --config tbhub.toml
+      tbhub clean --config tbhub.toml -e lora --older-than 30d --select all --dry-run
+      tbhub clean --config tbhub.toml -e lora --select old --archive-to /archive/tb --yes
     """
     cfg = config_from(config, logdir, path)
     dest = archive_destination(archive_to)

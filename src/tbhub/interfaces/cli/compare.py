@@ -22,8 +22,10 @@ from tbhub.interfaces.cli.options import (
     LogdirOpt,
     PathArg,
     config_from,
+    endpoint_option,
     one_format,
     output_console,
+    parsed,
 )
 from tbhub.interfaces.cli.render import name_text
 from tbhub.interfaces.records import compare_record, write_compare_csv
@@ -43,26 +45,36 @@ def compare_command(
     path: PathArg = None,
     config: ConfigOpt = None,
     logdir: LogdirOpt = None,
-    endpoint: Annotated[list[str] | None, typer.Option("--endpoint", "-e", help="Only this endpoint.")] = None,
-    dataset: Annotated[str | None, typer.Option("--dataset", help="Only datasets matching this glob.")] = None,
-    tag: Annotated[list[str] | None, typer.Option("--tag", "-t", help="A scalar tag to compare (repeatable).")] = None,
-    sort: Annotated[str | None, typer.Option("--sort", help="TAG:min, TAG:max or TAG:last; best first.")] = None,
+    endpoint: Annotated[list[str] | None, endpoint_option("Only this endpoint (repeatable).")] = None,
+    dataset: Annotated[
+        str | None, typer.Option("--dataset", metavar="GLOB", help="Only datasets matching this glob.")
+    ] = None,
+    tag: Annotated[
+        list[str] | None, typer.Option("--tag", "-t", metavar="TAG", help="A scalar tag to compare (repeatable).")
+    ] = None,
+    sort: Annotated[
+        str | None, typer.Option("--sort", metavar="TAG:HOW", help="TAG:min, TAG:max or TAG:last; best first.")
+    ] = None,
     target: Annotated[
-        str | None, typer.Option("--target", help='When a run first reached e.g. "eval/loss<0.5".')
+        str | None,
+        typer.Option("--target", metavar="GOAL", help='When each run first reached a GOAL like "eval/loss<0.5".'),
     ] = None,
     as_json: JsonOpt = False,
     as_csv: CsvOpt = False,
 ) -> None:
-    """Compare runs: last, min, max and recent mean of tags, the best run, duration, steps/s, time to target."""
+    """Compare runs: last, min, max and recent mean of tags, the best run, duration, steps/s, time to target.
+
+    Examples:
+      tbhub compare --config tbhub.toml --tag eval/loss --sort eval/loss:min
+      tbhub compare --config tbhub.toml -e lora --dataset 'alpaca*' --tag eval/loss --target 'eval/loss<0.5'
+      tbhub compare --config tbhub.toml --tag train/loss --tag eval/accuracy --json
+    """
     one_format(as_json, as_csv)
     tags = list(tag or [])
     if not tags:
         raise UsageError("name at least one --tag to compare (e.g. --tag eval/loss)")
-    try:
-        spec: SortSpec | None = parse_sort(sort) if sort else None
-        goal = parse_target(target) if target else None
-    except ValueError as error:
-        raise UsageError(str(error)) from None
+    spec: SortSpec | None = parsed(sort, parse_sort, "--sort")
+    goal = parsed(target, parse_target, "--target")
     if spec is not None and spec.tag not in tags:
         tags.append(spec.tag)
     cfg = config_from(config, logdir, path)

@@ -4,13 +4,16 @@ from __future__ import annotations
 
 import sys
 from collections.abc import Callable
-from typing import Annotated, Any, TypeVar
+from typing import TYPE_CHECKING, Annotated, Any, TypeVar
 
 import typer
 from rich.console import Console
 
 from tbhub.config import Config, load_config, setting
 from tbhub.errors import UsageError
+
+if TYPE_CHECKING:  # serve imports this module, and must not pay for the state database's libraries
+    from tbhub.app.services import Services
 
 T = TypeVar("T")
 
@@ -22,6 +25,8 @@ __all__ = [
     "PathArg",
     "checked_by",
     "config_from",
+    "endpoint_option",
+    "note_state",
     "one_format",
     "output_console",
     "parsed",
@@ -29,20 +34,27 @@ __all__ = [
 
 ConfigOpt = Annotated[
     str | None,
-    typer.Option("--config", "-c", help="Config file (default: $TBHUB_CONFIG, else ./tbhub.toml).",
+    typer.Option("--config", "-c", metavar="FILE", help="Config file (default: $TBHUB_CONFIG, else ./tbhub.toml).",
                  show_default=False),
 ]
 LogdirOpt = Annotated[
     list[str] | None,
-    typer.Option("--logdir", help="An endpoint as NAME=PATH (repeatable); replaces the config's endpoints.",
-                 show_default=False),
+    typer.Option("--logdir", metavar="NAME=PATH",
+                 help="An endpoint as NAME=PATH (repeatable); replaces the config's endpoints.", show_default=False),
 ]
 PathArg = Annotated[
     str | None,
-    typer.Argument(help="A log root to use as the only endpoint, named after its folder.", show_default=False),
+    typer.Argument(metavar="PATH", help="A log root to use as the only endpoint, named after its folder.",
+                   show_default=False),
 ]
 JsonOpt = Annotated[bool, typer.Option("--json", help="Print JSON for scripts instead of a table.")]
 CsvOpt = Annotated[bool, typer.Option("--csv", help="Print CSV instead of a table.")]
+
+
+def endpoint_option(help: str, *aliases: str) -> Any:
+    """``--endpoint/-e NAME`` (the README's name for it) with this command's ``help``; ``aliases`` (such as
+    ``--trainer``) keep working but are not shown (``formatting.HIDDEN_ALIASES``)."""
+    return typer.Option("--endpoint", "-e", *aliases, metavar="NAME", help=help, show_default=False)
 
 
 def one_format(as_json: bool, as_csv: bool) -> None:
@@ -82,6 +94,16 @@ def checked_by(key: str) -> Callable[[typer.Context, typer.CallbackParam, Any], 
             raise UsageError(f"{flag}: {error}") from None
 
     return callback
+
+
+def note_state(services: Services, missing: str = "nothing recorded") -> bool:
+    """Say on stderr which state database a read-only command read, or that there is none yet (then
+    the command shows what it has without one: ``missing``). Returns whether it exists."""
+    where = services.describe_state()
+    exists = services.state_exists()
+    text = f"state database: {where}" if exists else f"no state database at {where} yet: {missing}"
+    Console(stderr=True, highlight=False, soft_wrap=True).print(text, markup=False, style="dim")
+    return exists
 
 
 def output_console() -> Console:

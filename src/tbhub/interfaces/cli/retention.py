@@ -19,15 +19,20 @@ from tbhub.core.names import shown
 from tbhub.core.retention import RetentionDecision, RetentionPlan
 from tbhub.core.units import format_age, format_size
 from tbhub.errors import UsageError
-from tbhub.interfaces.cli.options import ConfigOpt, JsonOpt, LogdirOpt, config_from, output_console
+from tbhub.interfaces.cli.formatting import CommandGroup
+from tbhub.interfaces.cli.options import ConfigOpt, JsonOpt, LogdirOpt, config_from, endpoint_option, output_console
 from tbhub.interfaces.cli.render import name_text
 
 __all__ = ["retention_app"]
 
-retention_app = typer.Typer(help="Retention policies: what goes, and applying them.", no_args_is_help=True)
+retention_app = CommandGroup(help="""Retention policies ([retention.ENDPOINT] in the config): plan and apply them.
+
+Examples:
+  tbhub retention plan --config tbhub.toml
+  tbhub retention apply --config tbhub.toml --yes
+""")
 EndpointsOpt = Annotated[
-    list[str] | None,
-    typer.Option("--endpoint", "-e", help="Only this endpoint (repeatable; default: all with a policy)."),
+    list[str] | None, endpoint_option("Only this endpoint (repeatable; default: all with a policy).")
 ]
 
 
@@ -64,7 +69,12 @@ def _show_plan(console: Console, plan: RetentionPlan, config: Config) -> None:
 def plan_command(
     config: ConfigOpt = None, logdir: LogdirOpt = None, endpoint: EndpointsOpt = None, as_json: JsonOpt = False
 ) -> None:
-    """What the policies would remove now, which rule sends each run, what each keeps, and the space freed."""
+    """What the policies would remove now, which rule sends each run, what each keeps, and the space freed.
+
+    Examples:
+      tbhub retention plan --config tbhub.toml
+      tbhub retention plan --config tbhub.toml -e lora --json
+    """
     cfg = config_from(config, logdir, None)
     with Services(cfg) as services:
         outcome = apply_retention(services, names=endpoint, dry_run=True)
@@ -84,7 +94,13 @@ def apply_command(
     dry_run: Annotated[bool, typer.Option("--dry-run", help="Show the plan; touch nothing.")] = False,
     as_json: JsonOpt = False,
 ) -> None:
-    """Carry out the policies (archive first where configured), one process at a time."""
+    """Carry out the policies (archive first where configured), one process at a time.
+
+    Examples:
+      tbhub retention apply --config tbhub.toml
+      tbhub retention apply --config tbhub.toml -e lora --dry-run
+      tbhub retention apply --config tbhub.toml --yes
+    """
     cfg = config_from(config, logdir, None)
     console = output_console()
     with Services(cfg) as services:

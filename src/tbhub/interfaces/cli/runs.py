@@ -27,6 +27,7 @@ from tbhub.interfaces.cli.options import (
     LogdirOpt,
     PathArg,
     config_from,
+    endpoint_option,
     one_format,
     output_console,
     parsed,
@@ -60,13 +61,14 @@ def runs_command(
     path: PathArg = None,
     config: ConfigOpt = None,
     logdir: LogdirOpt = None,
-    endpoint: Annotated[
-        list[str] | None, typer.Option("--endpoint", "-e", help="Only this endpoint (repeatable, or 'all').")
-    ] = None,
+    endpoint: Annotated[list[str] | None, endpoint_option("Only this endpoint (repeatable, or 'all').")] = None,
     older_than: Annotated[
-        str | None, typer.Option("--older-than", help="Only runs last modified longer ago than this (7d, 12h).")
+        str | None,
+        typer.Option("--older-than", metavar="AGE", help="Only runs last modified longer ago than this (7d, 12h)."),
     ] = None,
-    sort: Annotated[SortKey, typer.Option("--sort", help="Order of the rows.")] = SortKey.name,
+    sort: Annotated[
+        SortKey, typer.Option("--sort", metavar="[name|age|size|events]", help="Order of the rows.")
+    ] = SortKey.name,
     verify: Annotated[bool, typer.Option("--verify", help="Also check every payload CRC (slower).")] = False,
     status: Annotated[
         bool,
@@ -75,7 +77,14 @@ def runs_command(
     as_json: JsonOpt = False,
     as_csv: CsvOpt = False,
 ) -> None:
-    """List runs: size, events, steps, last modified and age, coloured by age."""
+    """List runs: size, events, steps, last modified and age, coloured by age.
+
+    Examples:
+      tbhub runs --config tbhub.toml
+      tbhub runs --config tbhub.toml --endpoint lora --older-than 7d --sort size
+      tbhub runs --config tbhub.toml --status --json
+      tbhub runs /data/tb --csv
+    """
     one_format(as_json, as_csv)
     cfg = config_from(config, logdir, path)
     min_age = parsed(older_than, parse_duration, "--older-than")

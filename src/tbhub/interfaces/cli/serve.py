@@ -157,30 +157,45 @@ def serve_command(
     path: PathArg = None,
     config: ConfigOpt = None,
     logdir: LogdirOpt = None,
-    host: Annotated[str | None, typer.Option("--host", help="Hub address (default from config).")] = None,
-    port: Annotated[int | None, typer.Option("--port", help="Hub port (default 6005).")] = None,
+    host: Annotated[str | None, typer.Option("--host", metavar="ADDRESS", help="Hub address (default from config).")]
+    = None,
+    port: Annotated[int | None, typer.Option("--port", metavar="PORT", help="Hub port (default 6005).")] = None,
     scan_interval: Annotated[
-        float, typer.Option("--scan-interval", help="Seconds between background scans of the log roots.")
+        float,
+        typer.Option("--scan-interval", metavar="SECONDS", help="Seconds between background scans of the log roots."),
     ] = 15.0,
     job_interval: Annotated[
-        float, typer.Option("--job-interval", help="Seconds between checks for due jobs (retention, usage).")
+        float,
+        typer.Option("--job-interval", metavar="SECONDS",
+                     help="Seconds between checks for due jobs (retention, usage)."),
     ] = 30.0,
     alerts_warmup: Annotated[
         float,
-        typer.Option("--alerts-warmup", help="Seconds every TensorBoard must be up before the first alert pass."),
+        typer.Option("--alerts-warmup", metavar="SECONDS",
+                     help="Seconds every TensorBoard must be up before the first alert pass."),
     ] = 30.0,
     log_format: Annotated[
-        str, typer.Option("--log-format", help="text, or json: one JSON object per line (for log collectors).")
+        str,
+        typer.Option("--log-format", metavar="[text|json]",
+                     help="text, or json: one JSON object per line (for log collectors)."),
     ] = "text",
     log_level: Annotated[
-        str, typer.Option("--log-level", help="debug, info, warning or error (tbhub's and the server's logs).")
+        str,
+        typer.Option("--log-level", metavar="LEVEL",
+                     help="debug, info, warning or error (tbhub's and the server's logs)."),
     ] = "info",
     access_log: Annotated[
         bool | None,
         typer.Option("--access-log/--no-access-log", help="Log every request (default: on with --log-format json)."),
     ] = None,
 ) -> None:
-    """Serve every endpoint's TensorBoard (restarted if it dies) and the hub with one proxy URL."""
+    """Serve every endpoint's TensorBoard (restarted if it dies) and the hub with one proxy URL.
+
+    Examples:
+      tbhub serve --config tbhub.toml
+      tbhub serve --logdir lora=/data/tb/lora --logdir router=/data/tb/router --port 8080
+      tbhub serve --config tbhub.toml --host 0.0.0.0 --log-format json
+    """
     if log_format not in LOG_FORMATS:
         raise UsageError(f"--log-format must be text or json, not {log_format!r}")
     if log_level.lower() not in LOG_LEVELS:

@@ -8,7 +8,6 @@ import sys
 import time
 from typing import Annotated
 
-import typer
 from rich.table import Table
 
 from tbhub.app.inventory import scan_endpoints
@@ -23,6 +22,8 @@ from tbhub.interfaces.cli.options import (
     LogdirOpt,
     PathArg,
     config_from,
+    endpoint_option,
+    note_state,
     one_format,
     output_console,
 )
@@ -42,17 +43,27 @@ def usage_command(
     path: PathArg = None,
     config: ConfigOpt = None,
     logdir: LogdirOpt = None,
-    endpoint: Annotated[list[str] | None, typer.Option("--endpoint", "-e", help="Only this endpoint.")] = None,
+    endpoint: Annotated[list[str] | None, endpoint_option("Only this endpoint (repeatable).")] = None,
     as_json: JsonOpt = False,
     as_csv: CsvOpt = False,
 ) -> None:
-    """Storage per endpoint and dataset: bytes, runs, events, growth over 7 and 30 days, monthly cost."""
+    """Storage per endpoint and dataset: bytes, runs, events, growth over 7 and 30 days, monthly cost.
+
+    Growth comes from the daily snapshots in the state database (tbhub serve records one a day, and so
+    does this command when the database exists); without one it shows n/a and creates nothing.
+
+    Examples:
+      tbhub usage --config tbhub.toml
+      tbhub usage --config tbhub.toml -e lora --csv > usage.csv
+      tbhub usage /data/tb --json
+    """
     one_format(as_json, as_csv)
     cfg = config_from(config, logdir, path)
-    with Services(cfg) as services:
+    with Services(cfg, create_state=False) as services:
+        existed = note_state(services, "no growth history; nothing recorded")
         inventories = scan_endpoints(services, endpoint)
         runs = [r for inv in inventories for r in inv.runs]
-        rows = usage_report(services.state, runs, time.time(), record=True)
+        rows = usage_report(services.state, runs, time.time(), record=existed)
     price, currency = cfg.cost.storage_per_gb_month, cfg.cost.currency
     records = [usage_record(u, price, currency) for u in rows]
     if as_json:

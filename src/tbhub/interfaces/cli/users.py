@@ -6,7 +6,7 @@ import datetime as dt
 import getpass
 import json
 import sys
-from typing import Annotated
+from typing import Annotated, Any
 
 import typer
 from rich.table import Table
@@ -14,15 +14,28 @@ from rich.table import Table
 from tbhub.app.services import Services, actor
 from tbhub.core.accounts import ROLES, Role, User
 from tbhub.errors import UsageError
-from tbhub.interfaces.cli.options import ConfigOpt, JsonOpt, config_from, output_console
+from tbhub.interfaces.cli.formatting import CommandGroup
+from tbhub.interfaces.cli.options import ConfigOpt, JsonOpt, config_from, endpoint_option, note_state, output_console
 
 __all__ = ["tokens_app", "users_app"]
 
-users_app = typer.Typer(help="Hub accounts: who may log in, with which role.", no_args_is_help=True)
-tokens_app = typer.Typer(help="API tokens for scripts (Authorization: Bearer ...).", no_args_is_help=True)
+users_app = CommandGroup(help="""Hub accounts: who may log in, with which role.
 
-RoleOpt = Annotated[str, typer.Option("--role", "-r", help=f"One of {', '.join(ROLES)}.")]
-RunArg = Annotated[str, typer.Argument(help="The run as ENDPOINT/DATASET/RUN.")]
+Examples:
+  tbhub users add alice --role admin --config tbhub.toml
+  tbhub users list --config tbhub.toml
+""")
+tokens_app = CommandGroup(help="""API tokens for scripts (Authorization: Bearer ...).
+
+Examples:
+  tbhub tokens create ci-upload --role editor -e lora --config tbhub.toml
+  tbhub tokens list --config tbhub.toml
+""")
+
+RoleOpt = Annotated[str, typer.Option("--role", "-r", metavar="ROLE", help=f"One of {', '.join(ROLES)}.")]
+RoleArg = Annotated[str, typer.Argument(metavar="ROLE", help=f"One of {', '.join(ROLES)}.")]
+UserArg = Annotated[str, typer.Argument(metavar="NAME", help="The user's login name.")]
+EndpointArg = Annotated[str, typer.Argument(metavar="ENDPOINT", help="The endpoint the role applies to.")]
 
 
 def _services(config: str | None) -> Services:
@@ -54,14 +67,19 @@ def _read_password(from_stdin: bool) -> str:
 
 @users_app.command("add")
 def users_add(
-    name: Annotated[str, typer.Argument(help="The login name.")],
+    name: UserArg,
     role: RoleOpt = "viewer",
     password_stdin: Annotated[
         bool, typer.Option("--password-stdin", help="Read the password from the first line of stdin.")
     ] = False,
     config: ConfigOpt = None,
 ) -> None:
-    """Add a user; asks for the password twice (without echo) unless --password-stdin."""
+    """Add a user; asks for the password twice (without echo) unless --password-stdin.
+
+    Examples:
+      tbhub users add alice --role admin --config tbhub.toml
+      echo "$PASSWORD" | tbhub users add ci-bot --password-stdin --config tbhub.toml
+    """
     wanted = _role(role)
     password = _read_password(password_stdin)
     with _services(config) as services:
@@ -71,13 +89,19 @@ def users_add(
 
 @users_app.command("list")
 def users_list(config: ConfigOpt = None, as_json: JsonOpt = False) -> None:
-    """List users and their roles."""
+    """List users and their roles.
+
+    Examples:
+      tbhub users list --config tbhub.toml --json
+    """
+    users: list[Any] = []
+    grants: dict[str, dict[str, str]] = {}
     with _services(config) as services:
-        accounts = services.accounts
-        users = accounts.users()
-        grants: dict[str, dict[str, str]] = {}
-        for g in accounts.grants():
-            grants.setdefault(g.user, {})[g.endpoint] = str(g.role)
+        if note_state(services, "no users yet"):
+            accounts = services.accounts
+            users = accounts.users()
+            for g in accounts.grants():
+                grants.setdefault(g.user, {})[g.endpoint] = str(g.role)
     if as_json:
         print(json.dumps([{"id": u.id, "name": u.name, "role": str(u.role), "endpoints": grants.get(u.name, {}),
                            "created_at": u.created_at, "disabled": u.disabled} for u in users], indent=2))
@@ -90,9 +114,12 @@ def users_list(config: ConfigOpt = None, as_json: JsonOpt = False) -> None:
 
 
 @users_app.command("role")
-def users_role(name: str, role: Annotated[str, typer.Argument(help=f"One of {', '.join(ROLES)}.")],
-               config: ConfigOpt = None) -> None:
-    """Change a user's role."""
+def users_role(name: UserArg, role: RoleArg, config: ConfigOpt = None) -> None:
+    """Change a user's role.
+
+    Examples:
+      tbhub users role alice editor --config tbhub.toml
+    """
     with _services(config) as services:
         services.accounts.set_role(name, _role(role))
     output_console().print(f"{name} is now {_role(role)}")
@@ -100,12 +127,16 @@ def users_role(name: str, role: Annotated[str, typer.Argument(help=f"One of {', 
 
 @users_app.command("grant")
 def users_grant(
-    name: str,
-    endpoint: Annotated[str, typer.Argument(help="The endpoint the role applies to.")],
-    role: Annotated[str, typer.Argument(help=f"One of {', '.join(ROLES)}; above the user's own role.")],
+    name: UserArg,
+    endpoint: EndpointArg,
+    role: Annotated[str, typer.Argument(metavar="ROLE", help=f"One of {', '.join(ROLES)}; above the user's own.")],
     config: ConfigOpt = None,
 ) -> None:
-    """Give a user a higher role on one endpoint (editor of its notes and rules, or admin of its cleanup)."""
+    """Give a user a higher role on one endpoint (editor of its notes and rules, or admin of its cleanup).
+
+    Examples:
+      tbhub users grant bob lora admin --config tbhub.toml
+    """
     wanted = _role(role)
     with _services(config) as services:
         services.config.endpoint_specs([endpoint])
@@ -114,8 +145,12 @@ def users_grant(
 
 
 @users_app.command("ungrant")
-def users_ungrant(name: str, endpoint: str, config: ConfigOpt = None) -> None:
-    """Take back a user's role on one endpoint: their own role applies there again."""
+def users_ungrant(name: UserArg, endpoint: EndpointArg, config: ConfigOpt = None) -> None:
+    """Take back a user's role on one endpoint: their own role applies there again.
+
+    Examples:
+      tbhub users ungrant bob lora --config tbhub.toml
+    """
     with _services(config) as services:
         if not services.accounts.revoke_grant(name, endpoint):
             raise UsageError(f"{name} has no role granted on {endpoint}")
@@ -124,11 +159,15 @@ def users_ungrant(name: str, endpoint: str, config: ConfigOpt = None) -> None:
 
 @users_app.command("password")
 def users_password(
-    name: str,
+    name: UserArg,
     password_stdin: Annotated[bool, typer.Option("--password-stdin", help="Read it from stdin.")] = False,
     config: ConfigOpt = None,
 ) -> None:
-    """Set a user's password (and end their sessions)."""
+    """Set a user's password (and end their sessions).
+
+    Examples:
+      tbhub users password alice --config tbhub.toml
+    """
     password = _read_password(password_stdin)
     with _services(config) as services:
         services.accounts.set_password(name, password)
@@ -136,8 +175,12 @@ def users_password(
 
 
 @users_app.command("remove")
-def users_remove(name: str, config: ConfigOpt = None) -> None:
-    """Remove a user (and end their sessions)."""
+def users_remove(name: UserArg, config: ConfigOpt = None) -> None:
+    """Remove a user (and end their sessions).
+
+    Examples:
+      tbhub users remove alice --config tbhub.toml
+    """
     with _services(config) as services:
         services.accounts.remove_user(name)
     output_console().print(f"removed {name}")
@@ -145,11 +188,10 @@ def users_remove(name: str, config: ConfigOpt = None) -> None:
 
 @tokens_app.command("create")
 def tokens_create(
-    name: Annotated[str, typer.Argument(help="What the token is for (ci-upload).")],
+    name: Annotated[str, typer.Argument(metavar="NAME", help="What the token is for (ci-upload).")],
     role: RoleOpt = "viewer",
     endpoint: Annotated[
-        list[str] | None,
-        typer.Option("--endpoint", "-e", help="Limit it to this endpoint (repeat for several; default: all)."),
+        list[str] | None, endpoint_option("Limit it to this endpoint (repeat for several; default: all).")
     ] = None,
     by: Annotated[
         str | None,
@@ -157,7 +199,12 @@ def tokens_create(
     ] = None,
     config: ConfigOpt = None,
 ) -> None:
-    """Create an API token and print it once: only its hash is kept."""
+    """Create an API token and print it once: only its hash is kept.
+
+    Examples:
+      tbhub tokens create ci-upload --role editor -e lora --config tbhub.toml
+      tbhub tokens create grafana --by alice --config tbhub.toml
+    """
     wanted = _role(role)
     endpoint = None if endpoint == ["all"] else endpoint
     with _services(config) as services:
@@ -180,9 +227,13 @@ def tokens_create(
 
 @tokens_app.command("list")
 def tokens_list(config: ConfigOpt = None, as_json: JsonOpt = False) -> None:
-    """List API tokens (never their secrets)."""
+    """List API tokens (never their secrets).
+
+    Examples:
+      tbhub tokens list --config tbhub.toml --json
+    """
     with _services(config) as services:
-        tokens = services.accounts.tokens()
+        tokens = services.accounts.tokens() if note_state(services, "no tokens yet") else []
     if as_json:
         print(json.dumps([{"id": t.id, "name": t.name, "role": str(t.role),
                            "endpoints": None if t.endpoints is None else list(t.endpoints),
@@ -198,7 +249,11 @@ def tokens_list(config: ConfigOpt = None, as_json: JsonOpt = False) -> None:
 
 @tokens_app.command("revoke")
 def tokens_revoke(token_id: Annotated[int, typer.Argument(metavar="ID")], config: ConfigOpt = None) -> None:
-    """Revoke an API token: it stops working at once."""
+    """Revoke an API token: it stops working at once.
+
+    Examples:
+      tbhub tokens revoke 3 --config tbhub.toml
+    """
     with _services(config) as services:
         if not services.accounts.revoke_token(token_id):
             raise UsageError(f"no active token {token_id}")
