@@ -107,6 +107,7 @@ def test_cost_figures_to_the_cent_and_never_rounded_away() -> None:
         "0.00", "<0.01", "<0.01", "0.01", "0.01", "1,234.57"]
 
 
+@pytest.mark.slow
 def test_usage_page_costs_to_the_cent_and_axis_ticks_that_differ(tmp_path: Path) -> None:
     """The served /usage page: a fraction of a cent reads <0.01 in the row and the total; the chart of
     a dataset growing by 10 MB a day on 1 GB labels its ticks with the decimals they need (real Chromium)."""
