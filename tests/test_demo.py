@@ -3,9 +3,12 @@
 from __future__ import annotations
 
 import io
+import json
 import math
 import os
 import shutil
+import subprocess
+import sys
 import time
 from collections import Counter
 from collections.abc import Callable
@@ -19,7 +22,8 @@ from tensorboard.backend.event_processing.event_file_loader import (
 )
 from tensorboard.summary.writer.record_writer import RecordWriter
 
-from tbhub.demo import DemoLogs, DemoRun, LiveWriter, write_demo_logs
+from tbhub.config import load_config
+from tbhub.demo import MARKER, DemoLogs, DemoPorts, DemoRun, LiveWriter, write_demo_config, write_demo_logs
 
 DAY = 86400.0
 # A fixed clock: ages, names and values below do not depend on when the tests run.
@@ -65,8 +69,10 @@ def test_layout_is_dataset_run_in_both_roots(demo: DemoLogs) -> None:
         assert folders == ({"train", "eval"} if run.endpoint == "lora" else {"."})
     kinds = Counter(r.kind for r in demo.runs)
     assert kinds["diverged"] == 1 and kinds["stalled"] == 1 and kinds["old"] >= 2 and kinds["finished"] >= 2
-    assert sorted(r.endpoint for r in demo.live) == ["lora", "router"]
-    assert all(r.kind == "live" and r in demo.runs for r in demo.live)
+    # Per endpoint one run that trains for the whole demo; a LoRA run diverges and a router run finishes.
+    assert sorted((r.endpoint, r.kind) for r in demo.live) == [
+        ("lora", "diverging"), ("lora", "live"), ("router", "finishing"), ("router", "live")]
+    assert all(r in demo.runs for r in demo.live)
     # Nothing but the two roots is written under base.
     base = demo.roots["lora"].parent
     assert sorted(p.name for p in base.iterdir()) == ["lora", "router"]
@@ -231,7 +237,7 @@ def test_live_writer_appends_to_live_runs_and_stops_promptly(tmp_path: Path) -> 
 def test_live_writer_does_not_resurrect_a_deleted_run(tmp_path: Path) -> None:
     """Deleting a live run (as a retention demo would) while it is being written drops it for good."""
     logs = write_demo_logs(tmp_path, now=time.time())
-    gone, kept = logs.live
+    gone, kept = the_run(logs, "live", "lora"), the_run(logs, "live", "router")
     with LiveWriter(logs, interval=0.2):
         before = record_count(gone)
         assert wait_for(lambda: record_count(gone) > before)
@@ -248,3 +254,66 @@ def test_live_writer_rejects_runs_it_did_not_write(tmp_path: Path, demo: DemoLog
     with pytest.raises(ValueError):
         LiveWriter(demo, interval=0)
     assert os.listdir(tmp_path) == []
+
+
+def test_finished_and_old_runs_carry_the_done_marker_dated_at_their_end(demo: DemoLogs) -> None:
+    for run in demo.runs:
+        marker = run.path / MARKER
+        if run.kind in ("finished", "old"):
+            newest = max(f.stat().st_mtime for f in event_files(run.path))
+            assert marker.is_file() and marker.stat().st_mtime == pytest.approx(newest, abs=2.0), run
+        else:
+            assert not marker.exists(), run
+
+
+def nan_steps(run: DemoRun) -> list[int]:
+    return [step for step, value in scalars(run.path / "train")["train/loss"] if math.isnan(value)]
+
+
+def test_while_you_watch_one_run_diverges_and_one_finishes(tmp_path: Path) -> None:
+    """The diverging run's loss turns NaN after 8 live steps and its job stops 2 steps later; the
+    finishing run logs up to its planned last step and drops DONE; the other live runs go on."""
+    logs = write_demo_logs(tmp_path, now=time.time())
+    diverging, finishing = the_run(logs, "diverging"), the_run(logs, "finishing", "router")
+    keeps = [r for r in logs.live if r.kind == "live"]
+    assert not nan_steps(diverging) and not (finishing.path / MARKER).exists()
+    started = time.time()
+    with LiveWriter(logs, interval=0.05):
+        assert wait_for(lambda: (finishing.path / MARKER).exists() and len(nan_steps(diverging)) == 3, 20)
+        ended = {r.path: record_count(r) for r in (diverging, finishing)}
+        going = {r.path: record_count(r) for r in keeps}
+        assert wait_for(lambda: all(record_count(r) > going[r.path] + 6 for r in keeps))
+    assert {r.path: record_count(r) for r in (diverging, finishing)} == ended  # those jobs are over
+    first_nan = nan_steps(diverging)[0]
+    assert loss_steps(diverging)[-1] == first_nan + 20 and first_nan - loss_steps(diverging)[0] > 300
+    assert loss_steps(finishing)[-1] == 1000  # its planned steps
+    assert (finishing.path / MARKER).stat().st_mtime >= started - 1
+    assert not (diverging.path / MARKER).exists()
+
+    # A writer started again (the demo restarted on the same folder) does not revive ended jobs.
+    with LiveWriter(logs, interval=0.05):
+        time.sleep(0.3)
+    assert {r.path: record_count(r) for r in (diverging, finishing)} == ended
+
+
+def test_demo_config_is_read_by_the_cli_as_the_hub_reads_it(tmp_path: Path) -> None:
+    logs = write_demo_logs(tmp_path, now=time.time())
+    path = write_demo_config(tmp_path, logs, DemoPorts(hub=7105, lora=7106, router=7107, reload_interval=4))
+    assert path == tmp_path / "tbhub.toml"
+    config = load_config(path)
+    assert (config.server.host, config.server.port) == ("127.0.0.1", 7105)
+    assert config.state.dir == tmp_path / "state"
+    assert config.auth.mode == "none"
+    assert config.alerts.marker_files == [MARKER] and config.alerts.stalled_after == "2m"
+    assert {n: (e.logdir, e.port, e.reload_interval) for n, e in config.endpoints.items()} == {
+        "lora": (str(logs.roots["lora"]), 7106, 4), "router": (str(logs.roots["router"]), 7107, 4)}
+    with pytest.raises(FileExistsError):  # never over a config that is there
+        write_demo_config(tmp_path, logs, DemoPorts())
+
+    # The CLI given this file agrees with the demo: DONE makes 8 runs finished, 1 is stalled (not 9).
+    out = subprocess.run([sys.executable, "-m", "tbhub", "runs", "--config", str(path), "--status", "--json"],
+                         capture_output=True, text=True, timeout=120, check=True).stdout
+    statuses = Counter(r["status"] for r in json.loads(out))
+    kinds = Counter(r.kind for r in logs.runs)
+    assert statuses == {"finished": kinds["finished"] + kinds["old"], "stalled": 1, "diverged": 1,
+                        "running": len(logs.live)}

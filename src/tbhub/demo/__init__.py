@@ -5,7 +5,9 @@ sub-folders) and ``base/router`` (mixture-of-experts router runs), both laid out
 ``{dataset}/{run}/...``. The runs are chosen to exercise everything tbhub shows: weeks-old runs (red,
 retention candidates), runs a few days old (yellow), fresh ones (green), one run whose loss goes to NaN,
 one that stopped being written mid-training three hours ago, and one live run per endpoint that a
-``LiveWriter`` keeps appending to while the demo is served.
+``LiveWriter`` keeps appending to while the demo is served. Two more live runs change while you
+watch: a LoRA run whose loss turns NaN within the first minute, and a router run that reaches its last
+step and drops the ``DONE`` marker (finished and old runs have one too).
 
 Event files are written with TensorBoard's protos and histogram helper (no TensorFlow) in the framing
 of its ``RecordWriter`` (a test checks the bytes match), and every ``wall_time`` and every file and
@@ -14,13 +16,24 @@ plausible history. Given ``seed`` and ``now`` the output is byte-for-byte determ
 included). The curves use the standard library only (``random``, ``math``).
 
 Modules: ``plans`` (what each run is), ``curves`` (its scalars and weights), ``writer`` (event files
-and ``write_demo_logs``) and ``live`` (``LiveWriter``).
+and ``write_demo_logs``), ``live`` (``LiveWriter``) and ``config`` (the demo's ``tbhub.toml``).
 """
 
 from __future__ import annotations
 
+from tbhub.demo.config import CONFIG_NAME, DemoPorts, write_demo_config
 from tbhub.demo.live import LiveWriter
 from tbhub.demo.plans import RunKind
-from tbhub.demo.writer import DemoLogs, DemoRun, write_demo_logs
+from tbhub.demo.writer import MARKER, DemoLogs, DemoRun, write_demo_logs
 
-__all__ = ["DemoLogs", "DemoRun", "LiveWriter", "RunKind", "write_demo_logs"]
+__all__ = [
+    "CONFIG_NAME",
+    "MARKER",
+    "DemoLogs",
+    "DemoPorts",
+    "DemoRun",
+    "LiveWriter",
+    "RunKind",
+    "write_demo_config",
+    "write_demo_logs",
+]

@@ -13,7 +13,7 @@ from tensorboard.backend.event_processing.event_file_loader import LegacyEventFi
 
 from tbhub.demo.curves import noise
 from tbhub.demo.plans import RunPlan
-from tbhub.demo.writer import DemoLogs, DemoRun, encode, stream_events
+from tbhub.demo.writer import MARKER, DemoLogs, DemoRun, encode, stream_events
 
 __all__ = ["LiveWriter"]
 
@@ -24,12 +24,17 @@ class _RunGone(Exception):
     """A live run's files were deleted (or replaced by something we must not follow)."""
 
 
+class _RunEnded(Exception):
+    """A live run's job is over: it finished (and dropped its marker) or died of its NaN loss."""
+
+
 @dataclass(slots=True)
 class _LiveRun:
     """A live run's progress, owned by the LiveWriter thread."""
 
     plan: RunPlan
     root: Path
+    folder: Path
     files: dict[str, Path]
     step: int
     wall_time: float
@@ -53,7 +58,20 @@ def _resume(run: DemoRun, plan: RunPlan, root: Path) -> _LiveRun:
             for event in LegacyEventFileLoader(str(path)).Load():
                 step = max(step, int(event.step))
                 wall = max(wall, float(event.wall_time))
-    return _LiveRun(plan=plan, root=root, files=files, step=step, wall_time=wall)
+    return _LiveRun(plan=plan, root=root, folder=run.path, files=files, step=step, wall_time=wall)
+
+
+def _drop_marker(folder: Path, root: Path) -> None:
+    """Create the run's ``MARKER`` file, as a trainer does when it is done: never over or through a link."""
+    try:
+        if not _is_within(folder, root):
+            raise _RunGone(f"{folder} resolves outside {root}")
+        fd = os.open(folder / MARKER, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, 0o644)
+    except (FileNotFoundError, NotADirectoryError) as exc:
+        raise _RunGone(str(folder)) from exc
+    except FileExistsError:
+        return
+    os.close(fd)
 
 
 def _append(path: Path, root: Path, data: bytes) -> None:
@@ -79,9 +97,11 @@ class LiveWriter:
     scalars to the run's existing event files — the eval scalars and the weight histogram only when
     the step reaches their own, sparser cadence, as a trainer would. New records carry the real
     current time. Records are framed in memory and appended with one ``write`` per file, so stopping
-    (or killing the process) between ticks never leaves a torn record. It never creates files: a live
-    run whose folder was deleted (say, by a retention demo) is dropped, not resurrected, and nothing
-    outside the demo roots is ever written.
+    (or killing the process) between ticks never leaves a torn record. A run whose plan ends
+    (``RunPlan.last_live_step``) stops there: a finishing run drops its ``DONE`` marker, a diverging one
+    simply stops after its NaN steps. The marker is the only file it ever creates: a live run whose
+    folder was deleted (say, by a retention demo) is dropped, not resurrected, and nothing outside the
+    demo roots is ever written.
     """
 
     def __init__(self, logs: DemoLogs, interval: float = 3.0) -> None:
@@ -108,9 +128,13 @@ class LiveWriter:
         self._runs = []
         for run, plan, root in self._targets:
             try:
-                self._runs.append(_resume(run, plan, root))
+                live = _resume(run, plan, root)
             except _RunGone:
                 logger.info("demo run %s is gone; not appending to it", run.path)
+                continue
+            last = plan.last_live_step
+            if last is None or live.step < last:  # a job that already ended is not started again
+                self._runs.append(live)
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._loop, name="tbhub-demo-live", daemon=True)
         self._thread.start()
@@ -136,6 +160,8 @@ class LiveWriter:
                 except _RunGone:
                     logger.info("demo run %s is gone; no longer appending to it", live.plan.run)
                     self._runs.remove(live)
+                except _RunEnded:
+                    self._runs.remove(live)
                 except OSError:
                     logger.warning(
                         "appending to demo run %s failed; dropping it", live.plan.run, exc_info=True
@@ -153,3 +179,8 @@ class LiveWriter:
                 events = stream_events(plan, stream, [step], [wall], rng)
                 _append(live.files[stream.subdir], live.root, encode(events))
         live.step, live.wall_time = step, wall
+        last = plan.last_live_step
+        if last is not None and step >= last:
+            if plan.kind == "finishing":
+                _drop_marker(live.folder, live.root)
+            raise _RunEnded(plan.run)

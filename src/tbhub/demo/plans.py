@@ -8,6 +8,7 @@ from datetime import UTC, datetime
 from typing import Literal
 
 __all__ = [
+    "LIVE_KINDS",
     "LORA_HIST_EVERY",
     "LORA_HIST_TAG",
     "LoraParams",
@@ -18,7 +19,11 @@ __all__ = [
     "plan_runs",
 ]
 
-RunKind = Literal["finished", "old", "diverged", "stalled", "live"]
+# "diverging" and "finishing" are live when the demo starts and change while you watch: the first one's
+# loss turns NaN within the first minute (then the job dies), the second reaches its last step and drops
+# the DONE marker, so the hub's alert feed has news to show.
+RunKind = Literal["finished", "old", "diverged", "stalled", "live", "diverging", "finishing"]
+LIVE_KINDS: tuple[RunKind, ...] = ("live", "diverging", "finishing")
 
 _DAY = 86400.0
 _HOUR = 3600.0
@@ -74,6 +79,18 @@ class RunPlan:
     nan_from: int | None = None
 
     @property
+    def last_live_step(self) -> int | None:
+        """The step after which a live run's job ends (None: it trains for the whole demo).
+
+        A finishing run logs up to its planned steps; a diverging one logs two steps of NaN, then dies.
+        """
+        if self.kind == "finishing":
+            return self.total_steps
+        if self.kind == "diverging" and self.nan_from is not None:
+            return self.nan_from + 2 * self.log_every
+        return None
+
+    @property
     def start_time(self) -> float:
         return self.end_time - self.steps_done * self.sec_per_step
 
@@ -115,6 +132,7 @@ _LORA_RUNS: tuple[tuple[str, int, str, RunKind, float, int, int], ...] = (
     ("dolly", 16, "2e-4", "finished", 0.25, 800, 800),
     ("code-instruct", 64, "1e-4", "old", 12.0, 2000, 2000),
     ("code-instruct", 32, "2e-4", "stalled", 3 * _HOUR / _DAY, 900, 2000),
+    ("dolly", 32, "6e-4", "diverging", 0.0, 300, 1000),
 )
 
 # (dataset, experts, top_k, capacity factor, kind, days since the last write, steps written, planned)
@@ -123,6 +141,7 @@ _ROUTER_RUNS: tuple[tuple[str, int, int, str, RunKind, float, int, int], ...] = 
     ("moe-8x", 8, 1, "1.0", "finished", 4.1, 1500, 1500),
     ("moe-8x", 8, 2, "1.5", "live", 0.0, 400, 20000),
     ("moe-4x", 4, 2, "1.25", "finished", 0.6, 1000, 1000),
+    ("moe-4x", 4, 2, "1.5", "finishing", 0.0, 900, 1000),
 )
 
 # Live runs look like they were written a moment ago: one record interval before ``now``.
@@ -172,8 +191,13 @@ def plan_runs(now: float, seed: int) -> list[RunPlan]:
             acc_init=acc_init,
             acc_max=acc_max + 0.005 * math.log2(rank / 8),
         )
-        # The blow-up builds over 16 logged points, then the last 5 logged losses are NaN.
-        diverge = (done - 200, done - 40) if kind == "diverged" else (None, None)
+        # The blow-up builds over 16 logged points, then the last 5 logged losses are NaN. A diverging
+        # run has started to climb when the demo starts; its loss is NaN 8 live steps later (~25 s).
+        diverge: tuple[int | None, int | None] = (None, None)
+        if kind == "diverged":
+            diverge = (done - 200, done - 40)
+        elif kind == "diverging":
+            diverge = (done - 40, done + 80)
         add(_LORA, dataset, f"r{rank}-lr{lr}", kind, age_days, done, total, lora, diverge)
     for dataset, experts, top_k, capacity, kind, age_days, done, total in _ROUTER_RUNS:
         router = RouterParams(

@@ -15,9 +15,22 @@ from tensorboard.compat.proto import event_pb2, summary_pb2
 from tensorboard.plugins.histogram import summary_v2 as histogram_summary
 
 from tbhub.demo.curves import HIST_BUCKETS, lora_weights, noise, stream_scalars
-from tbhub.demo.plans import LORA_HIST_EVERY, LORA_HIST_TAG, LoraParams, RunKind, RunPlan, Stream, plan_runs
+from tbhub.demo.plans import (
+    LIVE_KINDS,
+    LORA_HIST_EVERY,
+    LORA_HIST_TAG,
+    LoraParams,
+    RunKind,
+    RunPlan,
+    Stream,
+    plan_runs,
+)
 
-__all__ = ["DemoLogs", "DemoRun", "encode", "stream_events", "write_demo_logs"]
+__all__ = ["MARKER", "DemoLogs", "DemoRun", "encode", "stream_events", "write_demo_logs"]
+
+#: The file a demo trainer drops in its run folder when it is done; the demo's status rules look for it
+#: (``alerts.marker_files``), as many teams' do.
+MARKER = "DONE"
 
 
 @dataclass(frozen=True, slots=True)
@@ -35,7 +48,8 @@ class DemoRun:
 class DemoLogs:
     """What ``write_demo_logs`` wrote: the log root of each endpoint and every run in it.
 
-    ``live`` is the subset of ``runs`` (one per endpoint) that a ``LiveWriter`` appends to. ``_plans``
+    ``live`` is the subset of ``runs`` that a ``LiveWriter`` appends to: one run per endpoint that trains
+    for the whole demo, a LoRA run that diverges and a router run that finishes. ``_plans``
     holds how each run's curves are generated so a ``LiveWriter`` can continue them; it is private.
     """
 
@@ -137,6 +151,11 @@ def write_demo_logs(base: Path, *, now: float | None = None, seed: int = 0) -> D
     for plan in plans:
         run_dir = roots[plan.endpoint] / plan.dataset / plan.run
         mtimes.update(_write_run(run_dir, plan))
+        if plan.kind in ("finished", "old"):
+            # Dropped by the trainer as its last act.
+            marker = run_dir / MARKER
+            marker.touch()
+            mtimes[marker] = plan.end_time
         runs.append(DemoRun(plan.endpoint, plan.dataset, plan.run, run_dir, plan.kind))
         for folder in (run_dir.parent, roots[plan.endpoint]):
             mtimes[folder] = max(mtimes.get(folder, 0.0), plan.start_time)
@@ -144,5 +163,5 @@ def write_demo_logs(base: Path, *, now: float | None = None, seed: int = 0) -> D
     for path in sorted(mtimes, key=lambda p: len(p.parts), reverse=True):
         os.utime(path, (mtimes[path], mtimes[path]))
     by_path = {r.path: plan for r, plan in zip(runs, plans, strict=True)}
-    live = [r for r in runs if r.kind == "live"]
+    live = [r for r in runs if r.kind in LIVE_KINDS]
     return DemoLogs(roots=roots, runs=runs, live=live, _plans=by_path)
