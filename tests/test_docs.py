@@ -43,3 +43,29 @@ def test_settings_table_matches_the_model() -> None:
 def test_readme_opens_with_demo_and_test() -> None:
     first_block = README.split("```")[1]
     assert "make demo" in first_block and "make test" in first_block
+
+
+CLI_REFERENCE = Path(__file__).parent.parent / "docs" / "cli-reference.md"
+
+
+def test_cli_reference_is_current() -> None:
+    """docs/cli-reference.md is each command's --help as it is now (datasette's docs/cli-reference.rst)."""
+    from tbhub.interfaces.cli.reference import reference
+
+    assert CLI_REFERENCE.read_text() == reference(), (
+        "docs/cli-reference.md is stale: python -m tbhub.interfaces.cli.reference > docs/cli-reference.md"
+    )
+
+
+def test_cli_reference_covers_every_command() -> None:
+    from tbhub.interfaces.cli.main import COMMANDS
+
+    page = CLI_REFERENCE.read_text()
+    for name in COMMANDS:
+        assert f"## `tbhub {name}`" in page
+
+
+def test_readme_names_flags_as_the_cli_does() -> None:
+    """The README's command lines use the flags the CLI shows (--endpoint, not the hidden --trainer)."""
+    assert "--trainer" not in README
+    assert "tbhub runs [PATH] [--endpoint NAME|all]" in README

@@ -115,6 +115,37 @@ def test_anything_but_yes_cancels_at_confirmation(tmp_path: Path) -> None:
     assert checksums(root) == before
 
 
+def plan_lines(text: str) -> list[str]:
+    """The compact list of a plan: the lines after "N runs, SIZE, from ..." naming endpoint/dataset/run."""
+    text = re.sub(r"\x1b\[[0-9;]*m", "", text)
+    after = re.split(r"\d+ runs, [\d.]+ [kMG]?B, from [^\n]*\n", text, maxsplit=1)[1]
+    return [line.strip() for line in after.splitlines() if line.startswith("  logs/")]
+
+
+def test_the_question_names_every_run(tmp_path: Path) -> None:
+    root = make_tree(tmp_path / "logs")
+    child = spawn(root, tmp_path / "home")
+    child.expect(PROMPT)
+    child.sendline("0 2 5")
+    child.expect(r"Delete 3 runs \(.* kB\)\? \[y/N\]")
+    listed = plan_lines(child.before)
+    assert [line.split()[0] for line in listed] == ["logs/a/r30", "logs/b/r10", "logs/b/r3"]
+    assert [line.split()[-1] for line in listed] == ["4w", "10d", "3d"]  # age
+    assert all(re.fullmatch(r"\S+\s+[\d.]+ [kM]?B\s+\S+", line) for line in listed)  # and size
+    child.sendline("n")
+    child.expect("cancelled; nothing deleted")
+    child.expect(pexpect.EOF)
+
+
+@pytest.mark.parametrize("how", [["--dry-run"], ["--yes"]])
+def test_scripted_clean_names_every_run(tmp_path: Path, how: list[str]) -> None:
+    root = make_tree(tmp_path / "logs")
+    result = cli(root, tmp_path / "home", "--select", "0 3", *how)
+    assert result.returncode == 0, result.stderr
+    assert [line.split()[0] for line in plan_lines(result.stdout)] == ["logs/a/r30", "logs/b/r8"]
+    assert remaining(root) == (set(AGES) if how == ["--dry-run"] else set(AGES) - {"a/r30", "b/r8"})
+
+
 def test_table_shows_index_sizes_and_age_colours(tmp_path: Path) -> None:
     root = make_tree(tmp_path / "logs")
     child = spawn(root, tmp_path / "home")

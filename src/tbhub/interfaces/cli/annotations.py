@@ -31,7 +31,7 @@ __all__ = ["bookmarks_app", "note_command", "pin_command", "pins_command", "tag_
 bookmarks_app = CommandGroup(help="""Shared bookmarks: named TensorBoard views and hub pages.
 
 Examples:
-  tbhub bookmarks add lora-loss --config tbhub.toml -e lora --tags 'loss' --smoothing 0.6
+  tbhub bookmarks add eval-curves --config tbhub.toml -e lora --tags '^eval/'
   tbhub bookmarks list --config tbhub.toml
 """)
 RunArg = Annotated[str, typer.Argument(metavar="RUN", help="The run as ENDPOINT/DATASET/RUN.")]
@@ -69,7 +69,7 @@ def note_command(
     Examples:
       tbhub note lora/alpaca/r32 "lr 2e-4 diverged at step 900; rerun with warmup" --config tbhub.toml
       tbhub note lora/alpaca/r32 --config tbhub.toml
-      tbhub note lora/alpaca/r32 --edit 3 "rerun is r33" --config tbhub.toml
+      tbhub note lora/alpaca/r32 --edit 1 "rerun is r33" --config tbhub.toml
     """
     if edit is not None and text is None:
         raise UsageError("--edit ID needs the note's new text")

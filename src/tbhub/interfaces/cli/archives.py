@@ -38,8 +38,8 @@ def restore_command(
     """Put an archived run back, byte-identical with its mtimes; never overwrites an existing run.
 
     Examples:
-      tbhub restore /archive/tb/lora/alpaca/r32.tbz --config tbhub.toml
-      tbhub restore s3://team-archive/tb/lora/alpaca/r32.tbz --config tbhub.toml -e lora
+      tbhub restore /archive/tb/lora/alpaca/r32--20260105T093000Z.tar.zst --config tbhub.toml
+      tbhub restore s3://team-archive/tb/lora/alpaca/r32--20260105T093000Z.tar.zst --config tbhub.toml -e lora
     """
     with Services(config_from(config, logdir, None)) as services:
         done = restore_run(services, archive, endpoint)

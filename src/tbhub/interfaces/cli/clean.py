@@ -15,6 +15,7 @@ from typing import Annotated, Any
 import typer
 from rich.console import Console
 from rich.markup import escape
+from rich.table import Table
 from rich.text import Text
 
 from tbhub.app.cleanup import (
@@ -35,7 +36,7 @@ from tbhub.core.cleanup import CleanupPlan, RunFilter
 from tbhub.core.models import RunSummary
 from tbhub.core.names import shown
 from tbhub.core.selection import SelectionError, parse_selection
-from tbhub.core.units import format_size, parse_duration, parse_size
+from tbhub.core.units import format_age, format_size, parse_duration, parse_size
 from tbhub.errors import UsageError
 from tbhub.interfaces.cli.options import (
     ConfigOpt,
@@ -48,7 +49,7 @@ from tbhub.interfaces.cli.options import (
     parsed,
 )
 from tbhub.interfaces.cli.progress import scan_progress
-from tbhub.interfaces.cli.render import runs_table
+from tbhub.interfaces.cli.render import name_text, runs_table
 from tbhub.interfaces.cli.runs import SortKey, sort_runs
 
 __all__ = ["clean_command"]
@@ -77,18 +78,33 @@ def _confirm(console: Console, plan: CleanupPlan, archive_to: Path | str | None)
     return answer.strip().lower() in ("y", "yes")
 
 
-def _describe_plan(console: Console, plan: CleanupPlan, config: Config, archive_to: Path | str | None) -> None:
+def _describe_plan(console: Console, plan: CleanupPlan, config: Config, archive_to: Path | str | None,
+                   now_ns: int) -> None:
     roots = ", ".join(f"{name} ({config.endpoints[name].logdir})" for name in plan.endpoints)
     console.print(
         f"[bold]{len(plan.runs)} runs[/], {format_size(plan.total_bytes)}, from {roots or 'nowhere'}"
         + (f"; archived to {archive_to} first" if archive_to else ""),
         soft_wrap=True,
     )
+    if plan.runs:
+        console.print(_plan_list(plan.runs, now_ns))
     for run, why in plan.skipped:
         console.print(f"  [yellow]skipped[/] {_name(f'{run.endpoint}/{run.dataset}/{run.run}')}: {_name(why)}",
                       soft_wrap=True)
     if plan.skipped:
         console.print("  (--force includes active runs, --include-pinned pinned ones)")
+
+
+def _plan_list(runs: tuple[RunSummary, ...], now_ns: int) -> Table:
+    """The runs a plan removes, one line each: endpoint/dataset/run, size, age (what the question means)."""
+    grid = Table(box=None, show_header=False, padding=(0, 0, 0, 2))
+    grid.add_column("run", overflow="fold")
+    grid.add_column("size", justify="right")
+    grid.add_column("age", justify="right")
+    for run in runs:
+        where = f"{run.endpoint}/{run.dataset}/{run.run}" if run.dataset else f"{run.endpoint}/{run.run}"
+        grid.add_row(name_text(where), format_size(run.size_bytes), format_age(run.age_seconds(now_ns)))
+    return grid
 
 
 def _name(text: str) -> str:
@@ -209,7 +225,7 @@ def clean_command(
         picked = [runs[i] for i in chosen]
         plan = plan_cleanup(services, picked, ask, now_ns=now_ns)
         if not as_json:
-            _describe_plan(out, plan, cfg, dest)
+            _describe_plan(out, plan, cfg, dest, now_ns)
         if dry_run:
             report = CleanupReport(tuple(RunOutcome(r, "would delete") for r in plan.runs), plan.skipped, dry_run=True)
             _finish(out, as_json, report, "dry run: nothing was touched")

@@ -179,7 +179,7 @@ def users_remove(name: UserArg, config: ConfigOpt = None) -> None:
     """Remove a user (and end their sessions).
 
     Examples:
-      tbhub users remove alice --config tbhub.toml
+      tbhub users remove carol --config tbhub.toml
     """
     with _services(config) as services:
         services.accounts.remove_user(name)
