@@ -10,7 +10,7 @@ DEV_STAMP := $(VENV)/.installed-dev
 # Extra arguments for `tbhub demo` (make demo DEMO_ARGS="--port 6105").
 DEMO_ARGS ?=
 
-.PHONY: venv dev-venv demo test lint typecheck architecture pytest bench bench-scan bench-serve clean-venv
+.PHONY: venv dev-venv demo test lint typecheck architecture pytest bench bench-scan bench-serve docs clean-venv
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -53,6 +53,10 @@ bench-scan: dev-venv
 
 bench-serve: dev-venv
 	$(BIN)/python benchmarks/serve.py
+
+# The CLI reference is every command's --help; tests/test_docs.py fails when it is stale.
+docs: venv
+	$(BIN)/python -m tbhub.interfaces.cli.reference > docs/cli-reference.md
 
 clean-venv:
 	rm -rf $(VENV)

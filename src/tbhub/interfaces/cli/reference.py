@@ -1,6 +1,6 @@
 """The CLI reference (docs/cli-reference.md), written from the commands' own ``--help``.
 
-    python -m tbhub.interfaces.cli.reference > docs/cli-reference.md
+    python -m tbhub.interfaces.cli.reference > docs/cli-reference.md      (or: make docs)
 
 ``tests/test_docs.py`` regenerates it and compares, so the page never drifts from the code.
 """
