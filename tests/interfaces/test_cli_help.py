@@ -157,6 +157,10 @@ def test_shell_completion_script_and_answers(tmp_path: Path) -> None:
                             capture_output=True, text=True, timeout=60)
     assert script.returncode == 0 and "_TBHUB_COMPLETE=complete_bash" in script.stdout
     assert "complete -o default -F _tbhub_completion tbhub" in script.stdout, script.stdout
+    # What `tbhub --help` tells bash users to put in ~/.bashrc prints the same script.
+    sourced = subprocess.run([sys.executable, "-m", "tbhub"], env=env | {"_TBHUB_COMPLETE": "source_bash"},
+                             capture_output=True, text=True, timeout=60)
+    assert sourced.returncode == 0 and sourced.stdout.strip() == script.stdout.strip()
     answer = subprocess.run(
         [sys.executable, "-m", "tbhub"], capture_output=True, text=True, timeout=60,
         env=env | {"_TBHUB_COMPLETE": "complete_bash", "COMP_WORDS": "tbhub ru", "COMP_CWORD": "1"},
