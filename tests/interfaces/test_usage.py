@@ -98,6 +98,10 @@ def test_a_small_dataset_never_costs_a_rounded_away_zero(tmp_path: Path) -> None
     exact = row["size_bytes"] / 1e9 * 0.023
     assert 0 < exact < 1e-4  # what 4 fixed decimals turned into 0.0
     assert row["monthly_cost"] == pytest.approx(exact, rel=5e-4) and row["monthly_cost"] > 0
+    table = subprocess.run([sys.executable, "-m", "tbhub", "usage", "--config", str(cfg)],
+                           capture_output=True, text=True, timeout=60, env={**os.environ, "COLUMNS": "200"})
+    assert table.returncode == 0, table.stderr
+    assert "<0.01" in table.stdout and "0.00" not in table.stdout  # the terminal table too
 
 
 def test_cost_figures_to_the_cent_and_never_rounded_away() -> None:

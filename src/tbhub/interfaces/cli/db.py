@@ -5,6 +5,7 @@ from __future__ import annotations
 from rich.console import Console
 
 from tbhub.app.database import upgrade_database
+from tbhub.app.services import Services
 from tbhub.interfaces.cli.formatting import CommandGroup
 from tbhub.interfaces.cli.options import ConfigOpt, config_from
 
@@ -26,4 +27,4 @@ def upgrade(config: ConfigOpt = None) -> None:
     """
     cfg = config_from(config, None, None)
     before, after = upgrade_database(cfg)
-    Console().print(f"state database {cfg.state.url}: {before or 'empty'} -> {after}")
+    Console().print(f"state database {Services(cfg).describe_state()}: {before or 'empty'} -> {after}")

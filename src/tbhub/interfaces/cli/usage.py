@@ -28,7 +28,7 @@ from tbhub.interfaces.cli.options import (
     output_console,
 )
 from tbhub.interfaces.cli.render import name_text
-from tbhub.interfaces.records import usage_record
+from tbhub.interfaces.records import cost_text, usage_record
 
 __all__ = ["usage_command"]
 
@@ -83,7 +83,7 @@ def usage_command(
             format_size(u.size_bytes),
             str(u.runs),
             f"{u.events:,}",
-            f"{u.monthly_cost(price):.2f}",
+            cost_text(u.monthly_cost(price)),
             _growth(u.growth_7d),
             _growth(u.growth_30d),
         )
@@ -94,7 +94,7 @@ def usage_command(
         format_size(total),
         str(sum(u.runs for u in rows)),
         f"{sum(u.events for u in rows):,}",
-        f"{total / 1e9 * price:.2f}",
+        cost_text(total / 1e9 * price),
         "",
         "",
         style="bold",
