@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+import contextlib
 import io
 import json
 import math
 import os
 import shutil
+import signal
+import socket
 import subprocess
 import sys
 import time
@@ -14,6 +17,8 @@ from collections import Counter
 from collections.abc import Callable
 from pathlib import Path
 
+import httpx
+import psutil
 import pytest
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 from tensorboard.backend.event_processing.event_file_loader import (
@@ -317,3 +322,68 @@ def test_demo_config_is_read_by_the_cli_as_the_hub_reads_it(tmp_path: Path) -> N
     kinds = Counter(r.kind for r in logs.runs)
     assert statuses == {"finished": kinds["finished"] + kinds["old"], "stalled": 1, "diverged": 1,
                         "running": len(logs.live)}
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("stop", [signal.SIGINT, signal.SIGTERM], ids=["ctrl-c", "sigterm"])
+def test_tbhub_demo_serves_its_config_and_stops_with_a_closing_line(tmp_path: Path, stop: signal.Signals) -> None:
+    """Without make or a terminal: the config is written before the hub answers, the printed commands
+    name it, and SIGINT or SIGTERM end with exit 0, the closing line and every child gone."""
+    folder, hub = tmp_path / "demo", free_port()
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "tbhub", "demo", "--dir", str(folder), "--port", str(hub),
+         "--lora-port", str(free_port()), "--router-port", str(free_port())],
+        stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, start_new_session=True)
+    tree: list[psutil.Process] = []
+    try:
+        def answers() -> bool:
+            with contextlib.suppress(httpx.HTTPError):
+                return httpx.get(f"http://127.0.0.1:{hub}/healthz", timeout=5, trust_env=False).status_code == 200
+            return False
+
+        assert wait_for(answers, 120), "the demo's hub never answered"
+        tree = [psutil.Process(proc.pid), *psutil.Process(proc.pid).children(recursive=True)]
+        assert (folder / "tbhub.toml").is_file() and (folder / "state").is_dir()
+        endpoints = httpx.get(f"http://127.0.0.1:{hub}/api/endpoints", timeout=10, trust_env=False).json()
+        assert sorted(e["name"] for e in endpoints) == ["lora", "router"]  # served from that file, auth off
+        proc.send_signal(stop)
+        out, _ = proc.communicate(timeout=60)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.communicate()
+        for child in tree:
+            with contextlib.suppress(psutil.Error):
+                child.kill()
+    assert proc.returncode == 0, out
+    config = str(folder / "tbhub.toml")
+    # python -m tbhub: the commands name the console script beside this interpreter (tbhub if on PATH).
+    program = str(Path(sys.executable).parent / "tbhub")
+    if shutil.which("tbhub") and Path(shutil.which("tbhub") or "").resolve() == Path(program).resolve():
+        program = "tbhub"
+    assert f"  {program} runs --config {config} --status\n" in out
+    assert f"  {program} clean --config {config} --dry-run --select old\n" in out
+    assert "Sign-in is off in this demo" in out and "Try these in another terminal:" in out
+    closing = f"Demo stopped. Its logs and config stay in {folder}; remove them with: rm -rf {folder}"
+    assert out.rstrip().endswith(closing)
+    assert "Traceback" not in out and "Aborted" not in out
+    _, alive = psutil.wait_procs(tree, timeout=15)
+    assert not alive
+
+
+def test_a_port_in_use_is_one_line_before_any_log_is_written(tmp_path: Path) -> None:
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        done = subprocess.run([sys.executable, "-m", "tbhub", "demo", "--dir", str(tmp_path / "d"),
+                               "--lora-port", str(port)], capture_output=True, text=True, timeout=60)
+    assert done.returncode == 2 and done.stderr.count("\n") == 1, done.stderr
+    assert f"port {port} for the lora TensorBoard is already in use" in done.stderr
+    assert not (tmp_path / "d").exists()

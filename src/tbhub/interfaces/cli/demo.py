@@ -42,12 +42,12 @@ def _program() -> str:
     PATH, else its path (``.venv/bin/tbhub`` under ``make demo``, relative to the working folder)."""
     argv0 = sys.argv[0] if sys.argv and sys.argv[0] else "tbhub"
     me = shutil.which(argv0) or argv0
-    on_path = shutil.which("tbhub")
-    if on_path and Path(on_path).resolve() == Path(me).resolve():
-        return "tbhub"
     if Path(me).name != "tbhub":  # python -m tbhub, or a test harness: the console script beside python
         beside = Path(sys.executable).parent / "tbhub"
         me = str(beside) if beside.exists() else "tbhub"
+    on_path = shutil.which("tbhub")
+    if me == "tbhub" or (on_path and Path(on_path).resolve() == Path(me).resolve()):
+        return "tbhub"
     path = Path(me).absolute()
     with contextlib.suppress(ValueError):
         return str(path.relative_to(Path.cwd()))
