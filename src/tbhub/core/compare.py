@@ -106,6 +106,11 @@ class CompareRow:
         value = {"min": summary.min_value, "max": summary.max_value, "last": summary.last_value}[spec.how]
         return value if value is not None and math.isfinite(value) else None
 
+    def diverged(self, tag: str) -> bool:
+        """Whether ``tag``'s last value is NaN or infinite: the run diverged, it is never the best."""
+        summary = self.tags.get(tag)
+        return summary is not None and not math.isfinite(summary.last_value)
+
 
 def matching_tags(tags: Mapping[str, TagSummary], wanted: str) -> str | None:
     """``wanted`` itself, or the single run tag that ends with ``/wanted`` (``loss`` finds ``train/loss``)."""
@@ -150,23 +155,29 @@ def build_rows(
 
 
 def sort_rows(rows: list[CompareRow], spec: SortSpec | None) -> list[CompareRow]:
-    """Best first by ``spec``; rows without the value last. Without a spec: by endpoint, dataset, run."""
+    """Best first by ``spec``; diverged rows (last value NaN/inf) after the finite ones, rows without
+    the value last. Without a spec: by endpoint, dataset, run."""
     if spec is None:
         return sorted(rows, key=lambda r: (r.run.endpoint, r.run.dataset, r.run.run))
     sign = -1.0 if spec.how == "max" else 1.0
 
     def key(row: CompareRow) -> tuple[int, float, str]:
         value = row.value(spec)
-        return (value is None, 0.0 if value is None else sign * value, row.run.relpath)
+        rank = 2 if value is None else 1 if row.diverged(spec.tag) else 0
+        return (rank, 0.0 if value is None else sign * value, row.run.relpath)
 
     return sorted(rows, key=key)
 
 
 def best_index(rows: Sequence[CompareRow], spec: SortSpec | None) -> int | None:
-    """The index of the best row by ``spec`` (None without a spec or without values)."""
+    """The index of the best row by ``spec`` (None without a spec or without values).
+
+    Only finite values count, and a diverged run (its last value of the tag is NaN or infinite) is
+    never the best, even when its min or max before diverging would be.
+    """
     if spec is None:
         return None
-    scored = [(i, r.value(spec)) for i, r in enumerate(rows)]
+    scored = [(i, r.value(spec)) for i, r in enumerate(rows) if not r.diverged(spec.tag)]
     valid = [(i, v) for i, v in scored if v is not None]
     if not valid:
         return None

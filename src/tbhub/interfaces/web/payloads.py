@@ -139,7 +139,12 @@ def compare_data(
     best = best_index(rows, spec)
     records = [
         compare_record(r, wanted, i == best)
-        | {"first_wall_time": r.run.first_wall_time, "tensorboard": _tensorboard_link(r.run)}
+        | {
+            "first_wall_time": r.run.first_wall_time,
+            "tensorboard": _tensorboard_link(r.run),
+            # The tags whose last value is NaN or infinite: the run diverged (flagged, never best).
+            "diverged": [t for t in wanted if r.diverged(t)],
+        }
         for i, r in enumerate(rows)
     ]
     return {"tags": wanted, "sort": sort, "rows": records}
