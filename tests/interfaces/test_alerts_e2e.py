@@ -101,7 +101,7 @@ def test_nan_stall_finish_arrive_once_each_and_survive_restart(
         finished = next(a for a in alerts if a["status"] == "finished")
         assert finished["details"]["last_step"] == 40
         assert finished["details"]["scalars"]["train/loss"]["best"] == pytest.approx(1 / 41)
-        assert finished["url"].endswith("/tb/lora/#scalars&regexInput=ds/done-run")
+        assert finished["url"].endswith("/tb/lora/#scalars&regexInput=%5Eds%2Fdone-run%28%2F%7C%24%29")
 
         # webhook: three alerts, after a 429 and a 500: five requests, three distinct keys, signed
         def webhook_done() -> bool:

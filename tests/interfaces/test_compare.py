@@ -137,7 +137,7 @@ def test_hub_compare_api_csv_and_charts(tree: Path, tmp_path: Path) -> None:
 
         found = wait_for(rows, 30, "the alert engine to fill the scalar index")
         assert found[0]["relpath"] == "alpaca/b" and found[0]["best"] is True
-        assert found[0]["tensorboard"] == "/tb/lora/#scalars&regexInput=alpaca/b"
+        assert found[0]["tensorboard"] == "/tb/lora/#scalars&regexInput=%5Ealpaca%2Fb%28%2F%7C%24%29"
         exported = server.get("/api/compare", params={"tag": "train/loss", "format": "csv"})
         assert exported.headers["content-type"].startswith("text/csv") and "train/loss:min" in exported.text
         filtered = server.get("/api/compare", params={"tag": "train/loss", "dataset": "dolly"}).json()

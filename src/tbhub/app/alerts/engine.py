@@ -109,10 +109,15 @@ class AlertEngine:
         return details
 
     def run_url(self, run: RunSummary) -> str:
-        from urllib.parse import quote
+        import re
 
-        # Escaped as the hub shows it: a name that is not UTF-8 cannot be percent-encoded as text.
-        return f"{self.hub_url}/tb/{run.endpoint}/#scalars&regexInput={quote(shown(run.dataset + '/' + run.run))}"
+        from tbhub.core.bookmarks import tensorboard_url
+
+        # TensorBoard's scalars of the run and its sub-runs (RUN/train, RUN/eval): ``^RUN(/|$)``, the
+        # run's path escaped for a JavaScript regex, as the hub shows it (a name that is not UTF-8
+        # cannot be percent-encoded as text). The same filter as the run page's link.
+        escaped = re.sub(r"[\\^$.*+?()[\]{}|]", r"\\\g<0>", shown(run.relpath.strip("/")))
+        return self.hub_url + tensorboard_url(run.endpoint, "scalars", f"^{escaped}(/|$)")
 
     def evaluate(self, endpoint: EndpointSpec, runs: list[RunSummary], *, parse: bool = True) -> list[Alert]:
         """Decide every run's status; record (and return) an alert for each change into an alerted status.

@@ -2,20 +2,31 @@
 
 from __future__ import annotations
 
+import re
 from typing import Any
-from urllib.parse import quote
 
 from fastapi import Request
 
 from tbhub.app.compare import compare_runs
 from tbhub.app.hub import EndpointView, Hub
+from tbhub.core.bookmarks import tensorboard_url
 from tbhub.core.compare import best_index, parse_sort, sort_rows
 from tbhub.core.models import RunSummary
 from tbhub.core.names import shown
 from tbhub.errors import UsageError
 from tbhub.interfaces.records import compare_record, iso_utc
 
-__all__ = ["ACTIVE_MINUTES", "channels_json", "compare_data", "endpoint_json", "no_marks", "run_json", "run_marks"]
+__all__ = [
+    "ACTIVE_MINUTES",
+    "channels_json",
+    "compare_data",
+    "endpoint_json",
+    "no_marks",
+    "run_filter",
+    "run_json",
+    "run_marks",
+    "tensorboard_link",
+]
 
 #: A run written to within this many minutes is "active".
 ACTIVE_MINUTES = 10
@@ -113,8 +124,20 @@ def endpoint_json(view: EndpointView, request: Request, now_ns: int) -> dict[str
     }
 
 
-def _tensorboard_link(run: RunSummary) -> str:
-    return f"/tb/{run.endpoint}/#scalars&regexInput={quote(shown(run.dataset + '/' + run.run))}"
+# What a JavaScript regex (TensorBoard's run filter) reads as syntax; ``-`` and ``/`` are left as they are.
+_REGEX_SYNTAX = re.compile(r"[\\^$.*+?()[\]{}|]")
+
+
+def run_filter(relpath: str) -> str:
+    """TensorBoard's run filter for one run: ``^RUN(/|$)``, the run and its sub-runs (``RUN/train``,
+    ``RUN/eval``: TensorBoard names a run by its folder), not ``RUN-other``. ``relpath`` is the run's
+    path below the log root (``dataset/run``, or ``run`` with the ``{run}`` layout)."""
+    return "^" + _REGEX_SYNTAX.sub(r"\\\g<0>", shown(relpath.strip("/"))) + "(/|$)"
+
+
+def tensorboard_link(endpoint: str, relpath: str) -> str:
+    """The hub path of TensorBoard's scalars for one run (see ``run_filter``)."""
+    return tensorboard_url(endpoint, "scalars", run_filter(relpath))
 
 
 def compare_data(
@@ -141,7 +164,7 @@ def compare_data(
         compare_record(r, wanted, i == best)
         | {
             "first_wall_time": r.run.first_wall_time,
-            "tensorboard": _tensorboard_link(r.run),
+            "tensorboard": tensorboard_link(r.run.endpoint, r.run.relpath),
             # The tags whose last value is NaN or infinite: the run diverged (flagged, never best).
             "diverged": [t for t in wanted if r.diverged(t)],
         }

@@ -7,7 +7,6 @@ back and redirect (POST/redirect/GET); the API answers JSON.
 from __future__ import annotations
 
 import asyncio
-import re
 import time
 from typing import Any
 from urllib.parse import quote
@@ -20,11 +19,10 @@ from tbhub.app.hub import Hub
 from tbhub.app.services import Note
 from tbhub.core.accounts import Role
 from tbhub.core.bookmarks import DASHBOARDS, Bookmark
-from tbhub.core.bookmarks import tensorboard_url as tb_url
 from tbhub.errors import UnknownEndpoint, UsageError
 from tbhub.interfaces.web.auth import RoleTable, read_form
 from tbhub.interfaces.web.deps import HubDep, TemplatesDep, page_context, who
-from tbhub.interfaces.web.payloads import run_marks
+from tbhub.interfaces.web.payloads import run_marks, tensorboard_link
 
 __all__ = ["access", "router"]
 
@@ -123,7 +121,7 @@ def run_page(request: Request, endpoint: str, relpath: str, hub: HubDep, templat
             "notes": annotations.notes(endpoint, relpath),
             "tags": marks["tags"],
             "pinned": marks["pinned"],
-            "tensorboard": tb_url(endpoint, "scalars", "^" + re.escape(relpath) + "$"),
+            "tensorboard": tensorboard_link(endpoint, relpath),
         },
     )
 
