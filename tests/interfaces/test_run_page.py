@@ -59,3 +59,27 @@ def test_the_tensorboard_link_lists_the_runs_sub_runs(tmp_path: Path) -> None:
             tab.get_by_text(f"{RUN}/{sub}", exact=True).first.wait_for(timeout=60_000)
         tab.screenshot(path=str(tmp_path / "tensorboard.png"))
         assert tab.get_by_text(f"{RUN}-other/train", exact=True).filter(visible=True).count() == 0
+
+
+@pytest.mark.slow
+def test_each_tag_chip_holds_its_own_remove_button(tmp_path: Path) -> None:
+    logs = tmp_path / "logs"
+    write_scalar_file(logs / RUN / "train", range(5), ("loss",))
+    with serve(tmp_path / "srv", {"lora": logs}) as server, chromium_page() as tab:
+        tab.goto(f"{server.url}/runs/lora/{RUN}")
+        for tag in ("baseline", "lr-sweep"):
+            tab.fill("#tag-form input[name=tag]", tag)
+            with tab.expect_navigation():
+                tab.click("#tag-form button[type=submit]")
+        # What Chromium's parser built from the served HTML: each × sits in the chip of its own tag.
+        chips = tab.evaluate(
+            """() => [...document.querySelectorAll('#tags button')].map(b => {
+                 const chip = b.closest('.tag-chip');
+                 return chip && [chip.querySelector('.tag').textContent, chip.querySelector('[name=tag]').value,
+                                 chip.contains(b), chip.closest('#tags') !== null];
+               })"""
+        )
+        assert chips == [["baseline", "baseline", True, True], ["lr-sweep", "lr-sweep", True, True]]
+        with tab.expect_navigation():
+            tab.locator(".tag-chip", has_text="baseline").get_by_role("button").click()
+        assert tab.locator("#tags .tag").all_inner_texts() == ["lr-sweep"]
