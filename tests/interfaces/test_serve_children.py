@@ -157,7 +157,11 @@ def test_a_killed_hub_takes_its_tensorboards_along(tmp_path: Path, root: Path) -
         try:
             wait_for(all_gone, 15, "the dead hub's TensorBoard and data server to exit")
             with socket.socket() as sock:
+                # As any server binds (TensorBoard too): connections the dead child had accepted may
+                # linger in TIME_WAIT, which is no holder; a process still listening would fail this.
+                sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
                 sock.bind(("127.0.0.1", server.ports["lora"]))  # nothing holds the port
+                sock.listen()
         finally:
             for child in children:  # serve() can no longer find them below the dead hub
                 with contextlib.suppress(psutil.Error):
