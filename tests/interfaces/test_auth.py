@@ -88,8 +88,7 @@ ROUTES: dict[str, Case] = {
     "api_login_failures": Case("GET", "/api/login-failures", (401, 403, 403, 200)),
     "openapi": Case("GET", "/openapi.json", API),
     "swagger_ui_html": Case("GET", "/docs", PAGE),
-    "swagger_ui_redirect": Case("GET", "/docs/oauth2-redirect", PAGE),
-    "redoc_html": Case("GET", "/redoc", PAGE),
+    "favicon": Case("GET", "/favicon.ico", (200, 200, 200, 200)),
     "tensorboard_bare": Case("GET", "/tb/lora", (302, 301, 301, 301)),
     # No TensorBoard runs in process: a signed-in request reaches the proxy, which answers 502.
     "tensorboard_root": Case("GET", "/tb/lora/data/runs", (401, 502, 502, 502), headers={}),

@@ -33,7 +33,7 @@ from tbhub.interfaces.web.login import add_login_routes
 from tbhub.interfaces.web.metrics import add_metrics
 from tbhub.interfaces.web.proxy import PROXY_TIMEOUT, TensorBoardProxy
 from tbhub.interfaces.web.routes import annotations as notes
-from tbhub.interfaces.web.routes import api, health, pages, rules, tensorboard
+from tbhub.interfaces.web.routes import api, assets, health, pages, rules, tensorboard
 from tbhub.interfaces.web.templating import STATIC, hub_templates
 
 __all__ = ["create_app"]
@@ -99,18 +99,19 @@ def create_app(
         version=__version__,
         description="Always-on TensorBoard for every log root, behind one URL.",
         lifespan=_lifespan,
+        docs_url=None,  # routes/assets.py serves /docs from the vendored Swagger UI (no CDN)
+        redoc_url=None,
     )
     app.state.hub, app.state.background, app.state.start_supervisor = hub, background, start_supervisor
     templates = app.state.templates = hub_templates()
     access = app.state.access = RoleTable()  # read by the route × role test
-    for generated in ("openapi", "swagger_ui_html", "swagger_ui_redirect", "redoc_html"):  # FastAPI's own pages
-        access.grant(generated, Role.VIEWER)
+    access.grant("openapi", Role.VIEWER)  # FastAPI's own /openapi.json
     app.add_middleware(AuthMiddleware, routes=app.router.routes, table=access, accounts=hub.services.accounts,
                        config=hub.config.auth)
     app.mount("/static", StaticFiles(directory=str(STATIC)), name="static")
     app.exception_handler(TbhubError)(_tbhub_error)
     # In this order: the OpenAPI document lists the paths in route order.
-    for module in (pages, api, health, tensorboard):
+    for module in (pages, api, health, assets, tensorboard):
         _include(app, access, module.router, module.access)
     add_login_routes(app, hub, hub.services.accounts, templates, access, page_context)
     _include(app, access, notes.router, notes.access)

@@ -58,8 +58,9 @@ __all__ = [
 
 SESSION_COOKIE = "tbhub_session"
 CSRF_COOKIE = "tbhub_csrf"
-#: Routes anyone may reach: logging in, the first admin's setup, health checks, stylesheets.
-PUBLIC = frozenset({"login", "login_submit", "setup_page", "setup_submit", "healthz", "readyz", "static"})
+#: Routes anyone may reach: logging in, the first admin's setup, health checks, stylesheets, the icon.
+PUBLIC = frozenset({"login", "login_submit", "setup_page", "setup_submit", "healthz", "readyz", "static",
+                    "favicon"})
 UNSAFE = frozenset({"POST", "PUT", "PATCH", "DELETE"})
 #: Forms and JSON the hub accepts are small; a bigger body is refused before it is buffered.
 MAX_CHECKED_BODY = 1 << 20
