@@ -20,7 +20,14 @@
       series: [{}].concat(sets.map((s, i) => ({label: s, stroke: palette[i % palette.length], width: 0,
         points: {show: true, size: 8, fill: palette[i % palette.length]}, paths: () => null}))),
       cursor: {focus: {prox: 24}},
+      // Axis text, ticks and grid from hub.css's --chart-* tokens (light or dark), read at every draw.
+      axes: [0, 1].map(() => {
+        const token = name => () => getComputedStyle(document.documentElement).getPropertyValue(name).trim();
+        return {stroke: token("--chart-text"), grid: {stroke: token("--chart-grid"), width: 1},
+          ticks: {stroke: token("--chart-tick"), width: 1}};
+      }),
     }, [xs].concat(series), el);
+    matchMedia("(prefers-color-scheme: dark)").addEventListener("change", () => u.redraw(false));
     u.over.addEventListener("click", () => {
       const idx = u.cursor.idx;
       if (idx == null) return;

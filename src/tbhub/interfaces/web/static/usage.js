@@ -15,12 +15,17 @@
     return vals.map(v => { const scaled = step / 1000 ** unitOf(v);
       return fmt(v, scaled > 0 ? Math.min(3, Math.max(0, Math.ceil(-Math.log10(scaled) - 1e-9))) : 1); }); };
   const palette = ["#0969da", "#1a7f37", "#cf222e", "#9a6700", "#8250df", "#0a7ea4", "#bf3989", "#57606a"];
+  // Axis text, ticks and grid from hub.css's --chart-* tokens (light or dark), read at every draw.
+  const token = name => () => getComputedStyle(document.documentElement).getPropertyValue(name).trim();
+  const axis = extra => Object.assign({stroke: token("--chart-text"), grid: {stroke: token("--chart-grid"), width: 1},
+    ticks: {stroke: token("--chart-tick"), width: 1}}, extra);
   const opts = {
     width: Math.min(1100, document.getElementById("usage-chart").clientWidth || 900), height: 320,
     series: [{}].concat(names.map((n, i) => ({label: n, stroke: palette[i % palette.length], width: 2,
       value: (u, v) => fmt(v)}))),
-    axes: [{}, {values: (u, vals) => ticks(vals), size: 80}],
+    axes: [axis({}), axis({values: (u, vals) => ticks(vals), size: 80})],
   };
-  new uPlot(opts, [data.times].concat(names.map(n => data.series[n])), document.getElementById("usage-chart"));
+  const u = new uPlot(opts, [data.times].concat(names.map(n => data.series[n])), document.getElementById("usage-chart"));
+  matchMedia("(prefers-color-scheme: dark)").addEventListener("change", () => u.redraw(false));
   note.textContent = data.times.length + " snapshots of " + names.length + " datasets";
 })();
