@@ -11,7 +11,6 @@ import typer
 from rich.table import Table
 
 from tbhub.app.services import Note, Services, actor
-from tbhub.config import Config
 from tbhub.core.bookmarks import DASHBOARDS, Bookmark
 from tbhub.errors import UsageError
 from tbhub.interfaces.cli.formatting import CommandGroup
@@ -23,8 +22,9 @@ from tbhub.interfaces.cli.options import (
     endpoint_option,
     note_state,
     output_console,
+    services_from,
 )
-from tbhub.interfaces.cli.render import name_text
+from tbhub.interfaces.cli.render import local_time, name_text
 
 __all__ = ["bookmarks_app", "note_command", "pin_command", "pins_command", "tag_command", "unpin_command"]
 
@@ -35,14 +35,6 @@ Examples:
   tbhub bookmarks list --config tbhub.toml
 """)
 RunArg = Annotated[str, typer.Argument(metavar="RUN", help="The run as ENDPOINT/DATASET/RUN.")]
-
-
-def _services(config: str | None) -> Services:
-    return Services(config_from(config, None, None))
-
-
-def _when(t: float | None) -> str:
-    return dt.datetime.fromtimestamp(t).astimezone().strftime("%Y-%m-%d %H:%M") if t else "never"
 
 
 def _split(services: Services, run: str) -> tuple[str, str]:
@@ -73,7 +65,7 @@ def note_command(
     """
     if edit is not None and text is None:
         raise UsageError("--edit ID needs the note's new text")
-    with _services(config) as services:
+    with services_from(config) as services:
         endpoint, relpath = _split(services, run)
         store = services.annotations
         if text is not None:
@@ -94,8 +86,8 @@ def note_command(
         return
     console = output_console()
     for n in notes:
-        edited = f" · edited by {n.edited_by} {_when(n.edited_at)}" if n.edited_at else ""
-        console.print(f"[bold]#{n.id} {n.author}[/] · {_when(n.at)}{edited}", highlight=False)
+        edited = f" · edited by {n.edited_by} {local_time(n.edited_at)}" if n.edited_at else ""
+        console.print(f"[bold]#{n.id} {n.author}[/] · {local_time(n.at)}{edited}", highlight=False)
         console.print(n.text, markup=False, highlight=False)
     if not notes:
         console.print(f"no notes on {endpoint}/{relpath}")
@@ -121,7 +113,7 @@ def tag_command(
       tbhub tag lora/alpaca/r32 paper --remove --config tbhub.toml
       tbhub tag lora/alpaca/r32 --config tbhub.toml
     """
-    with _services(config) as services:
+    with services_from(config) as services:
         endpoint, relpath = _split(services, run)
         store = services.annotations
         for tag in tags or []:
@@ -155,7 +147,7 @@ def bookmarks_add(
       tbhub bookmarks add lora-loss --config tbhub.toml -e lora --tags 'loss' --smoothing 0.6
       tbhub bookmarks add best-lora --config tbhub.toml --page '/compare?tags=eval/loss'
     """
-    with _services(config) as services:
+    with services_from(config) as services:
         if endpoint:
             services.config.endpoint_specs([endpoint])
         try:
@@ -173,7 +165,7 @@ def bookmarks_list(config: ConfigOpt = None, as_json: JsonOpt = False) -> None:
     Examples:
       tbhub bookmarks list --config tbhub.toml --json
     """
-    with _services(config) as services:
+    with services_from(config) as services:
         saved = services.annotations.bookmarks() if note_state(services) else []
         base = (services.config.server.public_url or "").rstrip("/")
     if as_json:
@@ -195,17 +187,16 @@ def bookmarks_rm(
     Examples:
       tbhub bookmarks rm lora-loss --config tbhub.toml
     """
-    with _services(config) as services:
+    with services_from(config) as services:
         if not services.annotations.remove_bookmark(key):
             raise UsageError(f"no bookmark {key!r}")
     output_console().print(f"removed bookmark {key}", markup=False)
 
 
-def _split_run(cfg: Config, spec: str) -> tuple[str, str]:
-    endpoint, _, relpath = spec.strip("/").partition("/")
-    if not relpath:
-        raise UsageError(f"name a run as ENDPOINT/DATASET/RUN, not {spec!r}")
-    store = Services(cfg).store(endpoint)
+def _existing_run(services: Services, spec: str) -> tuple[str, str]:
+    """``_split``, and the run must be there."""
+    endpoint, relpath = _split(services, spec)
+    store = services.store(endpoint)
     if not store.exists(relpath):
         raise UsageError(f"no run {relpath!r} in endpoint {endpoint!r} ({store.url(relpath)})")
     return endpoint, relpath
@@ -217,9 +208,8 @@ def pin_command(run: RunArg, config: ConfigOpt = None, logdir: LogdirOpt = None)
     Examples:
       tbhub pin lora/alpaca/r32 --config tbhub.toml
     """
-    cfg = config_from(config, logdir, None)
-    endpoint, relpath = _split_run(cfg, run)
-    with Services(cfg) as services:
+    with Services(config_from(config, logdir, None)) as services:
+        endpoint, relpath = _existing_run(services, run)
         fresh = services.state.pin(endpoint, relpath, actor())
     output_console().print(f"pinned {endpoint}/{relpath}" if fresh else f"{endpoint}/{relpath} was pinned already")
 
@@ -230,10 +220,8 @@ def unpin_command(run: RunArg, config: ConfigOpt = None, logdir: LogdirOpt = Non
     Examples:
       tbhub unpin lora/alpaca/r32 --config tbhub.toml
     """
-    cfg = config_from(config, logdir, None)
-    endpoint, _, relpath = run.strip("/").partition("/")
-    cfg.endpoint_specs([endpoint])
-    with Services(cfg) as services:
+    with Services(config_from(config, logdir, None)) as services:
+        endpoint, relpath = _split(services, run)
         if not services.state.unpin(endpoint, relpath):
             raise UsageError(f"{run} is not pinned")
     output_console().print(f"unpinned {endpoint}/{relpath}")

@@ -30,6 +30,7 @@ __all__ = [
     "one_format",
     "output_console",
     "parsed",
+    "services_from",
 ]
 
 ConfigOpt = Annotated[
@@ -104,6 +105,13 @@ def note_state(services: Services, missing: str = "nothing recorded") -> bool:
     text = f"state database: {where}" if exists else f"no state database at {where} yet: {missing}"
     Console(stderr=True, highlight=False, soft_wrap=True).print(text, markup=False, style="dim")
     return exists
+
+
+def services_from(config: str | None) -> Services:
+    """The services of a command that names its endpoints only by ``--config``."""
+    from tbhub.app.services import Services  # here, not above: serve must not pay for the database's libraries
+
+    return Services(config_from(config, None, None))
 
 
 def output_console() -> Console:

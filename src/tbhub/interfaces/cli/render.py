@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import datetime as dt
 from collections.abc import Sequence
 
 from rich.table import Table
@@ -12,7 +13,12 @@ from tbhub.core.names import shown
 from tbhub.core.units import format_age, format_size
 from tbhub.interfaces.records import age_style, iso_utc
 
-__all__ = ["name_text", "runs_table"]
+__all__ = ["local_time", "name_text", "runs_table"]
+
+
+def local_time(t: float | None) -> str:
+    """A moment in the local time zone, to the minute; ``never`` for none."""
+    return dt.datetime.fromtimestamp(t).astimezone().strftime("%Y-%m-%d %H:%M") if t else "never"
 
 
 def name_text(name: str) -> Text:

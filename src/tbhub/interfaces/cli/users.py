@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import datetime as dt
 import getpass
 import json
 import sys
@@ -11,11 +10,19 @@ from typing import Annotated, Any
 import typer
 from rich.table import Table
 
-from tbhub.app.services import Services, actor
+from tbhub.app.services import actor
 from tbhub.core.accounts import ROLES, Role, User
 from tbhub.errors import UsageError
 from tbhub.interfaces.cli.formatting import CommandGroup
-from tbhub.interfaces.cli.options import ConfigOpt, JsonOpt, config_from, endpoint_option, note_state, output_console
+from tbhub.interfaces.cli.options import (
+    ConfigOpt,
+    JsonOpt,
+    endpoint_option,
+    note_state,
+    output_console,
+    services_from,
+)
+from tbhub.interfaces.cli.render import local_time
 
 __all__ = ["tokens_app", "users_app"]
 
@@ -38,19 +45,11 @@ UserArg = Annotated[str, typer.Argument(metavar="NAME", help="The user's login n
 EndpointArg = Annotated[str, typer.Argument(metavar="ENDPOINT", help="The endpoint the role applies to.")]
 
 
-def _services(config: str | None) -> Services:
-    return Services(config_from(config, None, None))
-
-
 def _role(name: str) -> Role:
     try:
         return Role.parse(name)
     except ValueError as error:
         raise UsageError(str(error)) from None
-
-
-def _when(t: float | None) -> str:
-    return dt.datetime.fromtimestamp(t).astimezone().strftime("%Y-%m-%d %H:%M") if t else "never"
 
 
 def _read_password(from_stdin: bool) -> str:
@@ -82,7 +81,7 @@ def users_add(
     """
     wanted = _role(role)
     password = _read_password(password_stdin)
-    with _services(config) as services:
+    with services_from(config) as services:
         services.accounts.add_user(name, wanted, password)
     output_console().print(f"added {name} ({wanted})")
 
@@ -96,7 +95,7 @@ def users_list(config: ConfigOpt = None, as_json: JsonOpt = False) -> None:
     """
     users: list[Any] = []
     grants: dict[str, dict[str, str]] = {}
-    with _services(config) as services:
+    with services_from(config) as services:
         if note_state(services, "no users yet"):
             accounts = services.accounts
             users = accounts.users()
@@ -109,7 +108,7 @@ def users_list(config: ConfigOpt = None, as_json: JsonOpt = False) -> None:
     table = Table("name", "role", "per endpoint", "created")
     for u in users:
         per = ", ".join(f"{role} on {e}" for e, role in grants.get(u.name, {}).items())
-        table.add_row(u.name, str(u.role), per, _when(u.created_at))
+        table.add_row(u.name, str(u.role), per, local_time(u.created_at))
     output_console().print(table if users else "no users yet: tbhub users add NAME --role admin")
 
 
@@ -120,7 +119,7 @@ def users_role(name: UserArg, role: RoleArg, config: ConfigOpt = None) -> None:
     Examples:
       tbhub users role alice editor --config tbhub.toml
     """
-    with _services(config) as services:
+    with services_from(config) as services:
         services.accounts.set_role(name, _role(role))
     output_console().print(f"{name} is now {_role(role)}")
 
@@ -138,7 +137,7 @@ def users_grant(
       tbhub users grant bob lora admin --config tbhub.toml
     """
     wanted = _role(role)
-    with _services(config) as services:
+    with services_from(config) as services:
         services.config.endpoint_specs([endpoint])
         services.accounts.grant(name, endpoint, wanted, actor())
     output_console().print(f"{name} is {wanted} on {endpoint}", markup=False)
@@ -151,7 +150,7 @@ def users_ungrant(name: UserArg, endpoint: EndpointArg, config: ConfigOpt = None
     Examples:
       tbhub users ungrant bob lora --config tbhub.toml
     """
-    with _services(config) as services:
+    with services_from(config) as services:
         if not services.accounts.revoke_grant(name, endpoint):
             raise UsageError(f"{name} has no role granted on {endpoint}")
     output_console().print(f"{name} has their own role on {endpoint} again", markup=False)
@@ -169,7 +168,7 @@ def users_password(
       tbhub users password alice --config tbhub.toml
     """
     password = _read_password(password_stdin)
-    with _services(config) as services:
+    with services_from(config) as services:
         services.accounts.set_password(name, password)
     output_console().print(f"new password for {name}; their sessions ended")
 
@@ -181,7 +180,7 @@ def users_remove(name: UserArg, config: ConfigOpt = None) -> None:
     Examples:
       tbhub users remove carol --config tbhub.toml
     """
-    with _services(config) as services:
+    with services_from(config) as services:
         services.accounts.remove_user(name)
     output_console().print(f"removed {name}")
 
@@ -207,7 +206,7 @@ def tokens_create(
     """
     wanted = _role(role)
     endpoint = None if endpoint == ["all"] else endpoint
-    with _services(config) as services:
+    with services_from(config) as services:
         if endpoint:
             services.config.endpoint_specs(endpoint)
         accounts = services.accounts
@@ -232,7 +231,7 @@ def tokens_list(config: ConfigOpt = None, as_json: JsonOpt = False) -> None:
     Examples:
       tbhub tokens list --config tbhub.toml --json
     """
-    with _services(config) as services:
+    with services_from(config) as services:
         tokens = services.accounts.tokens() if note_state(services, "no tokens yet") else []
     if as_json:
         print(json.dumps([{"id": t.id, "name": t.name, "role": str(t.role),
@@ -243,7 +242,8 @@ def tokens_list(config: ConfigOpt = None, as_json: JsonOpt = False) -> None:
     table = Table("id", "name", "role", "endpoints", "by", "created", "last used", "state")
     for t in tokens:
         table.add_row(str(t.id), t.name, str(t.role), "all" if t.endpoints is None else ", ".join(t.endpoints),
-                      t.created_by, _when(t.created_at), _when(t.last_used_at), "revoked" if t.revoked_at else "active")
+                      t.created_by, local_time(t.created_at), local_time(t.last_used_at),
+                      "revoked" if t.revoked_at else "active")
     output_console().print(table)
 
 
@@ -254,7 +254,7 @@ def tokens_revoke(token_id: Annotated[int, typer.Argument(metavar="ID")], config
     Examples:
       tbhub tokens revoke 3 --config tbhub.toml
     """
-    with _services(config) as services:
+    with services_from(config) as services:
         if not services.accounts.revoke_token(token_id):
             raise UsageError(f"no active token {token_id}")
     output_console().print(f"revoked token {token_id}")
