@@ -43,10 +43,14 @@ def check_archive_destination(services: Services, archive_to: str | os.PathLike[
         )
 
 
-def configured_archive_places(services: Services) -> list[str]:
-    """Every ``archive_to`` of the retention policies, of any endpoint or dataset rule."""
+def configured_archive_places(services: Services, endpoint: str | None = None) -> list[str]:
+    """Every ``archive_to`` of the retention policies (of ``endpoint``'s only, when given), of the
+    endpoint's default or a dataset rule."""
+    policies = services.config.retention_policies()
     found = []
-    for policy in services.config.retention_policies().values():
+    for name, policy in policies.items():
+        if endpoint is not None and name != endpoint:
+            continue
         found += [policy.default.archive_to, *(rule.archive_to for _, rule in policy.datasets)]
     return sorted({a for a in found if a})
 

@@ -39,6 +39,7 @@ from tbhub.app.cleanup import (
     PlanChanged,
     chosen_archive_place,
     clean_digest,
+    configured_archive_places,
     plan_cleanup,
     run_cleanup,
 )
@@ -194,17 +195,11 @@ def add_admin_routes(
         return CleanRequest(endpoint, tuple(p.strip("/") for p in form.get("run", []) if p.strip("/")), archive,
                             _int_field(form, "max_delete"), _size_field(_last(form, "max_bytes"), "max_bytes"))
 
-    def destinations(endpoint: str) -> list[str]:
-        policy = hub.config.retention_policies().get(endpoint)
-        if policy is None:
-            return []
-        found = [policy.default.archive_to, *(rule.archive_to for _, rule in policy.datasets)]
-        return sorted({a for a in found if a})
-
     def page(request: Request, endpoint: str, step: str, status: int = 200, **extra: Any) -> Response:
         policy = hub.config.retention_policies().get(endpoint)
         data = {
-            **context(request), "endpoint": endpoint, "step": step, "destinations": destinations(endpoint),
+            **context(request), "endpoint": endpoint, "step": step,
+            "destinations": configured_archive_places(hub.services, endpoint),
             "policy_max_delete": policy.max_delete if policy else None,
             "policy_max_bytes": format_size(policy.max_bytes) if policy and policy.max_bytes else None,
             "error": None, **extra,
