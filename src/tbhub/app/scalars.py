@@ -144,20 +144,24 @@ def update_scalar_states(
     decoder: EventDecoder,
     *,
     prune: bool = True,
-) -> int:
+) -> dict[str, tuple[int, int, int, str]]:
     """Parse, in this process, the event-file bytes of ``runs`` added since the stored states and store
-    the new states (batch by batch); returns how many files were parsed. ``prune`` as for
-    ``run_scalars``. (``tbhub serve`` does the same in a worker process: ``tbhub.app.workers``.)"""
+    the new states (batch by batch); returns the stored states as they now are (what
+    ``load_scalar_states`` would give). ``prune`` as for ``run_scalars``. (``tbhub serve`` does the same
+    in a worker process: ``tbhub.app.workers``.)"""
     state = services.state
     known = state.load_scalar_states(endpoint.name)
     removed = pruned(known, runs) if prune else []
-    parsed = 0
+    for relpath in removed:
+        del known[relpath]
     for states in parse_files(services.store(endpoint.name), stale_files(known, runs), decoder):
-        state.save_scalar_states(endpoint.name, [state_row(s) for s in states], removed)
-        parsed, removed = parsed + len(states), []
+        rows = [state_row(s) for s in states]
+        state.save_scalar_states(endpoint.name, rows, removed)
+        known.update({relpath: (inode, size, mtime_ns, text) for relpath, inode, size, mtime_ns, text in rows})
+        removed = []
     if removed:
         state.save_scalar_states(endpoint.name, [], removed)
-    return parsed
+    return known
 
 
 def run_scalars(
@@ -181,10 +185,11 @@ def run_scalars(
     if parse:
         if decoder is None:
             raise ValueError("run_scalars(parse=True) needs a decoder")
-        update_scalar_states(services, endpoint, runs, decoder, prune=prune)
-    known = services.state.load_scalar_states(endpoint.name)
-    if not parse and prune and (removed := pruned(known, runs)):
-        services.state.save_scalar_states(endpoint.name, [], removed)
+        known = update_scalar_states(services, endpoint, runs, decoder, prune=prune)
+    else:
+        known = services.state.load_scalar_states(endpoint.name)
+        if prune and (removed := pruned(known, runs)):
+            services.state.save_scalar_states(endpoint.name, [], removed)
     tags: dict[str, dict[str, TagSummary]] = {}
     for run in runs:
         files = [state_from_json(known[f.relpath][3]) for f in run.files if f.relpath in known]
