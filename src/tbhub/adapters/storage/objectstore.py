@@ -33,6 +33,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import TYPE_CHECKING, Any, BinaryIO, cast
 
+from tbhub.adapters.liveness import pid_alive
 from tbhub.adapters.storage.local import TRASH_PREFIX, WORK_PREFIX, DeleteOutcome
 from tbhub.adapters.storage.remote import join, open_filesystem, redact_url
 from tbhub.core.models import FileEntry, SkippedEntry
@@ -413,13 +414,4 @@ def _marker_stale(fs: fsspec.AbstractFileSystem, marker: str) -> bool:
         return True
     if detail.get("host") != socket.gethostname():
         return time.time() - float(detail.get("at", 0)) > 24 * 3600
-    pid = int(detail.get("pid", 0))
-    if pid <= 0:
-        return True
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return True
-    except OSError:
-        return False  # alive, someone else's
-    return False
+    return not pid_alive(int(detail.get("pid", 0)))

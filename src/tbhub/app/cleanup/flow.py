@@ -21,6 +21,7 @@ from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 
+from tbhub.adapters.liveness import pid_alive
 from tbhub.app.cleanup.execute import execute_plan, finish_interrupted
 from tbhub.app.cleanup.report import CleanupReport, RunOutcome
 from tbhub.app.services import Services
@@ -127,13 +128,7 @@ def _gone(holder: str) -> bool:
     parts = holder.rsplit(":", 3)
     if len(parts) != 4 or parts[1] != socket.gethostname() or not parts[2].isdigit():
         return False
-    try:
-        os.kill(int(parts[2]), 0)
-    except ProcessLookupError:
-        return True
-    except OSError:  # alive, someone else's
-        return False
-    return False
+    return not pid_alive(int(parts[2]))
 
 
 def _renew(services: Services, holder: str, ttl_s: float, stop: threading.Event) -> None:

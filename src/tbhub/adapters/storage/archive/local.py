@@ -15,6 +15,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import IO, ClassVar, Final
 
+from tbhub.adapters.liveness import pid_alive
 from tbhub.adapters.storage.archive.durable import fsync_dir, io_line, make_folders, remove, write_replace
 from tbhub.adapters.storage.archive.format import (
     PARTIAL,
@@ -110,7 +111,7 @@ class LocalFolder:
         removed: list[Path] = []
         for path in _files(self.root):
             match = PARTIAL.search(path.name)
-            if not path.name.startswith(".") or match is None or _pid_alive(int(match.group(1))):
+            if not path.name.startswith(".") or match is None or pid_alive(int(match.group(1))):
                 continue
             try:
                 path.unlink()
@@ -159,13 +160,3 @@ def _link(temp: Path, folder: Path, stem: str, suffix: str) -> tuple[Path, Path]
     raise no_free_name(stem, folder)
 
 
-def _pid_alive(pid: int) -> bool:
-    if pid <= 0:
-        return False
-    try:
-        os.kill(pid, 0)
-    except (ProcessLookupError, OverflowError):
-        return False
-    except OSError:
-        return True  # EPERM: alive, someone else's
-    return True
