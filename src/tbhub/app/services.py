@@ -20,13 +20,10 @@ from pathlib import Path
 from types import TracebackType
 from typing import Any
 
-from sqlalchemy.engine import make_url
-from sqlalchemy.exc import ArgumentError
-
 from tbhub.adapters.db.accounts import AccountStore
 from tbhub.adapters.db.alert_rules import AlertRuleStore, RuleOverride
 from tbhub.adapters.db.annotations import AnnotationStore, Note
-from tbhub.adapters.db.store import StateStore, open_state
+from tbhub.adapters.db.store import StateStore, open_state, shown_url, sqlite_file
 from tbhub.adapters.storage.local import LocalLogStore
 from tbhub.adapters.storage.objectstore import ObjectLogStore
 from tbhub.adapters.storage.remote import is_url
@@ -132,23 +129,11 @@ class Services:
     def state_file(self) -> Path | None:
         """The SQLite file of the configured state database; ``None`` for a database server (or an
         in-memory or malformed URL, which ``state`` reports)."""
-        try:
-            url = make_url(self.config.state.url)
-        except ArgumentError:
-            return None
-        if url.get_backend_name() != "sqlite" or not url.database or url.database == ":memory:":
-            return None
-        return Path(url.database).expanduser()
+        return sqlite_file(self.config.state.url)
 
     def describe_state(self) -> str:
         """The state database for a person: the SQLite file's path, or the server URL without its password."""
-        file = self.state_file()
-        if file is not None:
-            return str(file)
-        try:
-            return make_url(self.config.state.url).render_as_string(hide_password=True)
-        except ArgumentError:
-            return self.config.state.url
+        return shown_url(self.config.state.url)
 
     def existing_state(self) -> StateStore | None:
         """The state database if there is one, for commands that only read it: ``None`` when the

@@ -59,6 +59,8 @@ __all__ = [
     "StateStore",
     "one_line",
     "open_state",
+    "shown_url",
+    "sqlite_file",
 ]
 
 MIGRATIONS = Path(__file__).parent / "migrations"
@@ -196,6 +198,29 @@ def one_line(error: BaseException) -> str:
     return text.strip().splitlines()[0] if text.strip() else type(error).__name__
 
 
+def sqlite_file(url: str) -> Path | None:
+    """The file a SQLite state URL names; ``None`` for a database server, an in-memory database or a
+    malformed URL (which ``open_state`` reports)."""
+    try:
+        parsed = make_url(url)
+    except ArgumentError:
+        return None
+    if parsed.get_backend_name() != "sqlite" or not parsed.database or parsed.database == ":memory:":
+        return None
+    return Path(parsed.database).expanduser()
+
+
+def shown_url(url: str) -> str:
+    """The state database for a person: a SQLite file's path, or the server URL without its password."""
+    file = sqlite_file(url)
+    if file is not None:
+        return str(file)
+    try:
+        return make_url(url).render_as_string(hide_password=True)
+    except ArgumentError:
+        return url
+
+
 def _create_private(database: Path) -> None:
     """Create the state folder (0700) and an empty database file (0600) unless they exist: the file
     holds password hashes and token digests. SQLite creates its -wal and -shm files with the mode of
@@ -221,12 +246,12 @@ def open_state(url: str, *, migrate: bool = True) -> StateStore:
         raise StateError(f"state database URL {url!r} is not a valid SQLAlchemy URL") from None
     kwargs: dict[str, Any] = {}
     if parsed.get_backend_name() == "sqlite":
-        database = parsed.database
-        if database and database != ":memory:":
+        database = sqlite_file(url)
+        if database is not None:
             try:
-                _create_private(Path(database).expanduser())
+                _create_private(database)
             except OSError as error:
-                raise StateError(f"cannot create the state folder for {database}: {error.strerror}") from None
+                raise StateError(f"cannot create the state folder for {parsed.database}: {error.strerror}") from None
         kwargs["connect_args"] = {"timeout": 30}
     elif parsed.get_backend_name() == "postgresql" and parsed.get_driver_name() in ("", "psycopg2"):
         parsed = parsed.set(drivername="postgresql+psycopg")
