@@ -12,7 +12,7 @@ from serving import serve
 
 from browser import chromium_page
 from eventfiles import write_scalar_file
-from tbhub.interfaces.web.payloads import run_filter, tensorboard_link
+from tbhub.core.bookmarks import run_filter, tensorboard_link
 
 RUN = "alpaca/r32-lr2e-4-20261204"
 

@@ -12,7 +12,9 @@ import re
 from dataclasses import dataclass
 from urllib.parse import quote, urlsplit
 
-__all__ = ["DASHBOARDS", "Bookmark", "stays_on_hub", "tensorboard_url"]
+from tbhub.core.names import shown
+
+__all__ = ["DASHBOARDS", "Bookmark", "run_filter", "stays_on_hub", "tensorboard_link", "tensorboard_url"]
 
 #: TensorBoard's dashboards that read the run and tag filters from the fragment.
 DASHBOARDS = ("scalars", "timeseries", "images", "histograms", "distributions", "graphs", "text", "hparams")
@@ -93,3 +95,18 @@ def tensorboard_url(
     if smoothing is not None:
         parts.append(f"_smoothingWeight={smoothing:g}")
     return f"/tb/{quote(endpoint, safe='')}/#" + "&".join(parts)
+
+
+_REGEX_SYNTAX = re.compile(r"[\\^$.*+?()[\]{}|]")
+
+
+def run_filter(relpath: str) -> str:
+    """TensorBoard's run filter for one run: ``^RUN(/|$)``, the run and its sub-runs (``RUN/train``,
+    ``RUN/eval``: TensorBoard names a run by its folder), not ``RUN-other``. ``relpath`` is the run's
+    path below the log root (``dataset/run``, or ``run`` with the ``{run}`` layout)."""
+    return "^" + _REGEX_SYNTAX.sub(r"\\\g<0>", shown(relpath.strip("/"))) + "(/|$)"
+
+
+def tensorboard_link(endpoint: str, relpath: str) -> str:
+    """The hub path of TensorBoard's scalars for one run (see ``run_filter``)."""
+    return tensorboard_url(endpoint, "scalars", run_filter(relpath))

@@ -21,8 +21,8 @@ from tbhub.app.scalars import run_scalars
 from tbhub.app.services import Services
 from tbhub.app.status import run_statuses
 from tbhub.config import Config
+from tbhub.core.bookmarks import tensorboard_link
 from tbhub.core.models import Alert, EndpointSpec, RunStatus, RunSummary
-from tbhub.core.names import shown
 from tbhub.core.scalars import EventDecoder, TagSummary
 from tbhub.core.status import StatusRules, StatusVerdict
 from tbhub.core.units import parse_duration
@@ -109,15 +109,8 @@ class AlertEngine:
         return details
 
     def run_url(self, run: RunSummary) -> str:
-        import re
-
-        from tbhub.core.bookmarks import tensorboard_url
-
-        # TensorBoard's scalars of the run and its sub-runs (RUN/train, RUN/eval): ``^RUN(/|$)``, the
-        # run's path escaped for a JavaScript regex, as the hub shows it (a name that is not UTF-8
-        # cannot be percent-encoded as text). The same filter as the run page's link.
-        escaped = re.sub(r"[\\^$.*+?()[\]{}|]", r"\\\g<0>", shown(run.relpath.strip("/")))
-        return self.hub_url + tensorboard_url(run.endpoint, "scalars", f"^{escaped}(/|$)")
+        """TensorBoard's scalars of the run and its sub-runs: the run page's link, on the hub's URL."""
+        return self.hub_url + tensorboard_link(run.endpoint, run.relpath)
 
     def evaluate(self, endpoint: EndpointSpec, runs: list[RunSummary], *, parse: bool = True) -> list[Alert]:
         """Decide every run's status; record (and return) an alert for each change into an alerted status.

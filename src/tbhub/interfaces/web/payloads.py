@@ -2,14 +2,13 @@
 
 from __future__ import annotations
 
-import re
 from typing import Any
 
 from fastapi import Request
 
 from tbhub.app.compare import compare_runs
 from tbhub.app.hub import EndpointView, Hub
-from tbhub.core.bookmarks import tensorboard_url
+from tbhub.core.bookmarks import tensorboard_link
 from tbhub.core.compare import best_index, parse_sort, sort_rows
 from tbhub.core.models import RunSummary
 from tbhub.core.names import shown
@@ -22,10 +21,8 @@ __all__ = [
     "compare_data",
     "endpoint_json",
     "no_marks",
-    "run_filter",
     "run_json",
     "run_marks",
-    "tensorboard_link",
 ]
 
 #: A run written to within this many minutes is "active".
@@ -125,21 +122,6 @@ def endpoint_json(view: EndpointView, request: Request, now_ns: int) -> dict[str
 
 
 # What a JavaScript regex (TensorBoard's run filter) reads as syntax; ``-`` and ``/`` are left as they are.
-_REGEX_SYNTAX = re.compile(r"[\\^$.*+?()[\]{}|]")
-
-
-def run_filter(relpath: str) -> str:
-    """TensorBoard's run filter for one run: ``^RUN(/|$)``, the run and its sub-runs (``RUN/train``,
-    ``RUN/eval``: TensorBoard names a run by its folder), not ``RUN-other``. ``relpath`` is the run's
-    path below the log root (``dataset/run``, or ``run`` with the ``{run}`` layout)."""
-    return "^" + _REGEX_SYNTAX.sub(r"\\\g<0>", shown(relpath.strip("/"))) + "(/|$)"
-
-
-def tensorboard_link(endpoint: str, relpath: str) -> str:
-    """The hub path of TensorBoard's scalars for one run (see ``run_filter``)."""
-    return tensorboard_url(endpoint, "scalars", run_filter(relpath))
-
-
 def compare_data(
     hub: Hub, endpoint: str | None, dataset: str | None, tags: list[str], sort: str | None
 ) -> dict[str, Any]:

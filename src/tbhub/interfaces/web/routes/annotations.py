@@ -18,11 +18,11 @@ from pydantic import BaseModel
 from tbhub.app.hub import Hub
 from tbhub.app.services import Note
 from tbhub.core.accounts import Role
-from tbhub.core.bookmarks import DASHBOARDS, Bookmark
+from tbhub.core.bookmarks import DASHBOARDS, Bookmark, tensorboard_link
 from tbhub.errors import UnknownEndpoint, UsageError
 from tbhub.interfaces.web.auth import RoleTable, read_form
 from tbhub.interfaces.web.deps import HubDep, TemplatesDep, page_context, who
-from tbhub.interfaces.web.payloads import run_marks, tensorboard_link
+from tbhub.interfaces.web.payloads import run_marks
 
 __all__ = ["access", "router"]
 
