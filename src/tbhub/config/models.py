@@ -39,6 +39,12 @@ class ServerConfig(Section):
     port: int = Field(default=default("server.port", int), ge=1, le=65535)
     public_url: str | None = None
 
+    @property
+    def link_base(self) -> str:
+        """Where links sent out of the hub (notifications) point: ``public_url``, else the listening
+        address; no trailing slash."""
+        return (self.public_url or f"http://{self.host}:{self.port}").rstrip("/")
+
 
 class StateConfig(Section):
     dir: Path | None = Field(default=None, strict=False)  # TOML has no path type

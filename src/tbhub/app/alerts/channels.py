@@ -42,7 +42,7 @@ def _secret(
 
 def build_channels(config: Config) -> list[Channel]:
     """One notifier per ``[[notify]]`` entry; secrets read from the environment or files now."""
-    hub_url = config.server.public_url or f"http://{config.server.host}:{config.server.port}"
+    hub_url = config.server.public_url or config.server.link_base  # public_url exactly as configured
     channels = []
     for name, cfg in zip(config.channel_names(), config.notify, strict=True):
         notifier: Notifier

@@ -67,7 +67,7 @@ class AlertEngine:
         self.channels = {c.name: c for c in (channels if channels is not None else build_channels(config))}
         self.clock = clock
         self._last_send: dict[str, float] = {}
-        self.hub_url = (config.server.public_url or f"http://{config.server.host}:{config.server.port}").rstrip("/")
+        self.hub_url = config.server.link_base
         self.max_age_s = parse_duration(config.alerts.max_age)
 
     @cached_property
