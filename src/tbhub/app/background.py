@@ -24,6 +24,7 @@ from tbhub.adapters.memory import release_free_memory
 from tbhub.app.alerts import AlertEngine
 from tbhub.app.hub import Hub
 from tbhub.app.retention import apply_retention, retention_status
+from tbhub.app.timing import ALERTS_WARMUP_S, JOB_INTERVAL_S, SCAN_INTERVAL_S
 from tbhub.app.workers import ParseFailed, ScalarParser
 
 __all__ = ["LEADER_POLL_S", "LEADER_TTL_S", "Background", "Warmup"]
@@ -205,8 +206,9 @@ class Background:
     or a parse's peak.
     """
 
-    def __init__(self, hub: Hub, *, replica: str, scan_interval: float = 15.0, job_interval: float = 30.0,
-                 alerts: bool = True, alerts_warmup: float = 30.0) -> None:
+    def __init__(self, hub: Hub, *, replica: str, scan_interval: float = SCAN_INTERVAL_S,
+                 job_interval: float = JOB_INTERVAL_S, alerts: bool = True,
+                 alerts_warmup: float = ALERTS_WARMUP_S) -> None:
         self.hub = hub
         self.leadership = leadership_for(hub.state, replica, ttl_s=LEADER_TTL_S)
         self.scan_interval, self.job_interval = scan_interval, job_interval

@@ -14,6 +14,7 @@ import typer
 from rich.console import Console
 
 from tbhub.app.tensorboards import tensorboard_supervisor
+from tbhub.app.timing import ALERTS_WARMUP_S, JOB_INTERVAL_S, SCAN_INTERVAL_S
 from tbhub.config import Config
 from tbhub.errors import ServeError, UsageError
 from tbhub.interfaces.cli.logs import LOG_FORMATS, LOG_LEVELS, LogFormat, configure_logging
@@ -50,8 +51,8 @@ def run_hub(
     *,
     scan_interval: float,
     console: Console,
-    job_interval: float = 30.0,
-    alerts_warmup: float = 30.0,
+    job_interval: float = JOB_INTERVAL_S,
+    alerts_warmup: float = ALERTS_WARMUP_S,
     log_format: LogFormat = "text",
     log_level: str = "warning",
     access_log: bool | None = None,
@@ -163,17 +164,17 @@ def serve_command(
     scan_interval: Annotated[
         float,
         typer.Option("--scan-interval", metavar="SECONDS", help="Seconds between background scans of the log roots."),
-    ] = 15.0,
+    ] = SCAN_INTERVAL_S,
     job_interval: Annotated[
         float,
         typer.Option("--job-interval", metavar="SECONDS",
                      help="Seconds between checks for due jobs (retention, usage)."),
-    ] = 30.0,
+    ] = JOB_INTERVAL_S,
     alerts_warmup: Annotated[
         float,
         typer.Option("--alerts-warmup", metavar="SECONDS",
                      help="Seconds every TensorBoard must be up before the first alert pass."),
-    ] = 30.0,
+    ] = ALERTS_WARMUP_S,
     log_format: Annotated[
         str,
         typer.Option("--log-format", metavar="[text|json]",

@@ -22,6 +22,7 @@ from fastapi.staticfiles import StaticFiles
 from tbhub import __version__
 from tbhub.app.background import Background
 from tbhub.app.hub import Hub
+from tbhub.app.timing import ALERTS_WARMUP_S, JOB_INTERVAL_S, SCAN_INTERVAL_S
 from tbhub.core.accounts import Role
 from tbhub.errors import TbhubError
 from tbhub.interfaces.web.admin import add_admin_routes
@@ -80,11 +81,11 @@ def _include(app: FastAPI, table: RoleTable, router: APIRouter, roles: RoleTable
 def create_app(
     hub: Hub,
     *,
-    scan_interval: float = 15.0,
+    scan_interval: float = SCAN_INTERVAL_S,
     start_supervisor: bool = False,
-    job_interval: float = 30.0,
+    job_interval: float = JOB_INTERVAL_S,
     alerts: bool = True,
-    alerts_warmup: float = 30.0,
+    alerts_warmup: float = ALERTS_WARMUP_S,
 ) -> FastAPI:
     """The hub application.
 
