@@ -124,6 +124,15 @@ def test_render_text_per_status() -> None:
     assert "Idle for: 1h 30m" in render_text(make_alert(RunStatus.STALLED)).splitlines()
 
 
+def test_run_layout_alert_names_no_empty_dataset() -> None:
+    """Under ``layout = "{run}"`` a run has no dataset: ``lora/r16``, never ``lora//r16`` or "dataset ,"."""
+    alert = make_alert(RunStatus.FINISHED, dataset="", key="lora/r16/finished/12000")
+    text, page = render_text(alert), render_html(alert)
+    assert text.splitlines()[0] == "[tbhub] lora/r16 finished"
+    assert "Endpoint lora, run r16 · 2026-05-09 07:35 UTC" in text.splitlines()
+    assert "<h2>lora/r16 finished</h2>" in page and "dataset" not in page and "//" not in text.split("http")[0]
+
+
 def test_rendering_survives_missing_and_malformed_details() -> None:
     odd = make_alert(RunStatus.FINISHED, details={"duration_s": "soon", "scalars": {"loss": 3, "acc": {}}}, url=None)
     text = render_text(odd)

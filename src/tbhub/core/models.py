@@ -21,9 +21,15 @@ __all__ = [
     "RunStatus",
     "RunSummary",
     "SkippedEntry",
+    "run_path",
 ]
 
 DEFAULT_LAYOUT = "{dataset}/{run}"
+
+
+def run_path(endpoint: str, dataset: str, run: str) -> str:
+    """``endpoint/dataset/run``; under the ``{run}`` layout (no dataset) ``endpoint/run``, never ``endpoint//run``."""
+    return "/".join(part for part in (endpoint, dataset, run) if part)
 
 
 @dataclass(frozen=True, slots=True)
@@ -74,7 +80,9 @@ class EventFileScan:
 
     ``scanned_offset`` is the byte offset just past the last complete, valid record: a later scan of
     the same inode that has grown resumes there. ``records`` counts exactly the records TensorBoard's
-    ``RawEventFileLoader`` yields (with ``verified`` also payload CRCs were checked).
+    ``RawEventFileLoader`` yields (with ``verified`` also payload CRCs were checked). ``last_step`` is
+    the highest step logged (writers log text at step 0 after training), ``last_wall_time`` the last
+    record's.
     """
 
     relpath: str
@@ -185,4 +193,4 @@ class Alert:
 
     @property
     def title(self) -> str:
-        return f"{self.endpoint}/{self.dataset}/{self.run} {self.status.value}"
+        return f"{run_path(self.endpoint, self.dataset, self.run)} {self.status.value}"

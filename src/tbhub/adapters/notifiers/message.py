@@ -173,10 +173,16 @@ def render_text(alert: Alert) -> str:
         lines.append("")
         lines.extend(f"{fact.label}: {fact.value}" for fact in run_facts)
     lines.append("")
-    lines.append(f"Endpoint {alert.endpoint}, dataset {alert.dataset}, run {alert.run} · {format_time(alert.at)}")
+    lines.append(f"{_where(alert)} · {format_time(alert.at)}")
     if alert.url:
         lines.append(f"Open in TensorBoard: {alert.url}")
     return "\n".join(lines) + "\n"
+
+
+def _where(alert: Alert) -> str:
+    """``Endpoint lora, dataset claims-v2, run r16``; without a dataset (the ``{run}`` layout) no empty one."""
+    dataset = f", dataset {alert.dataset}" if alert.dataset else ""
+    return f"Endpoint {alert.endpoint}{dataset}, run {alert.run}"
 
 
 def render_html(alert: Alert) -> str:
@@ -195,8 +201,7 @@ def render_html(alert: Alert) -> str:
     if rows:
         parts.append(f"<table>{rows}</table>")
     parts.append(
-        f'<p style="color:#666">Endpoint {esc(alert.endpoint)}, dataset {esc(alert.dataset)}, '
-        f"run {esc(alert.run)} · {esc(format_time(alert.at))}</p>"
+        f'<p style="color:#666">{esc(_where(alert))} · {esc(format_time(alert.at))}</p>'
     )
     if alert.url:
         parts.append(f'<p><a href="{esc(alert.url, quote=True)}">Open in TensorBoard</a></p>')

@@ -33,7 +33,7 @@ from tbhub.app.inventory import scan_endpoints
 from tbhub.app.services import Services, actor
 from tbhub.config import Config
 from tbhub.core.cleanup import CleanupPlan, RunFilter
-from tbhub.core.models import RunSummary
+from tbhub.core.models import RunSummary, run_path
 from tbhub.core.names import shown
 from tbhub.core.selection import SelectionError, parse_selection
 from tbhub.core.units import format_age, format_size, parse_duration, parse_size
@@ -89,7 +89,7 @@ def _describe_plan(console: Console, plan: CleanupPlan, config: Config, archive_
     if plan.runs:
         console.print(_plan_list(plan.runs, now_ns))
     for run, why in plan.skipped:
-        console.print(f"  [yellow]skipped[/] {_name(f'{run.endpoint}/{run.dataset}/{run.run}')}: {_name(why)}",
+        console.print(f"  [yellow]skipped[/] {_name(run_path(run.endpoint, run.dataset, run.run))}: {_name(why)}",
                       soft_wrap=True)
     if plan.skipped:
         console.print("  (--force includes active runs, --include-pinned pinned ones)")
@@ -102,7 +102,7 @@ def _plan_list(runs: tuple[RunSummary, ...], now_ns: int) -> Table:
     grid.add_column("size", justify="right")
     grid.add_column("age", justify="right")
     for run in runs:
-        where = f"{run.endpoint}/{run.dataset}/{run.run}" if run.dataset else f"{run.endpoint}/{run.run}"
+        where = run_path(run.endpoint, run.dataset, run.run)
         grid.add_row(name_text(where), format_size(run.size_bytes), format_age(run.age_seconds(now_ns)))
     return grid
 
