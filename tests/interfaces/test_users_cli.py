@@ -61,6 +61,17 @@ def test_users_and_tokens(config: str, tmp_path: Path, capsys: pytest.CaptureFix
         state.dispose()
 
 
+def test_listing_notes_and_tags_creates_no_state_database(config: str, tmp_path: Path,
+                                                           capsys: pytest.CaptureFixture[str]) -> None:
+    out, _ = run(capsys, "note", "lora/ds/r1", "-c", config)
+    assert "no notes on lora/ds/r1" in out
+    out, _ = run(capsys, "tag", "lora/ds/r1", "-c", config)
+    assert "no tags" in out
+    assert not (tmp_path / "state" / "tbhub.db").exists()
+    run(capsys, "tag", "lora/ds/r1", "baseline", "-c", config)  # writing does create it
+    assert (tmp_path / "state" / "tbhub.db").is_file()
+
+
 def test_notes_tags_and_bookmarks(config: str, capsys: pytest.CaptureFixture[str]) -> None:
     run(capsys, "note", "lora/ds/r1", "lr too *high*", "-c", config)
     out, _ = run(capsys, "note", "lora/ds/r1", "--json", "-c", config)

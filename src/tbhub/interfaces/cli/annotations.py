@@ -65,7 +65,7 @@ def note_command(
     """
     if edit is not None and text is None:
         raise UsageError("--edit ID needs the note's new text")
-    with services_from(config) as services:
+    with services_from(config, create_state=text is not None) as services:
         endpoint, relpath = _split(services, run)
         store = services.annotations
         if text is not None:
@@ -113,7 +113,7 @@ def tag_command(
       tbhub tag lora/alpaca/r32 paper --remove --config tbhub.toml
       tbhub tag lora/alpaca/r32 --config tbhub.toml
     """
-    with services_from(config) as services:
+    with services_from(config, create_state=bool(tags)) as services:
         endpoint, relpath = _split(services, run)
         store = services.annotations
         for tag in tags or []:

@@ -107,11 +107,12 @@ def note_state(services: Services, missing: str = "nothing recorded") -> bool:
     return exists
 
 
-def services_from(config: str | None) -> Services:
-    """The services of a command that names its endpoints only by ``--config``."""
+def services_from(config: str | None, *, create_state: bool = True) -> Services:
+    """The services of a command that names its endpoints only by ``--config``; a command that only
+    lists passes ``create_state=False`` so that a missing state database is not created for it."""
     from tbhub.app.services import Services  # here, not above: serve must not pay for the database's libraries
 
-    return Services(config_from(config, None, None))
+    return Services(config_from(config, None, None), create_state=create_state)
 
 
 def output_console() -> Console:
