@@ -29,7 +29,8 @@ def test_settings_table_matches_the_model() -> None:
                 if section in ("server", "state", "display") and model.annotation is not None
                 for field in model.annotation.model_fields}  # type: ignore[union-attr]
     modelled |= {f"endpoints.NAME.{field}" for field in EndpointConfig.model_fields}
-    modelled |= {f"cost.{field}" for field in CostConfig.model_fields}
+    modelled |= {f"cost.{field}" for field in CostConfig.model_fields if field != "endpoints"}
+    modelled.add("cost.endpoints.NAME")
     modelled |= {f"retention.{field}" for field in RetentionConfig.model_fields if field != "policies"}
     modelled |= {f"retention.ENDPOINT.{field}" for field in EndpointRetentionConfig.model_fields if field != "datasets"}
     modelled.add("retention.ENDPOINT.datasets.GLOB")

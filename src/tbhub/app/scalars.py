@@ -54,6 +54,7 @@ def state_to_json(state: ScalarFileState) -> str:
 def state_from_json(text: str) -> ScalarFileState:
     data = json.loads(text)
     tags = {tag: TagSummary(**{**s, "tail": tuple(s["tail"])}) for tag, s in data.pop("tags").items()}
+    data["activity"] = tuple((a, b) for a, b in data.get("activity", ()))  # JSON lists; absent in old states
     return ScalarFileState(**data, tags=tags)
 
 
@@ -71,7 +72,8 @@ def stale_files(known: Mapping[str, tuple[int, int, int, str]], runs: Sequence[R
     for run in runs:
         for f in run.files:
             old = known.get(f.relpath)
-            if old is None or old[:3] != (f.inode, f.size, f.mtime_ns):
+            # A state stored before activity was kept is stale too: its file is read again once.
+            if old is None or old[:3] != (f.inode, f.size, f.mtime_ns) or '"activity_gap"' not in old[3]:
                 stale.append((FileEntry(f.relpath, f.inode, f.size, f.mtime_ns), None if old is None else old[3]))
     return stale
 

@@ -8,7 +8,8 @@ or a bare ``PATH`` (one endpoint named after the folder).
 
     settings.py    every setting as data: key, default, help, and its one check
     section.py     the base of every table (frozen, strict, unknown keys refused)
-    models.py      [server] [state] [display] [endpoints.NAME] [cost] [auth], and Config
+    models.py      [server] [state] [display] [endpoints.NAME] [auth], and Config
+    cost.py        [cost], [cost.endpoints.NAME] (.datasets.GLOB): storage and compute prices
     s3.py          [s3], [endpoints.NAME.s3]
     retention.py   [retention], [retention.ENDPOINT]
     alerts.py      [alerts], [[notify]]

@@ -13,6 +13,7 @@ from typing import Annotated, Any, Literal
 from pydantic import Field, field_validator, model_validator
 
 from tbhub.config.alerts import AlertsConfig, NotifyConfig
+from tbhub.config.cost import CostConfig
 from tbhub.config.endpoints import check_endpoint_names, check_ports, endpoint_specs, resolve_ports
 from tbhub.config.retention import RetentionConfig
 from tbhub.config.s3 import S3Config
@@ -80,11 +81,6 @@ class EndpointConfig(Section):
     title: str | None = None
     expose: bool = default("endpoints.NAME.expose", bool)
     s3: S3Config | None = None
-
-
-class CostConfig(Section):
-    storage_per_gb_month: float = Field(default=default("cost.storage_per_gb_month", float), ge=0)
-    currency: str = default("cost.currency", str)
 
 
 class AuthConfig(Section):

@@ -7,6 +7,7 @@ from typing import BinaryIO
 
 from tbhub.core.models import FileEntry
 from tbhub.core.ports import Crc32c
+from tbhub.core.scalars.activity import ACTIVITY_GAP, add_times, event_wall_times
 from tbhub.core.scalars.decoding import EventDecoder, ScalarPoint, point_batches
 from tbhub.core.scalars.records import Walk, read_payloads
 from tbhub.core.scalars.summary import TAIL_SIZE, ScalarFileState, combine, summarize_series
@@ -26,6 +27,7 @@ def resume_offset(previous: ScalarFileState | None, *, inode: int, size: int) ->
         and size >= previous.size
         and previous.offset <= size
         and not previous.corrupt
+        and previous.activity_gap > 0  # a state from before activity was kept: read it all again
     ):
         return previous.offset
     return 0
@@ -61,10 +63,13 @@ def summarize_file(
         plugins = dict(previous.plugins)
         tags = dict(previous.tags)
         walk = Walk(start, previous.records)
+        activity, gap = previous.activity, previous.activity_gap
     else:
         plugins, tags, walk = {}, {}, Walk(0)
+        activity, gap = (), ACTIVITY_GAP
     decode_batch = getattr(decoder, "decode_batch", None) or point_batches(decoder.decode)
     for batch in read_payloads(f, walk, size, crc32c):
+        activity, gap = add_times(activity, gap, event_wall_times(batch))
         for segment in decode_batch(batch, plugins):
             for tag, (steps, wall_times, values) in segment.items():
                 summary = summarize_series(tag, steps, wall_times, values, tail_size)
@@ -81,6 +86,8 @@ def summarize_file(
         tags=tags,
         truncated=walk.truncated,
         corrupt=walk.corrupt,
+        activity=activity,
+        activity_gap=gap,
     )
 
 

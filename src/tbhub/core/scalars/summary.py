@@ -73,6 +73,11 @@ class ScalarFileState:
     tags: dict[str, TagSummary] = field(default_factory=dict)
     truncated: bool = False
     corrupt: bool = False
+    #: When the file was being written (``tbhub.core.scalars.activity``): sorted segments of its event
+    #: wall times and the gap they were joined at; ``activity_gap == 0``: not tracked (a state stored
+    #: before tbhub kept activity), the file is read again from the start.
+    activity: tuple[tuple[float, float], ...] = ()
+    activity_gap: float = 0.0
 
 
 # --- folding points into summaries ------------------------------------------------------------------
