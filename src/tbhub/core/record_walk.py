@@ -4,6 +4,16 @@
 reads one record (its payload too, when verifying or when the first step is still unknown) and
 ``skim`` jumps from header to header, reading in growing windows while records are small and seeking
 over large payloads. Nothing here parses more than an event's first bytes.
+
+``Walk.max_step`` is the highest step a scan saw, file versions excluded. Records read one by one
+(the first ones, all of them when verifying) each count. ``skim`` reads the step of the last record
+of each probe and of each run of records whose headers repeat with one period: a training loop's
+steps do not go down, so that record carries the highest step so far. When it does not (its step is
+lower than the highest before it, as tensorboardX's ``add_text`` at step 0 after training is, or
+lower than the probe's first record's), every record of the probe is read (``_probe_high``). So a run's last step is the step its curves end at,
+not the step of its last record; steps that go down and up again *within* a probe or a periodic run
+are the blind spot. A record whose first bytes lie beyond the read buffer (a large image or
+histogram payload being seeked over) is not looked at.
 """
 
 from __future__ import annotations
@@ -22,6 +32,7 @@ from tbhub.core.tfrecord import (
     EventHead,
     masked_crc32c,
     parse_event_head,
+    read_varint,
     record_length,
 )
 from tbhub.core.tfrecord import (
@@ -38,6 +49,7 @@ __all__ = [
     "Walk",
     "skim",
     "slow_step",
+    "step_at",
 ]
 
 BAD_HEADER_CRC = "bad header crc"
@@ -126,6 +138,7 @@ class Walk:
     corrupt: CorruptRecord | None = None
     first: EventHead | None = None  # the first record, if this scan saw it
     first_step: int | None = None
+    max_step: int | None = None  # highest step seen (see the module docstring), file versions excluded
     done: bool = False
 
 
@@ -181,6 +194,10 @@ def slow_step(
             return
         if parse:
             _note_head(walk, parse_event_head(payload))
+        else:
+            step = step_at(payload, 0)
+            if step is not None and (walk.max_step is None or step > walk.max_step):
+                walk.max_step = step
     elif parse:
         n = min(length, HEAD_PARSE_BYTES)
         _note_head(walk, parse_event_head(reader.read(pos + HEADER_SIZE, n), complete=n == length))
@@ -193,8 +210,45 @@ def _note_head(walk: Walk, head: EventHead | None) -> None:
     if walk.first is None and walk.records == 0:
         # The very first record this scan saw; the caller decides whether it is the file's first.
         walk.first = head if head is not None else EventHead(float("nan"), 0, None)
-    if head is not None and head.file_version is None and walk.first_step is None:
-        walk.first_step = head.step
+    if head is not None and head.file_version is None:
+        if walk.first_step is None:
+            walk.first_step = head.step
+        if walk.max_step is None or head.step > walk.max_step:
+            walk.max_step = head.step
+
+
+_TWO_63 = 1 << 63
+_TWO_64 = 1 << 64
+
+
+def step_at(buf: bytes, p: int) -> int | None:
+    """The step of the event whose payload starts at ``buf[p]``, read from its first bytes; ``None``
+    when they lie beyond ``buf`` or are not an event's.
+
+    Serializers write fields in number order: ``wall_time`` (field 1, fixed64) if not 0, then
+    ``step`` (field 2, varint) if not 0, then the rest (field 3 and up: the step is then 0).
+    """
+    try:
+        if buf[p] == 0x09:
+            p += 9
+        key = buf[p]
+        if key != 0x10:
+            # Fields 3 to 10 of an Event are all length-delimited (file_version ... source_metadata).
+            return 0 if key & 7 == 2 and 0x1A <= key <= 0x52 else None
+        byte = buf[p + 1]
+        if byte < 0x80:
+            return byte
+        high = buf[p + 2]
+        if high < 0x80:
+            return (byte & 0x7F) | high << 7
+        top = buf[p + 3]
+        if top < 0x80:
+            return (byte & 0x7F) | (high & 0x7F) << 7 | top << 14
+        value, _ = read_varint(buf, p + 1)
+    except IndexError:
+        return None
+    value &= _TWO_64 - 1
+    return value - _TWO_64 if value >= _TWO_63 else value
 
 
 def skim(walk: Walk, reader: Reader, cache: dict[bytes, int], crc32c: Crc32c) -> None:
@@ -217,6 +271,7 @@ def skim(walk: Walk, reader: Reader, cache: dict[bytes, int], crc32c: Crc32c) ->
     cache_get = cache.get
     probe = _PROBE_MIN
     read_size = READ_SIZE
+    high = walk.max_step
     while True:
         if reader.limit - pos < HEADER_SIZE:
             # Fewer than 12 bytes left: a clean end, or a record cut inside its header.
@@ -231,10 +286,12 @@ def skim(walk: Walk, reader: Reader, cache: dict[bytes, int], crc32c: Crc32c) ->
             break
         start = rel
         size = 0
+        ends = reader.limit - pos + start  # the end of the file, as an index into buf
         while rel <= end:
             seen: list[bytes] = []
             note = seen.append
             k = 0
+            begin = rel
             while rel <= end and k < probe:
                 header = buf[rel : rel + 12]
                 size = cache_get(header)  # type: ignore[assignment]
@@ -246,11 +303,19 @@ def skim(walk: Walk, reader: Reader, cache: dict[bytes, int], crc32c: Crc32c) ->
                             walk.last = pos + _record_before(buf, start, rel, cache) - start
                         walk.pos = pos + rel - start
                         walk.records += records + k
+                        walk.max_step = _probe_high(buf, rel, seen, cache, ends, high)
                         return
                     size = checked
                 rel += size
                 k += 1
                 note(header)
+            if k:
+                step = step_at(buf, rel - size + 12) if rel <= ends else None
+                first = step_at(buf, begin + 12) if k > 1 else step
+                if step is None or first is None or step < first or (high is not None and step < high):
+                    high = _probe_high(buf, rel, seen, cache, ends, high)
+                elif high is None or step > high:
+                    high = step
             records += k
             if k < probe:
                 break
@@ -276,6 +341,9 @@ def skim(walk: Walk, reader: Reader, cache: dict[bytes, int], crc32c: Crc32c) ->
                 rel += matched * stride
                 records += matched * unit
                 size = sizes[-1]
+                step = step_at(buf, rel - size + 12)  # the last of the run: see the module docstring
+                if step is not None and (high is None or step > high):
+                    high = step
                 probe = _PROBE_MIN
             else:
                 probe = min(probe * 2, _PROBE_MAX)
@@ -298,6 +366,7 @@ def skim(walk: Walk, reader: Reader, cache: dict[bytes, int], crc32c: Crc32c) ->
         pos = next_pos
     walk.pos = pos
     walk.records += records
+    walk.max_step = high
 
 
 _PROBE_MIN = 8
@@ -316,6 +385,23 @@ def _shape(sizes: tuple[int, ...]) -> struct.Struct:
             _SHAPES.clear()
         shape = _SHAPES[sizes] = struct.Struct("<" + "".join(f"12s{n - 12}x" for n in sizes))
     return shape
+
+
+def _probe_high(
+    buf: bytes, rel: int, seen: list[bytes], cache: dict[bytes, int], ends: int, high: int | None
+) -> int | None:
+    """``high`` raised to the highest step among the records of a probe (``seen``, their headers, the
+    last ending at ``buf[rel]``), each read; a record ending past ``ends`` (being written) is left out.
+
+    The rare path: a probe's last record normally carries its highest step (see the module docstring);
+    this runs when it does not (its step went down: text logged after training) or cannot be read."""
+    for header in reversed(seen):
+        rel -= cache[header]
+        if rel + cache[header] <= ends:
+            step = step_at(buf, rel + HEADER_SIZE)
+            if step is not None and (high is None or step > high):
+                high = step
+    return high
 
 
 def _record_before(buf: bytes, rel: int, stop: int, cache: dict[bytes, int]) -> int:

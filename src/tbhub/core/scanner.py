@@ -2,7 +2,8 @@
 
 The scanner answers "how many events does this file hold, and where does it stand" without parsing
 events. It reads record headers (12 bytes each), checks their CRC and jumps over payloads; it parses
-only the first records (for the first step and wall time) and the last complete one.
+only the first records (for the first step and wall time) and the last complete one, and reads the
+steps of some records from their first bytes (for the highest step).
 
 Invariants (what the rest of tbhub relies on):
 
@@ -18,6 +19,8 @@ Invariants (what the rest of tbhub relies on):
   damage is reported in the returned ``EventFileScan``. I/O errors propagate.
 * A resumed scan (same inode, grown or same size, not corrupt) reads only bytes from
   ``previous.scanned_offset`` on.
+* ``last_step`` is the highest step logged, not the last record's (``record_walk.Walk.max_step``
+  says which records' steps are read); ``last_wall_time`` is the last record's.
 """
 
 from __future__ import annotations
@@ -134,7 +137,11 @@ def scan_event_file(
     if need_first and walk.first is not None:
         first_wall_time = _finite_or_none(walk.first.wall_time)
     if walk.last >= 0:
-        last_step, last_wall_time = _read_last(reader, walk.last, cache)
+        step, last_wall_time = _read_last(reader, walk.last, cache)
+        # The highest step, not the last record's: writers log text and hparams at step 0 after
+        # training (tensorboardX's add_text).
+        steps = [s for s in (last_step, walk.max_step, step) if s is not None]
+        last_step = max(steps) if steps else None
 
     return EventFileScan(
         relpath=entry.relpath,
