@@ -10,10 +10,10 @@ over large payloads. Nothing here parses more than an event's first bytes.
 of each probe and of each run of records whose headers repeat with one period: a training loop's
 steps do not go down, so that record carries the highest step so far. When it does not (its step is
 lower than the highest before it, as tensorboardX's ``add_text`` at step 0 after training is, or
-lower than the probe's first record's), every record of the probe is read (``_probe_high``). So a run's last step is the step its curves end at,
-not the step of its last record; steps that go down and up again *within* a probe or a periodic run
-are the blind spot. A record whose first bytes lie beyond the read buffer (a large image or
-histogram payload being seeked over) is not looked at.
+lower than the probe's first record's), every record of the probe is read (``_probe_high``). So a
+run's last step is the step its curves end at, not the step of its last record; steps that go down
+and up again *within* a probe or a periodic run are the blind spot. A record whose first bytes lie
+beyond the read buffer (a large image or histogram payload being seeked over) is not looked at.
 """
 
 from __future__ import annotations
