@@ -8,6 +8,8 @@ compares both on SQLite and PostgreSQL.
 
 from __future__ import annotations
 
+from typing import Any
+
 from sqlalchemy import (
     BigInteger,
     Boolean,
@@ -55,15 +57,62 @@ __all__ = [
 
 metadata = MetaData()
 
+
+# -- the columns many tables share -----------------------------------------------------------------
+def _id() -> Column[int]:
+    """The surrogate key of a table that only grows (history, alerts, accounts, annotations)."""
+    return Column("id", Integer, primary_key=True, autoincrement=True)
+
+
+def _endpoint(**options: Any) -> Column[str]:
+    """The endpoint a row is about: its name from the config."""
+    return Column("endpoint", String(128), nullable=False, **options)
+
+
+def _run_place() -> tuple[Column[str], Column[str]]:
+    """Where a run (or an event file) is: its endpoint and its path below the endpoint's log root."""
+    return _endpoint(), Column("relpath", Text, nullable=False)
+
+
+def _run_names() -> tuple[Column[str], Column[str], Column[str]]:
+    """How a run is shown: endpoint, dataset and run name (kept as text: they outlive the run)."""
+    return _endpoint(), Column("dataset", Text, nullable=False), Column("run", Text, nullable=False)
+
+
+def _file_identity() -> tuple[Column[int], Column[int], Column[int]]:
+    """What a cached reading of an event file is valid for (``core.models.FileEntry``)."""
+    return (
+        Column("inode", BigInteger, nullable=False),
+        Column("size", BigInteger, nullable=False),
+        Column("mtime_ns", BigInteger, nullable=False),
+    )
+
+
+def _stamp(verb: str) -> tuple[Column[str], Column[float]]:
+    """Who did ``verb`` to a row and when: ``{verb}_by`` (a user or process name) and ``{verb}_at``."""
+    return Column(f"{verb}_by", String(256), nullable=False), Column(f"{verb}_at", Float, nullable=False)
+
+
+def _user_id() -> Column[int]:
+    """The account a row belongs to; deleting the user deletes the row."""
+    return Column("user_id", Integer, ForeignKey("users.id", ondelete="CASCADE"), nullable=False)
+
+
+def _run_table(name: str, *columns: Column[Any], key: tuple[str, ...] = ()) -> Table:
+    """A table of facts about one run or event file, keyed by (endpoint, relpath) and then ``key``."""
+    return Table(
+        name,
+        metadata,
+        *_run_place(),
+        *columns,
+        PrimaryKeyConstraint("endpoint", "relpath", *key, name=f"pk_{name}"),
+    )
+
+
 #: The scanner's incremental index: one row per event file, valid for (inode, size, mtime_ns).
-event_files = Table(
+event_files = _run_table(
     "event_files",
-    metadata,
-    Column("endpoint", String(128), nullable=False),
-    Column("relpath", Text, nullable=False),
-    Column("inode", BigInteger, nullable=False),
-    Column("size", BigInteger, nullable=False),
-    Column("mtime_ns", BigInteger, nullable=False),
+    *_file_identity(),
     Column("records", BigInteger, nullable=False),
     Column("scanned_offset", BigInteger, nullable=False),
     Column("first_step", BigInteger),
@@ -74,15 +123,14 @@ event_files = Table(
     Column("corrupt_offset", BigInteger),
     Column("corrupt_reason", Text),
     Column("verified", Boolean, nullable=False, default=False),
-    PrimaryKeyConstraint("endpoint", "relpath", name="pk_event_files"),
 )
 
 #: One row per finished scan of an endpoint, for the hub's "refreshed at" and scan errors.
 scan_runs = Table(
     "scan_runs",
     metadata,
-    Column("id", Integer, primary_key=True, autoincrement=True),
-    Column("endpoint", String(128), nullable=False, index=True),
+    _id(),
+    _endpoint(index=True),
     Column("finished_at", Float, nullable=False),
     Column("duration_s", Float, nullable=False),
     Column("files", Integer, nullable=False),
@@ -95,13 +143,11 @@ scan_runs = Table(
 deletions = Table(
     "deletions",
     metadata,
-    Column("id", Integer, primary_key=True, autoincrement=True),
+    _id(),
     Column("at", Float, nullable=False, index=True),
     Column("actor", String(256), nullable=False),
     Column("command", String(64), nullable=False),
-    Column("endpoint", String(128), nullable=False),
-    Column("dataset", Text, nullable=False),
-    Column("run", Text, nullable=False),
+    *_run_names(),
     Column("relpath", Text, nullable=False),
     Column("size_bytes", BigInteger, nullable=False),
     Column("event_count", BigInteger, nullable=False),
@@ -111,15 +157,7 @@ deletions = Table(
 )
 
 #: Runs a retention policy must never delete.
-pins = Table(
-    "pins",
-    metadata,
-    Column("endpoint", String(128), nullable=False),
-    Column("relpath", Text, nullable=False),
-    Column("pinned_by", String(256), nullable=False),
-    Column("pinned_at", Float, nullable=False),
-    PrimaryKeyConstraint("endpoint", "relpath", name="pk_pins"),
-)
+pins = _run_table("pins", *_stamp("pinned"))
 
 #: Time-limited leases: one process at a time runs a background job (retention, alerts).
 leases = Table(
@@ -134,7 +172,7 @@ leases = Table(
 retention_applications = Table(
     "retention_applications",
     metadata,
-    Column("id", Integer, primary_key=True, autoincrement=True),
+    _id(),
     Column("at", Float, nullable=False),
     Column("trigger", String(32), nullable=False),
     Column("actor", String(256), nullable=False),
@@ -149,9 +187,9 @@ retention_applications = Table(
 usage_snapshots = Table(
     "usage_snapshots",
     metadata,
-    Column("id", Integer, primary_key=True, autoincrement=True),
+    _id(),
     Column("at", Float, nullable=False, index=True),
-    Column("endpoint", String(128), nullable=False),
+    _endpoint(),
     Column("dataset", Text, nullable=False),
     Column("size_bytes", BigInteger, nullable=False),
     Column("runs", Integer, nullable=False),
@@ -159,40 +197,24 @@ usage_snapshots = Table(
 )
 
 #: The scalar reader's incremental state per event file (JSON of ``ScalarFileState``).
-scalar_files = Table(
-    "scalar_files",
-    metadata,
-    Column("endpoint", String(128), nullable=False),
-    Column("relpath", Text, nullable=False),
-    Column("inode", BigInteger, nullable=False),
-    Column("size", BigInteger, nullable=False),
-    Column("mtime_ns", BigInteger, nullable=False),
-    Column("state", Text, nullable=False),
-    PrimaryKeyConstraint("endpoint", "relpath", name="pk_scalar_files"),
-)
+scalar_files = _run_table("scalar_files", *_file_identity(), Column("state", Text, nullable=False))
 
 #: The last status the alert engine saw for each run (so it fires once per change, across restarts).
-run_states = Table(
+run_states = _run_table(
     "run_states",
-    metadata,
-    Column("endpoint", String(128), nullable=False),
-    Column("relpath", Text, nullable=False),
     Column("status", String(16), nullable=False),
     Column("key", Text, nullable=False),
     Column("reason", Text, nullable=False),
     Column("updated_at", Float, nullable=False),
-    PrimaryKeyConstraint("endpoint", "relpath", name="pk_run_states"),
 )
 
 #: Every alert, once per state change (``key`` is unique).
 alerts = Table(
     "alerts",
     metadata,
-    Column("id", Integer, primary_key=True, autoincrement=True),
+    _id(),
     Column("key", Text, nullable=False, unique=True),
-    Column("endpoint", String(128), nullable=False),
-    Column("dataset", Text, nullable=False),
-    Column("run", Text, nullable=False),
+    *_run_names(),
     Column("status", String(16), nullable=False),
     Column("at", Float, nullable=False),
     Column("message", Text, nullable=False),
@@ -204,7 +226,7 @@ alerts = Table(
 deliveries = Table(
     "deliveries",
     metadata,
-    Column("id", Integer, primary_key=True, autoincrement=True),
+    _id(),
     Column("alert_id", Integer, ForeignKey("alerts.id"), nullable=False),
     Column("channel", String(128), nullable=False),
     Column("attempt", Integer, nullable=False),
@@ -239,7 +261,7 @@ index_generations = Table(
 users = Table(
     "users",
     metadata,
-    Column("id", Integer, primary_key=True, autoincrement=True),
+    _id(),
     Column("name", String(128), nullable=False, unique=True),
     Column("role", String(16), nullable=False),
     Column("password_hash", Text),
@@ -252,7 +274,7 @@ sessions = Table(
     "sessions",
     metadata,
     Column("token_hash", String(64), primary_key=True),
-    Column("user_id", Integer, ForeignKey("users.id", ondelete="CASCADE"), nullable=False),
+    _user_id(),
     Column("csrf", String(64), nullable=False),
     Column("created_at", Float, nullable=False),
     Column("expires_at", Float, nullable=False),
@@ -263,12 +285,11 @@ sessions = Table(
 api_tokens = Table(
     "api_tokens",
     metadata,
-    Column("id", Integer, primary_key=True, autoincrement=True),
+    _id(),
     Column("name", String(128), nullable=False),
     Column("token_hash", String(64), nullable=False, unique=True),
     Column("role", String(16), nullable=False),
-    Column("created_by", String(256), nullable=False),
-    Column("created_at", Float, nullable=False),
+    *_stamp("created"),
     Column("last_used_at", Float),
     Column("revoked_at", Float),
     Column("endpoints", Text),  # 0009: a JSON list of the endpoints it may act on; NULL: every endpoint
@@ -288,9 +309,8 @@ setup_tokens = Table(
 notes = Table(
     "notes",
     metadata,
-    Column("id", Integer, primary_key=True, autoincrement=True),
-    Column("endpoint", String(128), nullable=False),
-    Column("relpath", Text, nullable=False),
+    _id(),
+    *_run_place(),
     Column("text", Text, nullable=False),
     Column("author", String(256), nullable=False),
     Column("at", Float, nullable=False),
@@ -300,22 +320,13 @@ notes = Table(
 )
 
 #: Free tags on runs.
-run_tags = Table(
-    "run_tags",
-    metadata,
-    Column("endpoint", String(128), nullable=False),
-    Column("relpath", Text, nullable=False),
-    Column("tag", String(128), nullable=False),
-    Column("added_by", String(256), nullable=False),
-    Column("added_at", Float, nullable=False),
-    PrimaryKeyConstraint("endpoint", "relpath", "tag", name="pk_run_tags"),
-)
+run_tags = _run_table("run_tags", Column("tag", String(128), nullable=False), *_stamp("added"), key=("tag",))
 
 #: Shared bookmarks: a TensorBoard view (endpoint and fragment state) or a hub page.
 bookmarks = Table(
     "bookmarks",
     metadata,
-    Column("id", Integer, primary_key=True, autoincrement=True),
+    _id(),
     Column("name", String(128), nullable=False, unique=True),
     Column("owner", String(256), nullable=False),
     Column("description", Text, nullable=False),
@@ -334,12 +345,11 @@ bookmarks = Table(
 alert_rules = Table(
     "alert_rules",
     metadata,
-    Column("id", Integer, primary_key=True, autoincrement=True),
-    Column("endpoint", String(128), nullable=False),
+    _id(),
+    _endpoint(),
     Column("dataset", String(256), nullable=False),
     Column("rule", Text, nullable=False),
-    Column("updated_by", String(256), nullable=False),
-    Column("updated_at", Float, nullable=False),
+    *_stamp("updated"),
     UniqueConstraint("endpoint", "dataset", name="uq_alert_rules_scope"),
 )
 
@@ -348,11 +358,10 @@ alert_rules = Table(
 endpoint_roles = Table(
     "endpoint_roles",
     metadata,
-    Column("user_id", Integer, ForeignKey("users.id", ondelete="CASCADE"), nullable=False),
-    Column("endpoint", String(128), nullable=False),
+    _user_id(),
+    _endpoint(),
     Column("role", String(16), nullable=False),
-    Column("granted_by", String(256), nullable=False),
-    Column("granted_at", Float, nullable=False),
+    *_stamp("granted"),
     PrimaryKeyConstraint("user_id", "endpoint", name="pk_endpoint_roles"),
 )
 
