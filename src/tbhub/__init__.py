@@ -4,18 +4,8 @@ from __future__ import annotations
 
 import sys
 
-from tbhub.errors import (
-    ArchiveError,
-    ConfigError,
-    DeliveryError,
-    LogRootError,
-    ServeError,
-    StateError,
-    TbhubError,
-    UnknownEndpoint,
-    UnsafePathError,
-    UsageError,
-)
+from tbhub import errors
+from tbhub.errors import *  # noqa: F403  (the error tree is public: its own __all__ names it)
 
 # httpx's package imports its command-line client, which imports rich, click and pygments when they are
 # installed (made lazy only in the httpx2 fork, pydantic/httpx2#947): ~4 MB and ~60 ms in every tbhub
@@ -25,16 +15,6 @@ sys.modules.setdefault("httpx._main", None)  # type: ignore[arg-type]
 
 __version__ = "0.1.0"
 
-__all__ = [
-    "ArchiveError",
-    "ConfigError",
-    "DeliveryError",
-    "LogRootError",
-    "ServeError",
-    "StateError",
-    "TbhubError",
-    "UnknownEndpoint",
-    "UnsafePathError",
-    "UsageError",
-    "__version__",
-]
+# The public API: the error tree (``tbhub.errors`` lists it) and the version.
+__all__ = ["__version__"]
+__all__ += errors.__all__
