@@ -15,16 +15,8 @@ from typing import Any
 import httpx
 
 from tbhub.adapters.notifiers.message import facts, format_time, render_text
-from tbhub.adapters.notifiers.webhook import (
-    DEFAULT_TIMEOUT,
-    USER_AGENT,
-    check_url,
-    message_bytes,
-    post_json,
-    redact_url,
-)
+from tbhub.adapters.notifiers.webhook import DEFAULT_TIMEOUT, USER_AGENT, HttpNotifier, message_bytes
 from tbhub.core.models import Alert, RunStatus
-from tbhub.errors import ConfigError
 
 __all__ = ["STATUS_EMOJI", "SlackNotifier"]
 
@@ -60,7 +52,7 @@ def _linkable(url: str | None) -> str | None:
     return None
 
 
-class SlackNotifier:
+class SlackNotifier(HttpNotifier):
     """Post each alert to a Slack incoming webhook as Block Kit ``blocks`` plus a ``text`` fallback.
 
     Invariants: ``send`` returns only after Slack's 2xx. ``DeliveryError`` is transient for 429
@@ -81,21 +73,8 @@ class SlackNotifier:
         timeout: float = DEFAULT_TIMEOUT,
         client: httpx.Client | None = None,
     ) -> None:
-        if timeout <= 0:
-            raise ConfigError(f"slack {name!r}: timeout must be positive")
-        self.name = name
+        super().__init__(name, url, timeout=timeout, client=client)
         self.hub_url = hub_url
-        self.timeout = timeout
-        self._url = check_url(url, f"slack {name!r}")
-        self._client = client
-
-    def __repr__(self) -> str:
-        return f"SlackNotifier(name={self.name!r}, url={redact_url(self._url)!r})"
-
-    @property
-    def label(self) -> str:
-        """How error messages name this channel: safe to show."""
-        return f"slack {self.name!r} ({redact_url(self._url)})"
 
     def payload(self, alert: Alert) -> dict[str, Any]:
         """The message: header, message + fields, a TensorBoard button, a context line; ``text`` fallback."""
@@ -137,4 +116,4 @@ class SlackNotifier:
     def send(self, alert: Alert) -> None:
         body = message_bytes(self.label, lambda: json.dumps(self.payload(alert), ensure_ascii=False).encode())
         headers = {"Content-Type": "application/json; charset=utf-8", "User-Agent": USER_AGENT}
-        post_json(self._url, body, label=self.label, headers=headers, timeout=self.timeout, client=self._client)
+        self._post(body, headers)

@@ -40,7 +40,7 @@ import math
 import time
 from collections.abc import Callable, Iterable, Mapping
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, ClassVar
 from urllib.parse import quote
 
 import httpx
@@ -51,7 +51,7 @@ from tbhub.adapters.notifiers.message import isoformat_utc
 from tbhub.core.models import Alert
 from tbhub.errors import ConfigError, DeliveryError
 
-__all__ = ["DEFAULT_TIMEOUT", "WebhookNotifier", "header_key", "post_json", "redact_url", "signature"]
+__all__ = ["DEFAULT_TIMEOUT", "HttpNotifier", "WebhookNotifier", "header_key", "post_json", "redact_url", "signature"]
 
 DEFAULT_TIMEOUT = 10.0
 USER_AGENT = f"tbhub/{__version__}"
@@ -248,7 +248,41 @@ def jsonable(value: Any) -> Any:
     return str(value)
 
 
-class WebhookNotifier:
+class HttpNotifier:
+    """A channel that POSTs one JSON body per alert to a URL (Slack and the generic webhook).
+
+    It owns what they share: the URL is checked when built and is the credential, so ``repr()`` and
+    ``label`` (how messages name the channel) show only ``redact_url`` of it; ``timeout`` must be
+    positive; ``client`` (tests pass one) is reused, else each alert gets its own.
+    """
+
+    kind: ClassVar[str]
+
+    def __init__(self, name: str, url: str, *, timeout: float, client: httpx.Client | None) -> None:
+        if timeout <= 0:
+            raise ConfigError(f"{self.kind} {name!r}: timeout must be positive")
+        self.name = name
+        self.timeout = timeout
+        self._url = check_url(url, f"{self.kind} {name!r}")
+        self._client = client
+
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}(name={self.name!r}, url={redact_url(self._url)!r}{self._repr_extra()})"
+
+    def _repr_extra(self) -> str:
+        return ""
+
+    @property
+    def label(self) -> str:
+        """How error messages name this channel: safe to show."""
+        return f"{self.kind} {self.name!r} ({redact_url(self._url)})"
+
+    def _post(self, body: bytes, headers: Mapping[str, str], secrets: Iterable[str] = ()) -> None:
+        post_json(self._url, body, label=self.label, headers=headers, timeout=self.timeout, client=self._client,
+                  secrets=secrets)
+
+
+class WebhookNotifier(HttpNotifier):
     """POST each alert as a versioned JSON document to a URL (see the module docstring).
 
     Invariants: ``send`` returns only after a 2xx; it raises ``DeliveryError`` with ``permanent``
@@ -269,24 +303,13 @@ class WebhookNotifier:
         client: httpx.Client | None = None,
         headers: Mapping[str, str] | None = None,
     ) -> None:
-        if timeout <= 0:
-            raise ConfigError(f"webhook {name!r}: timeout must be positive")
-        self.name = name
-        self.timeout = timeout
-        self._url = check_url(url, f"webhook {name!r}")
+        super().__init__(name, url, timeout=timeout, client=client)
         self._secret = secret or None
         # Extra headers (an Authorization token, typically) are secrets too.
         self._headers = dict(headers or {})
-        self._client = client
 
-    def __repr__(self) -> str:
-        signed = ", signed" if self._secret else ""
-        return f"WebhookNotifier(name={self.name!r}, url={redact_url(self._url)!r}{signed})"
-
-    @property
-    def label(self) -> str:
-        """How error messages name this channel: safe to show."""
-        return f"webhook {self.name!r} ({redact_url(self._url)})"
+    def _repr_extra(self) -> str:
+        return ", signed" if self._secret else ""
 
     @staticmethod
     def document(alert: Alert) -> dict[str, Any]:
@@ -325,5 +348,4 @@ class WebhookNotifier:
         secrets = [v for v in self._headers.values() if len(v) > 3]
         if self._secret:
             secrets.append(self._secret)
-        post_json(self._url, body, label=self.label, headers=headers, timeout=self.timeout, client=self._client,
-                  secrets=secrets)
+        self._post(body, headers, secrets)
