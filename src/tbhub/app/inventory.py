@@ -14,6 +14,7 @@ from collections.abc import Callable, Sequence
 
 from tbhub.adapters.crc import crc32c
 from tbhub.adapters.db.store import ScanRecord
+from tbhub.app.explorer import sync_run_index
 from tbhub.app.services import Services
 from tbhub.core.inventory import EndpointInventory, Progress, scan_endpoint
 from tbhub.core.models import EndpointSpec, RunSummary
@@ -69,6 +70,8 @@ def refresh(services: Services, name: str, *, workers: int = 1) -> ScanRecord:
     try:
         inv = scan_endpoint(spec, services.store(name), services.state, crc32c=crc32c, workers=workers)
         files, files_read, bytes_read = inv.files, inv.files_read, inv.bytes_read
+        # The explorer's run rows follow the index here, in the background, not on a page's request.
+        sync_run_index(services, [name])
     except TbhubError as exc:
         error = exc.message
     except OSError as exc:

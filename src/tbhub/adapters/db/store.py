@@ -13,6 +13,7 @@ methods on a shared ``engine``:
     alerts.py    AlertStore     alerts, deliveries, channels
     usage.py     UsageStore     usage snapshots
     pins.py      PinStore       pinned runs
+    run_index.py RunIndexStore  one row per run (derived from the index) for the runs explorer
     leases.py    LeaseStore     named leases for background jobs
 
 ``StateStore`` composes them by inheritance, so a process keeps one handle (one engine, one connection
@@ -43,6 +44,7 @@ from tbhub.adapters.db.history import DeletionRecord, HistoryStore, RetentionApp
 from tbhub.adapters.db.index import IndexStore, ScanRecord
 from tbhub.adapters.db.leases import LeaseStore
 from tbhub.adapters.db.pins import Pin, PinStore
+from tbhub.adapters.db.run_index import RunIndexStore
 from tbhub.adapters.db.tables import alembic_version, metadata
 from tbhub.adapters.db.usage import UsageStore
 from tbhub.errors import StateError
@@ -67,7 +69,7 @@ MIGRATIONS = Path(__file__).parent / "migrations"
 
 #: The newest migration; a test checks it against the migration scripts. Comparing with it spares
 #: every command the import of alembic (slow) when the schema is already up to date.
-HEAD_REVISION = "0009"
+HEAD_REVISION = "0010"
 
 
 def _alembic_config() -> Any:
@@ -124,7 +126,7 @@ def _sqlite_pragmas(dbapi_connection: Any, _record: ConnectionPoolEntry) -> None
     cursor.close()
 
 
-class StateStore(IndexStore, HistoryStore, AlertStore, UsageStore, PinStore, LeaseStore):
+class StateStore(IndexStore, HistoryStore, AlertStore, UsageStore, PinStore, LeaseStore, RunIndexStore):
     """The state database: every aggregate's methods on one engine, and the schema. Implements the
     core's ``ScanIndex`` port (through ``IndexStore``)."""
 
