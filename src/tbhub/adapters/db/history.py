@@ -6,15 +6,17 @@ failed to remove) and per application; the hub's history pages read them newest 
 
 from __future__ import annotations
 
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 
 from sqlalchemy import Engine, insert, select
 
-from tbhub.adapters.db.names import from_db, to_db
+from tbhub.adapters.db.records import from_row, row_values
 from tbhub.adapters.db.tables import deletions, retention_applications
 from tbhub.core.names import without_surrogates
 
 __all__ = ["DeletionRecord", "HistoryStore", "RetentionApplication"]
+
+_NAMES = ("dataset", "run", "relpath")
 
 
 @dataclass(frozen=True, slots=True)
@@ -59,8 +61,7 @@ class HistoryStore:
     # -- deletion history -----------------------------------------------------------------------
     def record_deletion(self, record: DeletionRecord) -> None:
         with self.engine.begin() as connection:
-            values = {f: getattr(record, f) for f in DeletionRecord.__slots__}
-            values.update({f: to_db(values[f]) for f in ("dataset", "run", "relpath")})
+            values = row_values(record, names=_NAMES)
             values["error"] = None if record.error is None else without_surrogates(record.error)
             connection.execute(insert(deletions).values(**values))
 
@@ -68,12 +69,11 @@ class HistoryStore:
         """The newest ``limit`` deletions, newest first."""
         with self.engine.connect() as connection:
             rows = connection.execute(select(deletions).order_by(deletions.c.id.desc()).limit(limit))
-            records = [DeletionRecord(**{f: getattr(row, f) for f in DeletionRecord.__slots__}) for row in rows]
-        return [replace(r, dataset=from_db(r.dataset), run=from_db(r.run), relpath=from_db(r.relpath)) for r in records]
+            return [from_row(DeletionRecord, row, names=_NAMES) for row in rows]
 
     # -- retention ----------------------------------------------------------------------------------
     def record_retention(self, application: RetentionApplication) -> int:
-        values = {f: getattr(application, f) for f in RetentionApplication.__slots__ if f != "id"}
+        values = row_values(application, skip=("id",))
         with self.engine.begin() as connection:
             result = connection.execute(insert(retention_applications).values(**values))
             key = result.inserted_primary_key
@@ -84,4 +84,4 @@ class HistoryStore:
             rows = connection.execute(
                 select(retention_applications).order_by(retention_applications.c.id.desc()).limit(limit)
             )
-            return [RetentionApplication(**{f: getattr(r, f) for f in RetentionApplication.__slots__}) for r in rows]
+            return [from_row(RetentionApplication, r) for r in rows]

@@ -17,6 +17,7 @@ from sqlalchemy import Connection, Engine, Table, delete, insert, select, update
 from sqlalchemy.exc import IntegrityError
 
 from tbhub.adapters.db.names import from_db, to_db
+from tbhub.adapters.db.records import from_row, row_values
 from tbhub.adapters.db.tables import event_files, index_generations, run_states, scalar_files, scan_runs
 from tbhub.core.models import CorruptRecord, EventFileScan
 from tbhub.core.names import without_surrogates
@@ -172,13 +173,7 @@ class IndexStore:
         with self.engine.begin() as connection:
             connection.execute(
                 insert(scan_runs).values(
-                    endpoint=record.endpoint,
-                    finished_at=record.finished_at,
-                    duration_s=record.duration_s,
-                    files=record.files,
-                    files_read=record.files_read,
-                    bytes_read=record.bytes_read,
-                    error=None if record.error is None else without_surrogates(record.error),
+                    row_values(record) | {"error": None if record.error is None else without_surrogates(record.error)}
                 )
             )
             # Keep the table small: the last 100 scans per endpoint are plenty for the hub.
@@ -201,9 +196,7 @@ class IndexStore:
             ).first()
         if row is None:
             return None
-        return ScanRecord(
-            row.endpoint, row.finished_at, row.duration_s, row.files, row.files_read, row.bytes_read, row.error
-        )
+        return from_row(ScanRecord, row)
 
     # -- the scalar reader's index --------------------------------------------------------------------
     def load_scalar_states(self, endpoint: str) -> dict[str, tuple[int, int, int, str]]:

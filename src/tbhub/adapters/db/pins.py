@@ -8,7 +8,8 @@ from dataclasses import dataclass
 from sqlalchemy import Engine, delete, insert, select
 from sqlalchemy.exc import IntegrityError
 
-from tbhub.adapters.db.names import from_db, to_db
+from tbhub.adapters.db.names import to_db
+from tbhub.adapters.db.records import from_row
 from tbhub.adapters.db.tables import pins
 
 __all__ = ["Pin", "PinStore"]
@@ -50,4 +51,4 @@ class PinStore:
     def pins(self) -> list[Pin]:
         with self.engine.connect() as connection:
             rows = connection.execute(select(pins).order_by(pins.c.endpoint, pins.c.relpath))
-            return [Pin(r.endpoint, from_db(r.relpath), r.pinned_by, r.pinned_at) for r in rows]
+            return [from_row(Pin, r, names=("relpath",)) for r in rows]

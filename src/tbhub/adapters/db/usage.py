@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from sqlalchemy import Engine, insert, select
 
-from tbhub.adapters.db.names import from_db, to_db
+from tbhub.adapters.db.records import from_row, row_values
 from tbhub.adapters.db.tables import usage_snapshots
 from tbhub.core.usage import Snapshot
 
@@ -23,7 +23,7 @@ class UsageStore:
         with self.engine.begin() as connection:
             connection.execute(
                 insert(usage_snapshots),
-                [{f: getattr(r, f) for f in Snapshot.__slots__} | {"dataset": to_db(r.dataset)} for r in rows],
+                [row_values(r, names=("dataset",)) for r in rows],
             )
 
     def usage_history(self, since: float = 0.0) -> list[Snapshot]:
@@ -32,4 +32,4 @@ class UsageStore:
             rows = connection.execute(
                 select(usage_snapshots).where(usage_snapshots.c.at >= since).order_by(usage_snapshots.c.at)
             )
-            return [Snapshot(r.at, r.endpoint, from_db(r.dataset), r.size_bytes, r.runs, r.events) for r in rows]
+            return [from_row(Snapshot, r, names=("dataset",)) for r in rows]
