@@ -60,6 +60,7 @@ def _invocations(tree: Tree) -> dict[str, list[str]]:
         "tbhub runs --status": ["runs", "--status"],
         "tbhub compare": ["compare", "--tag", "loss", "--target", "loss<0.5"],
         "tbhub usage": ["usage"],
+        "tbhub trends": ["trends", "--metric", "loss", "--target", "loss<0.5"],
         "tbhub note RUN TEXT": ["note", r1, "a first note"],
         "tbhub note RUN": ["note", r1],
         "tbhub pins": ["pins"],

@@ -1,16 +1,19 @@
-"""Storage used per dataset, its growth, and the daily snapshots that growth is measured from."""
+"""Storage used per dataset, its growth, and the daily snapshots that growth is measured from; and the
+compute (GPU-hours, cost) of the same datasets."""
 
 from __future__ import annotations
 
 from collections.abc import Sequence
 
 from tbhub.adapters.db.store import StateStore
+from tbhub.app.compute import compute_runs
 from tbhub.app.inventory import endpoint_runs
 from tbhub.app.services import Services
+from tbhub.core.compare import Target
 from tbhub.core.models import RunSummary
-from tbhub.core.usage import DatasetUsage, Snapshot, growth, usage_by_dataset
+from tbhub.core.usage import ComputeUsage, DatasetUsage, Snapshot, compute_by_dataset, growth, usage_by_dataset
 
-__all__ = ["USAGE_SNAPSHOT_EVERY_S", "indexed_usage", "snapshot_usage_if_due", "usage_report"]
+__all__ = ["USAGE_SNAPSHOT_EVERY_S", "compute_usage", "indexed_usage", "snapshot_usage_if_due", "usage_report"]
 
 #: The server records a usage snapshot when the newest is older than this.
 USAGE_SNAPSHOT_EVERY_S = 86400.0
@@ -40,3 +43,18 @@ def snapshot_usage_if_due(services: Services, now: float) -> bool:
         return False
     usage_report(services.state, _indexed_runs(services), now, record=True)
     return True
+
+
+def compute_usage(
+    services: Services,
+    now: float,
+    *,
+    names: Sequence[str] | None = None,
+    target: Target | None = None,
+    scan: bool = True,
+    runs: Sequence[RunSummary] | None = None,
+) -> list[ComputeUsage]:
+    """GPU-hours and cost per dataset (``scan`` and ``runs`` as for ``compute_runs``: the CLI scans and
+    parses, the hub reads the index and the stored states, and has no target hits)."""
+    found = compute_runs(services, names=names, target=target, scan=scan, runs=runs)
+    return compute_by_dataset([r.compute for r in found], now)

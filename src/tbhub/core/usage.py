@@ -1,13 +1,16 @@
-"""Storage usage per endpoint and dataset, its growth over time, and what it costs."""
+"""Storage usage per endpoint and dataset, its growth over time, and what it costs; and the compute
+(GPU-hours and their cost, from ``tbhub.core.cost``) of the same datasets."""
 
 from __future__ import annotations
 
+import statistics
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 
+from tbhub.core.cost import RunCompute, month_key, previous_month
 from tbhub.core.models import RunSummary
 
-__all__ = ["DatasetUsage", "Snapshot", "growth", "usage_by_dataset"]
+__all__ = ["ComputeUsage", "DatasetUsage", "Snapshot", "compute_by_dataset", "growth", "usage_by_dataset"]
 
 GB = 1_000_000_000
 
@@ -82,4 +85,77 @@ def growth(current: Sequence[DatasetUsage], history: Sequence[Snapshot], now: fl
                 None if month is None else u.size_bytes - month,
             )
         )
+    return out
+
+
+@dataclass(frozen=True, slots=True)
+class ComputeUsage:
+    """The compute of one dataset's runs. Costs are ``None`` when a run of it has no price
+    (``gpu_hour`` unset): never a 0 that reads as free. ``this_month``/``last_month`` are UTC months
+    (``"2026-12"``); ``run_*`` are over the dataset's runs; ``target_*`` over the runs that reached the
+    target (``target_runs`` of them), ``None`` when none did or no target was asked. ``exact``: every
+    run's busy time is exact (``tbhub.core.cost``)."""
+
+    endpoint: str
+    dataset: str
+    runs: int
+    this_month: str
+    last_month: str
+    gpu_hours: float
+    cost: float | None
+    gpu_hours_this_month: float
+    cost_this_month: float | None
+    gpu_hours_last_month: float
+    cost_last_month: float | None
+    run_gpu_hours_median: float | None
+    run_gpu_hours_max: float | None
+    run_cost_median: float | None
+    run_cost_max: float | None
+    target_runs: int = 0
+    target_gpu_hours_median: float | None = None
+    target_cost_median: float | None = None
+    exact: bool = True
+
+    @property
+    def priced(self) -> bool:
+        return self.cost is not None or self.runs == 0
+
+
+def _priced(computes: Sequence[RunCompute], hours: Sequence[float]) -> float | None:
+    """The cost of ``hours`` (one figure per run of ``computes``): ``None`` if any run has no price."""
+    if any(c.gpu_hour is None for c in computes):
+        return None
+    return sum(h * (c.gpu_hour or 0.0) for c, h in zip(computes, hours, strict=True))
+
+
+def compute_by_dataset(computes: Iterable[RunCompute], now: float) -> list[ComputeUsage]:
+    """GPU-hours and cost per (endpoint, dataset), sorted like ``usage_by_dataset``: in all, this UTC
+    month and last, per run (median, max) and to a target. A dataset's cost is the sum of its runs'."""
+    groups: dict[tuple[str, str], list[RunCompute]] = {}
+    for c in computes:
+        groups.setdefault((c.run.endpoint, c.run.dataset), []).append(c)
+    this, last = month_key(now), month_key(previous_month(now))
+    out = []
+    for (endpoint, dataset), group in sorted(groups.items()):
+        hours = [c.gpu_hours for c in group]
+        costs = [c.cost for c in group]
+        known = [x for x in costs if x is not None]
+        priced = len(known) == len(costs)
+        reached = [c for c in group if c.target_busy_s is not None]
+        target_hours = [c.target_gpu_hours for c in reached if c.target_gpu_hours is not None]
+        target_costs = [c.target_cost for c in reached if c.target_cost is not None]
+        this_hours = [c.month_gpu_hours(this) for c in group]
+        last_hours = [c.month_gpu_hours(last) for c in group]
+        out.append(ComputeUsage(
+            endpoint, dataset, len(group), this, last,
+            sum(hours), _priced(group, hours),
+            sum(this_hours), _priced(group, this_hours),
+            sum(last_hours), _priced(group, last_hours),
+            statistics.median(hours) if hours else None, max(hours) if hours else None,
+            statistics.median(known) if priced and known else None, max(known) if priced and known else None,
+            len(reached),
+            statistics.median(target_hours) if target_hours else None,
+            statistics.median(target_costs) if priced and target_costs else None,
+            all(c.exact for c in group),
+        ))
     return out

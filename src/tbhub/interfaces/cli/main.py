@@ -45,6 +45,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "unpin": ("annotations", "unpin_command"),
     "pins": ("annotations", "pins_command"),
     "usage": ("usage", "usage_command"),
+    "trends": ("trends", "trends_command"),
     "compare": ("compare", "compare_command"),
     "alerts": ("alerts", "alerts_command"),
     "notify": ("alerts", "notify_app"),

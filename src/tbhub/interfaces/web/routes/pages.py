@@ -11,12 +11,16 @@ from fastapi.responses import HTMLResponse, Response
 
 from tbhub.app.alerts import alert_history
 from tbhub.app.retention import retention_status
+from tbhub.app.usage import compute_usage
 from tbhub.core.accounts import Role
+from tbhub.core.cost import PRICE_NOT_SET
 from tbhub.core.units import format_age, format_size
-from tbhub.interfaces.records import age_style, usage_record
+from tbhub.interfaces.cost_records import usage_rows, usage_totals
+from tbhub.interfaces.records import age_style
 from tbhub.interfaces.web.auth import RoleTable
 from tbhub.interfaces.web.deps import HubDep, TemplatesDep, page_context
 from tbhub.interfaces.web.payloads import channels_json, compare_data, endpoint_json, no_marks, run_json, run_marks
+from tbhub.interfaces.web.trends_data import trends_data
 
 __all__ = ["access", "router"]
 
@@ -43,7 +47,8 @@ def index(request: Request, hub: HubDep, templates: TemplatesDep) -> Response:
 @access(Role.VIEWER)
 def usage_page(request: Request, hub: HubDep, templates: TemplatesDep) -> Response:
     cost = hub.config.cost
-    rows = [usage_record(u, cost.storage_per_gb_month, cost.currency) for u in hub.usage()]
+    compute = compute_usage(hub.services, time.time(), scan=False)
+    rows = usage_rows(hub.usage(), compute, cost.storage_per_gb_month, cost.currency)
     return templates.TemplateResponse(
         request,
         "usage.html",
@@ -53,7 +58,20 @@ def usage_page(request: Request, hub: HubDep, templates: TemplatesDep) -> Respon
             "currency": cost.currency,
             "total": sum(r["size_bytes"] for r in rows),
             "total_cost": sum(r["monthly_cost"] for r in rows),
+            "compute": usage_totals(compute),
+            "price_not_set": PRICE_NOT_SET,
         },
+    )
+
+
+@router.get("/trends", response_class=HTMLResponse)
+@access(Role.VIEWER)
+def trends_page(
+    request: Request, hub: HubDep, templates: TemplatesDep, dataset: str = "", metric: str = "",
+) -> Response:
+    data = trends_data(hub, dataset or None, metric or None)
+    return templates.TemplateResponse(
+        request, "trends.html", {**page_context(request), "data": data, "form": {"dataset": dataset, "metric": metric}}
     )
 
 

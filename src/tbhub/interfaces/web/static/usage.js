@@ -24,6 +24,9 @@
     series: [{}].concat(names.map((n, i) => ({label: n, stroke: palette[i % palette.length], width: 2,
       value: (u, v) => fmt(v)}))),
     axes: [axis({}), axis({values: (u, vals) => ticks(vals), size: 80})],
+    // One snapshot (or several at one moment): uPlot would stretch the x axis over years around it
+    // (2026 to 2029); show the day before and after instead.
+    scales: {x: {time: true, range: (u, min, max) => (max - min < 3600 ? [min - 86400, max + 86400] : [min, max])}},
   };
   const u = new uPlot(opts, [data.times].concat(names.map(n => data.series[n])), document.getElementById("usage-chart"));
   matchMedia("(prefers-color-scheme: dark)").addEventListener("change", () => u.redraw(false));
