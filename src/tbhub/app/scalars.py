@@ -24,6 +24,7 @@ from tbhub.core.scalars import (
     TagSummary,
     bytes_to_parse,
     merge_tags,
+    run_texts,
     summarize_file,
     summarize_many,
 )
@@ -73,7 +74,8 @@ def stale_files(known: Mapping[str, tuple[int, int, int, str]], runs: Sequence[R
         for f in run.files:
             old = known.get(f.relpath)
             # A state stored before activity was kept is stale too: its file is read again once.
-            if old is None or old[:3] != (f.inode, f.size, f.mtime_ns) or '"activity_gap"' not in old[3]:
+            if (old is None or old[:3] != (f.inode, f.size, f.mtime_ns) or '"activity_gap"' not in old[3]
+                    or '"texts": {' not in old[3]):  # nor texts
                 stale.append((FileEntry(f.relpath, f.inode, f.size, f.mtime_ns), None if old is None else old[3]))
     return stale
 
@@ -174,6 +176,7 @@ def run_scalars(
     *,
     prune: bool = True,
     parse: bool = True,
+    texts: dict[str, dict[str, str]] | None = None,
 ) -> dict[str, dict[str, TagSummary]]:
     """Per run relpath, its tag summaries; parses only the event-file bytes added since the last call.
 
@@ -182,7 +185,8 @@ def run_scalars(
     ``prune`` drops the states of files not among ``runs``: pass ``False`` when ``runs`` is only a
     selection. ``parse=False`` only reads what the database holds (the hub process never parses: its
     alert pass reads what ``tbhub.app.workers`` stored; a file not parsed yet counts with the state
-    it had, or none). ``decoder`` is needed only to parse.
+    it had, or none). ``decoder`` is needed only to parse. ``texts``, when given, receives each run's
+    text summaries (``run_texts``: where a trainer wrote its plan).
     """
     if parse:
         if decoder is None:
@@ -198,4 +202,6 @@ def run_scalars(
         loose = len(run.files) == 1 and run.files[0].relpath == run.relpath
         root = run.relpath.rpartition("/")[0] if loose else run.relpath
         tags[run.relpath] = merge_tags(root, files)
+        if texts is not None:
+            texts[run.relpath] = run_texts(root, files)
     return tags

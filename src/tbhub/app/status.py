@@ -1,4 +1,5 @@
-"""Each run's status (running, stalled, finished, diverged) under its endpoint's rules."""
+"""Each run's status (running, stalled, finished, diverged) under its endpoint's rules, with what its
+logs show of the framework that wrote it (``tbhub.core.frameworks``): plan, progress, ETA, crash hint."""
 
 from __future__ import annotations
 
@@ -7,12 +8,42 @@ from collections.abc import Sequence
 from tbhub.app.scalars import run_scalars
 from tbhub.app.services import Services
 from tbhub.config import AlertsConfig
+from tbhub.core.frameworks import FRAMEWORK_FILES, Recognition, recognise
 from tbhub.core.inventory import EndpointInventory
 from tbhub.core.models import EndpointSpec, RunSummary
+from tbhub.core.ports import LogStore
 from tbhub.core.scalars import EventDecoder, TagSummary
 from tbhub.core.status import StatusVerdict, run_status
 
-__all__ = ["current_statuses", "run_statuses"]
+__all__ = ["current_statuses", "framework_files", "recognition", "run_statuses"]
+
+_FILE_BYTES = 64 * 1024  # a framework file longer than this is read in part (hparams.yaml: a few hundred bytes)
+
+
+def framework_files(store: LogStore, run: RunSummary) -> dict[str, str]:
+    """The text of each framework file (``FRAMEWORK_FILES``: Lightning's ``hparams.yaml``) in the run
+    folder or a folder of its event files. Read on local log roots only: on object storage each check
+    would be a request per run and status pass."""
+    folders = sorted({run.relpath} | {f.relpath.rpartition("/")[0] for f in run.files} - {""})
+    out: dict[str, str] = {}
+    for name in FRAMEWORK_FILES:
+        for folder in folders:
+            path = store.local_path(f"{folder}/{name}")
+            if path is None:
+                return out
+            try:
+                with open(path, "rb") as f:
+                    out[name] = f.read(_FILE_BYTES).decode("utf-8", "replace")
+                break
+            except OSError:  # absent (the common case), unreadable, a folder
+                continue
+    return out
+
+
+def recognition(store: LogStore, run: RunSummary, tags: dict[str, TagSummary], texts: dict[str, str]) -> Recognition:
+    """What ``run``'s logs (its tags and texts, as ``run_scalars`` gives them) and framework files show
+    of the framework that wrote it."""
+    return recognise(tags, texts, framework_files(store, run))
 
 
 def run_statuses(
@@ -28,13 +59,16 @@ def run_statuses(
     """Each run's status (by relpath) under the endpoint's rules (those of ``alerts``, by default the
     config's), and the tag summaries behind it. ``parse`` and ``decoder`` as for ``run_scalars``."""
     rules = (alerts or services.config.alerts).rules_for(endpoint.name)
-    tags = run_scalars(services, endpoint, runs, decoder, parse=parse)
+    texts: dict[str, dict[str, str]] = {}
+    tags = run_scalars(services, endpoint, runs, decoder, parse=parse, texts=texts)
     store = services.store(endpoint.name)
     verdicts = {}
     for run in runs:
         rule = rules.rule_for(run.dataset)
         markers = {m for m in rule.marker_files if store.exists(f"{run.relpath}/{m}")}
-        verdicts[run.relpath] = run_status(run, tags.get(run.relpath, {}), rule, now_ns=now_ns, markers=markers)
+        run_tags = tags.get(run.relpath, {})
+        found = recognition(store, run, run_tags, texts.get(run.relpath, {}))
+        verdicts[run.relpath] = run_status(run, run_tags, rule, now_ns=now_ns, markers=markers, recognition=found)
     return verdicts, tags
 
 

@@ -45,6 +45,16 @@ class ProtobufDecoder:
         self.templates = templates
         self._layouts: dict[bytes, list[Template]] = {}
         self._failures: dict[bytes, int] = {}
+        self._texts: dict[str, str] = {}
+
+    def pop_texts(self) -> dict[str, str]:
+        """The text summaries (tag → its latest text) of the events decoded since the last call (see
+        ``tbhub.core.scalars.TextDecoder``). Text events never match a template: upb reads them all."""
+        texts, self._texts = self._texts, {}
+        return texts
+
+    def _upb(self, payload: bytes, plugins: dict[str, str]) -> list[ScalarPoint]:
+        return decode_payload(payload, plugins, self._texts)
 
     def __getstate__(self) -> dict[str, Any]:
         return {"templates": self.templates}
@@ -55,7 +65,7 @@ class ProtobufDecoder:
     def decode(self, payload: bytes, plugins: dict[str, str]) -> Sequence[ScalarPoint]:
         """The scalar points of one serialized ``Event`` (see ``tbhub.core.scalars.EventDecoder``)."""
         if not self.templates:
-            return decode_payload(payload, plugins)
+            return self._upb(payload, plugins)
         layout, found, step, wall_time = self._lookup(payload, plugins)
         if layout is None:
             return found  # type: ignore[no-any-return]
@@ -74,7 +84,7 @@ class ProtobufDecoder:
         and upb): that keeps each tag's points in order, and happens about once per tag and file.
         """
         if not self.templates:
-            return group_points(payloads, plugins, decode_payload)
+            return group_points(payloads, plugins, self._upb)
         segments: list[dict[str, Series]] = []
         used: list[Template] = []  # templates registered in the current segment
         other: dict[str, Columns] = {}  # points decoded one by one in the current segment
@@ -219,7 +229,7 @@ class ProtobufDecoder:
                     return None, points, 0, 0.0
         except (IndexError, struct.error):  # cut short: upb decides what it is
             pass
-        return None, decode_payload(payload, plugins), 0, 0.0
+        return None, self._upb(payload, plugins), 0, 0.0
 
     @staticmethod
     def _apply(
@@ -250,7 +260,7 @@ class ProtobufDecoder:
             event = from_string(payload)
         except DecodeError:
             return []
-        points = decode_event(event, plugins)
+        points = decode_event(event, plugins, self._texts)
         if self._failures.get(key, 0) >= _MAX_FAILURES:
             return points
         template = None

@@ -19,6 +19,7 @@ __all__ = [
     "FLOAT",
     "HALF",
     "SCALARS_PLUGIN",
+    "TEXT_PLUGIN",
     "Columns",
     "decode_event",
     "decode_payload",
@@ -28,8 +29,9 @@ __all__ = [
 ]
 
 SCALARS_PLUGIN = "scalars"
+TEXT_PLUGIN = "text"
 
-_DT_FLOAT, _DT_DOUBLE, _DT_HALF = 1, 2, 19
+_DT_FLOAT, _DT_DOUBLE, _DT_HALF, _DT_STRING = 1, 2, 19, 7
 
 FLOAT = struct.Struct("<f")
 DOUBLE = struct.Struct("<d")
@@ -71,8 +73,21 @@ def tensor_scalar(tensor: Any) -> float | None:
     return float(values[0]) if len(values) == 1 else None
 
 
-def decode_event(event: Any, plugins: dict[str, str]) -> list[ScalarPoint]:
-    """Points of a parsed ``Event`` (the authority the fast path is checked against)."""
+def note_text(texts: dict[str, str], tag: str, tensor: Any) -> None:
+    """Keep the text of a text-plugin ``TensorProto`` (its first string, UTF-8, at most
+    ``TEXT_BYTES``) as the latest text of ``tag``."""
+    if tensor.dtype == _DT_STRING and len(tensor.string_val) >= 1:
+        texts[tag] = tensor.string_val[0][:TEXT_BYTES].decode("utf-8", "replace")
+
+
+TEXT_BYTES = 64 * 1024
+"""A text summary longer than this is cut: what tbhub reads in texts (a trainer's arguments, a few
+KB) fits many times over, and every text kept is stored with the file's scalar state."""
+
+
+def decode_event(event: Any, plugins: dict[str, str], texts: dict[str, str] | None = None) -> list[ScalarPoint]:
+    """Points of a parsed ``Event`` (the authority the fast path is checked against); with ``texts``,
+    text summaries (plugin ``text``) are noted there too (``note_text``)."""
     points: list[ScalarPoint] = []
     step = event.step
     wall_time = event.wall_time
@@ -88,18 +103,21 @@ def decode_event(event: Any, plugins: dict[str, str]) -> list[ScalarPoint]:
             scalar = tensor_scalar(value.tensor)
             if scalar is not None:
                 points.append((tag, step, wall_time, scalar))
+        elif kind == "tensor" and texts is not None and plugins.get(tag) == TEXT_PLUGIN:
+            note_text(texts, tag, value.tensor)
     return points
 
 
-def decode_payload(payload: bytes, plugins: dict[str, str]) -> list[ScalarPoint]:
-    """Points of a serialized ``Event``, all with upb; ``[]`` if it does not parse."""
+def decode_payload(payload: bytes, plugins: dict[str, str], texts: dict[str, str] | None = None) -> list[ScalarPoint]:
+    """Points of a serialized ``Event``, all with upb; ``[]`` if it does not parse. ``texts`` as
+    for ``decode_event``."""
     try:
         event = from_string(payload)
     except DecodeError:
         return []
     if not event.HasField("summary"):
         return []
-    return decode_event(event, plugins)
+    return decode_event(event, plugins, texts)
 
 
 def group_points(

@@ -52,6 +52,7 @@ from tbhub.core.scalars.parallel import PARALLEL_MIN_BYTES, summarize_many
 from tbhub.core.scalars.records import READ_SIZE
 from tbhub.core.scalars.runs import merge_tags, run_tag
 from tbhub.core.scalars.summary import TAIL_SIZE, ScalarFileState, TagSummary
+from tbhub.core.scalars.texts import TextDecoder, run_texts
 
 __all__ = [
     "PARALLEL_MIN_BYTES",
@@ -63,11 +64,13 @@ __all__ = [
     "ScalarPoint",
     "Series",
     "TagSummary",
+    "TextDecoder",
     "bytes_to_parse",
     "iter_points",
     "merge_tags",
     "resume_offset",
     "run_tag",
+    "run_texts",
     "summarize_file",
     "summarize_many",
 ]

@@ -11,6 +11,7 @@ from tbhub.core.scalars.activity import ACTIVITY_GAP, add_times, event_wall_time
 from tbhub.core.scalars.decoding import EventDecoder, ScalarPoint, point_batches
 from tbhub.core.scalars.records import Walk, read_payloads
 from tbhub.core.scalars.summary import TAIL_SIZE, ScalarFileState, combine, summarize_series
+from tbhub.core.scalars.texts import TextDecoder, keep_texts
 
 __all__ = ["bytes_to_parse", "iter_points", "resume_offset", "summarize_file"]
 
@@ -28,6 +29,7 @@ def resume_offset(previous: ScalarFileState | None, *, inode: int, size: int) ->
         and previous.offset <= size
         and not previous.corrupt
         and previous.activity_gap > 0  # a state from before activity was kept: read it all again
+        and previous.texts is not None  # nor texts
     ):
         return previous.offset
     return 0
@@ -64,10 +66,13 @@ def summarize_file(
         tags = dict(previous.tags)
         walk = Walk(start, previous.records)
         activity, gap = previous.activity, previous.activity_gap
+        texts = previous.texts or {}
     else:
         plugins, tags, walk = {}, {}, Walk(0)
         activity, gap = (), ACTIVITY_GAP
+        texts = {}
     decode_batch = getattr(decoder, "decode_batch", None) or point_batches(decoder.decode)
+    pop_texts = decoder.pop_texts if isinstance(decoder, TextDecoder) else None
     for batch in read_payloads(f, walk, size, crc32c):
         activity, gap = add_times(activity, gap, event_wall_times(batch))
         for segment in decode_batch(batch, plugins):
@@ -75,6 +80,8 @@ def summarize_file(
                 summary = summarize_series(tag, steps, wall_times, values, tail_size)
                 before = tags.get(tag)
                 tags[tag] = summary if before is None else combine(before, summary, tail_size)
+        if pop_texts is not None:
+            texts = keep_texts(texts, pop_texts())
     return ScalarFileState(
         relpath=relpath,
         inode=inode,
@@ -88,6 +95,7 @@ def summarize_file(
         corrupt=walk.corrupt,
         activity=activity,
         activity_gap=gap,
+        texts=texts,
     )
 
 

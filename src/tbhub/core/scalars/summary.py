@@ -78,6 +78,9 @@ class ScalarFileState:
     #: before tbhub kept activity), the file is read again from the start.
     activity: tuple[tuple[float, float], ...] = ()
     activity_gap: float = 0.0
+    #: The latest text of each text-summary tag (``tbhub.core.scalars.texts``); ``None``: a state stored
+    #: before texts were kept, the file is read again from the start.
+    texts: dict[str, str] | None = None
 
 
 # --- folding points into summaries ------------------------------------------------------------------

@@ -1,0 +1,235 @@
+"""What the common training frameworks leave in their logs, recognised with no configuration.
+
+``recognise`` looks at a run's scalar tags, its text summaries and the framework files found in its
+folder, and says which framework wrote it, what its **plan** is (steps or epochs), which tags mean
+"finished" and which tags mean "diverged" when their last value is not finite. ``progress`` turns a
+plan into a fraction done, a step rate and an ETA. docs/frameworks.md says, per framework, what is
+read and what cannot be known.
+
+* **Hugging Face Trainer** (``transformers``, ``report_to=["tensorboard"]``): the text summary
+  ``args/text_summary`` holds the ``TrainingArguments`` as JSON. ``max_steps > 0`` plans in steps;
+  otherwise ``num_train_epochs`` plans in epochs, counted by the scalar ``train/epoch`` (fractional:
+  the Trainer logs ``epoch + step/steps_in_epoch``). A normal end logs ``train/train_runtime``,
+  ``train/train_samples_per_second`` and ``train/total_flos``. With ``logging_nan_inf_filter`` (the
+  default) a NaN training loss is logged as a running mean, so a divergence shows in
+  ``train/grad_norm`` (and ``eval/loss``): its *last* value being NaN or Inf is a divergence (a
+  single overflow, normal with fp16 loss scaling, is not).
+* **PyTorch Lightning** (``TensorBoardLogger``): ``hparams.yaml`` in the run folder; when its top
+  level holds ``max_epochs`` (or ``max_steps``) that is the plan. Lightning's ``epoch`` scalar is the
+  0-based index of the epoch being trained, so it shows progress but never reaches ``max_epochs``.
+* **Keras** (``TensorBoard`` callback): ``epoch_*`` tags, whose step is the epoch index; no epoch
+  count is written anywhere, so a plan comes only from the configuration (``max_steps``).
+
+Pure functions; the caller reads texts and files (``tbhub.app.status``).
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+from tbhub.core.models import EventFileScan, RunSummary
+from tbhub.core.scalars import TagSummary
+
+__all__ = [
+    "FRAMEWORK_FILES",
+    "HF_ARGS_TAG",
+    "HF_FINAL_TAGS",
+    "Plan",
+    "Progress",
+    "Recognition",
+    "progress",
+    "recognise",
+    "step_rate",
+]
+
+HF_ARGS_TAG = "args/text_summary"
+HF_FINAL_TAGS = ("train/train_runtime", "train/train_samples_per_second", "train/total_flos")
+HF_EPOCH_TAG = "train/epoch"
+HF_NONFINITE_TAGS = ("train/grad_norm",)
+LIGHTNING_FILE = "hparams.yaml"
+LIGHTNING_EPOCH_TAG = "epoch"
+
+FRAMEWORK_FILES = (LIGHTNING_FILE,)
+"""Files in a run folder that ``recognise`` reads (the caller passes the text of those that exist)."""
+
+_HF_FACTS = ("per_device_train_batch_size", "gradient_accumulation_steps", "num_train_epochs", "max_steps",
+             "learning_rate", "logging_steps", "eval_steps", "save_steps", "seed")
+
+
+@dataclass(frozen=True, slots=True)
+class Plan:
+    """How long a run means to train: ``total`` steps or epochs (``unit``), read from ``source``."""
+
+    unit: str  # "steps" | "epochs"
+    total: float
+    source: str
+
+    def text(self) -> str:
+        total = f"{self.total:,.0f}" if float(self.total).is_integer() else f"{self.total:,.2f}"
+        return f"{total} {self.unit}"
+
+
+@dataclass(frozen=True, slots=True)
+class Recognition:
+    """What a run's logs show of the framework that wrote them (nothing known: ``Recognition()``).
+
+    ``facts``: JSON-able settings read with the plan (the Trainer's batch size, gradient accumulation
+    ...). ``epoch_tag``: the scalar that counts epochs, and ``epoch_base`` what to add to its value to
+    get epochs done."""
+
+    framework: str | None = None
+    plan: Plan | None = None
+    final_tags: tuple[str, ...] = ()
+    nonfinite_tags: tuple[str, ...] = ()
+    epoch_tag: str | None = None
+    epoch_base: float = 0.0
+    facts: Mapping[str, Any] = field(default_factory=dict)
+
+
+def _find(tags: Mapping[str, Any], name: str) -> str | None:
+    """The key of ``name`` among a run's tags: itself, or ``{subdir}/{name}`` (a file in a sub-folder)."""
+    if name in tags:
+        return name
+    return next((t for t in sorted(tags) if t.endswith("/" + name)), None)
+
+
+def _number(value: Any) -> float | None:
+    if isinstance(value, bool) or not isinstance(value, int | float) or not math.isfinite(value):
+        return None
+    return float(value)
+
+
+def _transformers(tags: Mapping[str, TagSummary], texts: Mapping[str, str]) -> Recognition | None:
+    key = _find(texts, HF_ARGS_TAG)
+    args: dict[str, Any] = {}
+    if key is not None:
+        try:
+            loaded = json.loads(texts[key])
+        except ValueError:
+            loaded = None
+        if isinstance(loaded, dict) and ("max_steps" in loaded or "num_train_epochs" in loaded):
+            args = loaded
+    finals = tuple(t for t in (_find(tags, f) for f in HF_FINAL_TAGS) if t is not None)
+    if not args and not finals:
+        return None
+    plan = None
+    max_steps = _number(args.get("max_steps"))
+    epochs = _number(args.get("num_train_epochs"))
+    if max_steps is not None and max_steps > 0:
+        plan = Plan("steps", max_steps, HF_ARGS_TAG)
+    elif epochs is not None and epochs > 0:
+        plan = Plan("epochs", epochs, HF_ARGS_TAG)
+    final_keys = tuple(_find(tags, f) or f for f in HF_FINAL_TAGS)
+    nonfinite = tuple(_find(tags, f) or f for f in HF_NONFINITE_TAGS)
+    return Recognition("transformers", plan, final_keys, nonfinite, _find(tags, HF_EPOCH_TAG) or HF_EPOCH_TAG,
+                       0.0, {k: args[k] for k in _HF_FACTS if k in args})
+
+
+def _yaml_top_level(text: str) -> dict[str, str]:
+    """``key: value`` pairs at the top level of a YAML document (nested blocks and lists skipped):
+    enough for the numbers tbhub reads, without a YAML library in the core."""
+    out: dict[str, str] = {}
+    for line in text.splitlines():
+        if not line or line[0] in " \t#-" or ":" not in line:
+            continue
+        key, _, value = line.partition(":")
+        value = value.split(" #")[0].strip()
+        if value:
+            out[key.strip().strip("'\"")] = value.strip("'\"")
+    return out
+
+
+def _lightning(tags: Mapping[str, TagSummary], files: Mapping[str, str]) -> Recognition | None:
+    text = files.get(LIGHTNING_FILE)
+    if text is None:
+        return None
+    top = _yaml_top_level(text)
+    plan = None
+    for key, unit in (("max_steps", "steps"), ("max_epochs", "epochs")):
+        try:
+            value = float(top.get(key, ""))
+        except ValueError:
+            continue
+        if math.isfinite(value) and value > 0:
+            plan = Plan(unit, value, LIGHTNING_FILE)
+            break
+    facts: dict[str, Any] = {k: top[k] for k in ("max_epochs", "max_steps") if k in top}
+    return Recognition("lightning", plan, (), (), _find(tags, LIGHTNING_EPOCH_TAG) or LIGHTNING_EPOCH_TAG, 0.0,
+                       facts)
+
+
+def recognise(tags: Mapping[str, TagSummary], texts: Mapping[str, str] | None = None,
+              files: Mapping[str, str] | None = None) -> Recognition:
+    """The framework behind a run, from its tags (as ``merge_tags`` keys them), its texts (as
+    ``run_texts`` keys them) and the text of each ``FRAMEWORK_FILES`` file its folder holds."""
+    found = _transformers(tags, texts or {}) or _lightning(tags, files or {})
+    if found is not None:
+        return found
+    if any(t.rpartition("/")[2].startswith("epoch_") for t in tags):
+        return Recognition("keras")
+    return Recognition()
+
+
+@dataclass(frozen=True, slots=True)
+class Progress:
+    """How far a run is along its plan.
+
+    ``done`` is in the plan's unit (steps, or epochs done); ``fraction`` is ``done / total`` capped at
+    1; ``reached`` once the plan is. ``steps_per_s`` is the step rate of the run's current event file
+    (``step_rate``); ``eta`` the wall time at which the plan should be reached at that rate (``None``
+    when reached or unknown); ``total_steps`` the plan in steps (for an epoch plan: estimated from the
+    steps the epochs done took)."""
+
+    plan: Plan
+    done: float
+    fraction: float
+    reached: bool
+    steps_per_s: float | None = None
+    total_steps: float | None = None
+    eta: float | None = None
+
+
+def step_rate(files: Sequence[EventFileScan]) -> float | None:
+    """Steps per second of the event file written last (a resumed job's new file: its current pace),
+    from its first to its highest step over its first to last wall time; ``None`` without two steps."""
+    for f in sorted(files, key=lambda f: f.last_wall_time or 0.0, reverse=True):
+        if None in (f.first_step, f.last_step, f.first_wall_time, f.last_wall_time):
+            continue
+        steps = f.last_step - f.first_step  # type: ignore[operator]
+        seconds = f.last_wall_time - f.first_wall_time  # type: ignore[operator]
+        if steps > 0 and seconds > 0:
+            return steps / seconds
+    return None
+
+
+_EPSILON = 1e-6
+
+
+def progress(run: RunSummary, tags: Mapping[str, TagSummary], recognition: Recognition,
+             plan: Plan | None) -> Progress | None:
+    """Where ``run`` stands against ``plan`` (the configured one, else ``recognition.plan``); ``None``
+    without a plan, or for an epoch plan before any epoch is logged."""
+    if plan is None:
+        return None
+    last_step = run.last_step or 0
+    rate = step_rate(run.files)
+    if plan.unit == "steps":
+        done = float(last_step)
+        total_steps: float | None = plan.total
+    else:
+        epoch = tags.get(recognition.epoch_tag) if recognition.epoch_tag else None
+        if epoch is None or epoch.max_value is None:
+            return None
+        done = epoch.max_value + recognition.epoch_base
+        # Steps per epoch so far, times the epochs planned (the Trainer's last partial epoch aside).
+        total_steps = last_step * plan.total / done if done > 0 and last_step > 0 else None
+    reached = done >= plan.total - _EPSILON
+    fraction = min(1.0, max(0.0, done / plan.total))
+    eta = None
+    if not reached and rate and total_steps is not None and run.last_wall_time is not None:
+        eta = run.last_wall_time + max(0.0, total_steps - last_step) / rate
+    return Progress(plan, done, fraction, reached, rate, total_steps, eta)
