@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+from collections.abc import Iterator
 from pathlib import Path
 
 from tbhub.adapters.storage.archive.format import temp_name
@@ -17,6 +18,15 @@ def io_line(e: OSError, verb: str, path: os.PathLike[str] | str) -> str:
     """One line for the user: ``no space left on device writing /cold/ep/ds/.run...partial-12-ab``."""
     reason = e.strerror or str(e) or type(e).__name__
     return f"{reason[:1].lower()}{reason[1:]} {verb} {path}"
+
+
+@contextlib.contextmanager
+def io_errors(verb: str, path: os.PathLike[str] | str) -> Iterator[None]:
+    """An ``OSError`` inside becomes an ``ArchiveError`` of one line: ``io_line(e, verb, path)``."""
+    try:
+        yield
+    except OSError as e:
+        raise ArchiveError(io_line(e, verb, path)) from e
 
 
 def _write_all(fd: int, data: bytes) -> None:
@@ -32,25 +42,19 @@ class DestFile:
     def __init__(self, path: Path, mode: int = 0o644) -> None:
         self.path = path
         self.size = 0
-        try:
+        with io_errors("creating", path):
             self.fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC, mode)
-        except OSError as e:
-            raise ArchiveError(io_line(e, "creating", path)) from e
         self._open = True
 
     def write(self, data: bytes) -> int:
-        try:
+        with io_errors("writing", self.path):
             _write_all(self.fd, data)
-        except OSError as e:
-            raise ArchiveError(io_line(e, "writing", self.path)) from e
         self.size += len(data)
         return len(data)
 
     def sync(self) -> None:
-        try:
+        with io_errors("syncing", self.path):
             os.fsync(self.fd)
-        except OSError as e:
-            raise ArchiveError(io_line(e, "syncing", self.path)) from e
 
     def close(self) -> None:
         if self._open:
@@ -62,22 +66,18 @@ class DestFile:
 
 
 def fsync_dir(path: Path) -> None:
-    try:
+    with io_errors("syncing", path):
         fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
         try:
             os.fsync(fd)
         finally:
             os.close(fd)
-    except OSError as e:
-        raise ArchiveError(io_line(e, "syncing", path)) from e
 
 
 def make_folders(path: Path) -> None:
     """``mkdir -p path``."""
-    try:
+    with io_errors("creating", path):
         path.mkdir(parents=True, exist_ok=True)
-    except OSError as e:
-        raise ArchiveError(io_line(e, "creating", path)) from e
 
 
 def remove(path: Path | None) -> None:
@@ -95,10 +95,8 @@ def write_replace(path: Path, data: bytes, token: str) -> None:
         out.write(data)
         out.sync()
         out.close()
-        try:
+        with io_errors("writing", path):
             os.replace(temp, path)
-        except OSError as e:
-            raise ArchiveError(io_line(e, "writing", path)) from e
     except BaseException:
         with contextlib.suppress(ArchiveError):
             out.close()

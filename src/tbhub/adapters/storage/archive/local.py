@@ -10,13 +10,13 @@ from __future__ import annotations
 import errno
 import os
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import contextmanager, suppress
 from dataclasses import dataclass
 from pathlib import Path
 from typing import IO, ClassVar, Final
 
 from tbhub.adapters.liveness import pid_alive
-from tbhub.adapters.storage.archive.durable import fsync_dir, io_line, make_folders, remove, write_replace
+from tbhub.adapters.storage.archive.durable import fsync_dir, io_errors, io_line, make_folders, remove, write_replace
 from tbhub.adapters.storage.archive.format import (
     PARTIAL,
     SIDECAR_SUFFIX,
@@ -58,10 +58,8 @@ class LocalArchive:
         path = self.path.with_name(name)
         if not os.path.lexists(path):
             return None  # killed between publishing the archive and writing its sidecar
-        try:
+        with io_errors("reading", path):
             return path, path.read_bytes()
-        except OSError as e:
-            raise ArchiveError(io_line(e, "reading", path)) from e
 
     def size(self) -> int:
         return self.path.stat().st_size
@@ -113,13 +111,9 @@ class LocalFolder:
             match = PARTIAL.search(path.name)
             if not path.name.startswith(".") or match is None or pid_alive(int(match.group(1))):
                 continue
-            try:
+            with io_errors("removing", path), suppress(FileNotFoundError):  # another cleaner was first
                 path.unlink()
-            except FileNotFoundError:
-                continue
-            except OSError as e:
-                raise ArchiveError(io_line(e, "removing", path)) from e
-            removed.append(path)
+                removed.append(path)
         return sorted(removed)
 
 

@@ -20,7 +20,7 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
-from tbhub.adapters.storage.archive.durable import DestFile, fsync_dir, io_line, make_folders
+from tbhub.adapters.storage.archive.durable import DestFile, fsync_dir, io_errors, io_line, make_folders
 from tbhub.adapters.storage.archive.format import (
     RESTORE_PREFIX,
     ArchiveInfo,
@@ -156,10 +156,8 @@ class _Restorer(Visitor):
             raise ArchiveError(f"{target} already exists: not restoring over it")
         temp = target.parent / f"{RESTORE_PREFIX}{shorten(target.name)}-{os.getpid()}-{secrets.token_hex(4)}"
         _make_parents_inside(self.root, target)
-        try:
+        with io_errors("creating", temp):
             temp.mkdir()
-        except OSError as e:
-            raise ArchiveError(io_line(e, "creating", temp)) from e
         self.target, self.temp = target, temp
 
     def folder(self, rel: str) -> None:
@@ -173,12 +171,10 @@ class _Restorer(Visitor):
     def close_file(self, entry: ManifestFile, sink: Sink) -> None:
         assert isinstance(sink, DestFile)
         try:
-            try:
+            with io_errors("restoring metadata of", sink.path):
                 # Setuid/setgid/sticky bits are not restored (as tar's "data" filter does).
                 os.fchmod(sink.fd, entry.mode & 0o777)
                 os.utime(sink.fd, ns=(entry.mtime_ns, entry.mtime_ns))
-            except OSError as e:
-                raise ArchiveError(io_line(e, "restoring metadata of", sink.path)) from e
             sink.sync()
         finally:
             sink.close()
@@ -193,13 +189,11 @@ class _Restorer(Visitor):
             make_folders(path)  # a listed folder the archive held no member for
             fsync_dir(path)
             mode, mtime = manifest.folder_modes.get(rel), manifest.folder_mtimes_ns.get(rel)
-            try:
+            with io_errors("restoring metadata of", path):
                 if mode is not None:
                     os.chmod(path, mode & 0o777)
                 if mtime is not None:
                     os.utime(path, ns=(mtime, mtime))
-            except OSError as e:
-                raise ArchiveError(io_line(e, "restoring metadata of", path)) from e
         _check_parent_inside(self.root, target)  # again: a folder may have become a symlink meanwhile
         # mkdir claims the name atomically (EEXIST if anything is there); renaming a folder onto our
         # own empty folder then replaces it atomically, and fails if anything was put inside meanwhile.
@@ -245,10 +239,6 @@ def _make_parents_inside(root: Path, target: Path) -> None:
     for part in target.relative_to(root).parts[:-1]:
         folder = folder / part
         _check_parent_inside(root, folder / "x")
-        try:
+        with io_errors("creating", folder), contextlib.suppress(FileExistsError):
             folder.mkdir()
-        except FileExistsError:
-            pass
-        except OSError as e:
-            raise ArchiveError(io_line(e, "creating", folder)) from e
     _check_parent_inside(root, target)

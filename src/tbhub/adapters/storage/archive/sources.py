@@ -18,7 +18,7 @@ from pathlib import Path
 from typing import Protocol
 
 from tbhub.adapters.storage.archive.compression import Compressor
-from tbhub.adapters.storage.archive.durable import io_line
+from tbhub.adapters.storage.archive.durable import io_errors, io_line
 from tbhub.adapters.storage.archive.format import CHUNK, STREAM_BLOCK, check_relpath
 from tbhub.adapters.storage.objectstore import ObjectLogStore, etag_identity, storage_error
 from tbhub.errors import ArchiveError, LogRootError
@@ -105,10 +105,8 @@ def _snapshot(run_dir: Path) -> dict[str, Entry]:
 
     Refuses symlinks (the run folder itself included), special files and non-UTF-8 names.
     """
-    try:
+    with io_errors("reading", run_dir):
         st = os.lstat(run_dir)
-    except OSError as e:
-        raise ArchiveError(io_line(e, "reading", run_dir)) from e
     if stat.S_ISLNK(st.st_mode):
         raise ArchiveError(f"run folder {run_dir} is a symlink: archive the folder it points to instead")
     if not stat.S_ISDIR(st.st_mode):
@@ -178,15 +176,13 @@ def _copy_source(run_dir: Path, rel: str, entry: Entry, out: Compressor) -> str:
             raise run_changed(run_dir, f"{rel} became a symlink") from None
         raise ArchiveError(io_line(e, "reading", path)) from e
     try:
-        try:
+        with io_errors("reading", path):
             st = os.fstat(fd)
             if (st.st_ino, st.st_size, st.st_mtime_ns) != (entry.ino, entry.size, entry.mtime_ns):
                 raise run_changed(run_dir, f"{rel} {_how(entry, st)}")
             digest = _copy(lambda n: os.read(fd, n), entry, out, run_dir, rel)
             grew = os.read(fd, 1)
             st = os.fstat(fd)
-        except OSError as e:
-            raise ArchiveError(io_line(e, "reading", path)) from e
         if grew or (st.st_size, st.st_mtime_ns) != (entry.size, entry.mtime_ns):
             raise run_changed(run_dir, f"{rel} {'grew' if grew else _how(entry, st)}")
         return digest

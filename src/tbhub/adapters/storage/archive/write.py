@@ -18,7 +18,7 @@ from pathlib import Path
 from typing import Any, Final
 
 from tbhub.adapters.storage.archive.compression import Compressor, choose_codec
-from tbhub.adapters.storage.archive.durable import DestFile, io_line, remove
+from tbhub.adapters.storage.archive.durable import DestFile, io_errors, remove
 from tbhub.adapters.storage.archive.format import (
     CHUNK,
     FORMAT,
@@ -204,16 +204,12 @@ def _write_archive(path: Path, manifest: bytes, body: Path, codec: str, created:
         head = Compressor(codec, out)
         head.write(member)
         head.close()
-        try:
+        with io_errors("reading", body):
             src = open(body, "rb")  # noqa: SIM115 - closed below; open errors need their own message
-        except OSError as e:
-            raise ArchiveError(io_line(e, "reading", body)) from e
         with src:
             while True:
-                try:
+                with io_errors("reading", body):
                     chunk = src.read(CHUNK)
-                except OSError as e:
-                    raise ArchiveError(io_line(e, "reading", body)) from e
                 if not chunk:
                     break
                 out.write(chunk)
