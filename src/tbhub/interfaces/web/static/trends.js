@@ -8,6 +8,16 @@
     ticks: {stroke: token("--chart-tick"), width: 1}}, extra);
   const fmt = v => (v == null ? "–" : Math.abs(v) >= 1000 ? v.toLocaleString(undefined, {maximumFractionDigits: 0})
     : Number(v.toPrecision(3)).toString());
+  // The x scale: with one point (or all at one moment) uPlot ignores a range function and spans
+  // 1000 days from it (an axis from 2026 to 2029): fix a day either side. Otherwise a 5 % margin,
+  // so that the first and last points are not on the plot's edge.
+  const xScale = times => {
+    const min = Math.min(...times), max = Math.max(...times);
+    if (!times.length) return {time: true};
+    if (max - min < 3600) return {time: true, auto: false, min: min - 86400, max: max + 86400};
+    const pad = (max - min) * 0.05;
+    return {time: true, auto: false, min: min - pad, max: max + pad};
+  };
   const charts = [];
   document.querySelectorAll(".trend-chart").forEach(el => {
     const group = Number(el.dataset.group), measure = el.dataset.measure;
@@ -28,8 +38,7 @@
         {label: measure.replace(/_/g, " "), stroke: "#0969da", width: 2, spanGaps: true,
          points: {show: true, size: 7, fill: "#0969da"}, value: (u, v) => fmt(v)}],
       axes: [axis({}), axis({values: (u, vals) => vals.map(fmt), size: 60})],
-      // One point (or all at one moment): a day either side, not years.
-      scales: {x: {time: true, range: (u, min, max) => (max - min < 3600 ? [min - 86400, max + 86400] : [min, max])}},
+      scales: {x: xScale(xs)},
     };
     const chart = new uPlot(opts, [xs, ys], el);
     chart.over.addEventListener("click", () => { if (chart.cursor.idx != null) open(chart.cursor.idx); });

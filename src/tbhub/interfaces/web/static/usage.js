@@ -14,6 +14,16 @@
   const ticks = vals => { const step = vals.length > 1 ? Math.abs(vals[1] - vals[0]) : 0;
     return vals.map(v => { const scaled = step / 1000 ** unitOf(v);
       return fmt(v, scaled > 0 ? Math.min(3, Math.max(0, Math.ceil(-Math.log10(scaled) - 1e-9))) : 1); }); };
+  // The x scale: with one point (or all at one moment) uPlot ignores a range function and spans
+  // 1000 days from it (an axis from 2026 to 2029): fix a day either side. Otherwise a 5 % margin,
+  // so that the first and last points are not on the plot's edge.
+  const xScale = times => {
+    const min = Math.min(...times), max = Math.max(...times);
+    if (!times.length) return {time: true};
+    if (max - min < 3600) return {time: true, auto: false, min: min - 86400, max: max + 86400};
+    const pad = (max - min) * 0.05;
+    return {time: true, auto: false, min: min - pad, max: max + pad};
+  };
   const palette = ["#0969da", "#1a7f37", "#cf222e", "#9a6700", "#8250df", "#0a7ea4", "#bf3989", "#57606a"];
   // Axis text, ticks and grid from hub.css's --chart-* tokens (light or dark), read at every draw.
   const token = name => () => getComputedStyle(document.documentElement).getPropertyValue(name).trim();
@@ -24,9 +34,7 @@
     series: [{}].concat(names.map((n, i) => ({label: n, stroke: palette[i % palette.length], width: 2,
       value: (u, v) => fmt(v)}))),
     axes: [axis({}), axis({values: (u, vals) => ticks(vals), size: 80})],
-    // One snapshot (or several at one moment): uPlot would stretch the x axis over years around it
-    // (2026 to 2029); show the day before and after instead.
-    scales: {x: {time: true, range: (u, min, max) => (max - min < 3600 ? [min - 86400, max + 86400] : [min, max])}},
+    scales: {x: xScale(data.times)},
   };
   const u = new uPlot(opts, [data.times].concat(names.map(n => data.series[n])), document.getElementById("usage-chart"));
   matchMedia("(prefers-color-scheme: dark)").addEventListener("change", () => u.redraw(false));

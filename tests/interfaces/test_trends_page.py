@@ -1,0 +1,122 @@
+"""The /trends and /usage pages in Chromium against ``tbhub serve``: compute figures from the stored
+scalar states (the alert engine's parse worker), trend charts whose points open their runs, a plain
+table beside them, explanatory empty states, the usage chart's domain with one snapshot; at 1440 and
+390 px, light and dark, no console error, no failed request, no serious axe violation (issue 18)."""
+
+from __future__ import annotations
+
+import datetime as dt
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from serving import Server, serve, wait_for
+from test_compare_page import VIEWPORTS, serious_violations, watch
+from test_usage import CATCH_CHARTS
+
+from browser import CHROMIUM, chromium_page
+from eventfiles import file_version_event, scalar_event, write_events
+
+pytestmark = [
+    pytest.mark.slow,
+    pytest.mark.skipif(not Path(CHROMIUM).exists(), reason="Debian's chromium is installed by .ci/run"),
+]
+
+
+def write_run(root: Path, relpath: str, t0: float, steps: int) -> None:
+    events = [file_version_event(t0)]
+    events += [scalar_event(s, 1.0 / (s + 1), "eval/loss", wall_time=t0 + 2.0 * (s + 1)) for s in range(steps)]
+    events.append(scalar_event(steps - 1, 32.0, "train/train_samples_per_second", wall_time=t0 + 2.0 * steps + 1))
+    write_events(root / relpath / "events.out.tfevents.1.host", events)
+
+
+@pytest.fixture(scope="module")
+def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
+    root = tmp_path_factory.mktemp("logs")
+    today = dt.datetime.now(tz=dt.UTC).replace(hour=12, minute=0, second=0, microsecond=0).timestamp()
+    for i in range(9):  # three weeks of three runs: by week
+        write_run(root, f"claims-v2/r{i}", today - 86400 - (i // 3) * 7 * 86400 - (i % 3) * 3600, 100 + 20 * i)
+    for i in range(2):  # two runs: by run
+        write_run(root, f"chat/c{i}", today - 86400 * (i + 1), 60)
+    with serve(tmp_path_factory.mktemp("srv"), {"lora": root}, extra_args=("--job-interval", "1"),
+               extra_config='[cost]\ngpu_hour = 2.5\ngpus = 8\ncurrency = "EUR"\n') as running:
+
+        def computed() -> bool | None:
+            page = running.get("/trends").text
+            return True if page.count('class="trend-group"') == 2 and "trend-chart" in page else None
+
+        wait_for(computed, 90, "the trends of both datasets")
+        wait_for(lambda: running.get("/api/usage/history").json()["times"], 30, "a usage snapshot")
+        yield running
+
+
+def test_a_trend_point_opens_its_run_and_the_table_lists_the_runs(server: Server) -> None:
+    with chromium_page(viewport=VIEWPORTS["desktop"]) as page:
+        seen = watch(page)
+        page.add_init_script(CATCH_CHARTS)
+        page.goto(server.url + "/trends?metric=eval/loss")
+        page.wait_for_function("window.charts.length >= 6", timeout=20_000)
+        groups = page.locator("section.trend-group h2").all_inner_texts()
+        assert [g.split(" ")[0] for g in groups] == ["lora/chat", "lora/claims-v2"]
+        assert "by run" in groups[0] and "by week" in groups[1]
+        weeks = page.locator("#trend-1 table.trend-table tbody tr")
+        assert weeks.count() == 3
+        assert sum(len(weeks.nth(i).locator("td.trend-runs a").all()) for i in range(3)) == 9
+        assert page.locator("#trend-1 table.trend-table thead").inner_text().count("best eval/loss:min") == 1
+        # The first chart of chat (by run): click its first point, land on that run's page.
+        point = page.evaluate("""() => { const u = window.charts[0]; const r = u.over.getBoundingClientRect();
+            return {x: r.left + u.valToPos(u.data[0][0], 'x'), y: r.top + u.valToPos(u.data[1][0], 'y')}; }""")
+        page.mouse.move(point["x"], point["y"])
+        page.wait_for_function("window.charts[0].cursor.idx === 0", timeout=5_000)
+        with page.expect_navigation():
+            page.mouse.click(point["x"], point["y"])
+        assert page.url.endswith("/runs/lora/chat/c1"), page.url  # the older run is the first point
+        assert seen["console"] == []
+
+
+def test_trends_empty_state_explains(server: Server) -> None:
+    with chromium_page(viewport=VIEWPORTS["phone"]) as page:
+        page.goto(server.url + "/trends?dataset=nothing-*")
+        text = page.locator("#trends-empty").inner_text()
+        assert "nothing-*" in text and "tbhub trends" in text
+    assert server.get("/trends", params={"metric": "eval/loss:best"}).status_code == 400
+
+
+def test_usage_page_shows_compute_beside_storage_and_a_sane_chart_domain(server: Server) -> None:
+    with chromium_page(viewport=VIEWPORTS["desktop"]) as page:
+        page.add_init_script(CATCH_CHARTS)
+        page.goto(server.url + "/usage")
+        row = page.locator('#usage tr[data-dataset="lora/chat"]')
+        hours = float(row.locator('td[data-field="gpu_hours_this_month"]').inner_text() or "0")
+        hours += float(row.locator('td[data-field="gpu_hours_last_month"]').inner_text() or "0")
+        # two runs of 60 scalars 2 s apart (+1 s to the final summary): 121 s of busy time each, 8 GPUs
+        assert hours == pytest.approx(2 * 121 / 3600 * 8, abs=0.01)
+        assert page.locator("#price-note").count() == 0
+        page.wait_for_function("window.charts.length && window.charts[0].scales.x.max != null", timeout=20_000)
+        span = page.evaluate("window.charts[0].scales.x.max - window.charts[0].scales.x.min")
+        assert span <= 3 * 86400, span  # one snapshot: a day either side, not 2026 to 2029
+
+
+@pytest.mark.parametrize("scheme", ["light", "dark"])
+@pytest.mark.parametrize("viewport", list(VIEWPORTS))
+@pytest.mark.parametrize("path", ["/trends?metric=eval/loss", "/usage"])
+def test_pages_in_both_viewports_and_schemes(server: Server, path: str, viewport: str, scheme: str) -> None:
+    with chromium_page(viewport=VIEWPORTS[viewport], color_scheme=scheme) as page:
+        seen = watch(page)
+        page.goto(server.url + path)
+        page.locator(".uplot canvas").first.wait_for(timeout=20_000)
+        width = page.evaluate("document.documentElement.scrollWidth")
+        assert width <= VIEWPORTS[viewport]["width"], width  # wide tables scroll in their own box
+        assert serious_violations(page) == []
+        assert seen == {"console": [], "failed": []}
+
+
+def test_an_unpriced_hub_says_so(tmp_path: Path) -> None:
+    root = tmp_path / "logs"
+    write_run(root, "chat/c0", time.time() - 86400, 30)
+    with serve(tmp_path / "srv", {"lora": root}) as running:
+        wait_for(lambda: True if "trend-chart" in running.get("/trends").text else None, 90, "the trend")
+        usage = running.get("/usage").text
+        assert "price not set: set [cost] gpu_hour" in usage and "not set" in usage
+        assert "price not set: set [cost] gpu_hour" in running.get("/trends").text
