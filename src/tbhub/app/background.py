@@ -168,22 +168,43 @@ class Warmup:
         return self.done
 
 
+#: How often the refresh loop looks whether a mirror changed since its endpoint was scanned.
+MIRROR_POLL_S = 0.5
+
+
 async def _refresh_forever(
     hub: Hub, interval: float, evaluate: _Evaluation | None, pool: Executor, warmup: Warmup, leadership: Leadership
 ) -> None:
-    """The leader scans every endpoint into the index and evaluates alerts; followers read the index."""
+    """The leader scans every endpoint into the index and evaluates alerts; followers read the index.
+
+    A mirrored endpoint (a URL log root ``serve`` keeps a copy of) is scanned from its mirror: not
+    while the mirror's first sync runs (each byte arrives once, through the mirror), and again as soon
+    as a sync changed the mirror rather than only every ``interval``."""
     loop = asyncio.get_running_loop()
+    mirrors = hub.mirrors
+    scanned: dict[str, int] = {}  # endpoint -> the mirror's generation its last scan read
+
+    async def scan(name: str) -> None:
+        scanned[name] = mirrors.generation(name)
+        try:
+            await loop.run_in_executor(pool, _as_leader, leadership, hub.refresh, name)
+            if evaluate is not None and warmup.over():
+                await loop.run_in_executor(pool, _as_leader, leadership, evaluate, name)
+        except Exception:  # keep the loop alive: monitoring never stops
+            log.exception("refreshing endpoint %s failed", name)
+
     while True:
         for name in hub.specs:
             if not leadership.is_leader:
                 break
-            try:
-                await loop.run_in_executor(pool, _as_leader, leadership, hub.refresh, name)
-                if evaluate is not None and warmup.over():
-                    await loop.run_in_executor(pool, _as_leader, leadership, evaluate, name)
-            except Exception:  # keep the loop alive: monitoring never stops
-                log.exception("refreshing endpoint %s failed", name)
-        await asyncio.sleep(interval)
+            if not mirrors.pending(name):
+                await scan(name)
+        deadline = time.monotonic() + interval
+        while (left := deadline - time.monotonic()) > 0:
+            await asyncio.sleep(min(left, MIRROR_POLL_S) if mirrors.names else left)
+            for name in mirrors.names:
+                if leadership.is_leader and not mirrors.pending(name) and scanned.get(name) != mirrors.generation(name):
+                    await scan(name)
 
 
 async def _deliver_forever(engine: AlertEngine, name: str, interval: float, leadership: Leadership) -> None:

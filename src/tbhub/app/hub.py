@@ -13,7 +13,7 @@ from dataclasses import dataclass
 
 from tbhub.adapters.db.leader import Leadership
 from tbhub.adapters.db.store import ScanRecord, StateStore
-from tbhub.adapters.storage.mirror import Mirror, MirrorKeeper, MirrorPlan, MirrorStatus, SyncStats
+from tbhub.adapters.storage.mirror import MANIFEST, Mirror, MirrorKeeper, MirrorPlan, MirrorStatus, SyncStats
 from tbhub.adapters.storage.remote import is_url, open_filesystem
 from tbhub.adapters.tensorboard.supervisor import ChildState, ChildStatus, SupervisorTiming, TensorBoardSupervisor
 from tbhub.app.inventory import endpoint_runs, refresh
@@ -32,9 +32,12 @@ def endpoint_mirror(services: Services, endpoint: EndpointSpec) -> MirrorPlan:
 
     def build() -> Mirror:
         fs, root = open_filesystem(endpoint.logdir, services.storage_options(endpoint.name))
-        return Mirror(fs, root, mirror_dir(services.config, endpoint.name), label=endpoint.logdir)
+        return Mirror(fs, root, mirror_dir(services.config, endpoint.name), label=endpoint.logdir,
+                      requests=services.sync_requests(endpoint.name))
 
-    return MirrorPlan(endpoint.logdir, float(endpoint.reload_interval), build)
+    folder = mirror_dir(services.config, endpoint.name)
+    return MirrorPlan(endpoint.logdir, float(endpoint.reload_interval), build,
+                      ready=lambda: (folder / MANIFEST).is_file())
 
 
 @dataclass(frozen=True, slots=True)
@@ -101,12 +104,13 @@ class Hub:
         (``mirrors/NAME``), kept in sync every reload interval by ``self.mirrors``. Their first sync
         begins here, in the background: the TensorBoard of such an endpoint starts when it is done.
         """
-        services = Services(config)
+        services = Services(config, mirrored=True)  # a mirrored root's event files are read from its mirror
         services.state  # noqa: B018  (open and migrate the database now: a failure stops the start)
         mirrors = {s.name: endpoint_mirror(services, s) for s in services.specs.values() if is_url(s.logdir)}
         if supervisor is None:
             supervisor = tensorboard_supervisor(config, timing=timing)
         hub = cls(services, supervisor, mirrors=mirrors)
+        services.sync_mirror = hub.mirrors.sync  # fresh scans and changes to a bucket sync its mirror
         hub.mirrors.start()
         return hub
 

@@ -42,6 +42,9 @@ def scan_endpoints(
     """
     specs = services.select(names)
     stores = [services.store(spec.name) for spec in specs]
+    for spec in specs:  # serve: a mirrored root is scanned from its mirror, brought up to date first
+        if services.sync_mirror is not None and services.mirror_folder(spec.name) is not None:
+            services.sync_mirror(spec.name)
     for spec, store in zip(specs, stores, strict=True):
         try:
             store.check()

@@ -14,7 +14,7 @@ from __future__ import annotations
 import getpass
 import os
 import socket
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from functools import cached_property
 from pathlib import Path
 from types import TracebackType
@@ -25,6 +25,7 @@ from tbhub.adapters.db.alert_rules import AlertRuleStore, RuleOverride
 from tbhub.adapters.db.annotations import AnnotationStore, Note
 from tbhub.adapters.db.store import StateStore, open_state, shown_url, sqlite_file
 from tbhub.adapters.storage.local import LocalLogStore
+from tbhub.adapters.storage.mirror import SYNC_REQUESTS, MirroredLogStore
 from tbhub.adapters.storage.objectstore import ObjectLogStore
 from tbhub.adapters.storage.remote import is_url
 from tbhub.config import Config
@@ -72,8 +73,14 @@ class Services:
     still works and nothing is written to disk; ``state_exists()`` tells which it was.
     """
 
-    def __init__(self, config: Config, *, state: StateStore | None = None, create_state: bool = True) -> None:
+    def __init__(self, config: Config, *, state: StateStore | None = None, create_state: bool = True,
+                 mirrored: bool = False) -> None:
         self.config = config
+        #: ``tbhub serve``: URL log roots are mirrored, and their event files read from the mirror.
+        self.mirrored = mirrored
+        #: Brings endpoint NAME's mirror up to date now (the hub's ``MirrorKeeper.sync``): before a scan
+        #: that must be fresh (``scan_endpoints``), after the bucket was changed (clean, restore).
+        self.sync_mirror: Callable[[str], object] | None = None
         self._given_state = state
         self._create_state = create_state
         self._stores: dict[str, AnyLogStore] = {}
@@ -105,8 +112,35 @@ class Services:
         store = self._stores.get(name)
         if store is None:
             spec = self.spec(name)
-            store = self._stores[name] = build_log_store(spec, self.storage_options(name))
+            folder = self.mirror_folder(name)
+            if folder is not None:  # serve: the mirror already holds every byte; read them there
+                try:
+                    store = MirroredLogStore(spec.logdir, self.storage_options(name), folder,
+                                             on_change=lambda: self._mirror_changed(name))
+                except LogRootError as error:
+                    raise LogRootError(f"endpoint {name!r}: {error}") from None
+            else:
+                store = build_log_store(spec, self.storage_options(name))
+            self._stores[name] = store
         return store
+
+    def _mirror_changed(self, name: str) -> None:
+        if self.sync_mirror is not None:
+            self.sync_mirror(name)
+
+    def mirror_folder(self, name: str) -> Path | None:
+        """The local mirror of endpoint ``name``'s URL log root when this process keeps one (``serve``)."""
+        if not self.mirrored or not is_url(self.spec(name).logdir):
+            return None
+        from tbhub.app.tensorboards import mirror_dir  # the supervisor's module: only for serve
+
+        return mirror_dir(self.config, name)
+
+    def sync_requests(self, name: str) -> int:
+        """Requests in flight while mirroring endpoint ``name`` (``[s3] sync_requests``)."""
+        own = self.config.endpoints[name].s3
+        settings = own.over(self.config.s3) if own is not None else self.config.s3
+        return settings.sync_requests or SYNC_REQUESTS
 
     # -- the state database and its aggregates --------------------------------------------------------
     @cached_property

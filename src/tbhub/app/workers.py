@@ -88,7 +88,8 @@ class ScalarParser:
             return 0
         spec = self.services.spec(name)
         options = dict(self.services.storage_options(name)) if is_url(spec.logdir) else None
-        return self._run(name, pickle.dumps((spec.logdir, options, stale, self.workers)))
+        mirror = self.services.mirror_folder(name)  # serve: read what the mirror holds there
+        return self._run(name, pickle.dumps((spec.logdir, options, stale, self.workers, mirror)))
 
     def _run(self, name: str, payload: bytes) -> int:
         # The child finds tbhub where this process did (a checkout on PYTHONPATH, a venv, a test).
@@ -163,7 +164,8 @@ def _kill_session(proc: subprocess.Popen[bytes]) -> None:
         os.killpg(proc.pid, signal.SIGKILL)  # its session: summarize_many's processes too
 
 
-def _work(logdir: str, options: dict[str, Any] | None, stale: list[Stale], workers: int) -> None:
+def _work(logdir: str, options: dict[str, Any] | None, stale: list[Stale], workers: int,
+          mirror: str | os.PathLike[str] | None = None) -> None:
     from multiprocessing import get_context
 
     from tbhub.adapters.scalar_decoder import ProtobufDecoder
@@ -172,6 +174,12 @@ def _work(logdir: str, options: dict[str, Any] | None, stale: list[Stale], worke
 
     if options is None:
         store: LogStore = LocalLogStore(logdir)
+    elif mirror is not None:
+        from tbhub.adapters.storage.mirror.store import MirroredLogStore
+
+        mirrored = MirroredLogStore(logdir, options, mirror)
+        mirrored.use_local(entry for entry, _ in stale)  # the bucket only for what the mirror lacks
+        store = mirrored
     else:
         from tbhub.adapters.storage.objectstore import ObjectLogStore
 
@@ -186,9 +194,9 @@ def _work(logdir: str, options: dict[str, Any] | None, stale: list[Stale], worke
 def main() -> int:
     with contextlib.suppress(OSError):
         os.setpriority(os.PRIO_PROCESS, 0, 19)  # the TensorBoards that serve users come first
-    logdir, options, stale, workers = pickle.load(sys.stdin.buffer)  # from the hub that started it
+    logdir, options, stale, workers, mirror = pickle.load(sys.stdin.buffer)  # from the hub that started it
     try:
-        _work(logdir, options, stale, workers)
+        _work(logdir, options, stale, workers, mirror)
     except Exception as error:  # one line for the hub's log
         print(f"{type(error).__name__}: {error}".splitlines()[0], file=sys.stderr)
         return 1

@@ -30,6 +30,15 @@ class S3Config(Section):
     secret_access_key_env: str | None = None
     secret_access_key_file: str | None = None
     anon: bool | None = None
+    #: Requests the mirror of an ``s3://`` root keeps in flight (``None``: the mirror's default).
+    sync_requests: int | None = None
+
+    @field_validator("sync_requests")
+    @classmethod
+    def _requests(cls, value: int | None) -> int | None:
+        if value is not None and not 1 <= value <= 256:
+            raise ValueError(f"sync_requests must be between 1 and 256, not {value}")
+        return value
 
     @field_validator("endpoint_url")
     @classmethod

@@ -95,6 +95,7 @@ SETTINGS: tuple[Setting, ...] = (
     Setting("s3.secret_access_key_env", None, "Variable holding the secret key (else $AWS_SECRET_ACCESS_KEY)."),
     Setting("s3.secret_access_key_file", None, "Or a file holding the secret key."),
     Setting("s3.anon", False, "Read public buckets without credentials."),
+    Setting("s3.sync_requests", 32, "Requests in flight while serve mirrors an s3:// log root (1-256)."),
     Setting("retention.schedule", None, "Apply the retention policies daily at this local time (\"03:00\")."),
     Setting("retention.every", None, "Or apply them at this interval (\"6h\")."),
     Setting("retention.active_minutes", 10, "Runs written this recently are never removed by a policy."),

@@ -22,6 +22,9 @@ if TYPE_CHECKING:  # fsspec (and s3fs) load only when a log root is a URL: the h
 __all__ = ["is_url", "join", "open_filesystem", "protocol_of", "redact_url"]
 
 
+#: Connections an S3 filesystem may hold open: at least the requests any reader keeps in flight.
+MAX_CONNECTIONS = 64
+
 #: Protocols that take the ``[s3]`` settings.
 S3_PROTOCOLS = frozenset({"s3", "s3a"})
 
@@ -63,9 +66,11 @@ def open_filesystem(url: str, options: Mapping[str, Any]) -> tuple[fsspec.Abstra
     if protocol in S3_PROTOCOLS:
         kwargs.setdefault("use_listings_cache", False)
         # botocore's defaults wait 60 s per read and retry a refused connection for ~10 s: a
-        # misconfigured endpoint should fail a command quickly, a slow one still succeed.
+        # misconfigured endpoint should fail a command quickly, a slow one still succeed. Its pool
+        # of 10 connections would cap the requests in flight (the scanner's 16, the mirror's 32).
         kwargs.setdefault("config_kwargs", {"connect_timeout": 5, "read_timeout": 60,
-                                            "retries": {"max_attempts": 3, "mode": "standard"}})
+                                            "retries": {"max_attempts": 3, "mode": "standard"},
+                                            "max_pool_connections": MAX_CONNECTIONS})
     try:
         import fsspec
 

@@ -43,18 +43,22 @@ from __future__ import annotations
 from tbhub.adapters.storage.mirror.keeper import RETRY_AFTER_S, MirrorKeeper, MirrorPlan, MirrorStatus
 from tbhub.adapters.storage.mirror.listing import RemoteFiles, safe_relpath
 from tbhub.adapters.storage.mirror.manifest import MANIFEST
-from tbhub.adapters.storage.mirror.sync import Mirror, SyncStats
+from tbhub.adapters.storage.mirror.store import MirroredLogStore, mirrored_entry
+from tbhub.adapters.storage.mirror.sync import SYNC_REQUESTS, Mirror, SyncStats
 from tbhub.adapters.storage.mirror.transfer import APPEND_CHECK_BYTES
 
 __all__ = [
     "APPEND_CHECK_BYTES",
     "MANIFEST",
     "RETRY_AFTER_S",
+    "SYNC_REQUESTS",
     "Mirror",
     "MirrorKeeper",
     "MirrorPlan",
     "MirrorStatus",
+    "MirroredLogStore",
     "RemoteFiles",
     "SyncStats",
+    "mirrored_entry",
     "safe_relpath",
 ]

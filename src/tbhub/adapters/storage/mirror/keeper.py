@@ -33,6 +33,8 @@ class MirrorPlan:
     source: str
     interval: float
     open: Callable[[], Mirror]
+    #: Whether an earlier process completed a sync of this mirror (its folder holds a manifest).
+    ready: Callable[[], bool] = lambda: False
 
 
 @dataclass(frozen=True, slots=True)
@@ -53,6 +55,8 @@ class _Kept:
     mirror: Mirror | None = None
     next_at: float = 0.0  # monotonic
     synced_once: bool = False  # in this process
+    tried: bool = False  # a sync has ended (well or not) in this process
+    generation: int = 0  # successful syncs that changed the mirror, in this process
     last_sync_at: float | None = None
     last: SyncStats | None = None
     error: str | None = None
@@ -93,6 +97,20 @@ class MirrorKeeper:
         ready = kept.synced_once or (mirror is not None and mirror.ready)
         return MirrorStatus(name, kept.plan.source, ready, at, last, error)
 
+    def pending(self, name: str) -> bool:
+        """Whether ``name``'s mirror is waiting for its first sync: neither synced before (by this or an
+        earlier process) nor tried in this process. Its readers should wait rather than read the bucket."""
+        kept = self._kept.get(name)
+        if kept is None or kept.tried:
+            return False
+        return not (kept.mirror is not None and kept.mirror.ready) and not kept.plan.ready()
+
+    def generation(self, name: str) -> int:
+        """Counts the syncs of ``name``'s mirror that changed it (or were its first): a reader of the
+        mirror has something new to read when this moved."""
+        kept = self._kept.get(name)
+        return 0 if kept is None else kept.generation
+
     def sync(self, name: str) -> SyncStats | None:
         """Sync one mirror now; ``None`` if it failed (see ``status(name).error``)."""
         kept = self._kept[name]
@@ -113,7 +131,7 @@ class MirrorKeeper:
             with self._lock:
                 if kept.error != message:
                     logger.warning("endpoint %s: %s", name, message)
-                kept.error = message
+                kept.error, kept.tried = message, True
                 kept.next_at = time.monotonic() + min(plan.interval, RETRY_AFTER_S)
             return None
         first = not kept.synced_once
@@ -125,7 +143,9 @@ class MirrorKeeper:
                 if stats.errors
                 else None
             )
-            kept.synced_once = True
+            if first or stats.changed:
+                kept.generation += 1
+            kept.synced_once = kept.tried = True
             kept.last, kept.last_sync_at = stats, time.time()
             kept.next_at = time.monotonic() + (min(plan.interval, RETRY_AFTER_S) if stats.errors else plan.interval)
         if self._on_sync is not None:

@@ -6,7 +6,8 @@ import contextlib
 import datetime as dt
 import logging
 import os
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Protocol
@@ -35,6 +36,8 @@ class RemoteFiles(Protocol):
     """The part of an ``fsspec`` filesystem the mirror uses (s3fs, gcsfs, ``memory``, ...)."""
 
     def find(self, path: str, *, detail: bool) -> Mapping[str, Mapping[str, Any]]: ...
+
+    def ls(self, path: str, *, detail: bool) -> Sequence[Mapping[str, Any]]: ...
 
     def cat_file(self, path: str, start: int | None = None, end: int | None = None) -> bytes: ...
 
@@ -95,15 +98,42 @@ def one_line(text: str, limit: int = 300) -> str:
     return line if len(line) <= limit else line[: limit - 1] + "…"
 
 
-def list_event_files(fs: RemoteFiles, remote_root: str, label: str) -> tuple[dict[str, RemoteObject], list[str]]:
+def _list_by_prefix(fs: RemoteFiles, remote_root: str, requests: int) -> Mapping[str, Mapping[str, Any]]:
+    """Every object below ``remote_root``: one delimited listing of its top, then each top-level
+    prefix (a dataset) listed on its own, ``requests`` at once. A listing's pages follow one another
+    (each names where the next starts), so a big root listed as one takes a round trip per 1,000 keys."""
+    try:
+        top = fs.ls(remote_root, detail=True)
+    except FileNotFoundError:
+        return fs.find(remote_root, detail=True)  # an empty prefix, or no bucket: find tells which
+    listing: dict[str, Mapping[str, Any]] = {
+        str(info["name"]): info for info in top if info.get("type", "file") == "file"
+    }
+    folders = [str(info["name"]) for info in top if info.get("type") == "directory"]
+    if folders:
+        with ThreadPoolExecutor(max(1, min(requests, len(folders))), thread_name_prefix="tbhub-list") as pool:
+            for found in pool.map(lambda folder: fs.find(folder, detail=True), folders):
+                listing.update(found)
+    return listing
+
+
+#: Above this many keys (a listing page) a root is listed by prefix, several listings at once.
+PAGE_KEYS = 1000
+
+
+def list_event_files(
+    fs: RemoteFiles, remote_root: str, label: str, *, by_prefix: bool = False, requests: int = 1
+) -> tuple[dict[str, RemoteObject], list[str]]:
     """The event files under ``remote_root`` by relpath, and the keys rejected as unsafe.
 
-    Raises ``LogRootError`` (naming the root by ``label``) when the root cannot be listed.
+    ``by_prefix``: list each top-level prefix on its own, ``requests`` at once (for a root of more
+    than one listing page); else one recursive listing. Raises ``LogRootError`` (naming the root by
+    ``label``) when the root cannot be listed.
     """
     try:
         # Listings are cached by fsspec filesystems (s3fs's dircache): always ask the store.
         fs.invalidate_cache(remote_root)
-        listing = fs.find(remote_root, detail=True)
+        listing = _list_by_prefix(fs, remote_root, requests) if by_prefix else fs.find(remote_root, detail=True)
     except FileNotFoundError:
         raise LogRootError(f"log root {label} does not exist") from None
     except Exception as exc:  # any transport error (botocore, aiohttp, ...) means "cannot list now"
@@ -137,15 +167,17 @@ def list_event_files(fs: RemoteFiles, remote_root: str, label: str) -> tuple[dic
 
 def fetch_kind(obj: RemoteObject, old: ObjectState | None, local_dir: Path) -> str | None:
     """What ``obj`` needs, given its manifest entry ``old`` and its copy in ``local_dir``: ``None`` (up
-    to date), ``"append"``, ``"replace"`` or ``"whole"``."""
+    to date), ``"append"`` (grown since ``old``), ``"replace"``, ``"whole"`` (no copy) or ``"resume"``
+    (a copy the manifest does not describe, as a killed sync leaves it: continued from its length
+    once its tail matches)."""
     try:
         local_size: int | None = local_path(local_dir, obj.relpath).stat().st_size
     except OSError:  # missing, or a name this disk cannot hold: the fetch reports that one file
         local_size = None
-    if old is None or local_size != old.size:
-        return "whole" if local_size is None else "replace"
-    if obj.size == old.size and obj.etag == old.etag and (obj.etag is not None or obj.mtime == old.mtime):
-        return None
-    if obj.size > old.size > 0:
-        return "append"
-    return "replace"
+    if local_size is None:
+        return "whole"
+    if old is not None and local_size == old.size:
+        if obj.size == old.size and obj.etag == old.etag and (obj.etag is not None or obj.mtime == old.mtime):
+            return None
+        return "append" if obj.size > old.size > 0 else "replace"
+    return "resume" if 0 < local_size <= obj.size else "replace"

@@ -4,14 +4,16 @@ from __future__ import annotations
 
 import contextlib
 import fcntl
+import hashlib
 import json
 import os
-import uuid
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
-__all__ = ["LOCK", "MANIFEST", "ObjectState", "folder_lock", "load_manifest", "part_path", "save_manifest"]
+__all__ = [
+    "LOCK", "MANIFEST", "ObjectState", "folder_lock", "load_manifest", "part_path", "read_manifest", "save_manifest",
+]
 
 #: The mirror's record of what it holds; its presence means one sync has completed.
 MANIFEST = ".tbhub-mirror.json"
@@ -30,27 +32,34 @@ class ObjectState:
     mtime: float | None
 
 
-def part_path(folder: Path) -> Path:
-    """A fresh temporary name in ``folder``, to write a file under before it is renamed into place."""
-    return folder / f"{_PART}{uuid.uuid4().hex}"
+def part_path(folder: Path, key: str) -> Path:
+    """The temporary name in ``folder`` under which ``key`` is written before it is renamed into place:
+    always the same for one key, so a sync killed while writing it is continued by the next."""
+    return folder / f"{_PART}{hashlib.blake2b(key.encode(), digest_size=16).hexdigest()}"
 
 
-def load_manifest(path: Path, remote_root: str) -> dict[str, ObjectState]:
-    """The mirrored state per relpath; empty when there is no manifest, or one that cannot be trusted."""
+def read_manifest(path: Path, remote_root: str) -> dict[str, ObjectState] | None:
+    """The mirrored state per relpath; ``None`` when there is no manifest, or one that cannot be
+    trusted (another version, or another remote root: the endpoint now points elsewhere)."""
     try:
         data = json.loads(path.read_text())
     except (OSError, ValueError):
-        return {}
+        return None
     if not isinstance(data, dict) or data.get("version") != _MANIFEST_VERSION:
-        return {}
+        return None
     if data.get("remote_root") != remote_root:
-        return {}  # the endpoint now points elsewhere: nothing here can be trusted
+        return None
     try:
         # Manifests written before the one ETag reader kept S3's quotes: read them as it does now.
         return {rel: ObjectState(int(e["size"]), e["etag"].strip('"') if e["etag"] else None, e["mtime"])
                 for rel, e in data["files"].items()}
     except (KeyError, TypeError, ValueError):
-        return {}
+        return None
+
+
+def load_manifest(path: Path, remote_root: str) -> dict[str, ObjectState]:
+    """``read_manifest``, empty instead of ``None``."""
+    return read_manifest(path, remote_root) or {}
 
 
 def save_manifest(path: Path, remote_root: str, manifest: Mapping[str, ObjectState]) -> None:
@@ -62,7 +71,7 @@ def save_manifest(path: Path, remote_root: str, manifest: Mapping[str, ObjectSta
             rel: {"size": e.size, "etag": e.etag, "mtime": e.mtime} for rel, e in sorted(manifest.items())
         },
     }
-    part = part_path(path.parent)
+    part = part_path(path.parent, path.name)
     part.write_text(json.dumps(data))
     os.replace(part, path)
 

@@ -7,21 +7,23 @@ import logging
 import os
 import threading
 import time
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 
-from tbhub.adapters.storage.mirror.listing import RemoteFiles, fetch_kind, list_event_files
-from tbhub.adapters.storage.mirror.manifest import LOCK, MANIFEST, folder_lock, load_manifest, save_manifest
-from tbhub.adapters.storage.mirror.transfer import Fetched, Fetcher
+from tbhub.adapters.storage.mirror.listing import PAGE_KEYS, RemoteFiles, fetch_kind, list_event_files
+from tbhub.adapters.storage.mirror.manifest import LOCK, MANIFEST, folder_lock, read_manifest, save_manifest
+from tbhub.adapters.storage.mirror.transfer import APPEND_CHECK_BYTES as APPEND_CHECK
+from tbhub.adapters.storage.mirror.transfer import PART_BYTES, Fetched, Transfer, fetch_all, plan_transfer
 
-__all__ = ["Mirror", "SyncStats"]
+__all__ = ["SYNC_REQUESTS", "Mirror", "SyncStats"]
 
 # The package's one logger, named as it was when the mirror was one module.
 logger = logging.getLogger("tbhub.adapters.storage.mirror")
 
-#: Objects fetched at once: requests to object storage are latency-bound, not bandwidth-bound.
-_WORKERS = 8
+#: Requests in flight at once (ranged GETs, listings by prefix), unless configured
+#: (``[s3] sync_requests``): requests to object storage are latency-bound, not bandwidth-bound, and a
+#: round trip of tens of milliseconds leaves one connection idle most of the time.
+SYNC_REQUESTS = 32
 
 
 @dataclass(frozen=True, slots=True)
@@ -29,7 +31,7 @@ class SyncStats:
     """What one ``Mirror.sync()`` did."""
 
     files: int  # event files in the mirror afterwards
-    files_fetched: int  # fetched whole: new keys, and replaced ones (counted in files_replaced too)
+    files_fetched: int  # fetched whole (new keys, replaced ones, counted in files_replaced too) or resumed
     files_appended: int  # grown objects: only the appended range fetched
     files_replaced: int  # already mirrored, but shrunk or rewritten: fetched whole again
     files_removed: int  # local copies removed because their objects are gone
@@ -59,13 +61,15 @@ class Mirror:
         local_dir: str | os.PathLike[str],
         *,
         label: str | None = None,
-        workers: int = _WORKERS,
+        requests: int = SYNC_REQUESTS,
+        part_bytes: int = PART_BYTES,
     ) -> None:
         self.fs = fs
         self.remote_root = remote_root.rstrip("/")
         self.local_dir = Path(local_dir).absolute()
         self.label = label or self.remote_root
-        self._workers = max(1, workers)
+        self.requests = max(1, requests)
+        self._part_bytes = max(APPEND_CHECK, part_bytes)
         self._lock = threading.Lock()
         self._saved = False
 
@@ -82,26 +86,32 @@ class Mirror:
         """Bring the mirror up to date with the remote root; see the package docstring for the rules."""
         started = time.monotonic()
         with self._lock, folder_lock(self.local_dir):
-            remote, rejected = list_event_files(self.fs, self.remote_root, self.label)
-            manifest = load_manifest(self.manifest_path, self.remote_root)
+            recorded = read_manifest(self.manifest_path, self.remote_root)
+            manifest = dict(recorded or {})
             loaded = dict(manifest)
-            todo = [
-                (obj, kind, manifest.get(obj.relpath))
-                for obj in remote.values()
-                if (kind := fetch_kind(obj, manifest.get(obj.relpath), self.local_dir)) is not None
-            ]
+            # The first sync, and a root of more than a listing page, list each dataset on its own.
+            by_prefix = recorded is None or len(recorded) > PAGE_KEYS
+            remote, rejected = list_event_files(self.fs, self.remote_root, self.label, by_prefix=by_prefix,
+                                                requests=self.requests)
             errors: list[str] = []
+            planned: list[Transfer] = []
+            for obj in remote.values():
+                kind = fetch_kind(obj, manifest.get(obj.relpath), self.local_dir)
+                if kind is None:
+                    continue
+                try:
+                    planned.append(plan_transfer(obj, kind, self.local_dir, self._part_bytes))
+                except Exception as exc:  # a key this disk cannot hold: that file alone fails
+                    errors.append(f"{obj.relpath}: {type(exc).__name__}: {exc}")
+                    manifest.pop(obj.relpath, None)
             fetched: list[Fetched] = []
-            if todo:
-                fetcher = Fetcher(self.fs, self.local_dir)
-                with ThreadPoolExecutor(min(self._workers, len(todo)), thread_name_prefix="tbhub-mirror") as pool:
-                    outcomes = pool.map(lambda job: fetcher.fetch(*job), todo)
-                    for (obj, _, _), outcome in zip(todo, outcomes, strict=True):
-                        if isinstance(outcome, Fetched):
-                            fetched.append(outcome)
-                        elif outcome is not None:
-                            errors.append(f"{obj.relpath}: {outcome}")
-                            manifest.pop(obj.relpath, None)  # not trusted any more: fetched whole next time
+            for transfer, outcome in zip(planned, fetch_all(self.fs, planned, self.requests, self._part_bytes),
+                                         strict=True):
+                if isinstance(outcome, Fetched):
+                    fetched.append(outcome)
+                elif outcome is not None:
+                    errors.append(f"{transfer.obj.relpath}: {outcome}")
+                    manifest.pop(transfer.obj.relpath, None)  # not trusted any more: checked again next time
             for done in fetched:
                 manifest[done.relpath] = done.entry
             removed = self._remove_stale(set(remote))
@@ -112,7 +122,7 @@ class Mirror:
                 self._saved = True
         stats = SyncStats(
             files=len(manifest),
-            files_fetched=sum(1 for f in fetched if f.kind != "append"),
+            files_fetched=sum(1 for f in fetched if f.kind != "append"),  # whole, replace, resume
             files_appended=sum(1 for f in fetched if f.kind == "append"),
             files_replaced=sum(1 for f in fetched if f.kind == "replace"),
             files_removed=removed,
