@@ -65,8 +65,8 @@ def the_run(logs: DemoLogs, kind: str, endpoint: str = "lora") -> DemoRun:
 def test_layout_is_dataset_run_in_both_roots(demo: DemoLogs) -> None:
     assert set(demo.roots) == {"lora", "router"}
     counts = Counter(r.endpoint for r in demo.runs)
-    assert 6 <= counts["lora"] <= 10
-    assert 3 <= counts["router"] <= 5
+    assert 6 <= counts["lora"] <= 13  # with a few weeks of history per dataset, for the trends page
+    assert 3 <= counts["router"] <= 7
     assert len({r.dataset for r in demo.runs if r.endpoint == "lora"}) >= 3
     for run in demo.runs:
         assert run.path == demo.roots[run.endpoint] / run.dataset / run.run

@@ -89,9 +89,9 @@ def check_runs(out: str, demo: Path) -> None:
         endpoint, dataset, run = name.split("/")
         assert re.search(rf"{endpoint}\s.*{re.escape(dataset)}\s.*{re.escape(run)}\s", out), name
     statuses = re.findall(r"\b(running|stalled|finished|diverged)\s*│\s*$", out, re.MULTILINE)
-    # The config's DONE marker rule: 9 runs finished before the demo, one more while it ran; one stalled
-    # run (not 10, as without the config); two diverged; the two runs that train for the whole demo.
-    expected = ["finished"] * 10 + ["stalled"] + ["diverged"] * 2 + ["running"] * 2
+    # The config's DONE marker rule: 14 runs finished before the demo, one more while it ran; one stalled
+    # run (not 15, as without the config); two diverged; the two runs that train for the whole demo.
+    expected = ["finished"] * 15 + ["stalled"] + ["diverged"] * 2 + ["running"] * 2
     assert sorted(statuses) == sorted(expected), out
 
 
@@ -101,11 +101,13 @@ def check_alerts(out: str, demo: Path) -> None:
 
 
 def check_clean(out: str, demo: Path) -> None:
-    assert re.search(r"\b5 runs\b", out) and "dry run" in out, out
+    assert re.search(r"\b10 runs\b", out) and "dry run" in out, out
     for name in ("lora/alpaca/r8-lr1e-4-", "lora/alpaca/r16-lr2e-4-", "lora/dolly/r8-lr3e-4-",
-                 "lora/code-instruct/r64-lr1e-4-", "router/moe-8x/top2-cap1.25-"):
+                 "lora/code-instruct/r64-lr1e-4-", "router/moe-8x/top2-cap1.25-",
+                 "lora/code-instruct/r16-lr2e-4-", "lora/code-instruct/r32-lr1e-4-", "lora/dolly/r8-lr2e-4-",
+                 "router/moe-4x/top1-cap1.0-", "router/moe-4x/top2-cap1.0-"):
         assert re.search(rf"^\s+{re.escape(name)}\d{{8}}\s", out, re.MULTILINE), (name, out)
-    assert len(run_names(demo)) == 15  # a dry run touches nothing
+    assert len(run_names(demo)) == 20  # a dry run touches nothing
 
 
 def check_compare(out: str, demo: Path) -> None:
@@ -172,7 +174,7 @@ def test_make_demo_on_a_fresh_clone(tmp_path: Path) -> None:
         by_cli = {(r["endpoint"], r["dataset"], r["run"]): r["status"] for r in json.loads(listed.stdout)}
         by_hub = {(e, r["dataset"], r["run"]): r["status"] for e in ("lora", "router")
                   for r in httpx.get(f"{base}/api/endpoints/{e}/runs", timeout=10, trust_env=False).json()}
-        assert by_cli == by_hub and len(by_cli) == 15
+        assert by_cli == by_hub and len(by_cli) == 20
 
         child.sendintr()
         child.expect(r"Demo stopped\. Its logs and config stay in (\S+); remove them with: rm -rf (\S+)", timeout=60)

@@ -58,6 +58,14 @@ def demo_config_text(base: Path, logs: DemoLogs, ports: DemoPorts) -> str:
         "# A run is finished when its trainer drops this file; stalled after 2 minutes without events.",
         f"marker_files = [{_toml_string(MARKER)}]",
         'stalled_after = "2m"',
+        "",
+        "[cost]",
+        "# Compute is priced per GPU-hour of a run's busy time (tbhub usage, tbhub trends, /usage, /trends).",
+        "gpu_hour = 2.5",
+        "gpus = 8",
+        "",
+        "[cost.endpoints.lora]",
+        "gpus = 1                      # a LoRA fine-tune fits on one GPU",
     ]
     for name, root in logs.roots.items():
         lines += [

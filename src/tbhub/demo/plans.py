@@ -133,6 +133,10 @@ _LORA_RUNS: tuple[tuple[str, int, str, RunKind, float, int, int], ...] = (
     ("code-instruct", 64, "1e-4", "old", 12.0, 2000, 2000),
     ("code-instruct", 32, "2e-4", "stalled", 3 * _HOUR / _DAY, 900, 2000),
     ("dolly", 32, "6e-4", "diverging", 0.0, 300, 1000),
+    # History for the trends and usage pages: older runs of each dataset, a few weeks back.
+    ("code-instruct", 16, "2e-4", "old", 26.0, 1200, 1200),
+    ("code-instruct", 32, "1e-4", "old", 19.5, 1500, 1500),
+    ("dolly", 8, "2e-4", "old", 11.0, 800, 800),
 )
 
 # (dataset, experts, top_k, capacity factor, kind, days since the last write, steps written, planned)
@@ -142,10 +146,15 @@ _ROUTER_RUNS: tuple[tuple[str, int, int, str, RunKind, float, int, int], ...] = 
     ("moe-8x", 8, 2, "1.5", "live", 0.0, 400, 20000),
     ("moe-4x", 4, 2, "1.25", "finished", 0.6, 1000, 1000),
     ("moe-4x", 4, 2, "1.5", "finishing", 0.0, 900, 1000),
+    ("moe-4x", 4, 1, "1.0", "old", 24.0, 1000, 1000),
+    ("moe-4x", 4, 2, "1.0", "old", 16.5, 1000, 1000),
 )
 
 # Live runs look like they were written a moment ago: one record interval before ``now``.
 _LIVE_LAG = 3.0
+# Older runs were slower (the input pipeline got faster over the weeks): seconds per step grow by this
+# share per day of age, so the trends page has a throughput trend to show. Live runs (age 0) are exact.
+_SLOWER_PER_DAY = 0.008
 
 
 def _run_date(end_time: float, steps: int, sec_per_step: float) -> str:
@@ -160,17 +169,18 @@ def plan_runs(now: float, seed: int) -> list[RunPlan]:
     def add(trainer: _Trainer, dataset: str, name: str, kind: RunKind, age_days: float, done: int, total: int,
             params: LoraParams | RouterParams, diverge: tuple[int | None, int | None] = (None, None)) -> None:
         end = now - max(age_days * _DAY, _LIVE_LAG)
+        sec_per_step = trainer.sec_per_step * (1 + _SLOWER_PER_DAY * age_days)
         plans.append(
             RunPlan(
                 index=len(plans),
                 seed=seed,
                 endpoint=trainer.endpoint,
                 dataset=dataset,
-                run=f"{name}-{_run_date(end, done, trainer.sec_per_step)}",
+                run=f"{name}-{_run_date(end, done, sec_per_step)}",
                 kind=kind,
                 steps_done=done,
                 total_steps=total,
-                sec_per_step=trainer.sec_per_step,
+                sec_per_step=sec_per_step,
                 end_time=end,
                 streams=trainer.streams,
                 host=trainer.host,
