@@ -40,9 +40,12 @@ from tbhub.core.units import format_age, format_size, parse_duration, parse_size
 from tbhub.errors import UsageError
 from tbhub.interfaces.cli.options import (
     ConfigOpt,
+    DatasetOpt,
+    DryRunOpt,
     JsonOpt,
     LogdirOpt,
     PathArg,
+    YesOpt,
     config_from,
     endpoint_option,
     output_console,
@@ -135,9 +138,7 @@ def clean_command(
     older_than: Annotated[
         str | None, typer.Option("--older-than", metavar="AGE", help="Only runs older than this (30d).")
     ] = None,
-    dataset: Annotated[
-        str | None, typer.Option("--dataset", metavar="GLOB", help="Only datasets matching this glob.")
-    ] = None,
+    dataset: DatasetOpt = None,
     match: Annotated[
         str | None, typer.Option("--match", metavar="GLOB", help="Only runs whose dataset/run matches this glob.")
     ] = None,
@@ -169,8 +170,8 @@ def clean_command(
         float, typer.Option("--wait", metavar="SECONDS",
                             help="Wait this long for another cleanup or retention run to finish (default: don't).")
     ] = 0.0,
-    dry_run: Annotated[bool, typer.Option("--dry-run", help="Show the plan; touch nothing.")] = False,
-    yes: Annotated[bool, typer.Option("--yes", "-y", help="Do not ask for confirmation.")] = False,
+    dry_run: DryRunOpt = False,
+    yes: YesOpt = False,
     as_json: JsonOpt = False,
 ) -> None:
     """Delete runs you pick from the table, after a summary and a confirmation; archive them first if asked.

@@ -20,9 +20,12 @@ T = TypeVar("T")
 __all__ = [
     "ConfigOpt",
     "CsvOpt",
+    "DatasetOpt",
+    "DryRunOpt",
     "JsonOpt",
     "LogdirOpt",
     "PathArg",
+    "YesOpt",
     "checked_by",
     "config_from",
     "endpoint_option",
@@ -50,6 +53,12 @@ PathArg = Annotated[
 ]
 JsonOpt = Annotated[bool, typer.Option("--json", help="Print JSON for scripts instead of a table.")]
 CsvOpt = Annotated[bool, typer.Option("--csv", help="Print CSV instead of a table.")]
+DatasetOpt = Annotated[
+    str | None, typer.Option("--dataset", metavar="GLOB", help="Only datasets matching this glob.")
+]
+# A destructive command's two switches (STYLE: show the plan, ask unless --yes).
+DryRunOpt = Annotated[bool, typer.Option("--dry-run", help="Show the plan; touch nothing.")]
+YesOpt = Annotated[bool, typer.Option("--yes", "-y", help="Do not ask for confirmation.")]
 
 
 def endpoint_option(help: str, *aliases: str) -> Any:

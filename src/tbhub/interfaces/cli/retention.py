@@ -20,7 +20,16 @@ from tbhub.core.retention import RetentionDecision, RetentionPlan
 from tbhub.core.units import format_age, format_size
 from tbhub.errors import UsageError
 from tbhub.interfaces.cli.formatting import CommandGroup
-from tbhub.interfaces.cli.options import ConfigOpt, JsonOpt, LogdirOpt, config_from, endpoint_option, output_console
+from tbhub.interfaces.cli.options import (
+    ConfigOpt,
+    DryRunOpt,
+    JsonOpt,
+    LogdirOpt,
+    YesOpt,
+    config_from,
+    endpoint_option,
+    output_console,
+)
 from tbhub.interfaces.cli.render import name_text
 
 __all__ = ["retention_app"]
@@ -90,8 +99,8 @@ def apply_command(
     config: ConfigOpt = None,
     logdir: LogdirOpt = None,
     endpoint: EndpointsOpt = None,
-    yes: Annotated[bool, typer.Option("--yes", "-y", help="Do not ask for confirmation.")] = False,
-    dry_run: Annotated[bool, typer.Option("--dry-run", help="Show the plan; touch nothing.")] = False,
+    yes: YesOpt = False,
+    dry_run: DryRunOpt = False,
     as_json: JsonOpt = False,
 ) -> None:
     """Carry out the policies (archive first where configured), one process at a time.
