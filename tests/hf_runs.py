@@ -39,9 +39,11 @@ def _env() -> dict[str, str]:
                          "PYTHONWARNINGS": "ignore"}
 
 
-def start(root: Path, *specs: str) -> subprocess.Popen[bytes]:
+def start(root: Path, *specs: str, go: Path | None = None) -> subprocess.Popen[bytes]:
+    """Train ``specs`` into ``root`` in a new process; with ``go``, once that file is created."""
     root.mkdir(parents=True, exist_ok=True)
-    return subprocess.Popen([sys.executable, str(SCRIPT), str(root), *specs], env=_env(),
+    env = _env() | ({"HF_TEST_GO_FILE": str(go)} if go is not None else {})
+    return subprocess.Popen([sys.executable, str(SCRIPT), str(root), *specs], env=env,
                             stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
 
 

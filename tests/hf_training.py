@@ -14,7 +14,8 @@ comes from ``$TENSORBOARD_LOGGING_DIR``, as in transformers 5). Keys:
 * ``nan_at``: fill the LoRA weights with NaN after step ``nan_at`` (a divergence);
 * ``eval``: evaluate every this many steps.
 
-A model of two layers and 16 dims, randomly initialised: nothing is downloaded. Each step is logged
+With ``$HF_TEST_GO_FILE`` set, training starts once that file exists (after the imports, which take
+seconds). A model of two layers and 16 dims, randomly initialised: nothing is downloaded. Each step is logged
 (``logging_steps=1``). Specs run in order; a ``kill_at`` spec must be the last.
 """
 
@@ -127,6 +128,9 @@ def parse(text: str) -> tuple[str, dict[str, float]]:
 
 if __name__ == "__main__":
     torch.set_num_threads(1)
+    go = os.environ.get("HF_TEST_GO_FILE")
+    while go and not os.path.exists(go):  # imports done: train when the test says so
+        time.sleep(0.02)
     out = Path(sys.argv[1])
     for arg in sys.argv[2:]:
         run_name, run_spec = parse(arg)

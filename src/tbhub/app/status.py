@@ -15,7 +15,7 @@ from tbhub.core.ports import LogStore
 from tbhub.core.scalars import EventDecoder, TagSummary
 from tbhub.core.status import StatusVerdict, run_status
 
-__all__ = ["current_statuses", "framework_files", "recognition", "run_statuses"]
+__all__ = ["current_statuses", "framework_files", "recognition", "run_statuses", "stored_statuses"]
 
 _FILE_BYTES = 64 * 1024  # a framework file longer than this is read in part (hparams.yaml: a few hundred bytes)
 
@@ -55,12 +55,14 @@ def run_statuses(
     now_ns: int,
     alerts: AlertsConfig | None = None,
     parse: bool = True,
+    prune: bool = True,
 ) -> tuple[dict[str, StatusVerdict], dict[str, dict[str, TagSummary]]]:
     """Each run's status (by relpath) under the endpoint's rules (those of ``alerts``, by default the
-    config's), and the tag summaries behind it. ``parse`` and ``decoder`` as for ``run_scalars``."""
+    config's), and the tag summaries behind it. ``parse``, ``prune`` and ``decoder`` as for
+    ``run_scalars``."""
     rules = (alerts or services.config.alerts).rules_for(endpoint.name)
     texts: dict[str, dict[str, str]] = {}
-    tags = run_scalars(services, endpoint, runs, decoder, parse=parse, texts=texts)
+    tags = run_scalars(services, endpoint, runs, decoder, parse=parse, prune=prune, texts=texts)
     store = services.store(endpoint.name)
     verdicts = {}
     for run in runs:
@@ -87,3 +89,16 @@ def current_statuses(
         verdicts, _ = run_statuses(services, inv.endpoint, inv.runs, decoder, now_ns=now_ns, alerts=alerts)
         out.update({(inv.endpoint.name, relpath): v for relpath, v in verdicts.items()})
     return out
+
+
+def stored_statuses(services: Services, endpoint: EndpointSpec, runs: Sequence[RunSummary],
+                    now_ns: int) -> dict[str, StatusVerdict]:
+    """Each run's status (by relpath) with its framework, progress and ETA, from the scalar states the
+    database holds, under the alert engine's rules: what the hub's API and pages show. Parses nothing
+    and writes nothing (a file not parsed yet counts with the state it had, or none)."""
+    from tbhub.app.alerts.rules import rules_config  # the alert engine imports this module
+
+    alerts = rules_config(services).alerts
+    verdicts, _ = run_statuses(services, endpoint, runs, None, now_ns=now_ns, alerts=alerts, parse=False,
+                               prune=False)
+    return verdicts

@@ -18,17 +18,22 @@ from tbhub.core.compare import CompareRow
 from tbhub.core.models import RunSummary
 from tbhub.core.names import shown
 from tbhub.core.scalars import TagSummary
+from tbhub.core.status import StatusVerdict
+from tbhub.core.units import format_age
 from tbhub.core.usage import DatasetUsage
 
 __all__ = [
     "AGE_STYLES",
     "RUN_FIELDS",
+    "STATUS_FIELDS",
     "age_style",
     "compare_record",
     "cost_figure",
     "cost_text",
     "iso_utc",
+    "progress_text",
     "run_record",
+    "status_record",
     "tag_record",
     "usage_record",
     "write_compare_csv",
@@ -40,6 +45,9 @@ RUN_FIELDS = (
     "endpoint", "dataset", "run", "path", "size_bytes", "event_files", "event_count", "first_step",
     "last_step", "first_wall_time", "last_wall_time", "last_modified", "age_seconds", "truncated", "corrupt",
 )
+
+#: The fields ``status_record`` adds to a run (``tbhub runs --status``, the API), in order.
+STATUS_FIELDS = ("status", "status_reason", "framework", "plan", "progress", "eta", "eta_seconds", "crashed")
 
 #: The age colours shared by the CLI and the hub: fresh, ageing, old.
 AGE_STYLES = ("green", "yellow", "red")
@@ -72,6 +80,38 @@ def run_record(run: RunSummary, root: str, now_ns: int) -> dict[str, Any]:
             {"file": relpath, "offset": c.offset, "reason": c.reason} for relpath, c in run.corrupt
         ],
     }
+
+
+def status_record(verdict: StatusVerdict, now_ns: int) -> dict[str, Any]:
+    """A run's status and what its logs tell of its framework (``STATUS_FIELDS``): ``framework`` the one
+    recognised (``transformers``, ``lightning``, ``keras``) or ``None``; ``plan`` like ``"20 steps"``;
+    ``progress`` the fraction of the plan done (0 to 1); ``eta`` (ISO time) and ``eta_seconds`` (from
+    now) while the run is running; ``crashed`` the hint on a stalled run that stopped short of its plan."""
+    where = verdict.progress
+    eta = where.eta if where is not None else None
+    return {
+        "status": verdict.status.value,
+        "status_reason": verdict.reason,
+        "framework": verdict.framework,
+        "plan": where.plan.text() if where is not None else None,
+        "progress": round(where.fraction, 4) if where is not None else None,
+        "eta": iso_utc(int(eta * 1e9)) if eta is not None else None,
+        "eta_seconds": round(max(0.0, eta - now_ns / 1e9), 1) if eta is not None else None,
+        "crashed": verdict.crashed,
+    }
+
+
+def progress_text(verdict: StatusVerdict, now_ns: int) -> str:
+    """One short line for tables and pages: ``45% of 20 steps, ETA 3m``, ``crashed? at 35% of 20 steps``."""
+    where = verdict.progress
+    if where is None:
+        return "crashed?" if verdict.crashed else ""
+    text = f"{where.fraction:.0%} of {where.plan.text()}"
+    if verdict.crashed:
+        return f"crashed? at {text}"
+    if where.eta is not None:
+        text += f", ETA {format_age(max(0.0, where.eta - now_ns / 1e9))}"
+    return text
 
 
 def _num(value: float | None) -> float | str | None:

@@ -55,8 +55,10 @@ def runs_table(
     title: str | None = None,
     active_minutes: float | None = None,
     statuses: dict[tuple[str, str], str] | None = None,
+    progress: dict[tuple[str, str], str] | None = None,
 ) -> Table:
-    """The runs table of ``tbhub runs`` and ``tbhub clean``: one row a run, index first, totals last."""
+    """The runs table of ``tbhub runs`` and ``tbhub clean``: one row a run, index first, totals last.
+    ``statuses`` and ``progress`` (by endpoint and relpath) add a column each."""
     table = Table(title=title, show_footer=False, header_style="bold", expand=False)
     table.add_column("#", justify="right", style="dim")
     table.add_column("endpoint")
@@ -70,6 +72,8 @@ def runs_table(
     table.add_column("state")
     if statuses is not None:
         table.add_column("status")
+    if progress is not None:
+        table.add_column("progress")
     for i, run in enumerate(runs):
         age = run.age_seconds(now_ns)
         table.add_row(
@@ -84,6 +88,7 @@ def runs_table(
             format_age(age),
             _flags(run, active_minutes is not None and age < active_minutes * 60),
             *([_status_cell(statuses.get((run.endpoint, run.relpath)))] if statuses is not None else []),
+            *([progress.get((run.endpoint, run.relpath), "")] if progress is not None else []),
             style=age_style(age, fresh_days, old_days),
         )
     if runs:
@@ -100,6 +105,7 @@ def runs_table(
             "",
             "",
             *([""] if statuses is not None else []),
+            *([""] if progress is not None else []),
             style="bold",
         )
     return table

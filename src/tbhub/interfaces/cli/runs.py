@@ -34,7 +34,7 @@ from tbhub.interfaces.cli.options import (
 )
 from tbhub.interfaces.cli.progress import scan_progress
 from tbhub.interfaces.cli.render import runs_table
-from tbhub.interfaces.records import RUN_FIELDS, run_record
+from tbhub.interfaces.records import RUN_FIELDS, STATUS_FIELDS, progress_text, run_record, status_record
 
 __all__ = ["SortKey", "runs_command", "sort_runs"]
 
@@ -72,12 +72,18 @@ def runs_command(
     verify: Annotated[bool, typer.Option("--verify", help="Also check every payload CRC (slower).")] = False,
     status: Annotated[
         bool,
-        typer.Option("--status", help="Also decide each run's status (running, stalled, finished, diverged)."),
+        typer.Option(
+            "--status",
+            help="Also decide each run's status (running, stalled, finished, diverged) and read what its "
+            "framework logged: the plan, progress, ETA and a crashed hint (see docs/frameworks.md).",
+        ),
     ] = False,
     as_json: JsonOpt = False,
     as_csv: CsvOpt = False,
 ) -> None:
     """List runs: size, events, steps, last modified and age, coloured by age.
+
+    With --status also each run's status and what its framework logged: plan, progress, ETA.
 
     Examples:
       tbhub runs --config tbhub.toml
@@ -103,8 +109,7 @@ def runs_command(
     records = [run_record(r, roots[r.endpoint], now_ns) for r in runs]
     if status:
         for run, record in zip(runs, records, strict=True):
-            verdict = verdicts[(run.endpoint, run.relpath)]
-            record["status"], record["status_reason"] = verdict.status.value, verdict.reason
+            record.update(status_record(verdicts[(run.endpoint, run.relpath)], now_ns))
     if as_json:
         json.dump(records, sys.stdout, indent=2)
         sys.stdout.write("\n")
@@ -120,13 +125,14 @@ def runs_command(
             fresh_days=cfg.display.fresh_days,
             old_days=cfg.display.old_days,
             statuses={key: v.status.value for key, v in verdicts.items()} if status else None,
+            progress={key: progress_text(v, now_ns) for key, v in verdicts.items()} if status else None,
         )
     )
     _report_skipped(err, inventories)
 
 
 def _write_csv(records: list[dict[str, Any]]) -> None:
-    fields = list(RUN_FIELDS) + [f for f in ("status", "status_reason") if records and f in records[0]]
+    fields = list(RUN_FIELDS) + [f for f in STATUS_FIELDS if records and f in records[0]]
     writer = csv.DictWriter(sys.stdout, fieldnames=fields, lineterminator="\n")
     writer.writeheader()
     for record in records:

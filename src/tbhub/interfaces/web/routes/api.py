@@ -14,8 +14,10 @@ from fastapi.responses import JSONResponse, Response
 
 from tbhub.app.alerts import alert_history
 from tbhub.app.retention import retention_status
+from tbhub.app.status import stored_statuses
 from tbhub.core.accounts import Role
-from tbhub.interfaces.records import usage_record, write_compare_csv
+from tbhub.core.status import StatusVerdict
+from tbhub.interfaces.records import status_record, usage_record, write_compare_csv
 from tbhub.interfaces.web.auth import RoleTable
 from tbhub.interfaces.web.deps import HubDep
 from tbhub.interfaces.web.payloads import channels_json, compare_data, endpoint_json, no_marks, run_json, run_marks
@@ -44,13 +46,28 @@ def api_endpoint(request: Request, name: str, hub: HubDep) -> dict[str, Any]:
 @router.get("/api/endpoints/{name}/runs", tags=["runs"])
 @access(Role.VIEWER)
 def api_runs(name: str, hub: HubDep) -> list[dict[str, Any]]:
-    """The runs of one endpoint, newest first, from the scanner's index."""
+    """The runs of one endpoint, newest first, from the scanner's index. ``status`` is the alert
+    engine's last verdict; ``framework``, ``plan``, ``progress`` (0 to 1), ``eta``, ``eta_seconds`` and
+    ``crashed`` (a stalled run that stopped short of its plan) come from the stored scalar summaries."""
     now_ns = time.time_ns()
     runs = sorted(hub.runs(name), key=lambda r: -r.last_modified_ns)
     statuses = hub.state.load_run_states(name)
+    verdicts = stored_statuses(hub.services, hub.spec(name), runs, now_ns)
     marks = run_marks(hub, name)
     unmarked = no_marks()
-    return [run_json(r, now_ns, statuses.get(r.relpath)) | marks.get(r.relpath, unmarked) for r in runs]
+    return [
+        run_json(r, now_ns, statuses.get(r.relpath)) | _progress(verdicts.get(r.relpath), now_ns)
+        | marks.get(r.relpath, unmarked)
+        for r in runs
+    ]
+
+
+def _progress(verdict: StatusVerdict | None, now_ns: int) -> dict[str, Any]:
+    fields = ("framework", "plan", "progress", "eta", "eta_seconds", "crashed")
+    if verdict is None:
+        return dict.fromkeys(fields) | {"crashed": False}
+    record = status_record(verdict, now_ns)
+    return {f: record[f] for f in fields}
 
 
 @router.get("/api/compare", tags=["compare"])
