@@ -9,7 +9,7 @@ no event file is opened on a request), so it has no target hits.
 from __future__ import annotations
 
 import fnmatch
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 
 from tbhub.adapters.crc import crc32c
@@ -17,9 +17,10 @@ from tbhub.app.inventory import endpoint_runs, scan_endpoints
 from tbhub.app.scalars import state_from_json, update_scalar_states
 from tbhub.app.services import Services
 from tbhub.core.compare import Target, matching_tags
-from tbhub.core.cost import RunCompute, run_compute
+from tbhub.core.cost import RunCompute, run_compute, trainer_devices
+from tbhub.core.frameworks import recognise
 from tbhub.core.models import EndpointSpec, RunSummary
-from tbhub.core.scalars import EventDecoder, ScalarFileState, TagSummary, iter_points, merge_tags, run_tag
+from tbhub.core.scalars import EventDecoder, TagSummary, iter_points, merge_tags, run_tag, run_texts
 
 __all__ = ["RunCost", "compute_runs", "endpoint_compute", "plan_devices"]
 
@@ -38,19 +39,20 @@ class RunCost:
         return self.compute.run
 
 
-def plan_devices(states: Sequence[ScalarFileState]) -> int | None:
-    """The device count a run's plan gives (the Trainer's ``args/text_summary``), ``None`` when its
-    logs give none.
+def plan_devices(tags: Mapping[str, TagSummary], texts: Mapping[str, str]) -> int | None:
+    """The device count a run's logs give: for a finished Hugging Face Trainer run, its args'
+    per-device batch and accumulation against its final samples and steps per second
+    (``tbhub.core.cost.trainer_devices``); ``None`` otherwise (GPUs then come from ``[cost] gpus``,
+    else 1)."""
+    found = recognise(tags, texts)
+    if found.framework != "transformers":
+        return None
 
-    The interface for the plan reader of issue 18 part 1: until the scalar states carry a plan with a
-    device count, no run has one, and GPUs come from ``[cost] gpus`` (else 1).
-    """
-    for state in states:
-        plan = getattr(state, "plan", None)  # the plan reader's field, once it exists
-        devices = getattr(plan, "devices", None)
-        if isinstance(devices, int) and devices >= 1:
-            return devices
-    return None
+    def last(name: str) -> float | None:
+        key = matching_tags(tags, name)
+        return None if key is None else tags[key].last_value
+
+    return trainer_devices(found.facts, last("train/train_samples_per_second"), last("train/train_steps_per_second"))
 
 
 def _target_wall_time(services: Services, spec: EndpointSpec, run: RunSummary, tag: str, target: Target,
@@ -97,7 +99,8 @@ def endpoint_compute(
     for run in runs:
         states = [state_from_json(known[f.relpath][3]) for f in run.files if f.relpath in known]
         loose = len(run.files) == 1 and run.files[0].relpath == run.relpath
-        tags = merge_tags(run.relpath.rpartition("/")[0] if loose else run.relpath, states)
+        root = run.relpath.rpartition("/")[0] if loose else run.relpath
+        tags = merge_tags(root, states)
         target_tag = matching_tags(tags, target.tag) if target is not None else None
         hit = None
         if target is not None and target_tag is not None and parse and decoder is not None:
@@ -107,7 +110,7 @@ def endpoint_compute(
             [(s.activity, s.activity_gap) for s in states],
             stalled_after=status_rules.rule_for(run.dataset).stalled_after_s,
             rule=cost_rules.rule_for(run.dataset),
-            plan_devices=plan_devices(states),
+            plan_devices=plan_devices(tags, run_texts(root, states)),
             target_wall_time=hit,
         )
         out.append(RunCost(compute, tags, target_tag))

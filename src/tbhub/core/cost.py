@@ -38,6 +38,7 @@ __all__ = [
     "previous_month",
     "run_compute",
     "total_cost",
+    "trainer_devices",
 ]
 
 #: What a cost without a price says, in the CLI and on the pages.
@@ -69,6 +70,24 @@ class CostRules:
             return self.default
         exact = [m for m in matches if m[0] == dataset]
         return (exact or sorted(matches, key=lambda m: -len(m[0].strip("*?[]"))))[0][1]
+
+
+def trainer_devices(facts: Mapping[str, object], samples_per_s: float | None, steps_per_s: float | None) -> int | None:
+    """The devices a finished Hugging Face Trainer run trained on, ``None`` when its logs cannot say.
+
+    The Trainer's ``args/text_summary`` holds no device count (``TrainingArguments.to_json_string``
+    leaves out ``n_gpu`` and ``world_size``, transformers 5.25), but it holds the per-device batch size
+    and the gradient accumulation, and a finished run logs ``train_samples_per_second`` and
+    ``train_steps_per_second``: samples per optimizer step = per-device batch x accumulation x devices
+    (a partial last batch of an epoch-planned run makes the ratio a little low; rounding absorbs it).
+    """
+    batch, accumulation = facts.get("per_device_train_batch_size"), facts.get("gradient_accumulation_steps", 1)
+    if not isinstance(batch, int) or not isinstance(accumulation, int) or batch < 1 or accumulation < 1:
+        return None
+    if not samples_per_s or not steps_per_s or samples_per_s <= 0 or steps_per_s <= 0:
+        return None
+    devices = round(samples_per_s / steps_per_s / (batch * accumulation))
+    return devices if devices >= 1 else None
 
 
 def month_start(moment: float) -> float:
