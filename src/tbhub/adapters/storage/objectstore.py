@@ -252,10 +252,12 @@ class ObjectLogStore:
         """Every event-file object below the root, sorted by relpath, from one listing.
 
         Objects below a ``.tbhub-*`` path component (a restore or delete in progress, trash) and runs
-        holding a delete or restore marker are left out; unsafe keys are reported in ``skipped``.
+        holding a delete or restore marker are left out; unsafe keys are reported in ``skipped``. The
+        listing's pages are the only requests (the bucket is checked only when nothing is listed).
         """
-        self.check()
         listing = self._list(self._root)
+        if not listing:
+            self.check()  # nothing listed: a missing bucket is an error, an empty prefix is not
         found = ObjectDiscovery()
         prefix = self._root + "/"
         objects = {path[len(prefix) :]: info for path, info in listing.items() if path.startswith(prefix)}
