@@ -66,6 +66,8 @@ RUN = {"endpoint": "lora", "run": "alpaca/r1"}
 ROUTES: dict[str, Case] = {
     "index": Case("GET", "/", PAGE),
     "usage_page": Case("GET", "/usage", PAGE),
+    "trends_page": Case("GET", "/trends", PAGE),
+    "api_trends": Case("GET", "/api/trends", API),
     "endpoint_page": Case("GET", "/endpoints/lora", PAGE),
     "compare_page": Case("GET", "/compare", PAGE),
     "alerts_page": Case("GET", "/alerts", PAGE),

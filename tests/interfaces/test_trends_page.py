@@ -120,3 +120,14 @@ def test_an_unpriced_hub_says_so(tmp_path: Path) -> None:
         usage = running.get("/usage").text
         assert "price not set: set [cost] gpu_hour" in usage and "not set" in usage
         assert "price not set: set [cost] gpu_hour" in running.get("/trends").text
+
+
+def test_the_api_answers_what_the_pages_show(server: Server) -> None:
+    usage = {r["dataset"]: r for r in server.get("/api/usage").json()}
+    assert usage["chat"]["gpu_hours"] == pytest.approx(2 * 121 / 3600 * 8, abs=1e-3)
+    assert usage["chat"]["currency"] == "EUR" and usage["chat"]["price_note"] is None
+    assert usage["chat"]["compute_cost"] == pytest.approx(usage["chat"]["gpu_hours"] * 2.5, rel=1e-3)
+    trends = server.get("/api/trends", params={"metric": "eval/loss"}).json()
+    assert [(t["dataset"], t["by"], len(t["points"])) for t in trends] == [("chat", "run", 2), ("claims-v2", "week", 3)]
+    assert "charts" not in trends[0] and trends[0]["points"][0]["runs"][0]["href"] == "/runs/lora/chat/c1"
+    assert server.get("/api/trends", params={"metric": "eval/loss:best"}).status_code == 400

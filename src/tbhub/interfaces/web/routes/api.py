@@ -15,12 +15,15 @@ from fastapi.responses import JSONResponse, Response
 from tbhub.app.alerts import alert_history
 from tbhub.app.retention import retention_status
 from tbhub.app.status import stored_statuses
+from tbhub.app.usage import compute_usage
 from tbhub.core.accounts import Role
 from tbhub.core.status import StatusVerdict
-from tbhub.interfaces.records import status_record, usage_record, write_compare_csv
+from tbhub.interfaces.cost_records import usage_rows
+from tbhub.interfaces.records import status_record, write_compare_csv
 from tbhub.interfaces.web.auth import RoleTable
 from tbhub.interfaces.web.deps import HubDep
 from tbhub.interfaces.web.payloads import channels_json, compare_data, endpoint_json, no_marks, run_json, run_marks
+from tbhub.interfaces.web.trends_data import trends_data
 
 __all__ = ["access", "router"]
 
@@ -98,9 +101,20 @@ def api_compare(
 @router.get("/api/usage", tags=["usage"])
 @access(Role.VIEWER)
 def api_usage(hub: HubDep) -> list[dict[str, Any]]:
-    """Bytes, runs, events and monthly cost per endpoint and dataset, with growth over 7 and 30 days."""
+    """Per endpoint and dataset, storage (bytes, runs, events, monthly cost, growth over 7 and 30 days)
+    and compute (GPU-hours and cost this month and last, per run); the shape of ``tbhub usage --json``."""
     cost = hub.config.cost
-    return [usage_record(u, cost.storage_per_gb_month, cost.currency) for u in hub.usage()]
+    compute = compute_usage(hub.services, time.time(), scan=False)
+    return usage_rows(hub.usage(), compute, cost.storage_per_gb_month, cost.currency)
+
+
+@router.get("/api/trends", tags=["usage"])
+@access(Role.VIEWER)
+def api_trends(hub: HubDep, dataset: str | None = None, metric: str | None = None) -> list[dict[str, Any]]:
+    """Efficiency trends per endpoint and dataset (by ISO week, or by run when few), each point with
+    its runs; the shape of ``tbhub trends --json``, without a target (``metric``: ``TAG[:min|max]``)."""
+    trends: list[dict[str, Any]] = trends_data(hub, dataset, metric)["trends"]
+    return [{k: v for k, v in t.items() if k != "charts"} for t in trends]
 
 
 @router.get("/api/usage/history", tags=["usage"])
