@@ -78,15 +78,17 @@ class Recognition:
     """What a run's logs show of the framework that wrote them (nothing known: ``Recognition()``).
 
     ``facts``: JSON-able settings read with the plan (the Trainer's batch size, gradient accumulation
-    ...). ``epoch_tag``: the scalar that counts epochs, and ``epoch_base`` what to add to its value to
-    get epochs done."""
+    ...). ``epoch_tag``: the scalar that counts epochs: epochs done as a fraction (the Trainer's), or
+    with ``epoch_indexed`` the index of the epoch being trained (Lightning's). ``step_offset``: what
+    to add to the last logged step to get the steps done (Lightning logs step ``global_step - 1``)."""
 
     framework: str | None = None
     plan: Plan | None = None
     final_tags: tuple[str, ...] = ()
     nonfinite_tags: tuple[str, ...] = ()
     epoch_tag: str | None = None
-    epoch_base: float = 0.0
+    epoch_indexed: bool = False
+    step_offset: int = 0
     facts: Mapping[str, Any] = field(default_factory=dict)
 
 
@@ -126,7 +128,7 @@ def _transformers(tags: Mapping[str, TagSummary], texts: Mapping[str, str]) -> R
     final_keys = tuple(_find(tags, f) or f for f in HF_FINAL_TAGS)
     nonfinite = tuple(_find(tags, f) or f for f in HF_NONFINITE_TAGS)
     return Recognition("transformers", plan, final_keys, nonfinite, _find(tags, HF_EPOCH_TAG) or HF_EPOCH_TAG,
-                       0.0, {k: args[k] for k in _HF_FACTS if k in args})
+                       facts={k: args[k] for k in _HF_FACTS if k in args})
 
 
 def _yaml_top_level(text: str) -> dict[str, str]:
@@ -158,8 +160,8 @@ def _lightning(tags: Mapping[str, TagSummary], files: Mapping[str, str]) -> Reco
             plan = Plan(unit, value, LIGHTNING_FILE)
             break
     facts: dict[str, Any] = {k: top[k] for k in ("max_epochs", "max_steps") if k in top}
-    return Recognition("lightning", plan, (), (), _find(tags, LIGHTNING_EPOCH_TAG) or LIGHTNING_EPOCH_TAG, 0.0,
-                       facts)
+    return Recognition("lightning", plan, (), (), _find(tags, LIGHTNING_EPOCH_TAG) or LIGHTNING_EPOCH_TAG,
+                       epoch_indexed=True, step_offset=1, facts=facts)
 
 
 def recognise(tags: Mapping[str, TagSummary], texts: Mapping[str, str] | None = None,
@@ -215,16 +217,18 @@ def progress(run: RunSummary, tags: Mapping[str, TagSummary], recognition: Recog
     without a plan, or for an epoch plan before any epoch is logged."""
     if plan is None:
         return None
-    last_step = run.last_step or 0
+    last_step = (run.last_step or 0) + recognition.step_offset
     rate = step_rate(run.files)
+    epoch = tags.get(recognition.epoch_tag) if recognition.epoch_tag else None
     if plan.unit == "steps":
         done = float(last_step)
         total_steps: float | None = plan.total
+    elif epoch is None or epoch.max_value is None:
+        return None
+    elif recognition.epoch_indexed:
+        done, total_steps = _indexed_epochs(epoch, last_step, plan.total)
     else:
-        epoch = tags.get(recognition.epoch_tag) if recognition.epoch_tag else None
-        if epoch is None or epoch.max_value is None:
-            return None
-        done = epoch.max_value + recognition.epoch_base
+        done = epoch.max_value
         # Steps per epoch so far, times the epochs planned (the Trainer's last partial epoch aside).
         total_steps = last_step * plan.total / done if done > 0 and last_step > 0 else None
     reached = done >= plan.total - _EPSILON
@@ -233,3 +237,19 @@ def progress(run: RunSummary, tags: Mapping[str, TagSummary], recognition: Recog
     if not reached and rate and total_steps is not None and run.last_wall_time is not None:
         eta = run.last_wall_time + max(0.0, total_steps - last_step) / rate
     return Progress(plan, done, fraction, reached, rate, total_steps, eta)
+
+
+def _indexed_epochs(epoch: TagSummary, steps_done: int, planned: float) -> tuple[float, float | None]:
+    """Epochs done and the plan in steps from an epoch *index* (Lightning's ``epoch``, 0-based).
+
+    The step at which the index first took its highest value is where the current epoch began, so
+    steps per epoch = that step / that index (known from the second epoch on). The logged steps lag
+    the real ones by up to one logging interval (``log_every_n_steps``), estimated from the tag's
+    spacing: a run whose last logged step is within one interval of the planned total reached it."""
+    top, began = epoch.max_value, epoch.max_step
+    if top is None or top < 1 or not began:
+        return 0.0, None
+    per_epoch = began / top
+    interval = (epoch.last_step - epoch.first_step) / (epoch.count - 1) if epoch.count > 1 else 1.0
+    done = min(planned, (steps_done + max(1.0, interval) - 1) / per_epoch)
+    return done, per_epoch * planned
