@@ -99,11 +99,15 @@ def test_a_direct_cold_scan_agrees_with_the_mirror(
     runs = {}
     for name, store in (("mirror", MirroredLogStore(url, options, folder)), ("bucket", ObjectLogStore(url, options))):
         db = open_state(f"sqlite:///{tmp_path / f'{name}.db'}")
+        proxy.reset()
         try:
             runs[name] = scan_endpoint(spec, store, db, crc32c=crc32c, remote_readers=4).runs
         finally:
             db.dispose()
     assert runs["mirror"] == runs["bucket"]  # every field, identities and mtimes included
+    # The direct scan: one listing, then ranged GETs only (no HEAD per object: sizes come listed).
+    requests = proxy.stats()["requests"]
+    assert requests["LIST"] == 1 and requests["GET"] >= 4 and set(requests) == {"LIST", "GET"}
 
 
 def test_the_scalar_reader_reads_the_mirror_and_the_bucket_only_for_what_it_lacks(

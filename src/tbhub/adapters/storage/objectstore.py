@@ -199,7 +199,7 @@ class ObjectLogStore:
         self.root = redact_url(url.rstrip("/"))
         self.fs: fsspec.AbstractFileSystem
         self.fs, self._root = open_filesystem(url, options or {})
-        self._sizes: dict[str, int] = {}
+        self._listed: dict[str, Mapping[str, Any]] = {}  # relpath -> its listing entry, for open()
         self.bytes_fetched = 0
         self.objects_opened = 0
         self._counts = threading.Lock()  # the scanner reads several objects at once
@@ -262,7 +262,7 @@ class ObjectLogStore:
         prefix = self._root + "/"
         objects = {path[len(prefix) :]: info for path, info in listing.items() if path.startswith(prefix)}
         hidden = hidden_runs(objects)
-        sizes: dict[str, int] = {}
+        listed: dict[str, Mapping[str, Any]] = {}
         for rel, info in objects.items():
             if "tfevents" not in rel.rpartition("/")[2]:  # markers too
                 continue
@@ -275,8 +275,8 @@ class ObjectLogStore:
                 continue
             size = int(info.get("size") or 0)
             found.files.append(FileEntry(rel, etag_identity(_etag(info)), size, _mtime_ns(info)))
-            sizes[rel] = size
-        self._sizes = sizes
+            listed[rel] = info
+        self._listed = listed
         found.files.sort(key=lambda f: f.relpath)
         found.skipped.sort(key=lambda s: s.relpath)
         return found
@@ -285,13 +285,18 @@ class ObjectLogStore:
         """A seekable binary stream over one object; each read is one ranged GET (no read-ahead)."""
         path = self.resolve(relpath)
         kwargs: dict[str, Any] = {"block_size": 0, "cache_type": "none"}
-        size = self._sizes.get(relpath)
-        if size is not None:
-            kwargs["size"] = size  # known from the listing: saves a HEAD request per object
+        info = self._listed.get(relpath)
+        if info is not None:
+            kwargs["size"] = int(info.get("size") or 0)  # known from the listing: no HEAD request
         try:
             inner = self.fs.open(path, "rb", **kwargs)
         except TypeError:  # a backend without these options
             inner = self.fs.open(path, "rb")
+        if info is not None and hasattr(inner, "details"):
+            # s3fs looks the object up (a HEAD) on the first read unless it has its details: the
+            # listing's are the same, and one request per object at tens of milliseconds is not free.
+            with contextlib.suppress(AttributeError, TypeError, KeyError):
+                inner.details = dict(info)
         self.count(opened=1)
         return cast(BinaryIO, _CountingReader(inner, self))
 
