@@ -178,3 +178,13 @@ def test_bad_trends_input_is_one_line_and_exit_2(tmp_path: Path, tree: tuple[Pat
     assert code == 2 and err.count("\n") == 1 and "--metric" in err
     code, _, err = run_cli(capsys, "usage", "--config", cfg, "--target", "loss=1")
     assert code == 2 and err.count("\n") == 1 and "--target" in err
+
+
+def test_cost_rules_for_an_unknown_endpoint_or_a_bad_price_are_refused(tmp_path: Path,
+                                                                      capsys: pytest.CaptureFixture[str]) -> None:
+    root = tmp_path / "logs"
+    root.mkdir()
+    for cost, words in (('[cost.endpoints.lroa]\ngpus = 2\n', "no endpoint named 'lroa'"),
+                        ("[cost]\ngpu_hour = -1.0\n", "gpu_hour"), ("[cost]\ngpus = 0\n", "gpus")):
+        code, _, err = run_cli(capsys, "usage", "--config", config(tmp_path, root, cost), "--json")
+        assert code == 2 and err.count("\n") == 1 and words in err, (cost, err)

@@ -199,6 +199,13 @@ class Config(Section):
             raise ValueError(f"retention.{unknown[0]}: no endpoint named {unknown[0]!r}")
         return self
 
+    @model_validator(mode="after")
+    def _cost_endpoints(self) -> Config:
+        unknown = sorted(set(self.cost.endpoints) - set(self.endpoints))
+        if unknown and self.endpoints:
+            raise ValueError(f"cost.endpoints.{unknown[0]}: no endpoint named {unknown[0]!r}")
+        return self
+
     def retention_policies(self) -> dict[str, RetentionPolicy]:
         return {
             name: policy.policy(name) for name, policy in self.retention.policies.items() if name in self.endpoints
