@@ -17,8 +17,9 @@ read and what cannot be known.
 * **PyTorch Lightning** (``TensorBoardLogger``): ``hparams.yaml`` in the run folder; when its top
   level holds ``max_epochs`` (or ``max_steps``) that is the plan. Lightning's ``epoch`` scalar is the
   0-based index of the epoch being trained, so it shows progress but never reaches ``max_epochs``.
-* **Keras** (``TensorBoard`` callback): ``epoch_*`` tags, whose step is the epoch index; no epoch
-  count is written anywhere, so a plan comes only from the configuration (``max_steps``).
+* **Keras** (``TensorBoard`` callback): ``epoch_*`` tags, whose step is the 0-based epoch index; no
+  epoch count is written anywhere, so a plan comes only from the configuration (``max_steps`` =
+  epochs). Not tested against logs Keras wrote (TensorFlow is not installed for the tests).
 
 Pure functions; the caller reads texts and files (``tbhub.app.status``).
 """
@@ -172,7 +173,7 @@ def recognise(tags: Mapping[str, TagSummary], texts: Mapping[str, str] | None = 
     if found is not None:
         return found
     if any(t.rpartition("/")[2].startswith("epoch_") for t in tags):
-        return Recognition("keras")
+        return Recognition("keras", step_offset=1)  # the step of epoch_* tags is the 0-based epoch
     return Recognition()
 
 
