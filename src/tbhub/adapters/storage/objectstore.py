@@ -292,7 +292,7 @@ class ObjectLogStore:
             inner = self.fs.open(path, "rb", **kwargs)
         except TypeError:  # a backend without these options
             inner = self.fs.open(path, "rb")
-        if info is not None and hasattr(inner, "details"):
+        if info is not None and hasattr(type(inner), "details"):  # the class: the property would look it up
             # s3fs looks the object up (a HEAD) on the first read unless it has its details: the
             # listing's are the same, and one request per object at tens of milliseconds is not free.
             with contextlib.suppress(AttributeError, TypeError, KeyError):
