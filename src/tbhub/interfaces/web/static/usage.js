@@ -38,5 +38,6 @@
   };
   const u = new uPlot(opts, [data.times].concat(names.map(n => data.series[n])), document.getElementById("usage-chart"));
   matchMedia("(prefers-color-scheme: dark)").addEventListener("change", () => u.redraw(false));
-  note.textContent = data.times.length + " snapshots of " + names.length + " datasets";
+  const plural = (n, word) => n + " " + word + (n === 1 ? "" : "s");
+  note.textContent = plural(data.times.length, "snapshot") + " of " + plural(names.length, "dataset");
 })();
