@@ -188,3 +188,15 @@ def test_cost_rules_for_an_unknown_endpoint_or_a_bad_price_are_refused(tmp_path:
                         ("[cost]\ngpu_hour = -1.0\n", "gpu_hour"), ("[cost]\ngpus = 0\n", "gpus")):
         code, _, err = run_cli(capsys, "usage", "--config", config(tmp_path, root, cost), "--json")
         assert code == 2 and err.count("\n") == 1 and words in err, (cost, err)
+
+
+def test_storage_only_parses_no_event_file(tmp_path: Path, tree: tuple[Path, dict[str, dict[str, object]]],
+                                           capsys: pytest.CaptureFixture[str]) -> None:
+    root, _ = tree
+    cfg = config(tmp_path, root, PRICED)
+    code, out, err = run_cli(capsys, "usage", "--config", cfg, "--storage-only", "--json")
+    assert code == 0, err
+    rows = json.loads(out)
+    assert rows and all(r["gpu_hours"] is None and r["compute_cost"] is None and r["size_bytes"] > 0 for r in rows)
+    code, out, err = run_cli(capsys, "usage", "--config", cfg, "--storage-only")
+    assert code == 0 and "GPU-h" not in out, out

@@ -49,9 +49,10 @@ def _cost(value: float | None) -> float | None:
 
 
 def compute_record(c: ComputeUsage | None, target: str | None) -> dict[str, Any]:
-    """The compute fields of one dataset (``None``: a dataset without compute: zeros, no price note)."""
+    """The compute fields of one dataset; ``None`` (not computed: ``--storage-only``, or no scalar state
+    of its runs yet): every field ``null`` but the target asked."""
     if c is None:
-        return dict.fromkeys(COMPUTE_FIELDS) | {"gpu_hours": 0.0, "target": target, "target_runs": 0}
+        return dict.fromkeys(COMPUTE_FIELDS) | {"target": target}
     return {
         "gpu_hours": _hours(c.gpu_hours),
         "compute_cost": _cost(c.cost),

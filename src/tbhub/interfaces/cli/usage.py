@@ -18,7 +18,8 @@ from tbhub.app.usage import compute_usage, usage_report
 from tbhub.core.compare import parse_target
 from tbhub.core.cost import PRICE_NOT_SET
 from tbhub.core.units import format_size
-from tbhub.core.usage import DatasetUsage
+from tbhub.core.usage import ComputeUsage, DatasetUsage
+from tbhub.errors import UsageError
 from tbhub.interfaces.cli.options import (
     ConfigOpt,
     CsvOpt,
@@ -66,6 +67,9 @@ def usage_command(
     logdir: LogdirOpt = None,
     endpoint: Annotated[list[str] | None, endpoint_option("Only this endpoint (repeatable).")] = None,
     target: TargetOpt = None,
+    storage_only: Annotated[
+        bool, typer.Option("--storage-only", help="Storage only: no event file is parsed for compute.")
+    ] = False,
     as_json: JsonOpt = False,
     as_csv: CsvOpt = False,
 ) -> None:
@@ -78,7 +82,9 @@ def usage_command(
 
     Compute: GPU-hours of the runs' busy time (the gaps between their events shorter than the status
     rule's stalled_after) this month and last (UTC), per run (median, max) and, with --target, until
-    the target first held; priced at [cost] gpu_hour ("not set" without a price).
+    the target first held; priced at [cost] gpu_hour ("not set" without a price). Compute reads the
+    event-file bytes written since the last command that did (the state database keeps where each file
+    was left; without one, every file is read each time: tbhub db upgrade creates it).
 
     Examples:
       tbhub usage --config tbhub.toml
@@ -88,14 +94,19 @@ def usage_command(
     """
     one_format(as_json, as_csv)
     goal = parsed(target, parse_target, "--target")
+    if storage_only and goal is not None:
+        raise UsageError("--target needs compute: leave out --storage-only")
     cfg = config_from(config, logdir, path)
     now = time.time()
     with Services(cfg, create_state=False) as services:
-        existed = note_state(services, "no growth history; nothing recorded")
+        existed = note_state(services, "no growth history; nothing recorded; compute reads every event file "
+                             "(tbhub db upgrade keeps it incremental)")
         inventories = scan_endpoints(services, endpoint)
         runs = [r for inv in inventories for r in inv.runs]
         rows = usage_report(services.state, runs, now, record=existed)
-        compute = compute_usage(services, now, names=endpoint, target=goal, runs=runs)
+        compute: list[ComputeUsage] = []
+        if not storage_only:
+            compute = compute_usage(services, now, names=endpoint, target=goal, runs=runs)
     price, currency = cfg.cost.storage_per_gb_month, cfg.cost.currency
     records = usage_rows(rows, compute, price, currency, None if goal is None else str(goal))
     if as_json:
@@ -112,7 +123,8 @@ def usage_command(
                f"GPU-h {this}", f"{currency} {this}", f"GPU-h {last}", f"{currency} {last}", "GPU-h/run med/max"]
     if goal is not None:
         columns += [f"GPU-h to {goal} (runs)", f"{currency} to target"]
-    table = Table(*columns)
+    width = 7 if storage_only else len(columns)  # --storage-only: the storage columns alone
+    table = Table(*columns[:width])
     for u in rows:
         c = by_key.get((u.endpoint, u.dataset))
         cells: list[Text | str] = [
@@ -136,13 +148,13 @@ def usage_command(
             else:
                 cells += [f"{_hours(c.target_gpu_hours_median)} ({c.target_runs})",
                           compute_text(c.target_cost_median, priced=c.priced)]
-        table.add_row(*cells)
+        table.add_row(*cells[:width])
     total = sum(u.size_bytes for u in rows)
     table.add_section()
     priced = all(c.priced for c in compute)
     this_cost = [c.cost_this_month for c in compute]
     last_cost = [c.cost_last_month for c in compute]
-    table.add_row(
+    totals = [
         "total",
         format_size(total),
         str(sum(u.runs for u in rows)),
@@ -156,8 +168,8 @@ def usage_command(
         compute_text(sum(x or 0.0 for x in last_cost) if priced else None, priced=priced),
         "",
         *([""] * (2 if goal is not None else 0)),
-        style="bold",
-    )
+    ]
+    table.add_row(*totals[:width], style="bold")
     console = output_console()
     console.print(table)
     if not priced:
