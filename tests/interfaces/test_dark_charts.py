@@ -34,7 +34,10 @@ AXIS_LUMINANCE = """sel => {
     sum += a * (0.2126 * pixels[i] + 0.7152 * pixels[i + 1] + 0.0722 * pixels[i + 2]) / 255;
     weight += a;
   }
-  const bg = getComputedStyle(document.body).backgroundColor.match(/\\d+/g).map(Number);
+  // The page's background: the body's, or the root's when the body is transparent.
+  const painted = [document.body, document.documentElement].map(e => getComputedStyle(e).backgroundColor)
+    .find(c => !/^rgba\\(.*,\\s*0\\)$/.test(c) && c !== 'transparent') || 'rgb(255, 255, 255)';
+  const bg = painted.match(/\\d+/g).map(Number);
   return {axis: weight ? sum / weight : null, drawn: weight,
           background: (0.2126 * bg[0] + 0.7152 * bg[1] + 0.0722 * bg[2]) / 255};
 }"""

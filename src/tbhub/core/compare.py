@@ -16,6 +16,7 @@ from tbhub.core.models import RunSummary
 from tbhub.core.scalars import ScalarPoint, TagSummary
 
 __all__ = [
+    "COLUMNS",
     "CompareRow",
     "SortSpec",
     "Target",
@@ -59,10 +60,33 @@ class TargetHit:
     seconds: float | None  # since the run's first event
 
 
+#: Columns a compare table sorts by besides a tag's figures.
+COLUMNS = ("run", "duration", "steps/s")
+
+
 @dataclass(frozen=True, slots=True)
 class SortSpec:
+    """A tag's ``min``/``max``/``last`` (``tag:how``), or a column of ``COLUMNS`` (``how`` is
+    ``"column"``), ascending or descending (``tag:how:desc``). The natural order of a tag figure is
+    best first: ascending for ``min`` and ``last``, descending for ``max``."""
+
     tag: str
-    how: str  # "min", "max" or "last"
+    how: str  # "min", "max", "last" or "column"
+    descending: bool = False
+
+    @property
+    def column(self) -> bool:
+        return self.how == "column"
+
+    def __str__(self) -> str:
+        natural = self.how == "max"
+        base = self.tag if self.column else f"{self.tag}:{self.how}"
+        if self.column:
+            return base + (":desc" if self.descending else "")
+        return base if self.descending == natural else base + (":desc" if self.descending else ":asc")
+
+    def toggled(self) -> SortSpec:
+        return SortSpec(self.tag, self.how, not self.descending)
 
 
 def parse_target(text: str) -> Target:
@@ -73,10 +97,22 @@ def parse_target(text: str) -> Target:
 
 
 def parse_sort(text: str) -> SortSpec:
+    """``eval/loss:min``, ``eval/accuracy:max``, ``loss:last``, each optionally ``:asc`` or ``:desc``;
+    or ``run``, ``duration``, ``steps/s`` (optionally ``:desc``)."""
+    base, sep, direction = text.rpartition(":")
+    if sep and direction in ("asc", "desc"):
+        text, descending = base, direction == "desc"
+    else:
+        descending = None
+    if text in COLUMNS:
+        return SortSpec(text, "column", bool(descending))
     tag, sep, how = text.rpartition(":")
     if not sep or how not in ("min", "max", "last") or not tag:
-        raise ValueError(f"{text!r} is not a sort like eval/loss:min, eval/accuracy:max or loss:last")
-    return SortSpec(tag, how)
+        raise ValueError(
+            f"{text!r} is not a sort like eval/loss:min, eval/accuracy:max, loss:last (:asc or :desc), "
+            "run, duration or steps/s"
+        )
+    return SortSpec(tag, how, how == "max" if descending is None else descending)
 
 
 @dataclass(frozen=True, slots=True)
@@ -100,6 +136,8 @@ class CompareRow:
         return (last - first) / duration
 
     def value(self, spec: SortSpec) -> float | None:
+        if spec.column:
+            return {"duration": self.duration_s, "steps/s": self.steps_per_s}.get(spec.tag)
         summary = self.tags.get(spec.tag)
         if summary is None:
             return None
@@ -157,13 +195,14 @@ def build_rows(
 def sort_rows(rows: list[CompareRow], spec: SortSpec | None) -> list[CompareRow]:
     """Best first by ``spec``; diverged rows (last value NaN/inf) after the finite ones, rows without
     the value last. Without a spec: by endpoint, dataset, run."""
-    if spec is None:
-        return sorted(rows, key=lambda r: (r.run.endpoint, r.run.dataset, r.run.run))
-    sign = -1.0 if spec.how == "max" else 1.0
+    if spec is None or (spec.column and spec.tag == "run"):
+        ordered = sorted(rows, key=lambda r: (r.run.endpoint, r.run.dataset, r.run.run))
+        return ordered[::-1] if spec is not None and spec.descending else ordered
+    sign = -1.0 if spec.descending else 1.0
 
     def key(row: CompareRow) -> tuple[int, float, str]:
         value = row.value(spec)
-        rank = 2 if value is None else 1 if row.diverged(spec.tag) else 0
+        rank = 2 if value is None else 1 if not spec.column and row.diverged(spec.tag) else 0
         return (rank, 0.0 if value is None else sign * value, row.run.relpath)
 
     return sorted(rows, key=key)
@@ -175,7 +214,7 @@ def best_index(rows: Sequence[CompareRow], spec: SortSpec | None) -> int | None:
     Only finite values count, and a diverged run (its last value of the tag is NaN or infinite) is
     never the best, even when its min or max before diverging would be.
     """
-    if spec is None:
+    if spec is None or spec.column:
         return None
     scored = [(i, r.value(spec)) for i, r in enumerate(rows) if not r.diverged(spec.tag)]
     valid = [(i, v) for i, v in scored if v is not None]

@@ -87,10 +87,15 @@ class AlertStore:
         except IntegrityError:
             return None
 
-    def alerts(self, *, limit: int = 200) -> list[AlertRow]:
-        """The newest alerts, newest first."""
+    def alerts(self, *, limit: int = 200, run: tuple[str, str, str] | None = None) -> list[AlertRow]:
+        """The newest alerts, newest first; only those of ``run`` (endpoint, dataset, run) if given."""
+        query = select(alerts).order_by(alerts.c.id.desc()).limit(limit)
+        if run is not None:
+            endpoint, dataset, name = run
+            query = query.where(alerts.c.endpoint == endpoint, alerts.c.dataset == shown(dataset),
+                                alerts.c.run == shown(name))
         with self.engine.connect() as connection:
-            rows = connection.execute(select(alerts).order_by(alerts.c.id.desc()).limit(limit))
+            rows = connection.execute(query)
             return [AlertRow(*r) for r in rows]
 
     def alert(self, alert_id: int) -> AlertRow | None:

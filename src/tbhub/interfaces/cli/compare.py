@@ -75,7 +75,7 @@ def compare_command(
         raise UsageError("name at least one --tag to compare (e.g. --tag eval/loss)")
     spec: SortSpec | None = parsed(sort, parse_sort, "--sort")
     goal = parsed(target, parse_target, "--target")
-    if spec is not None and spec.tag not in tags:
+    if spec is not None and not spec.column and spec.tag not in tags:
         tags.append(spec.tag)
     cfg = config_from(config, logdir, path)
     with Services(cfg) as services:
@@ -91,7 +91,8 @@ def compare_command(
         write_compare_csv(sys.stdout, records, tags)
         return
     table = Table(
-        title=f"{len(rows)} runs" + (f", best by {spec.tag}:{spec.how}" if spec else ""), title_justify="left"
+        title=f"{len(rows)} runs" + (f", best by {spec.tag}:{spec.how}" if spec and not spec.column else ""),
+        title_justify="left",
     )
     for column in ("endpoint", "dataset", "run"):
         table.add_column(column)

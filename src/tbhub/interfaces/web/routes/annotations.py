@@ -1,4 +1,4 @@
-"""Notes, tags and pins on runs, and shared bookmarks: the run page, forms and the API.
+"""Notes, tags and pins on runs, and shared bookmarks: the run page's forms and the API.
 
 Reading needs a viewer; every change needs an editor (the ``RoleTable`` entries below). Forms post
 back and redirect (POST/redirect/GET); the API answers JSON.
@@ -7,7 +7,6 @@ back and redirect (POST/redirect/GET); the API answers JSON.
 from __future__ import annotations
 
 import asyncio
-import time
 from typing import Any
 from urllib.parse import quote
 
@@ -18,11 +17,10 @@ from pydantic import BaseModel
 from tbhub.app.hub import Hub
 from tbhub.app.services import Note
 from tbhub.core.accounts import Role
-from tbhub.core.bookmarks import DASHBOARDS, Bookmark, tensorboard_link
+from tbhub.core.bookmarks import DASHBOARDS, Bookmark
 from tbhub.errors import UnknownEndpoint, UsageError
 from tbhub.interfaces.web.auth import RoleTable, read_form
 from tbhub.interfaces.web.deps import HubDep, TemplatesDep, page_context, who
-from tbhub.interfaces.web.payloads import run_marks
 
 __all__ = ["access", "router"]
 
@@ -98,34 +96,7 @@ def _set_pin(hub: Hub, endpoint: str, relpath: str, pinned: bool, by: str) -> No
         hub.state.unpin(endpoint, relpath)
 
 
-# -- the run page and its forms -------------------------------------------------------------------
-@router.get("/runs/{endpoint}/{relpath:path}", response_class=HTMLResponse, include_in_schema=False)
-@access(Role.VIEWER, endpoint="path")
-def run_page(request: Request, endpoint: str, relpath: str, hub: HubDep, templates: TemplatesDep) -> Response:
-    _known_run(hub, endpoint, relpath)
-    annotations = hub.services.annotations
-    relpath = relpath.strip("/")
-    run = next((r for r in hub.runs(endpoint) if r.relpath == relpath), None)
-    marks = run_marks(hub, endpoint).get(relpath, {"tags": [], "pinned": False})
-    if run is None and not marks.get("notes") and not marks["tags"] and not marks["pinned"]:
-        raise UnknownEndpoint(f"no run {relpath!r} in endpoint {endpoint!r}")
-    return templates.TemplateResponse(
-        request,
-        "run.html",
-        {
-            **page_context(request),
-            "endpoint": endpoint,
-            "relpath": relpath,
-            "run": run,
-            "now_ns": time.time_ns(),
-            "notes": annotations.notes(endpoint, relpath),
-            "tags": marks["tags"],
-            "pinned": marks["pinned"],
-            "tensorboard": tensorboard_link(endpoint, relpath),
-        },
-    )
-
-
+# -- the run page's forms (the page itself: routes/runs.py) ----------------------------------
 @router.post("/notes", include_in_schema=False)
 @access(Role.EDITOR, endpoint="form")
 async def note_submit(request: Request, hub: HubDep) -> Response:

@@ -1,4 +1,4 @@
-"""The pages: endpoints, one endpoint's runs, usage, compare and alerts."""
+"""The pages: endpoints, one endpoint's runs, usage and alerts (the run page and compare: ``runs``)."""
 
 from __future__ import annotations
 
@@ -19,7 +19,7 @@ from tbhub.interfaces.cost_records import usage_rows, usage_totals
 from tbhub.interfaces.records import age_style
 from tbhub.interfaces.web.auth import RoleTable
 from tbhub.interfaces.web.deps import HubDep, TemplatesDep, page_context
-from tbhub.interfaces.web.payloads import channels_json, compare_data, endpoint_json, no_marks, run_json, run_marks
+from tbhub.interfaces.web.payloads import channels_json, endpoint_json, no_marks, run_json, run_marks
 from tbhub.interfaces.web.trends_data import trends_data
 
 __all__ = ["access", "router"]
@@ -105,27 +105,6 @@ def endpoint_page(request: Request, name: str, hub: HubDep, templates: Templates
         request,
         "endpoint.html",
         {**page_context(request), "endpoint": endpoint_json(view, request, now_ns), "runs": rows},
-    )
-
-
-@router.get("/compare", response_class=HTMLResponse)
-@access(Role.VIEWER)
-def compare_page(
-    request: Request, hub: HubDep, templates: TemplatesDep,
-    endpoint: str = "", dataset: str = "", tags: str = "", sort: str = "",
-) -> Response:
-    chosen = [t.strip() for t in tags.split(",") if t.strip()] or ["loss"]
-    data = compare_data(hub, endpoint or None, dataset or None, chosen, sort or None)
-    return templates.TemplateResponse(
-        request,
-        "compare.html",
-        {
-            **page_context(request),
-            "data": data,
-            "endpoints": list(hub.specs),
-            "form": {"endpoint": endpoint, "dataset": dataset, "tags": ", ".join(chosen), "sort": sort},
-            "query": str(request.url.query),
-        },
     )
 
 

@@ -1,0 +1,124 @@
+"""Scalar series of chosen runs for charts (compare's curves, the run page's sparklines).
+
+The state database holds per-tag summaries and the last 10 values, not whole series, so a chart
+reads the run's event files through the scalar reader (``core.series``) keeping at most
+``max_points`` points per series, as TensorBoard keeps 1,000. Only the event files of the runs asked
+for are read, never a whole endpoint; a file's series are cached by its identity (inode, size,
+mtime), so the next request for an unchanged file reads nothing, and a growing file is read again.
+``benchmarks/compare.py`` measures it.
+"""
+
+from __future__ import annotations
+
+import functools
+import threading
+from collections import OrderedDict
+from collections.abc import Collection, Mapping, Sequence
+
+from tbhub.adapters.crc import crc32c
+from tbhub.app.services import Services
+from tbhub.core.models import RunSummary
+from tbhub.core.scalars import EventDecoder, run_tag
+from tbhub.core.series import DEFAULT_POINTS, SeriesPoints, merge_series, read_file_series
+
+__all__ = ["SeriesCache", "run_series"]
+
+_FileKey = tuple[str, str, int, int, int, int]  # endpoint, relpath, inode, size, mtime_ns, max_points
+
+
+class SeriesCache:
+    """The thinned series of recently read event files, bounded by the number of points held
+    (``max_held``; each point is three numbers). Thread-safe: the hub answers requests in threads."""
+
+    def __init__(self, max_held: int = 2_000_000) -> None:
+        self.max_held = max_held
+        self.held = 0
+        self.hits = 0
+        self.misses = 0
+        self._files: OrderedDict[_FileKey, dict[str, SeriesPoints]] = OrderedDict()
+        self._lock = threading.Lock()
+        self._decoder: EventDecoder | None = None
+
+    def decoder(self) -> EventDecoder:
+        if self._decoder is None:
+            from tbhub.adapters.scalar_decoder import ProtobufDecoder  # protobuf: only when charting
+
+            self._decoder = ProtobufDecoder()
+        return self._decoder
+
+    def get(self, key: _FileKey) -> dict[str, SeriesPoints] | None:
+        with self._lock:
+            found = self._files.get(key)
+            if found is None:
+                self.misses += 1
+                return None
+            self._files.move_to_end(key)
+            self.hits += 1
+            return found
+
+    def put(self, key: _FileKey, series: dict[str, SeriesPoints]) -> None:
+        size = sum(len(s) for s in series.values())
+        with self._lock:
+            if key in self._files:
+                return
+            self._files[key] = series
+            self.held += size
+            while self.held > self.max_held and len(self._files) > 1:
+                _, dropped = self._files.popitem(last=False)
+                self.held -= sum(len(s) for s in dropped.values())
+
+
+def _file_series(
+    services: Services, run: RunSummary, cache: SeriesCache, max_points: int
+) -> list[dict[str, SeriesPoints]]:
+    store = services.store(run.endpoint)
+    out = []
+    for f in run.files:
+        key = (run.endpoint, f.relpath, f.inode, f.size, f.mtime_ns, max_points)
+        series = cache.get(key)
+        if series is None:
+            subdir = f.relpath[len(run.relpath) + 1 :].rpartition("/")[0] if f.relpath != run.relpath else ""
+            try:
+                with store.open(f.relpath) as fh:
+                    series = read_file_series(fh, size=f.size, decoder=cache.decoder(), crc32c=crc32c,
+                                              keep=functools.partial(run_tag, subdir),
+                                              max_points=max_points)
+            except FileNotFoundError:
+                continue  # removed since the last scan: the next scan drops it from the index
+            cache.put(key, series)
+        out.append(series)
+    return out
+
+
+def run_series(
+    services: Services,
+    run: RunSummary,
+    tags: Collection[str] | None,
+    cache: SeriesCache,
+    *,
+    max_points: int = DEFAULT_POINTS,
+) -> dict[str, SeriesPoints]:
+    """The series of ``tags`` (run-level names, as the scalar summaries key them; ``None``: every
+    scalar tag) of one run, each at most ``max_points`` points, ordered by step. A tag the run does
+    not have is left out."""
+    parts: dict[str, list[SeriesPoints]] = {}
+    for series in _file_series(services, run, cache, max_points):
+        for tag, points in series.items():
+            if tags is None or tag in tags:
+                parts.setdefault(tag, []).append(points)
+    return {tag: merge_series(p, max_points) for tag, p in sorted(parts.items())}
+
+
+def runs_series(
+    services: Services,
+    runs: Sequence[RunSummary],
+    tags: Mapping[str, Collection[str]],
+    cache: SeriesCache,
+    *,
+    max_points: int = DEFAULT_POINTS,
+) -> list[dict[str, SeriesPoints]]:
+    """``run_series`` of each run (in order), for the tags ``tags[run id]`` names (``endpoint/relpath``)."""
+    return [
+        run_series(services, run, tags.get(f"{run.endpoint}/{run.relpath}", ()), cache, max_points=max_points)
+        for run in runs
+    ]

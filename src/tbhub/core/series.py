@@ -1,0 +1,157 @@
+"""Scalar series for charts: every point of a tag read once, at most ``max_points`` of them kept.
+
+TensorBoard keeps 1,000 points per scalar series (reservoir sampling, ``--samples_per_plugin``); a
+chart cannot show more than a few pixels' worth anyway. ``Thinner`` keeps evenly spaced points of a
+series of unknown length in bounded memory: every ``stride``-th point, the stride doubling (and
+every other kept point dropped) whenever ``2 * max_points`` are held. The first point is always
+kept and the last point is always added at the end, so a chart starts and ends where the run does
+(a divergence at the last step shows). ``thin`` then picks at most ``max_points`` of those, evenly.
+
+``read_file_series`` reads one event file with the same CRC-checked reader as the scalar summaries
+(``core.scalars.records``) and the injected decoder; nothing here needs TensorBoard or protobuf.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from typing import BinaryIO
+
+from tbhub.core.ports import Crc32c
+from tbhub.core.scalars.decoding import EventDecoder, point_batches
+from tbhub.core.scalars.records import Walk, read_payloads
+
+__all__ = ["DEFAULT_POINTS", "SeriesPoints", "Thinner", "merge_series", "read_file_series", "thin"]
+
+#: Points per series, as TensorBoard's scalars plugin keeps by default.
+DEFAULT_POINTS = 1000
+
+
+@dataclass(frozen=True, slots=True)
+class SeriesPoints:
+    """One tag's points in file (or merged, step) order: equal-length columns; values may be NaN/inf."""
+
+    steps: tuple[int, ...]
+    wall_times: tuple[float, ...]
+    values: tuple[float, ...]
+    total: int  # how many points the series had before thinning
+
+    def __len__(self) -> int:
+        return len(self.steps)
+
+
+def _pick(n: int, k: int) -> list[int]:
+    """``k`` (<= n) evenly spaced indices of ``range(n)``, the first and the last included."""
+    if k >= n:
+        return list(range(n))
+    if k <= 1:
+        return [n - 1]
+    return sorted({round(i * (n - 1) / (k - 1)) for i in range(k)})
+
+
+def thin(points: SeriesPoints, max_points: int) -> SeriesPoints:
+    """At most ``max_points`` evenly spaced points of ``points`` (the first and the last kept)."""
+    if len(points) <= max_points:
+        return points
+    idx = _pick(len(points), max_points)
+    return SeriesPoints(
+        tuple(points.steps[i] for i in idx),
+        tuple(points.wall_times[i] for i in idx),
+        tuple(points.values[i] for i in idx),
+        points.total,
+    )
+
+
+class Thinner:
+    """Keeps evenly spaced points of one series in at most ``2 * max_points + 1`` slots."""
+
+    __slots__ = ("_last", "max_points", "seen", "steps", "stride", "values", "walls")
+
+    def __init__(self, max_points: int = DEFAULT_POINTS) -> None:
+        if max_points < 2:
+            raise ValueError("a series needs at least 2 points")
+        self.max_points = max_points
+        self.stride = 1
+        self.seen = 0
+        self.steps: list[int] = []
+        self.walls: list[float] = []
+        self.values: list[float] = []
+        self._last: tuple[int, float, float] | None = None
+
+    def extend(self, steps: Sequence[int], walls: Sequence[float], values: Sequence[float]) -> None:
+        """Add columns of points (in order)."""
+        n = len(steps)
+        if not n:
+            return
+        self._last = (steps[-1], walls[-1], values[-1])
+        start = (-self.seen) % self.stride  # the next index (counted from ``seen``) the stride keeps
+        self.seen += n
+        while start < n:
+            room = 2 * self.max_points - len(self.steps)
+            stop = min(n, start + room * self.stride)
+            self.steps.extend(steps[start:stop:self.stride])
+            self.walls.extend(walls[start:stop:self.stride])
+            self.values.extend(values[start:stop:self.stride])
+            if len(self.steps) >= 2 * self.max_points:
+                # Full: keep every other point and double the stride (indices kept stay multiples of it).
+                del self.steps[1::2], self.walls[1::2], self.values[1::2]
+                self.stride *= 2
+            start = stop + (-stop - (self.seen - n)) % self.stride
+
+    def result(self) -> SeriesPoints:
+        steps, walls, values = list(self.steps), list(self.walls), list(self.values)
+        # The last point of the series, if the stride skipped it.
+        if self._last is not None and (self.seen - 1) % self.stride:
+            steps.append(self._last[0])
+            walls.append(self._last[1])
+            values.append(self._last[2])
+        return thin(SeriesPoints(tuple(steps), tuple(walls), tuple(values), self.seen), self.max_points)
+
+
+def read_file_series(
+    f: BinaryIO,
+    *,
+    size: int,
+    decoder: EventDecoder,
+    crc32c: Crc32c,
+    keep: Callable[[str], str | None],
+    max_points: int = DEFAULT_POINTS,
+) -> dict[str, SeriesPoints]:
+    """The thinned scalar series of one event file (read up to ``size`` bytes), by the name ``keep``
+    gives each file tag (``None``: not wanted). Reading stops where TensorBoard's reader stops (a
+    short or corrupt record)."""
+    thinners: dict[str, Thinner] = {}
+    names: dict[str, str | None] = {}
+    plugins: dict[str, str] = {}
+    decode_batch = getattr(decoder, "decode_batch", None) or point_batches(decoder.decode)
+    for batch in read_payloads(f, Walk(0), size, crc32c):
+        for segment in decode_batch(batch, plugins):
+            for tag, (steps, walls, values) in segment.items():
+                if tag not in names:
+                    names[tag] = keep(tag)
+                name = names[tag]
+                if name is None:
+                    continue
+                thinner = thinners.get(name)
+                if thinner is None:
+                    thinner = thinners[name] = Thinner(max_points)
+                thinner.extend(steps, walls, values)
+    return {name: t.result() for name, t in thinners.items()}
+
+
+def merge_series(parts: Sequence[SeriesPoints], max_points: int = DEFAULT_POINTS) -> SeriesPoints:
+    """One series from the series of several files of a run: points ordered by step (stable: file
+    order within a step), thinned to ``max_points``."""
+    if len(parts) == 1:
+        return thin(parts[0], max_points)
+    points = sorted(
+        (p for part in parts for p in zip(part.steps, part.wall_times, part.values, strict=True)),
+        key=lambda p: p[0],
+    )
+    merged = SeriesPoints(
+        tuple(p[0] for p in points),
+        tuple(p[1] for p in points),
+        tuple(p[2] for p in points),
+        sum(part.total for part in parts),
+    )
+    return thin(merged, max_points)
