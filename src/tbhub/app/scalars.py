@@ -37,6 +37,7 @@ __all__ = [
     "Stale",
     "parse_files",
     "pruned",
+    "run_root",
     "run_scalars",
     "stale_files",
     "state_from_json",
@@ -168,6 +169,13 @@ def update_scalar_states(
     return known
 
 
+def run_root(run: RunSummary) -> str:
+    """The folder a run's tags are keyed from (``merge_tags``): the run folder, or the folder of a
+    loose event file that is a run of its own."""
+    loose = len(run.files) == 1 and run.files[0].relpath == run.relpath
+    return run.relpath.rpartition("/")[0] if loose else run.relpath
+
+
 def run_scalars(
     services: Services,
     endpoint: EndpointSpec,
@@ -199,8 +207,7 @@ def run_scalars(
     tags: dict[str, dict[str, TagSummary]] = {}
     for run in runs:
         files = [state_from_json(known[f.relpath][3]) for f in run.files if f.relpath in known]
-        loose = len(run.files) == 1 and run.files[0].relpath == run.relpath
-        root = run.relpath.rpartition("/")[0] if loose else run.relpath
+        root = run_root(run)
         tags[run.relpath] = merge_tags(root, files)
         if texts is not None:
             texts[run.relpath] = run_texts(root, files)
