@@ -133,3 +133,33 @@ def test_the_scalar_reader_reads_the_mirror_and_the_bucket_only_for_what_it_lack
     last = {s.relpath: max(t.last_step for t in s.tags.values()) for s in states}
     assert last[grown.relative_to(local).as_posix()] == 259
     assert len(states) == 4
+
+
+def test_a_file_of_small_records_is_read_ahead_and_large_payloads_are_skipped(
+    s3_endpoint: str, s3_bucket: str, proxy: LatencyProxy, tmp_path: Path
+) -> None:
+    """Behind latency a round trip costs more than bytes: reads that go on where the last ended fetch
+    ahead (doubling to 4 MiB), while a scan seeking over large payloads still fetches only headers."""
+    from eventfiles import file_version_event
+
+    small = write_scalar_file(tmp_path / "src" / "ds" / "small", range(40_000), ("loss", "lr"))
+    write_events(tmp_path / "src" / "ds" / "big" / "events.out.tfevents.1.img",
+                 [file_version_event(), *([b"\x08" * 300_000] * 12), scalar_event(9, 0.5)])
+    upload_tree(s3_endpoint, tmp_path / "src", s3_bucket, PREFIX)
+    url = f"s3://{s3_bucket}/{PREFIX}"
+    spec = EndpointSpec("bucket", url, reload_interval=30)
+    store = ObjectLogStore(url, {"endpoint_url": proxy.url})
+    db = open_state("sqlite://")
+    try:
+        proxy.reset()
+        scan = scan_endpoint(spec, store, db, crc32c=crc32c, remote_readers=1)
+    finally:
+        db.dispose()
+    assert {r.relpath: r.event_count for r in scan.runs} == {"ds/small": 80_001, "ds/big": 14}
+    size = small.stat().st_size
+    assert size > 2_000_000
+    # Without read-ahead the small-record file alone takes a 64-256 KiB window per GET (> 10 GETs).
+    gets = proxy.stats()["requests"]["GET"]
+    assert gets <= 5 + 14, gets
+    big = 13 * 300_000
+    assert store.bytes_fetched < size + big / 2  # the payloads were seeked over, not fetched
