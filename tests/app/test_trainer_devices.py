@@ -6,8 +6,8 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
-from hf_runs import trained_runs, view
 
+from hf_runs import trained_runs, view
 from tbhub.app.compute import plan_devices
 from tbhub.core.cost import CostRule, run_compute, trainer_devices
 
