@@ -97,7 +97,9 @@ def test_lora_scalars_and_histogram(demo: DemoLogs) -> None:
 
     acc = EventAccumulator(str(run.path / "train"), size_guidance={"tensors": 0})
     acc.Reload()
-    assert acc.Tags()["tensors"] == ["lora_A/weights"]
+    # Beside the histogram, the plan as the Hugging Face Trainer writes it (docs/frameworks.md).
+    assert sorted(acc.Tags()["tensors"]) == ["args/text_summary", "lora_A/weights"]
+    assert acc.SummaryMetadata("args/text_summary").plugin_data.plugin_name == "text"
     assert acc.SummaryMetadata("lora_A/weights").plugin_data.plugin_name == "histograms"
     histograms = acc.Tensors("lora_A/weights")
     assert len(histograms) >= 5
@@ -318,10 +320,16 @@ def test_demo_config_is_read_by_the_cli_as_the_hub_reads_it(tmp_path: Path) -> N
     # The CLI given this file agrees with the demo: DONE makes 8 runs finished, 1 is stalled (not 9).
     out = subprocess.run([sys.executable, "-m", "tbhub", "runs", "--config", str(path), "--status", "--json"],
                          capture_output=True, text=True, timeout=120, check=True).stdout
-    statuses = Counter(r["status"] for r in json.loads(out))
+    records = json.loads(out)
+    statuses = Counter(r["status"] for r in records)
     kinds = Counter(r.kind for r in logs.runs)
     assert statuses == {"finished": kinds["finished"] + kinds["old"], "stalled": 1, "diverged": 1,
                         "running": len(logs.live)}
+    # Every run carries its plan (the Trainer's args text, Lightning's hparams.yaml): progress, the
+    # running ones an ETA, the stalled one short of its plan the crashed hint.
+    assert {r["framework"] for r in records} == {"transformers", "lightning"} and all(r["plan"] for r in records)
+    assert all(r["eta"] for r in records if r["status"] == "running")
+    assert [r["crashed"] for r in records if r["status"] == "stalled"] == [True]
 
 
 def free_port() -> int:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import random
 import struct
@@ -11,7 +12,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import google_crc32c
-from tensorboard.compat.proto import event_pb2, summary_pb2
+from tensorboard.compat.proto import event_pb2, summary_pb2, tensor_pb2, tensor_shape_pb2, types_pb2
 from tensorboard.plugins.histogram import summary_v2 as histogram_summary
 
 from tbhub.demo.curves import HIST_BUCKETS, lora_weights, noise, stream_scalars
@@ -112,6 +113,34 @@ def _file_version_event(wall_time: float) -> event_pb2.Event:
     )
 
 
+def _plan_events(plan: RunPlan, wall_time: float) -> list[event_pb2.Event]:
+    """The plan a trainer logs when it starts, where tbhub finds it with no configuration
+    (docs/frameworks.md): the LoRA runs are Hugging Face Trainer runs, whose ``TensorBoardCallback``
+    writes the ``TrainingArguments`` as JSON in the text summary ``args/text_summary``."""
+    if not isinstance(plan.params, LoraParams):
+        return []
+    args = {"max_steps": plan.total_steps, "num_train_epochs": 3.0, "per_device_train_batch_size": 8,
+            "gradient_accumulation_steps": 2, "learning_rate": plan.params.lr, "logging_steps": plan.log_every}
+    text = summary_pb2.Summary.Value(
+        tag="args/text_summary",
+        metadata=summary_pb2.SummaryMetadata(plugin_data=summary_pb2.SummaryMetadata.PluginData(plugin_name="text")),
+        tensor=tensor_pb2.TensorProto(dtype=types_pb2.DT_STRING, string_val=[json.dumps(args, indent=2).encode()],
+                                      tensor_shape=tensor_shape_pb2.TensorShapeProto(
+                                          dim=[tensor_shape_pb2.TensorShapeProto.Dim(size=1)])),
+    )
+    return [event_pb2.Event(wall_time=wall_time, step=0, summary=summary_pb2.Summary(value=[text]))]
+
+
+def _write_plan_file(run_dir: Path, plan: RunPlan) -> Path | None:
+    """The router runs come from a PyTorch Lightning trainer: its logger writes ``hparams.yaml``, where
+    this one saved ``max_steps`` (``save_hyperparameters``)."""
+    if isinstance(plan.params, LoraParams):
+        return None
+    path = run_dir / "hparams.yaml"
+    path.write_text(f"experts: {plan.params.experts}\ntop_k: {plan.params.top_k}\nmax_steps: {plan.total_steps}\n")
+    return path
+
+
 def _write_run(run_dir: Path, plan: RunPlan) -> dict[Path, float]:
     """Write one run's event files; returns each created path (files and folders) → its mtime."""
     rng = noise(plan)
@@ -123,13 +152,17 @@ def _write_run(run_dir: Path, plan: RunPlan) -> dict[Path, float]:
         folder.mkdir(parents=True, exist_ok=True)
         steps = range(stream.every, plan.steps_done + 1, stream.every)
         walls = [start + step * plan.sec_per_step for step in steps]
-        events = [_file_version_event(start), *stream_events(plan, stream, steps, walls, rng)]
+        head = [_file_version_event(start), *(_plan_events(plan, start) if number == 0 else [])]
+        events = [*head, *stream_events(plan, stream, steps, walls, rng)]
         # Named like EventFileWriter names them, with a fixed host and pid so output is deterministic.
         name = f"events.out.tfevents.{int(start):010d}.{plan.host}.{4000 + 37 * plan.index}.{number}"
         path = folder / name
         path.write_bytes(encode(events))
         mtimes[path] = walls[-1] if walls else start
         mtimes[folder] = start
+    plan_file = _write_plan_file(run_dir, plan)
+    if plan_file is not None:
+        mtimes[plan_file] = start
     return mtimes
 
 
