@@ -141,8 +141,38 @@ def test_run_page_in_both_viewports_and_schemes(server: Server, viewport: str, s
         colour = page.locator("#run-scalars td.spark").first.evaluate("e => getComputedStyle(e).color")
         level = sum(int(c) for c in colour[colour.index("(") + 1 : colour.index(")")].split(",")[:3]) / 3
         assert (level > 128) == (scheme == "dark"), colour
-        assert serious_violations(page) == []
-        assert seen == {"console": [], "failed": []}
-        if viewport == "desktop" and scheme == "light":
+        if viewport == "desktop" and scheme == "light":  # for the README
             SCREENSHOTS.mkdir(parents=True, exist_ok=True)
             page.screenshot(path=str(SCREENSHOTS / "run.png"), full_page=True)
+        assert serious_violations(page) == []
+        assert seen == {"console": [], "failed": []}
+
+
+@pytest.fixture(scope="module")
+def trainer_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
+    from hf_runs import trained_runs
+
+    root = trained_runs(tmp_path_factory.getbasetemp())  # trained once per session, shared
+    # The crashed run is quiet for longer than stalled_after (1 s): stalled, short of its plan.
+    with serve(tmp_path_factory.mktemp("srv-hf"), {"hf": root},
+               extra_config='[alerts]\nstalled_after = "1s"\n') as running:
+        yield running
+
+
+def test_what_the_trainers_logs_tell(trainer_server: Server) -> None:
+    """Runs the Hugging Face Trainer wrote: the framework, the plan and how far the run got (issue 18)."""
+    with chromium_page(viewport=VIEWPORTS["desktop"]) as page:
+        seen = watch(page)
+
+        def progress(relpath: str) -> dict[str, str] | None:
+            page.goto(f"{trainer_server.url}/runs/hf/{relpath}")
+            got = facts(page)
+            return got if "progress" in got else None
+
+        done = wait_for(lambda: progress("hf/done"), 60, "the scalar states of hf/done")
+        assert done["framework"] == "transformers" and done["progress"] == "100% of 12 steps"
+        assert page.locator("#run-status").inner_text() == "finished"
+        crash = wait_for(lambda: progress("hf/crash"), 60, "the scalar states of hf/crash")
+        assert crash["progress"].startswith("crashed? at ") and crash["progress"].endswith("of 20 steps")
+        assert "ETA" not in crash
+        assert seen == {"console": [], "failed": []}

@@ -14,13 +14,13 @@ from dataclasses import dataclass
 from typing import Any
 
 from tbhub.app.alerts.rules import rules_config
-from tbhub.app.scalars import run_scalars
 from tbhub.app.series import SeriesCache, run_series
 from tbhub.app.services import Services
+from tbhub.app.status import run_statuses
 from tbhub.core.models import RunSummary
 from tbhub.core.scalars import TagSummary
 from tbhub.core.series import SeriesPoints
-from tbhub.core.status import StatusVerdict, run_status
+from tbhub.core.status import StatusVerdict
 
 __all__ = ["SPARK_POINTS", "RunDetail", "ScalarLine", "better_direction", "run_alerts", "run_detail"]
 
@@ -97,14 +97,13 @@ def _tag_order(tag: str) -> tuple[int, str]:
 def run_detail(
     services: Services, run: RunSummary, cache: SeriesCache, *, now_ns: int, sparklines: bool = True
 ) -> RunDetail:
-    """The run's status (under the alert engine's rules, overrides included), its scalars and
-    sparklines. Reads only this run's scalar states and, for ``sparklines``, its event files."""
+    """The run's status (under the alert engine's rules, overrides included; with the framework, plan,
+    progress, ETA and crash hint its logs show), its scalars and sparklines. Reads only this run's
+    scalar states and, for ``sparklines``, its event files."""
     spec = services.spec(run.endpoint)
-    tags = run_scalars(services, spec, [run], parse=False, prune=False).get(run.relpath, {})
-    rule = rules_config(services).alerts.rules_for(spec.name).rule_for(run.dataset)
-    store = services.store(spec.name)
-    markers = {m for m in rule.marker_files if store.exists(f"{run.relpath}/{m}")}
-    verdict = run_status(run, tags, rule, now_ns=now_ns, markers=markers)
+    verdicts, summaries = run_statuses(services, spec, [run], None, now_ns=now_ns,
+                                       alerts=rules_config(services).alerts, parse=False, prune=False)
+    verdict, tags = verdicts[run.relpath], summaries.get(run.relpath, {})
     shown = sorted(tags, key=_tag_order)[:MAX_TAGS]
     series = run_series(services, run, set(shown), cache, max_points=SPARK_POINTS) if sparklines else {}
     lines = [ScalarLine(t, tags[t], better_direction(t), series.get(t)) for t in shown]

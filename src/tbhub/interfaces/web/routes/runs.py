@@ -24,7 +24,7 @@ from tbhub.core.bookmarks import tensorboard_link
 from tbhub.core.names import shown
 from tbhub.core.units import format_size
 from tbhub.errors import UnknownEndpoint, UsageError
-from tbhub.interfaces.records import write_compare_csv
+from tbhub.interfaces.records import progress_text, status_record, write_compare_csv
 from tbhub.interfaces.web.auth import RoleTable
 from tbhub.interfaces.web.comparing import CompareQuery, compare_view, series_json
 from tbhub.interfaces.web.deps import HubDep, TemplatesDep, page_context
@@ -89,6 +89,21 @@ def _files(run_relpath: str, detail: RunDetail) -> list[dict[str, Any]]:
     ]
 
 
+def _progress_facts(detail: RunDetail, now_ns: int) -> list[dict[str, str]]:
+    """What the logs tell beyond the status (issue 18): framework, plan and progress, ETA, crash hint."""
+    record = status_record(detail.verdict, now_ns)
+    facts = []
+    if record["framework"]:
+        facts.append({"label": "framework", "value": record["framework"], "id": "fact-framework"})
+    if record["plan"]:
+        facts.append({"label": "progress", "value": progress_text(detail.verdict, now_ns), "id": "fact-progress"})
+    elif record["crashed"]:
+        facts.append({"label": "progress", "value": "crashed?", "id": "fact-progress"})
+    if record["eta"]:
+        facts.append({"label": "ETA", "value": record["eta"].replace("T", " ").replace("Z", " UTC"), "id": "fact-eta"})
+    return facts
+
+
 @router.get("/runs/{endpoint}/{relpath:path}", response_class=HTMLResponse, include_in_schema=False)
 @access(Role.VIEWER, endpoint="path")
 def run_page(request: Request, endpoint: str, relpath: str, hub: HubDep, templates: TemplatesDep) -> Response:
@@ -120,6 +135,7 @@ def run_page(request: Request, endpoint: str, relpath: str, hub: HubDep, templat
         context.update(
             status=detail.verdict.status.value,
             reason=detail.verdict.reason,
+            extra_facts=_progress_facts(detail, now_ns),
             scalars=_scalars(detail),
             files=_files(run.relpath, detail),
             alerts=run_alerts(hub.services, endpoint, run.dataset, run.run),
