@@ -45,8 +45,11 @@ def test_the_tensorboard_link_lists_the_runs_sub_runs(tmp_path: Path) -> None:
         tab.goto(f"{server.url}/runs/lora/{RUN}")
         link = tab.locator("a.tb-link")
         assert link_filter(link.get_attribute("href")) == "^alpaca/r32-lr2e-4-20261204(/|$)"
-        link.click()
+        with tab.expect_response(lambda r: r.url.endswith("/data/runs"), timeout=60_000) as fetched:
+            link.click()
         tab.wait_for_url("**/tb/lora/**")
+        # The run list TensorBoard's own page fetched through the hub.
+        assert set(fetched.value.json()) == {f"{RUN}/train", f"{RUN}/eval", f"{RUN}-other/train"}
         # TensorBoard's own run list, and its own (JavaScript) reading of the filter.
         runs = tab.evaluate("fetch('data/runs').then(r => r.json())")
         assert set(runs) == {f"{RUN}/train", f"{RUN}/eval", f"{RUN}-other/train"}
