@@ -21,10 +21,12 @@ from tbhub.core.series import SeriesPoints
 from tbhub.errors import UsageError
 from tbhub.interfaces.records import compare_record
 
-__all__ = ["MAX_CURVES", "CompareQuery", "compare_view", "series_json"]
+__all__ = ["MAX_CURVES", "MAX_ROWS", "CompareQuery", "compare_view", "series_json"]
 
 #: Runs drawn as curves at most (the table lists every chosen run).
 MAX_CURVES = 20
+#: Rows the page shows when runs are not chosen by id but by endpoint and dataset (the export has all).
+MAX_ROWS = 200
 
 
 class CompareQuery:
@@ -71,8 +73,9 @@ def _header(query: CompareQuery, spec: SortSpec | None, key: SortSpec) -> dict[s
     return {"href": query.url(sort=str(target)), "aria_sort": state}
 
 
-def compare_view(hub: Hub, query: CompareQuery) -> dict[str, Any]:
-    """Everything the page and the export show, from the index and the scalar states only."""
+def compare_view(hub: Hub, query: CompareQuery, *, max_rows: int | None = MAX_ROWS) -> dict[str, Any]:
+    """Everything the page and the export show, from the index and the scalar states only. Runs chosen
+    by endpoint and dataset are cut to the first ``max_rows`` in the table's order (``None``: all)."""
     selection = query.selection(hub)
     counts = selection.tag_counts()
     spec = _spec(query.sort)
@@ -89,6 +92,11 @@ def compare_view(hub: Hub, query: CompareQuery) -> dict[str, Any]:
         chosen.append(spec.tag)
     rows = sort_rows(selection_rows(selection, chosen), spec)
     best = best_index(rows, spec)
+    hidden = 0
+    if not query.runs and max_rows is not None and len(rows) > max_rows:
+        hidden = len(rows) - max_rows
+        rows = rows[:max_rows]
+        best = best if best is not None and best < max_rows else None
     records = []
     for i, r in enumerate(rows):
         record = compare_record(r, chosen, i == best)
@@ -117,6 +125,7 @@ def compare_view(hub: Hub, query: CompareQuery) -> dict[str, Any]:
         "headers": headers,
         "curves": [r["id"] for r in records[:MAX_CURVES]],
         "more_curves": max(0, len(records) - MAX_CURVES),
+        "hidden_rows": hidden,
     }
 
 

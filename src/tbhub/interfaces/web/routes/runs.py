@@ -189,7 +189,7 @@ def compare_export(
     """The compare table as CSV or JSON (what the page shows, in its order)."""
     if format not in ("csv", "json"):
         raise UsageError(f"format is csv or json, not {format!r}")
-    data = compare_view(hub, _query(run, endpoint, dataset, tag, tags, sort))
+    data = compare_view(hub, _query(run, endpoint, dataset, tag, tags, sort), max_rows=None)
     if format == "csv":
         buffer = io.StringIO()
         write_compare_csv(buffer, data["rows"], data["tags"])
