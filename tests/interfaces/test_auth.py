@@ -69,6 +69,8 @@ ROUTES: dict[str, Case] = {
     "trends_page": Case("GET", "/trends", PAGE),
     "api_trends": Case("GET", "/api/trends", API),
     "endpoint_page": Case("GET", "/endpoints/lora", PAGE),
+    "all_runs_page": Case("GET", "/runs", PAGE),
+    "selected_in_tensorboard": Case("GET", "/explore/tensorboard?run=lora/alpaca/r1", (302, 303, 303, 303)),
     "compare_page": Case("GET", "/compare", PAGE),
     "alerts_page": Case("GET", "/alerts", PAGE),
     "run_page": Case("GET", "/runs/lora/alpaca/r1", PAGE),

@@ -26,7 +26,7 @@ from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from fastapi import FastAPI, Request
+from fastapi import FastAPI, Query, Request
 from fastapi.responses import HTMLResponse, JSONResponse, Response
 from fastapi.templating import Jinja2Templates
 from pydantic import BaseModel
@@ -221,10 +221,12 @@ def add_admin_routes(
     # -- pages ----------------------------------------------------------------------------------
     @app.get("/endpoints/{name}/clean", response_class=HTMLResponse, include_in_schema=False)
     @access(Role.ADMIN, endpoint="path")
-    def clean_page(request: Request, name: str, select: str = "") -> Response:
+    def clean_page(request: Request, name: str, select: str = "",
+                   run: list[str] = Query(default=[])) -> Response:
         hub.spec(name)
         runs = sorted(hub.runs(name), key=lambda r: r.last_modified_ns)
-        checked: list[str] = []
+        # Runs chosen in the runs explorer come as run=ENDPOINT/RELPATH: ticked here, nothing else happens.
+        checked: list[str] = [r.removeprefix(f"{name}/") for r in run]
         if select:
             old_s = hub.config.display.old_days * 86400
             now_ns = time.time_ns()

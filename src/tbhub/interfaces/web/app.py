@@ -34,7 +34,7 @@ from tbhub.interfaces.web.login import add_login_routes
 from tbhub.interfaces.web.metrics import add_metrics
 from tbhub.interfaces.web.proxy import PROXY_TIMEOUT, TensorBoardProxy
 from tbhub.interfaces.web.routes import annotations as notes
-from tbhub.interfaces.web.routes import api, assets, health, pages, rules, runs, tensorboard
+from tbhub.interfaces.web.routes import api, assets, explorer, health, pages, rules, runs, tensorboard
 from tbhub.interfaces.web.templating import STATIC, hub_templates
 
 __all__ = ["create_app"]
@@ -112,7 +112,7 @@ def create_app(
     app.mount("/static", StaticFiles(directory=str(STATIC)), name="static")
     app.exception_handler(TbhubError)(_tbhub_error)
     # In this order: the OpenAPI document lists the paths in route order.
-    for module in (pages, runs, api, health, assets, tensorboard):
+    for module in (explorer, pages, runs, api, health, assets, tensorboard):
         _include(app, access, module.router, module.access)
     add_login_routes(app, hub, hub.services.accounts, templates, access, page_context)
     _include(app, access, notes.router, notes.access)
