@@ -12,7 +12,9 @@ comes from ``$TENSORBOARD_LOGGING_DIR``, as in transformers 5). Keys:
 * ``pause_at``/``pause``: sleep ``pause`` seconds once after step ``pause_at`` (a stall that resumes);
 * ``kill_at``: SIGKILL this process after step ``kill_at`` (a crash: no final tags, an unclosed file);
 * ``nan_at``: fill the LoRA weights with NaN after step ``nan_at`` (a divergence);
-* ``eval``: evaluate every this many steps.
+* ``eval``: evaluate every this many steps;
+* ``save``: save a checkpoint every this many steps; ``resume``: continue from the last checkpoint of a
+  run of the same name (a job requeued after a crash: a new event file in the same folder).
 
 With ``$HF_TEST_GO_FILE`` set, training starts once that file exists (after the imports, which take
 seconds). A model of two layers and 16 dims, randomly initialised: nothing is downloaded. Each step is logged
@@ -103,7 +105,8 @@ def train(root: Path, name: str, spec: dict[str, float]) -> None:
         logging_steps=1,
         eval_strategy="steps" if evaluate else "no",
         eval_steps=evaluate or None,
-        save_strategy="no",
+        save_strategy="steps" if spec.get("save") else "no",
+        save_steps=int(spec.get("save", 0)) or 500,
         report_to=["tensorboard"],
         use_cpu=True,
         disable_tqdm=True,
@@ -117,7 +120,7 @@ def train(root: Path, name: str, spec: dict[str, float]) -> None:
         eval_dataset=Tokens(8, 2) if evaluate else None,
     )
     trainer.add_callback(Script(spec, model))
-    trainer.train()
+    trainer.train(resume_from_checkpoint=True if spec.get("resume") else None)
 
 
 def parse(text: str) -> tuple[str, dict[str, float]]:

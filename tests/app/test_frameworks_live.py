@@ -44,6 +44,10 @@ def live(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Path, dict[
     procs = {
         "eta": start(logs / "hf", "eta:steps=30,sleep=0.2", go=base / "go-eta"),
         "pause": start(logs / "hf", "pause:steps=14,sleep=0.2,pause_at=4,pause=5", go=base / "go-pause"),
+        # Killed after step 7 with a checkpoint at step 5, then requeued: resumed from the checkpoint
+        # into the same folder (a new event file whose first record is the args text at step 0).
+        "crash": start(logs / "hf", "requeued:steps=30,save=5,kill_at=7"),
+        "requeued": start(logs / "hf", "requeued:steps=30,sleep=0.2,resume=1", go=base / "go-requeued"),
     }
     try:
         yield base, dict(procs)
@@ -79,6 +83,24 @@ def test_progress_and_eta_of_a_run_still_training(live: tuple[Path, dict[str, ob
     with _services(tmp_path, logs, "15m") as services:
         done = _status(services, "hf/eta")
     assert done.status is RunStatus.FINISHED and done.progress is not None and done.progress.fraction == 1.0
+
+
+def test_eta_of_a_job_resumed_from_its_checkpoint(live: tuple[Path, dict[str, object]], tmp_path: Path) -> None:
+    """The pace is the resumed file's: steps from the checkpoint on, not from its step-0 args text."""
+    base, procs = live
+    logs, proc = base / "logs", procs["requeued"]
+    assert procs["crash"].wait(timeout=120) == -9  # type: ignore[attr-defined]
+    (base / "go-requeued").touch()
+    wait_for(lambda: _last_step(logs, "hf/requeued") >= 16, 120, "step 16", proc)  # type: ignore[arg-type]
+    with _services(tmp_path, logs, "15m") as services:
+        verdict = _status(services, "hf/requeued")
+    asked = time.time()
+    assert verdict.status is RunStatus.RUNNING and verdict.progress is not None and verdict.progress.eta is not None
+    assert len(view(logs, "hf/requeued").run.files) == 2
+    proc.wait(timeout=120)  # type: ignore[attr-defined]
+    truth = view(logs, "hf/requeued").tags["train/loss"].last_wall_time
+    error = abs(verdict.progress.eta - truth) / (truth - asked)
+    assert error <= 0.2, f"ETA off by {error:.0%}: predicted {verdict.progress.eta - asked:.2f} s, took {truth - asked:.2f} s"
 
 
 def test_a_stall_that_resumes(live: tuple[Path, dict[str, object]], tmp_path: Path) -> None:

@@ -24,7 +24,6 @@ from tbhub.core.scalars import (
     TagSummary,
     bytes_to_parse,
     merge_tags,
-    run_texts,
     summarize_file,
     summarize_many,
 )
@@ -184,7 +183,7 @@ def run_scalars(
     *,
     prune: bool = True,
     parse: bool = True,
-    texts: dict[str, dict[str, str]] | None = None,
+    states: dict[str, list[ScalarFileState]] | None = None,
 ) -> dict[str, dict[str, TagSummary]]:
     """Per run relpath, its tag summaries; parses only the event-file bytes added since the last call.
 
@@ -193,8 +192,8 @@ def run_scalars(
     ``prune`` drops the states of files not among ``runs``: pass ``False`` when ``runs`` is only a
     selection. ``parse=False`` only reads what the database holds (the hub process never parses: its
     alert pass reads what ``tbhub.app.workers`` stored; a file not parsed yet counts with the state
-    it had, or none). ``decoder`` is needed only to parse. ``texts``, when given, receives each run's
-    text summaries (``run_texts``: where a trainer wrote its plan).
+    it had, or none). ``decoder`` is needed only to parse. ``states``, when given, receives each run's
+    file states (their texts hold where a trainer wrote its plan).
     """
     if parse:
         if decoder is None:
@@ -209,6 +208,6 @@ def run_scalars(
         files = [state_from_json(known[f.relpath][3]) for f in run.files if f.relpath in known]
         root = run_root(run)
         tags[run.relpath] = merge_tags(root, files)
-        if texts is not None:
-            texts[run.relpath] = run_texts(root, files)
+        if states is not None:
+            states[run.relpath] = files
     return tags

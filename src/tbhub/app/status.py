@@ -8,11 +8,11 @@ from collections.abc import Sequence
 from tbhub.app.scalars import run_root, run_scalars, state_from_json
 from tbhub.app.services import Services
 from tbhub.config import AlertsConfig
-from tbhub.core.frameworks import FRAMEWORK_FILES, Recognition, recognise
+from tbhub.core.frameworks import FRAMEWORK_FILES, Recognition, Span, file_spans, recognise
 from tbhub.core.inventory import EndpointInventory
 from tbhub.core.models import EndpointSpec, RunSummary
 from tbhub.core.ports import LogStore
-from tbhub.core.scalars import EventDecoder, TagSummary, merge_tags, run_texts
+from tbhub.core.scalars import EventDecoder, ScalarFileState, TagSummary, merge_tags, run_texts
 from tbhub.core.status import StatusVerdict, run_status
 
 __all__ = ["current_statuses", "framework_files", "recognition", "run_statuses", "stored_statuses"]
@@ -61,16 +61,17 @@ def run_statuses(
     config's), and the tag summaries behind it. ``parse``, ``prune`` and ``decoder`` as for
     ``run_scalars``."""
     rules = (alerts or services.config.alerts).rules_for(endpoint.name)
-    texts: dict[str, dict[str, str]] = {}
-    tags = run_scalars(services, endpoint, runs, decoder, parse=parse, prune=prune, texts=texts)
+    states: dict[str, list[ScalarFileState]] = {}
+    tags = run_scalars(services, endpoint, runs, decoder, parse=parse, prune=prune, states=states)
     store = services.store(endpoint.name)
     verdicts = {}
     for run in runs:
         rule = rules.rule_for(run.dataset)
         markers = {m for m in rule.marker_files if store.exists(f"{run.relpath}/{m}")}
-        run_tags = tags.get(run.relpath, {})
-        found = recognition(store, run, run_tags, texts.get(run.relpath, {}))
-        verdicts[run.relpath] = run_status(run, run_tags, rule, now_ns=now_ns, markers=markers, recognition=found)
+        run_tags, run_states = tags.get(run.relpath, {}), states.get(run.relpath, [])
+        found = recognition(store, run, run_tags, run_texts(run_root(run), run_states))
+        verdicts[run.relpath] = run_status(run, run_tags, rule, now_ns=now_ns, markers=markers, recognition=found,
+                                           spans=file_spans(run_states))
     return verdicts, tags
 
 
@@ -114,19 +115,19 @@ def stored_statuses(services: Services, endpoint: EndpointSpec, runs: Sequence[R
             states = [state_from_json(known[f.relpath][3]) for f in run.files if f.relpath in known]
             root = run_root(run)
             tags = merge_tags(root, states)
-            decided = (tags, recognition(store, run, tags, run_texts(root, states)))
+            decided = (tags, recognition(store, run, tags, run_texts(root, states)), file_spans(states))
             if len(_DECIDED) >= _DECIDED_MAX:
                 _DECIDED.clear()
             _DECIDED[key] = decided
         rule = rules.rule_for(run.dataset)
         markers = {m for m in rule.marker_files if store.exists(f"{run.relpath}/{m}")}
         verdicts[run.relpath] = run_status(run, decided[0], rule, now_ns=now_ns, markers=markers,
-                                           recognition=decided[1])
+                                           recognition=decided[1], spans=decided[2])
     return verdicts
 
 
 #: (endpoint, log root, run relpath, its stored states' (relpath, inode, size, mtime)) -> (tags,
-#: recognition). Bounded: cleared when full (a hub with more runs than this decodes the rest again).
+#: recognition, file spans). Bounded: cleared when full (a hub with more runs decodes the rest again).
 _DECIDED: dict[tuple[str, str, str, tuple[tuple[str, int, int, int], ...]],
-               tuple[dict[str, TagSummary], Recognition]] = {}
+               tuple[dict[str, TagSummary], Recognition, list[Span]]] = {}
 _DECIDED_MAX = 50_000

@@ -28,12 +28,12 @@ from __future__ import annotations
 
 import json
 import math
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
 from tbhub.core.models import EventFileScan, RunSummary
-from tbhub.core.scalars import TagSummary
+from tbhub.core.scalars import ScalarFileState, TagSummary
 
 __all__ = [
     "FRAMEWORK_FILES",
@@ -42,6 +42,8 @@ __all__ = [
     "Plan",
     "Progress",
     "Recognition",
+    "Span",
+    "file_spans",
     "progress",
     "recognise",
     "step_rate",
@@ -196,14 +198,42 @@ class Progress:
     eta: float | None = None
 
 
-def step_rate(files: Sequence[EventFileScan]) -> float | None:
+Span = tuple[int, float, int, float]
+"""What one event file shows of a run's pace: its first step and that step's wall time, its highest
+step and its last wall time."""
+
+
+def file_spans(states: Iterable[ScalarFileState]) -> list[Span]:
+    """The span of each event file from its scalars (the steps training logged: a text or a file's
+    first record at step 0 before training resumes from a checkpoint does not count)."""
+    spans = []
+    for state in states:
+        tags = state.tags.values()
+        if tags:
+            first = min(tags, key=lambda t: t.first_wall_time)
+            spans.append((first.first_step, first.first_wall_time, max(t.last_step for t in tags),
+                          max(t.last_wall_time for t in tags)))
+    return spans
+
+
+def _scan_spans(files: Sequence[EventFileScan]) -> list[Span]:
+    return [(f.first_step, f.first_wall_time, f.last_step, f.last_wall_time) for f in files
+            if f.first_step is not None and f.first_wall_time is not None and f.last_step is not None
+            and f.last_wall_time is not None]
+
+
+def step_rate(spans: Sequence[Span]) -> float | None:
     """Steps per second of the event file written last (a resumed job's new file: its current pace),
-    from its first to its highest step over its first to last wall time; ``None`` without two steps."""
-    for f in sorted(files, key=lambda f: f.last_wall_time or 0.0, reverse=True):
-        if None in (f.first_step, f.last_step, f.first_wall_time, f.last_wall_time):
-            continue
-        steps = f.last_step - f.first_step  # type: ignore[operator]
-        seconds = f.last_wall_time - f.first_wall_time  # type: ignore[operator]
+    from its first to its highest step over their wall times; ``None`` without two steps.
+
+    A job resumed from a checkpoint goes on in a new file: its steps are counted from the highest step
+    of the files that ended before it began (files written side by side, ``train/`` and ``eval/``, do
+    not count), in case its first step is below that."""
+    timed = sorted(spans, key=lambda s: s[3])
+    for i in range(len(timed) - 1, -1, -1):
+        first_step, first_wall, last_step, last_wall = timed[i]
+        begin = max([first_step, *(g[2] for g in timed[:i] if g[3] <= first_wall)])
+        steps, seconds = last_step - begin, last_wall - first_wall
         if steps > 0 and seconds > 0:
             return steps / seconds
     return None
@@ -213,13 +243,14 @@ _EPSILON = 1e-6
 
 
 def progress(run: RunSummary, tags: Mapping[str, TagSummary], recognition: Recognition,
-             plan: Plan | None) -> Progress | None:
+             plan: Plan | None, spans: Sequence[Span] | None = None) -> Progress | None:
     """Where ``run`` stands against ``plan`` (the configured one, else ``recognition.plan``); ``None``
-    without a plan, or for an epoch plan before any epoch is logged."""
+    without a plan, or for an epoch plan before any epoch is logged. ``spans``: its files' spans
+    (``file_spans``) for the step rate; by default the scanner's first and last records of each file."""
     if plan is None:
         return None
     last_step = (run.last_step or 0) + recognition.step_offset
-    rate = step_rate(run.files)
+    rate = step_rate(_scan_spans(run.files) if spans is None else spans)
     epoch = tags.get(recognition.epoch_tag) if recognition.epoch_tag else None
     if plan.unit == "steps":
         done = float(last_step)

@@ -28,11 +28,11 @@ from __future__ import annotations
 
 import fnmatch
 import math
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from typing import Any
 
-from tbhub.core.frameworks import Plan, Progress, Recognition, progress
+from tbhub.core.frameworks import Plan, Progress, Recognition, Span, progress
 from tbhub.core.models import RunStatus, RunSummary
 from tbhub.core.scalars import TagSummary
 
@@ -157,12 +157,14 @@ def run_status(
     now_ns: int,
     markers: set[str] | frozenset[str] = frozenset(),
     recognition: Recognition | None = None,
+    spans: Sequence[Span] | None = None,
 ) -> StatusVerdict:
     """The status of ``run`` now; ``markers``: which of ``rule.marker_files`` exist in the run folder;
-    ``recognition``: what ``tbhub.core.frameworks.recognise`` found in its logs (nothing by default).
-    The verdict carries the framework, the progress along the plan and the ``crashed`` hint."""
+    ``recognition``: what ``tbhub.core.frameworks.recognise`` found in its logs (nothing by default);
+    ``spans``: its files' step spans for the ETA (``frameworks.file_spans``). The verdict carries the
+    framework, the progress along the plan and the ``crashed`` hint."""
     known = recognition or Recognition()
-    where = progress(run, tags, known, run_plan(rule, known))
+    where = progress(run, tags, known, run_plan(rule, known), spans)
     base = f"{run.endpoint}/{run.relpath}"
     diverged = _divergence(tags, rule) or _nonfinite_last(tags, known)
     if diverged is not None:
