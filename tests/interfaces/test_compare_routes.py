@@ -35,6 +35,7 @@ def client(tmp_path_factory: pytest.TempPathFactory) -> Iterator[TestClient]:
     lora, chat = tmp_path_factory.mktemp("lora"), tmp_path_factory.mktemp("chat")
     write_run(lora, "alpaca/long", [2.0 / (1 + 0.01 * s) for s in range(5000)])
     write_run(lora, "alpaca/nan", [1.0, 0.5, NAN])
+    write_run(lora, "alpaca/live", [1.0 / (1 + s) for s in range(3000)])
     for i in range(MAX_ROWS + 5):
         write_run(chat, f"sweep/r{i:03d}", [1.0 + i, 0.5 + i])
     state = tmp_path_factory.mktemp("state")
@@ -97,3 +98,22 @@ def test_curves_are_thinned_and_nan_is_null(client: TestClient) -> None:
 def test_bad_input_is_a_clean_4xx(client: TestClient, path: str, params: dict[str, str]) -> None:
     answer = client.get(path, params=params)
     assert 400 <= answer.status_code < 500 and "Traceback" not in answer.text
+
+
+def test_a_live_run_s_curve_reads_only_what_was_appended(client: TestClient, tmp_path: Path) -> None:
+    hub = client.app.state.hub  # type: ignore[attr-defined]
+    params = {"run": "lora/alpaca/live", "tag": "train/loss"}
+    before = client.get("/api/compare/series", params=params).json()["runs"][0]["series"]["train/loss"]
+    cache = client.app.state.series_cache  # type: ignore[attr-defined]
+    read = cache.bytes_read
+    assert before["total"] == 3000 and client.get("/api/compare/series", params=params).status_code == 200
+    assert cache.bytes_read == read  # unchanged file: nothing read
+    path = next((Path(hub.spec("lora").logdir) / "alpaca/live/train").iterdir())
+    grown = tmp_path / "more"
+    write_events(grown, [scalar_event(s, 0.0001, "loss", wall_time=1.7e9 + s) for s in range(3000, 3500)])
+    with open(path, "ab") as f:
+        f.write(grown.read_bytes())
+    hub.refresh("lora")
+    after = client.get("/api/compare/series", params=params).json()["runs"][0]["series"]["train/loss"]
+    assert after["total"] == 3500 and after["steps"][-1] == 3499 and after["values"][-1] == 0.0001
+    assert cache.bytes_read - read == grown.stat().st_size  # only the appended records were read

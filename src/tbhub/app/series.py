@@ -19,23 +19,26 @@ from tbhub.adapters.crc import crc32c
 from tbhub.app.services import Services
 from tbhub.core.models import RunSummary
 from tbhub.core.scalars import EventDecoder, run_tag
-from tbhub.core.series import DEFAULT_POINTS, SeriesPoints, merge_series, read_file_series
+from tbhub.core.series import DEFAULT_POINTS, FileSeries, SeriesPoints, merge_series, read_file_series
 
 __all__ = ["SeriesCache", "run_series"]
 
-_FileKey = tuple[str, str, int, int, int, int]  # endpoint, relpath, inode, size, mtime_ns, max_points
+_FileKey = tuple[str, str, int]  # endpoint, relpath, max_points
+_Identity = tuple[int, int, int]  # inode, size, mtime_ns
 
 
 class SeriesCache:
-    """The thinned series of recently read event files, bounded by the number of points held
-    (``max_held``; each point is three numbers). Thread-safe: the hub answers requests in threads."""
+    """The thinned series of recently read event files and where reading each stopped, bounded by the
+    number of points held (``max_held``; each point is three numbers). A file seen again unchanged is
+    not read; one that grew is read from where it stopped. Thread-safe: the hub answers in threads."""
 
     def __init__(self, max_held: int = 2_000_000) -> None:
         self.max_held = max_held
         self.held = 0
         self.hits = 0
         self.misses = 0
-        self._files: OrderedDict[_FileKey, dict[str, SeriesPoints]] = OrderedDict()
+        self.bytes_read = 0
+        self._files: OrderedDict[_FileKey, tuple[_Identity, FileSeries, dict[str, SeriesPoints]]] = OrderedDict()
         self._lock = threading.Lock()
         self._decoder: EventDecoder | None = None
 
@@ -46,26 +49,37 @@ class SeriesCache:
             self._decoder = ProtobufDecoder()
         return self._decoder
 
-    def get(self, key: _FileKey) -> dict[str, SeriesPoints] | None:
+    def get(self, key: _FileKey, identity: _Identity) -> tuple[dict[str, SeriesPoints] | None, FileSeries | None]:
+        """(the series, when the file is unchanged; the state to resume from otherwise, if any)."""
         with self._lock:
             found = self._files.get(key)
             if found is None:
                 self.misses += 1
-                return None
+                return None, None
             self._files.move_to_end(key)
-            self.hits += 1
-            return found
+            if found[0] == identity:
+                self.hits += 1
+                return found[2], None
+            self.misses += 1
+            return None, found[1]
 
-    def put(self, key: _FileKey, series: dict[str, SeriesPoints]) -> None:
-        size = sum(len(s) for s in series.values())
+    def put(self, key: _FileKey, identity: _Identity, state: FileSeries, series: dict[str, SeriesPoints],
+            read: int) -> None:
+        size = sum(2 * t.max_points for t in state.thinners.values()) + sum(len(s) for s in series.values())
         with self._lock:
-            if key in self._files:
-                return
-            self._files[key] = series
+            self.bytes_read += read
+            old = self._files.pop(key, None)
+            if old is not None:
+                self.held -= self._size(old[1], old[2])
+            self._files[key] = (identity, state, series)
             self.held += size
             while self.held > self.max_held and len(self._files) > 1:
-                _, dropped = self._files.popitem(last=False)
-                self.held -= sum(len(s) for s in dropped.values())
+                _, (_, dropped, dropped_series) = self._files.popitem(last=False)
+                self.held -= self._size(dropped, dropped_series)
+
+    @staticmethod
+    def _size(state: FileSeries, series: dict[str, SeriesPoints]) -> int:
+        return sum(2 * t.max_points for t in state.thinners.values()) + sum(len(s) for s in series.values())
 
 
 def _file_series(
@@ -74,18 +88,20 @@ def _file_series(
     store = services.store(run.endpoint)
     out = []
     for f in run.files:
-        key = (run.endpoint, f.relpath, f.inode, f.size, f.mtime_ns, max_points)
-        series = cache.get(key)
+        key, identity = (run.endpoint, f.relpath, max_points), (f.inode, f.size, f.mtime_ns)
+        series, previous = cache.get(key, identity)
         if series is None:
             subdir = f.relpath[len(run.relpath) + 1 :].rpartition("/")[0] if f.relpath != run.relpath else ""
+            start = previous.walk.offset if previous is not None and previous.resumable(f.inode, f.size) else 0
             try:
                 with store.open(f.relpath) as fh:
-                    series = read_file_series(fh, size=f.size, decoder=cache.decoder(), crc32c=crc32c,
-                                              keep=functools.partial(run_tag, subdir),
-                                              max_points=max_points)
+                    state = read_file_series(fh, previous, inode=f.inode, size=f.size, decoder=cache.decoder(),
+                                             crc32c=crc32c, keep=functools.partial(run_tag, subdir),
+                                             max_points=max_points)
             except FileNotFoundError:
                 continue  # removed since the last scan: the next scan drops it from the index
-            cache.put(key, series)
+            series = state.series()
+            cache.put(key, identity, state, series, state.walk.offset - start)
         out.append(series)
     return out
 

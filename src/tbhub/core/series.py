@@ -8,7 +8,8 @@ kept and the last point is always added at the end, so a chart starts and ends w
 (a divergence at the last step shows). ``thin`` then picks at most ``max_points`` of those, evenly.
 
 ``read_file_series`` reads one event file with the same CRC-checked reader as the scalar summaries
-(``core.scalars.records``) and the injected decoder; nothing here needs TensorBoard or protobuf.
+(``core.scalars.records``) and the injected decoder, and resumes where it stopped when the file has
+only grown since (``FileSeries``); nothing here needs TensorBoard or protobuf.
 """
 
 from __future__ import annotations
@@ -21,7 +22,7 @@ from tbhub.core.ports import Crc32c
 from tbhub.core.scalars.decoding import EventDecoder, point_batches
 from tbhub.core.scalars.records import Walk, read_payloads
 
-__all__ = ["DEFAULT_POINTS", "SeriesPoints", "Thinner", "merge_series", "read_file_series", "thin"]
+__all__ = ["DEFAULT_POINTS", "FileSeries", "SeriesPoints", "Thinner", "merge_series", "read_file_series", "thin"]
 
 #: Points per series, as TensorBoard's scalars plugin keeps by default.
 DEFAULT_POINTS = 1000
@@ -78,6 +79,12 @@ class Thinner:
         self.values: list[float] = []
         self._last: tuple[int, float, float] | None = None
 
+    def copy(self) -> Thinner:
+        twin = Thinner(self.max_points)
+        twin.stride, twin.seen, twin._last = self.stride, self.seen, self._last
+        twin.steps, twin.walls, twin.values = list(self.steps), list(self.walls), list(self.values)
+        return twin
+
     def extend(self, steps: Sequence[int], walls: Sequence[float], values: Sequence[float]) -> None:
         """Add columns of points (in order)."""
         n = len(steps)
@@ -108,24 +115,55 @@ class Thinner:
         return thin(SeriesPoints(tuple(steps), tuple(walls), tuple(values), self.seen), self.max_points)
 
 
+@dataclass(slots=True)
+class FileSeries:
+    """Where reading one event file's series stands: resumable when the file grows (a live run)."""
+
+    inode: int
+    size: int
+    walk: Walk
+    plugins: dict[str, str]
+    thinners: dict[str, Thinner]
+    names: dict[str, str | None]
+
+    def series(self) -> dict[str, SeriesPoints]:
+        return {name: t.result() for name, t in self.thinners.items()}
+
+    def resumable(self, inode: int, size: int) -> bool:
+        """Whether the file (now ``inode``, ``size``) only grew since: then only new bytes are read.
+        A replaced, shrunk or corrupt file is read again from byte 0."""
+        return inode == self.inode and size >= self.size and not self.walk.corrupt and self.walk.offset <= size
+
+    def copy(self) -> FileSeries:
+        return FileSeries(self.inode, self.size, Walk(self.walk.offset, self.walk.records), dict(self.plugins),
+                          {name: t.copy() for name, t in self.thinners.items()}, dict(self.names))
+
+
 def read_file_series(
     f: BinaryIO,
+    previous: FileSeries | None = None,
     *,
+    inode: int = 0,
     size: int,
     decoder: EventDecoder,
     crc32c: Crc32c,
     keep: Callable[[str], str | None],
     max_points: int = DEFAULT_POINTS,
-) -> dict[str, SeriesPoints]:
+) -> FileSeries:
     """The thinned scalar series of one event file (read up to ``size`` bytes), by the name ``keep``
     gives each file tag (``None``: not wanted). Reading stops where TensorBoard's reader stops (a
-    short or corrupt record)."""
-    thinners: dict[str, Thinner] = {}
-    names: dict[str, str | None] = {}
-    plugins: dict[str, str] = {}
+    short or corrupt record). With ``previous`` (this file's state, as returned before; it is not
+    modified) only the bytes after it are read when ``previous.resumable(inode, size)``; the result
+    is the same as reading the whole file."""
+    if previous is not None and previous.resumable(inode, size):
+        state = previous.copy()
+        state.size = size
+    else:
+        state = FileSeries(inode, size, Walk(0), {}, {}, {})
+    thinners, names = state.thinners, state.names
     decode_batch = getattr(decoder, "decode_batch", None) or point_batches(decoder.decode)
-    for batch in read_payloads(f, Walk(0), size, crc32c):
-        for segment in decode_batch(batch, plugins):
+    for batch in read_payloads(f, state.walk, size, crc32c):
+        for segment in decode_batch(batch, state.plugins):
             for tag, (steps, walls, values) in segment.items():
                 if tag not in names:
                     names[tag] = keep(tag)
@@ -136,7 +174,7 @@ def read_file_series(
                 if thinner is None:
                     thinner = thinners[name] = Thinner(max_points)
                 thinner.extend(steps, walls, values)
-    return {name: t.result() for name, t in thinners.items()}
+    return state
 
 
 def merge_series(parts: Sequence[SeriesPoints], max_points: int = DEFAULT_POINTS) -> SeriesPoints:
