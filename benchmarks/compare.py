@@ -12,7 +12,8 @@ in the state database), then the hub app answers in process (httpx over ASGI, no
 1. ``/compare?run=...x10&tag=train/loss&tag=eval/loss``: the page (table, tag picker) from the index;
 2. ``/api/compare/series`` for the same runs and tags: the curves, cold (event files read, thinned to
    1,000 points per series) and warm (the app's series cache);
-3. baselines in the same run: the hub's compare before runs could be chosen (``/api/compare`` of the
+3. one compared run's page (``/runs/bench/...``: status, scalars with sparklines), cold and warm;
+4. baselines in the same run: the hub's compare before runs could be chosen (``/api/compare`` of the
    two tags over every run of the endpoint), and TensorBoard's own loader (``EventAccumulator``, 1,000
    points per series, its default) reading the 10 runs.
 
@@ -154,6 +155,12 @@ def main(argv: list[str] | None = None) -> int:
             total = sum(s["total"] for r in series["runs"] for s in r["series"].values())
             warm_ms = median_ms(lambda: get(c, f"/api/compare/series?{runs}&{tags}"), args.reps)
             old_ms = median_ms(lambda: get(c, f"/api/compare?{tags}"), max(1, args.reps // 2))
+            run_page = f"/runs/bench/{chosen[0]}"
+            c.app.state.series_cache = SeriesCache()  # type: ignore[attr-defined]
+            started = time.perf_counter()
+            get(c, run_page)
+            run_cold_ms = 1000 * (time.perf_counter() - started)
+            run_ms = median_ms(lambda: get(c, run_page), args.reps)
 
             def cold() -> None:
                 c.app.state.series_cache = SeriesCache()  # type: ignore[attr-defined]  # as a fresh hub has
@@ -177,6 +184,7 @@ def main(argv: list[str] | None = None) -> int:
               f"{len(body.content) / 1e3:.0f} kB)")
         print(f"  curves /api/compare/series, warm (cache)  {warm_ms:8.1f} ms")
         print(f"  page + cold curves                        {page_ms + cold_ms:8.1f} ms  (target < 1,000 ms)")
+        print(f"  run page of one compared run, cold / warm  {run_cold_ms:8.1f} ms / {run_ms:.1f} ms (sparklines)")
         print("baselines:")
         print(f"  /api/compare of the 2 tags over all {args.runs:,} runs (compare before run choice) "
               f"{old_ms:8.1f} ms")
