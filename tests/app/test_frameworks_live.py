@@ -110,10 +110,12 @@ def test_a_stall_that_resumes(live: tuple[Path, dict[str, object]], tmp_path: Pa
     (base / "go-pause").touch()
     wait_for(lambda: _last_step(logs, "hf/pause") >= 4, 120, "step 4", proc)  # type: ignore[arg-type]
     with _services(tmp_path, logs, "2s") as services:
-        wait_for(lambda: _status(services, "hf/pause").status is RunStatus.STALLED, 10, "the stall")
-        stalled = _status(services, "hf/pause")
+        seen: list[StatusVerdict] = []
+        wait_for(lambda: seen.append(_status(services, "hf/pause")) or seen[-1].status is RunStatus.STALLED, 10,
+                 "the stall")
+        stalled = seen[-1]
         assert stalled.crashed and stalled.progress is not None and stalled.progress.eta is None
-        assert _last_step(logs, "hf/pause") == 4  # still paused: nothing new since
+        assert stalled.evidence["last_step"] == 4
         # Training goes on: running again, the hint gone.
         wait_for(lambda: _last_step(logs, "hf/pause") > 4, 30, "the resumption", proc)  # type: ignore[arg-type]
         resumed = _status(services, "hf/pause")
