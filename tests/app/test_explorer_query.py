@@ -134,3 +134,15 @@ def test_runs_filter_is_exactly_the_selected_runs() -> None:
     pattern = re.compile(runs_filter(["alpaca/r1", "dolly/r.2"]))
     assert pattern.search("alpaca/r1") and pattern.search("alpaca/r1/train") and pattern.search("dolly/r.2/eval")
     assert not pattern.search("alpaca/r10") and not pattern.search("dolly/rx2")
+
+
+def test_concurrent_syncs_of_the_same_rows_agree(services: Services) -> None:
+    """Requests (and replicas) may bring the same stale rows in step at once: one writes, none fails."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    services.state.forget_runs("big")
+    with ThreadPoolExecutor(4) as pool:
+        written = list(pool.map(lambda _: sync_run_index(services, ["big"]), range(4)))
+    assert sum(written) >= N and max(written) == N
+    assert explore(services, "big", RunQuery(), time.time_ns()).total == N
+    assert sync_run_index(services) == 0

@@ -102,6 +102,10 @@ def test_every_page_in_both_viewports_and_schemes(hub: Served, width: int, heigh
             if path in ("/", "/endpoints/big") and width == 1440:
                 name = {"/": "hub", "/endpoints/big": "explorer"}[path]
                 page.screenshot(path=str(SCREENSHOTS / f"{name}{'-dark' if scheme == 'dark' else ''}.png"))
+        # TensorBoard children listen on 127.0.0.1 unless exposed: the hub links no port it cannot reach.
+        page.goto(hub.url + "/")
+        assert page.get_by_text("direct :").count() == 0
+        assert page.locator('#endpoints a[href^="http://"]').count() == 0
         # The explorer's filters fold on a phone; the nav folds behind its Menu button.
         page.goto(hub.url + "/endpoints/big")
         if width < 720:

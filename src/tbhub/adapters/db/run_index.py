@@ -37,6 +37,7 @@ from sqlalchemy import (
     select,
     update,
 )
+from sqlalchemy.exc import IntegrityError
 
 from tbhub.adapters.db.names import from_db, to_db
 from tbhub.adapters.db.tables import index_generations, metadata, notes, pins, run_states, run_tags
@@ -181,6 +182,13 @@ class RunIndexStore:
         """Make the endpoint's rows ``runs`` (relpath -> the ``RUN_COLUMNS`` values) and record
         ``generation``; in one transaction, writing only the rows that changed. Returns how many."""
         wanted = {to_db(relpath): (to_db(v[0]), to_db(v[1]), *v[2:]) for relpath, v in runs.items()}
+        try:
+            return self._sync_runs(endpoint, generation, wanted)
+        except IntegrityError:
+            # Another request or replica synced the same rows first: they are in step already.
+            return 0
+
+    def _sync_runs(self, endpoint: str, generation: int, wanted: dict[str, tuple[Any, ...]]) -> int:
         columns = [getattr(_ri.c, c) for c in RUN_COLUMNS]
         with self.engine.begin() as connection:
             have = {
