@@ -96,7 +96,7 @@ def test_choosing_three_runs_and_pressing_compare_overlays_three_curves(server: 
     with chromium_page(viewport=VIEWPORTS["desktop"]) as page:
         seen = watch(page)
         page.goto(server.url + "/compare")
-        assert "No runs chosen" in page.locator("#no-choice").inner_text()
+        assert "No runs chosen: the 4 most recently written runs" in page.locator("#no-choice").inner_text()
         page.fill("#run-search", "alpaca")
         with page.expect_navigation():
             page.click("#run-picker button[name=find]")

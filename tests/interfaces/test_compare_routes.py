@@ -19,7 +19,7 @@ from tbhub.app.scalars import update_scalar_states
 from tbhub.app.services import Services
 from tbhub.config import AuthConfig, Config, EndpointConfig, StateConfig
 from tbhub.interfaces.web.app import create_app
-from tbhub.interfaces.web.comparing import MAX_ROWS
+from tbhub.interfaces.web.comparing import MAX_ROWS, RECENT
 
 NAN = float("nan")
 
@@ -73,6 +73,14 @@ def test_a_whole_endpoint_shows_the_first_rows_and_exports_all(client: TestClien
     assert "5 more are in the export" in page.text
     exported = client.get("/compare/export", params={"endpoint": "chat", "tag": "train/loss", "format": "csv"})
     assert len(list(csv.DictReader(io.StringIO(exported.text)))) == MAX_ROWS + 5
+
+
+def test_no_choice_compares_the_most_recent_runs(client: TestClient) -> None:
+    page = client.get("/compare")
+    assert page.text.count('data-run="') == RECENT and "the 20 most recently written runs" in page.text
+    assert 'data-run="chat/sweep/r204"' in page.text  # written last
+    every = client.get("/compare", params={"dataset": "*"})  # every run of every endpoint: the first 200 shown
+    assert every.text.count('data-run="') == MAX_ROWS and "more are in the export" in every.text
 
 
 def test_curves_are_thinned_and_nan_is_null(client: TestClient) -> None:

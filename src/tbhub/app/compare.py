@@ -25,6 +25,7 @@ __all__ = [
     "run_id",
     "search_runs",
     "select_filtered",
+    "select_recent",
     "select_runs",
     "selection_rows",
     "selection_series",
@@ -156,6 +157,17 @@ def search_runs(services: Services, query: str, limit: int = 50) -> tuple[list[R
     ]
     matched.sort(key=lambda r: -r.last_modified_ns)
     return matched[:limit], len(matched)
+
+
+def select_recent(services: Services, count: int) -> Selection:
+    """The ``count`` most recently written runs of every endpoint, newest first, with their tag summaries."""
+    recent, _ = search_runs(services, "", count)
+    tags: dict[str, dict[str, TagSummary]] = {}
+    for endpoint in dict.fromkeys(r.endpoint for r in recent):
+        chosen = [r for r in recent if r.endpoint == endpoint]
+        summaries = run_scalars(services, services.spec(endpoint), chosen, parse=False, prune=False)
+        tags.update({run_id(r): summaries.get(r.relpath, {}) for r in chosen})
+    return Selection(recent, tags, [])
 
 
 def select_filtered(services: Services, endpoint: str | None, dataset_glob: str | None) -> Selection:

@@ -11,7 +11,15 @@ from collections.abc import Sequence
 from typing import Any
 from urllib.parse import quote, urlencode
 
-from tbhub.app.compare import Selection, run_id, select_filtered, select_runs, selection_rows, selection_series
+from tbhub.app.compare import (
+    Selection,
+    run_id,
+    select_filtered,
+    select_recent,
+    select_runs,
+    selection_rows,
+    selection_series,
+)
 from tbhub.app.hub import Hub
 from tbhub.app.series import SeriesCache
 from tbhub.core.bookmarks import tensorboard_link
@@ -21,10 +29,12 @@ from tbhub.core.series import SeriesPoints
 from tbhub.errors import UsageError
 from tbhub.interfaces.records import compare_record
 
-__all__ = ["MAX_CURVES", "MAX_ROWS", "CompareQuery", "compare_view", "series_json"]
+__all__ = ["MAX_CURVES", "MAX_ROWS", "RECENT", "CompareQuery", "compare_view", "series_json"]
 
 #: Runs drawn as curves at most (the table lists every chosen run).
 MAX_CURVES = 20
+#: Runs compared when none is chosen: the most recently written ones, of every endpoint.
+RECENT = 20
 #: Rows the page shows when runs are not chosen by id but by endpoint and dataset (the export has all).
 MAX_ROWS = 200
 
@@ -43,6 +53,8 @@ class CompareQuery:
             return select_runs(hub.services, self.runs)
         if self.endpoint and self.endpoint not in hub.specs:
             raise UsageError(f"no endpoint {self.endpoint!r}")
+        if not self.endpoint and not self.dataset:
+            return select_recent(hub.services, RECENT)
         return select_filtered(hub.services, self.endpoint or None, self.dataset or None)
 
     def url(self, path: str = "/compare", **changes: Any) -> str:
