@@ -98,14 +98,21 @@ def measured(tool: str, proxy: Any, dest: Path, run: Callable[[], tuple[float, s
                    detail=detail)
 
 
+_MIRRORS: dict[Path, Any] = {}
+
+
 def run_tbhub(endpoint: str, url: str, dest: Path, requests: int | None = None) -> tuple[float, str, Any]:
+    """One sync of tbhub's mirror into ``dest``. As in ``serve``, a folder's ``Mirror`` (and its S3
+    client) lives on between syncs; creating it is timed with the first."""
     from tbhub.adapters.storage.mirror import SYNC_REQUESTS, Mirror
     from tbhub.adapters.storage.remote import open_filesystem
 
-    fs, root = open_filesystem(url, {"endpoint_url": endpoint})
     n = requests or SYNC_REQUESTS
-    mirror = Mirror(fs, root, dest, label=url, requests=n)
     started = time.perf_counter()
+    mirror = _MIRRORS.get(dest)
+    if mirror is None:
+        fs, root = open_filesystem(url, {"endpoint_url": endpoint})
+        mirror = _MIRRORS[dest] = Mirror(fs, root, dest, label=url, requests=n)
     stats = mirror.sync()
     return time.perf_counter() - started, f"tbhub mirror ({n} requests at once)", stats
 
@@ -140,9 +147,9 @@ def appended_records(nbytes: int, first_step: int, wall_time: float) -> bytes:
     return bytes(out)
 
 
-def grow_runs(client: Any, bucket: str, prefix: str, root: Path, runs: int, nbytes: int) -> dict[str, int]:
+def grow_runs(client: Any, bucket: str, prefix: str, root: Path, runs: int, nbytes: int) -> dict[str, tuple[int, int]]:
     """Append ``nbytes`` to the largest event file of ``runs`` runs spread over the tree (the local tree
-    is not touched: the grown objects are uploaded); the appended bytes per key."""
+    is not touched: the grown objects are uploaded); per key, its size before and the bytes appended."""
     by_run: dict[Path, Path] = {}
     for path in sorted(root.rglob("*")):
         if path.is_file() and "tfevents" in path.name:
@@ -155,7 +162,7 @@ def grow_runs(client: Any, bucket: str, prefix: str, root: Path, runs: int, nbyt
         data = appended_records(nbytes, 10_000_000, 1_800_000_000.0)
         key = f"{prefix}/{path.relative_to(root).as_posix()}"
         client.put_object(Bucket=bucket, Key=key, Body=path.read_bytes() + data)
-        grown[key] = len(data)
+        grown[key] = (path.stat().st_size, len(data))
     return grown
 
 

@@ -163,3 +163,36 @@ def test_a_file_of_small_records_is_read_ahead_and_large_payloads_are_skipped(
     assert gets <= 5 + 14, gets
     big = 13 * 300_000
     assert store.bytes_fetched < size + big / 2  # the payloads were seeked over, not fetched
+
+
+def test_serve_reads_mirrored_roots_from_the_mirror_and_the_cli_from_the_bucket(
+    s3_endpoint: str, s3_bucket: str, proxy: LatencyProxy, tmp_path: Path
+) -> None:
+    from tbhub.app.hub import endpoint_mirror
+    from tbhub.app.inventory import scan_endpoints
+    from tbhub.app.services import Services
+    from tbhub.config import load_config
+
+    _tree(tmp_path / "local")
+    upload_tree(s3_endpoint, tmp_path / "local", s3_bucket, PREFIX)
+    (tmp_path / "tbhub.toml").write_text(
+        f'[state]\ndir = "{tmp_path / "state"}"\n[s3]\nendpoint_url = "{proxy.url}"\nsync_requests = 7\n'
+        f'[endpoints.cloud]\nlogdir = "s3://{s3_bucket}/{PREFIX}"\n')
+    config = load_config(tmp_path / "tbhub.toml")
+    assert isinstance(Services(config).store("cloud"), ObjectLogStore)
+    assert not isinstance(Services(config).store("cloud"), MirroredLogStore)  # the CLI reads the bucket
+
+    services = Services(config, mirrored=True)
+    store = services.store("cloud")
+    assert isinstance(store, MirroredLogStore) and store.mirror_dir == tmp_path / "state" / "mirrors" / "cloud"
+    plan = endpoint_mirror(services, services.spec("cloud"))
+    mirror = plan.open()
+    assert mirror.requests == 7 and not plan.ready()
+    synced: list[str] = []
+    services.sync_mirror = lambda name: synced.append(name) or mirror.sync()
+    proxy.reset()
+    (inventory,) = scan_endpoints(services, ["cloud"])  # a fresh scan: the mirror is synced first...
+    assert synced == ["cloud"] and plan.ready() and store.from_mirror
+    assert inventory.files == 4 and inventory.files_read == 4
+    gets = proxy.stats()["requests"]["GET"]
+    assert gets == 4  # ...each file fetched once, by the mirror; the scan read the local copies
