@@ -80,6 +80,8 @@ ROUTES: dict[str, Case] = {
     "api_endpoint": Case("GET", "/api/endpoints/lora", API),
     "api_runs": Case("GET", "/api/endpoints/lora/runs", API),
     "api_compare": Case("GET", "/api/compare?tag=loss", API),
+    "api_compare_series": Case("GET", "/api/compare/series?run=lora/alpaca/r1&tag=loss", API),
+    "compare_export": Case("GET", "/compare/export?run=lora/alpaca/r1&format=csv", PAGE),
     "api_usage": Case("GET", "/api/usage", API),
     "api_usage_history": Case("GET", "/api/usage/history", API),
     "api_retention": Case("GET", "/api/retention", API),
