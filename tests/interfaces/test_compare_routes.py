@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import csv
 import io
+import os
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -36,6 +37,7 @@ def client(tmp_path_factory: pytest.TempPathFactory) -> Iterator[TestClient]:
     write_run(lora, "alpaca/long", [2.0 / (1 + 0.01 * s) for s in range(5000)])
     write_run(lora, "alpaca/nan", [1.0, 0.5, NAN])
     write_run(lora, "alpaca/live", [1.0 / (1 + s) for s in range(3000)])
+    write_run(lora, os.fsdecode(b"odd/r\xff \xc3\xa9"), [3.0, 2.0, 1.0])  # not UTF-8, a space, an accent
     for i in range(MAX_ROWS + 5):
         write_run(chat, f"sweep/r{i:03d}", [1.0 + i, 0.5 + i])
     state = tmp_path_factory.mktemp("state")
@@ -57,6 +59,17 @@ def test_runs_by_id_across_endpoints_and_unknown_ids(client: TestClient) -> None
     assert 'data-run="lora/alpaca/long"' in page.text and 'data-run="chat/sweep/r001"' in page.text
     assert 'id="unknown-runs"' in page.text and "lora/gone/x" in page.text
     assert "showing train/loss, the most common scalar tag of these runs (2 of 2)" in page.text
+
+
+def test_a_name_that_is_not_utf8_is_shown_escaped_and_works_everywhere(client: TestClient) -> None:
+    shown = "lora/odd/r\\xff é"
+    page = client.get("/compare", params={"run": shown})
+    assert f'data-run="{shown}"' in page.text and "unknown-runs" not in page.text
+    series = client.get("/api/compare/series", params={"run": shown, "tag": "train/loss"}).json()
+    assert series["runs"][0]["series"]["train/loss"]["values"] == [3.0, 2.0, 1.0]
+    run_page = client.get("/runs/lora/odd/r\\xff é")
+    assert run_page.status_code == 200 and "train/loss" in run_page.text
+    assert "%5Eodd%2Fr" in run_page.text  # the TensorBoard filter of the run
 
 
 def test_search_finds_runs_of_every_endpoint(client: TestClient) -> None:
