@@ -69,7 +69,10 @@ class PageWatch:
         watch = cls()
         page.on("console", lambda m: watch.errors.append(m.text) if m.type == "error" else None)
         page.on("pageerror", lambda e: watch.errors.append(str(e)))
-        page.on("requestfailed", lambda r: watch.failed.append(f"{r.url} {r.failure}"))
+        # ERR_ABORTED: the page navigated away while the request was in flight (a form's redirect
+        # cancels the favicon's load); not a failure of the hub. 4xx and 5xx answers are caught below.
+        page.on("requestfailed", lambda r: watch.failed.append(f"{r.url} {r.failure}")
+                if "ERR_ABORTED" not in str(r.failure) else None)
         page.on("response", lambda r: watch.failed.append(f"{r.url} {r.status}") if r.status >= 400 else None)
         return watch
 
