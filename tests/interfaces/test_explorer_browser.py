@@ -152,6 +152,15 @@ def test_login_and_setup_pages(tmp_path: Path) -> None:
                     if width < 720:
                         page.click(".nav-toggle")
                     assert page.locator("#site-nav a[aria-current=page]").inner_text() == "Admin"
+        # A session that ends while a live page polls leads to the login page, which leads back.
+        with chromium_page(viewport={"width": 1440, "height": 900}) as page:
+            page.goto(served.url + "/login?next=/runs")
+            page.fill("input[name=name]", "ada")
+            page.fill("input[name=password]", "ada-password-1")
+            page.click("button[type=submit]")
+            page.wait_for_url(served.url + "/runs")
+            page.context.clear_cookies()
+            page.wait_for_url(re.compile(r"/login\?next=%2Fruns"), timeout=20_000)
 
 
 def _rows(page: Any) -> list[str]:

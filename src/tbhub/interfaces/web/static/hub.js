@@ -67,6 +67,15 @@
       if (document.hidden || !window.htmx) return;
       document.querySelectorAll("[data-live]").forEach(function (el) { window.htmx.trigger(el, "refresh"); });
     });
+    // The session ended while the page polled (a live request answers 401): go to the login page, which
+    // comes back here after, instead of polling on into the void.
+    document.body.addEventListener("htmx:beforeSwap", function (event) {
+      var xhr = event.detail && event.detail.xhr;
+      if (xhr && xhr.status === 401) {
+        event.detail.shouldSwap = false;
+        window.location.assign("/login?next=" + encodeURIComponent(location.pathname + location.search));
+      }
+    });
     // A live swap replaces the scrolling table: keep where the reader was.
     var scrolled = null;
     document.body.addEventListener("htmx:beforeSwap", function () {
