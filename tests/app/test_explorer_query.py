@@ -4,12 +4,14 @@ step with the scan index (only changed rows rewritten)."""
 from __future__ import annotations
 
 import time
+import uuid
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
 from manyruns import age_s, run_path, write_many_runs
+from pg import postgres_server  # noqa: F401  (pytest fixture)
 from tbhub.app.explorer import RunQuery, explore, hub_summary, sync_run_index
 from tbhub.app.inventory import refresh
 from tbhub.app.services import Services
@@ -19,13 +21,18 @@ from tbhub.core.explorer import SORT_KEYS, runs_filter
 N = 300
 
 
-@pytest.fixture(scope="module")
-def services(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Services]:
+@pytest.fixture(scope="module", params=["sqlite", pytest.param("postgresql", marks=pytest.mark.slow)])
+def services(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Services]:
+    """The same queries on SQLite and on a real PostgreSQL (LIKE, sorting and NULLs differ between them)."""
     base = tmp_path_factory.mktemp("explorer")
     write_many_runs(base / "big", N)
     write_many_runs(base / "small", 5)
+    database = ""
+    if request.param == "postgresql":
+        server = request.getfixturevalue("postgres_server")
+        database = f'database = "{server.create_database("explorer_" + uuid.uuid4().hex)}"\n'
     config = base / "tbhub.toml"
-    config.write_text(f'[state]\ndir = "{base / "state"}"\n[endpoints.big]\nlogdir = "{base / "big"}"\n'
+    config.write_text(f'[state]\ndir = "{base / "state"}"\n{database}[endpoints.big]\nlogdir = "{base / "big"}"\n'
                       f'[endpoints.small]\nlogdir = "{base / "small"}"\n')
     services = Services(load_config(config))
     refresh(services, "big")
