@@ -26,16 +26,22 @@ Invariants:
 - An append is checked: the last ``APPEND_CHECK_BYTES`` already mirrored are fetched again with the
   new range and compared; an object that grew but is not a pure append is fetched whole.
 - The manifest (``.tbhub-mirror.json``: size, ETag and mtime per key) is written atomically after the
-  files; a file whose local size disagrees with the manifest is fetched whole, so a sync killed at any
-  moment is finished by the next one. One sync at a time per folder (a thread lock and ``flock``, so
-  two processes sharing a state directory take turns).
+  files, and readers of the mirror (``MirroredLogStore``) read each file only up to its recorded size.
+  A sync killed at any moment is continued by the next, not redone: a temporary name is the same for
+  the same key, and a copy (or part) the manifest does not describe is continued from its length
+  once its last ``APPEND_CHECK_BYTES`` match the object (else fetched whole). One sync at a time per
+  folder (a thread lock and ``flock``, so two processes sharing a state directory take turns).
+- Requests are latency-bound: every ranged GET of a sync (big files in ``PART_BYTES`` parts) shares
+  one pool of ``requests`` in flight, and the first sync (or a root of more than a listing page)
+  lists its top-level prefixes in parallel.
 - A listing failure raises ``LogRootError`` and changes nothing; a failure on one file is reported in
   ``SyncStats.errors`` and that file is retried by the next sync.
 
 Modules: ``manifest`` (the mirror's own files: manifest, folder lock, temporary names), ``listing``
-(the remote root's event files and what each needs), ``transfer`` (fetching an object whole or its
-appended range), ``sync`` (``Mirror``, one sync of one folder) and ``keeper`` (``MirrorKeeper``,
-every endpoint's mirror on its schedule, and the status the hub shows).
+(the remote root's event files and what each needs), ``transfer`` (fetching the ranges objects need,
+many at once), ``sync`` (``Mirror``, one sync of one folder), ``keeper`` (``MirrorKeeper``, every
+endpoint's mirror on its schedule, and the status the hub shows) and ``store`` (``MirroredLogStore``:
+the scanner and the scalar reader read a mirrored root's event files from the mirror).
 """
 
 from __future__ import annotations
