@@ -43,11 +43,6 @@ COLUMNS = (
     ("modified", "age", False), ("step", "last step", True), ("events", "events", True),
     ("size", "size", True), ("files", "files", True), ("tags", "tags", False), ("notes", "notes", False),
 )
-#: Age filter choices: (newer, older, label).
-AGES = (("", "", "any age"), ("1h", "", "written in the last hour"), ("1d", "", "in the last day"),
-        ("7d", "", "in the last week"), ("", "7d", "older than a week"), ("", "30d", "older than 30 days"))
-
-
 def _live(request: Request) -> bool:
     return request.headers.get("hx-request") == "true"
 
@@ -108,7 +103,7 @@ def _explorer_context(request: Request, hub: Hub, endpoint: str | None) -> tuple
         "rows": [_row(r, now_ns, display.fresh_days, display.old_days) for r in page.rows],
         "columns": COLUMNS,
         "statuses": STATUSES,
-        "ages": AGES,
+        "active_minutes": ACTIVE_MINUTES,
         "page_sizes": PAGE_SIZES,
         "page_links": _pages(page),
         "base": base,
@@ -186,7 +181,8 @@ def index(request: Request, hub: HubDep, templates: TemplatesDep) -> Response:
                                "age_seconds": age, "at": newest[0].last_modified_ns / 1e9,
                                "style": age_style(age, display.fresh_days, display.old_days)}
         endpoints.append(e)
-    context = {**page_context(request), "endpoints": endpoints, "summary": summary, "live_seconds": LIVE_SECONDS}
+    context = {**page_context(request), "endpoints": endpoints, "summary": summary, "live_seconds": LIVE_SECONDS,
+               "active_minutes": ACTIVE_MINUTES}
     if _live(request):
         return templates.TemplateResponse(request, "hub_summary.html", context)
     context["retention"] = retention_status(hub.services, time.time())
