@@ -189,3 +189,35 @@ def test_a_sync_killed_at_random_moments_resumes_without_fetching_again(
     already = held - total  # appended bytes the killed sync had written
     assert new_bytes - already <= stats.bytes_fetched <= new_bytes - already + 4 * APPEND_CHECK_BYTES
     assert {p.relative_to(folder).as_posix(): p.read_bytes() for p in folder.rglob("*tfevents*")} == grown
+
+
+def test_the_keeper_tells_readers_to_wait_for_the_first_sync_and_when_a_sync_changed_something(
+    s3_endpoint: str, s3_bucket: str, proxy: LatencyProxy, tmp_path: Path
+) -> None:
+    from tbhub.adapters.storage.mirror import MirrorKeeper, MirrorPlan
+
+    _tree(tmp_path / "src", files=2, records=10)
+    upload_tree(s3_endpoint, tmp_path / "src", s3_bucket, PREFIX)
+    url = f"s3://{s3_bucket}/{PREFIX}"
+    folder = tmp_path / "mirror"
+    keeper = MirrorKeeper({
+        "ok": MirrorPlan(url, 60.0, lambda: _mirror(url, proxy, folder), ready=lambda: (folder / MANIFEST).exists()),
+        "broken": MirrorPlan("s3://nowhere", 60.0, lambda: _mirror("s3://no-such-bucket/x", proxy, tmp_path / "b")),
+    })
+    assert keeper.pending("ok") and keeper.pending("broken") and not keeper.pending("not-mirrored")
+    assert keeper.generation("ok") == 0
+
+    keeper.sync("broken")
+    assert not keeper.pending("broken")  # it failed: readers go to the bucket rather than wait forever
+    keeper.sync("ok")
+    assert not keeper.pending("ok") and keeper.generation("ok") == 1
+    keeper.sync("ok")
+    assert keeper.generation("ok") == 1  # nothing changed: nothing new to scan
+    s3_client(s3_endpoint).put_object(Bucket=s3_bucket, Key=f"{PREFIX}/ds9/new/events.out.tfevents.9", Body=b"x")
+    keeper.sync("ok")
+    assert keeper.generation("ok") == 2
+
+    # A later process finds the mirror of an earlier one: its readers need not wait.
+    again = MirrorKeeper({"ok": MirrorPlan(url, 60.0, lambda: _mirror(url, proxy, folder),
+                                           ready=lambda: (folder / MANIFEST).exists())})
+    assert not again.pending("ok")
