@@ -77,6 +77,8 @@ class Transfer:
     mismatch: bool = False
     vanished: bool = False
     error: str | None = None
+    finished: Fetched | str | None = None  # set by the thread that wrote the last range
+    done: bool = False
 
 
 def _size(path: Path) -> int | None:
@@ -170,6 +172,18 @@ def _fetch_range(fs: RemoteFiles, transfer: Transfer, index: int) -> None:
             _write_ready(transfer)
         except OSError as exc:
             transfer.error = transfer.error or one_line(f"{type(exc).__name__}: {exc}")
+        if transfer.written_ranges == len(transfer.ranges) and not transfer.done:
+            # Complete: renamed into place (and its ETag confirmed) now, while other files still
+            # download, not in a row after the last of them.
+            transfer.done = True
+            assert transfer.out is not None
+            transfer.out.close()
+            try:
+                transfer.finished = _finish(fs, transfer)
+            except FileNotFoundError:
+                transfer.finished = None
+            except Exception as exc:
+                transfer.finished = one_line(f"{type(exc).__name__}: {exc}")
 
 
 def _unchanged(fs: RemoteFiles, obj: RemoteObject) -> bool:
@@ -210,6 +224,9 @@ def fetch_all(fs: RemoteFiles, transfers: Sequence[Transfer], requests: int,
     outcomes: list[Fetched | str | None] = []
     again: dict[int, Transfer] = {}
     for i, transfer in enumerate(transfers):
+        if transfer.done:
+            outcomes.append(transfer.finished)
+            continue
         if transfer.out is not None:
             transfer.out.close()
         if transfer.mismatch and not transfer.error and not transfer.vanished:
