@@ -608,4 +608,9 @@ def test_periodic_files_count_like_tensorboard(
         if damaged > 0:
             assert result.first_step == 0
         if result.records - 1 != damaged:
-            assert result.last_step == result.records - 1
+            if kind == "payload" and not verify and damaged < result.records:
+                # The damaged record's step is read unchecked and may be any value: the highest
+                # step is at least the last intact record's.
+                assert result.last_step is not None and result.last_step >= result.records - 1
+            else:
+                assert result.last_step == result.records - 1
