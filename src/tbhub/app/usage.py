@@ -9,7 +9,7 @@ from tbhub.adapters.db.store import StateStore
 from tbhub.app.compute import compute_runs
 from tbhub.app.inventory import endpoint_runs
 from tbhub.app.services import Services
-from tbhub.core.compare import Target
+from tbhub.app.targets import TargetSearch
 from tbhub.core.models import RunSummary
 from tbhub.core.usage import ComputeUsage, DatasetUsage, Snapshot, compute_by_dataset, growth, usage_by_dataset
 
@@ -50,11 +50,13 @@ def compute_usage(
     now: float,
     *,
     names: Sequence[str] | None = None,
-    target: Target | None = None,
+    dataset_glob: str | None = None,
+    target: TargetSearch | None = None,
     scan: bool = True,
     runs: Sequence[RunSummary] | None = None,
 ) -> list[ComputeUsage]:
-    """GPU-hours and cost per dataset (``scan`` and ``runs`` as for ``compute_runs``: the CLI scans and
-    parses, the hub reads the index and the stored states, and has no target hits)."""
-    found = compute_runs(services, names=names, target=target, scan=scan, runs=runs)
+    """GPU-hours and cost per dataset, and to ``target`` (``scan``, ``runs`` and ``target`` as for
+    ``compute_runs``: the CLI scans and parses, the hub reads the index and the stored states; both read
+    a target's first hits from the points)."""
+    found = compute_runs(services, names=names, dataset_glob=dataset_glob, target=target, scan=scan, runs=runs)
     return compute_by_dataset([r.compute for r in found], now)

@@ -12,6 +12,7 @@ import typer
 from rich.table import Table
 
 from tbhub.app.services import Services
+from tbhub.app.targets import TargetSearch
 from tbhub.app.trends import trends_report
 from tbhub.core.compare import parse_target
 from tbhub.core.cost import PRICE_NOT_SET
@@ -75,7 +76,8 @@ def trends_command(
     goal = parsed(target, parse_target, "--target")
     cfg = config_from(config, logdir, path)
     with Services(cfg) as services:
-        trends = trends_report(services, names=endpoint, dataset_glob=dataset, metric=spec, target=goal)
+        search = None if goal is None else TargetSearch(goal)
+        trends = trends_report(services, names=endpoint, dataset_glob=dataset, metric=spec, target=search)
     currency = cfg.cost.currency
     records = [trend_record(t, metric=None if spec is None else str(spec), target=None if goal is None else str(goal),
                             currency=currency) for t in trends]

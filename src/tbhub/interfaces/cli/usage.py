@@ -14,6 +14,7 @@ from rich.text import Text
 
 from tbhub.app.inventory import scan_endpoints
 from tbhub.app.services import Services
+from tbhub.app.targets import TargetSearch
 from tbhub.app.usage import compute_usage, usage_report
 from tbhub.core.compare import parse_target
 from tbhub.core.cost import PRICE_NOT_SET
@@ -106,7 +107,8 @@ def usage_command(
         rows = usage_report(services.state, runs, now, record=existed)
         compute: list[ComputeUsage] = []
         if not storage_only:
-            compute = compute_usage(services, now, names=endpoint, target=goal, runs=runs)
+            search = None if goal is None else TargetSearch(goal)
+            compute = compute_usage(services, now, names=endpoint, target=search, runs=runs)
     price, currency = cfg.cost.storage_per_gb_month, cfg.cost.currency
     records = usage_rows(rows, compute, price, currency, None if goal is None else str(goal))
     if as_json:
