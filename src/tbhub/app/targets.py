@@ -11,8 +11,9 @@ files'. Only the runs whose stored summaries have the tag are read.
 identity (inode, size, mtime): an unchanged file is not read again, a file that grew (a live run that
 has not reached the target yet) is read from where reading stopped, and a file with a hit is not read
 again while it only grows. The hub keeps one per app; the CLI starts with an empty one each command.
-``TargetSearch`` is one request: it counts what it read and refuses (``UsageError``, HTTP 400) to read
-more than ``limit`` bytes that no earlier request read.
+``TargetSearch`` is one request: it counts what it read and reads at most ``limit`` bytes (the hub's
+bound); a run not read to the end is *pending* (its hit unknown, shown as such), and the next request
+reads on where this one stopped.
 """
 
 from __future__ import annotations
@@ -26,16 +27,15 @@ from tbhub.adapters.crc import crc32c
 from tbhub.app.services import Services
 from tbhub.core.compare import Target
 from tbhub.core.models import EventFileScan, RunSummary
-from tbhub.core.scalars import EventDecoder, iter_points, run_tag
-from tbhub.core.scalars.records import Walk
-from tbhub.core.units import format_size
-from tbhub.errors import UsageError
+from tbhub.core.scalars import EventDecoder, run_tag
+from tbhub.core.scalars.decoding import point_batches
+from tbhub.core.scalars.records import Walk, read_payloads
 
 __all__ = ["HUB_TARGET_READ_LIMIT", "TargetCache", "TargetSearch"]
 
-#: Event-file bytes one hub request may read for a target, beyond what earlier requests read
-#: (the scalar reader decodes about 40 MB/s here: a few seconds' wait at most).
-HUB_TARGET_READ_LIMIT = 256 * 1024 * 1024
+#: Event-file bytes one hub request reads for a target, beyond what earlier requests read: the reader
+#: decodes 28 to 48 MB/s here (tensorboardX scalars, 2 shared cores), so a few seconds at most.
+HUB_TARGET_READ_LIMIT = 128 * 1024 * 1024
 
 _Key = tuple[str, str, str, str, float]  # endpoint, file relpath, run-level tag, op, threshold
 
@@ -92,20 +92,44 @@ def _subdir(run: RunSummary, f: EventFileScan) -> str:
 
 @dataclass(slots=True)
 class TargetSearch:
-    """One request's search for ``target``: ``runs`` read (runs whose summaries have the tag),
-    ``files_read`` and ``bytes_read`` (bytes not read before), ``files_cached`` (answered without reading).
-    ``limit``: the most bytes it may read (``None``: no bound, the CLI)."""
+    """One request's search for ``target``. ``limit``: the most bytes it reads (``None``: no bound, the
+    CLI); a file is read up to it, and the next search with the same cache reads on from there.
+
+    After ``first_hits``: ``runs`` (runs that logged the tag), ``pending`` (of them, runs not read to
+    the end: the limit was reached; their hit is unknown), ``files_read``, ``bytes_read``,
+    ``files_cached`` (answered without reading) and ``bytes_left`` (what the pending runs still need)."""
 
     target: Target
     cache: TargetCache = field(default_factory=TargetCache)
     limit: int | None = None
     runs: int = 0
+    pending: int = 0
     files_read: int = 0
     files_cached: int = 0
     bytes_read: int = 0
+    bytes_left: int = 0
 
     def _key(self, run: RunSummary, f: EventFileScan, tag: str) -> _Key:
         return run.endpoint, f.relpath, tag, self.target.op, self.target.threshold
+
+    def first_hits(self, services: Services, plan: Sequence[tuple[RunSummary, str]]) -> dict[tuple[str, str], float]:
+        """The wall time the target first held in each run of ``plan`` (a run and its run-level tag that
+        names the target's tag), by (endpoint, run relpath); runs that never met it, and pending runs,
+        are left out."""
+        out: dict[tuple[str, str], float] = {}
+        for run, tag in plan:
+            self.runs += 1
+            hits, done = [], True
+            for f in run.files:
+                found, complete = self._file_hit(services, run, f, tag)
+                done = done and complete
+                if found is not None:
+                    hits.append(found)
+            if not done:
+                self.pending += 1
+            elif hits:
+                out[run.endpoint, run.relpath] = min(hits)
+        return out
 
     def _known(self, entry: _FileHit | None, f: EventFileScan) -> tuple[bool, float | None, int]:
         """(answered without reading, that answer, where reading would start)."""
@@ -117,57 +141,49 @@ class TargetSearch:
         if grown and entry.hit is not None:
             return True, entry.hit, 0  # the first hit stays the first while the file only grows
         if grown and not entry.walk.corrupt and entry.walk.offset <= f.size:
-            return False, None, entry.walk.offset
+            return False, None, entry.walk.offset  # grown, or read only part of the way: read on
         return False, None, 0  # replaced, shrunk or corrupt: read again from byte 0
 
-    def pending_bytes(self, plan: Sequence[tuple[RunSummary, str]]) -> int:
-        """The bytes ``first_hits(plan)`` would read."""
-        total = 0
-        for run, tag in plan:
-            for f in run.files:
-                known, _, start = self._known(self.cache.get(self._key(run, f, tag)), f)
-                total += 0 if known else max(0, f.size - start)
-        return total
-
-    def first_hits(self, services: Services, plan: Sequence[tuple[RunSummary, str]]) -> dict[tuple[str, str], float]:
-        """The wall time the target first held in each run of ``plan`` (run, its run-level tag that
-        names the target's tag), by (endpoint, run relpath); runs that never met it are left out.
-
-        Raises ``UsageError`` when the plan would read more than ``limit`` new bytes."""
-        if self.limit is not None and (pending := self.pending_bytes(plan)) > self.limit:
-            raise UsageError(
-                f"the target {self.target} would read {format_size(pending)} of event files not read before "
-                f"(at most {format_size(self.limit)} a request): choose fewer datasets"
-            )
-        out: dict[tuple[str, str], float] = {}
-        for run, tag in plan:
-            self.runs += 1
-            hits = [h for f in run.files if (h := self._file_hit(services, run, f, tag)) is not None]
-            if hits:
-                out[run.endpoint, run.relpath] = min(hits)
-        return out
-
-    def _file_hit(self, services: Services, run: RunSummary, f: EventFileScan, tag: str) -> float | None:
+    def _file_hit(self, services: Services, run: RunSummary, f: EventFileScan, tag: str) -> tuple[float | None, bool]:
+        """(the file's first hit, whether that answer is complete)."""
         key = self._key(run, f, tag)
         entry = self.cache.get(key)
         known, hit, start = self._known(entry, f)
         if known:
             self.files_cached += 1
-            return hit
+            return hit, True
+        end = f.size
+        if self.limit is not None:
+            end = min(f.size, start + max(0, self.limit - self.bytes_read))
+            if end <= start:
+                self.bytes_left += f.size - start
+                return None, False
         walk = Walk(start)
         plugins = dict(entry.plugins) if start and entry is not None else {}
-        subdir, target = _subdir(run, f), self.target
+        decoder = self.cache.decoder()
+        decode_batch = getattr(decoder, "decode_batch", None) or point_batches(decoder.decode)
+        subdir, met, names = _subdir(run, f), self.target.met, {}
         try:
             with services.store(run.endpoint).open(f.relpath) as fh:
-                for point_tag, _step, wall, value in iter_points(fh, None, inode=f.inode, size=f.size,
-                                                                 decoder=self.cache.decoder(), crc32c=crc32c,
-                                                                 walk=walk, plugins=plugins):
-                    if run_tag(subdir, point_tag) == tag and target.met(value):
-                        hit = wall
+                for batch in read_payloads(fh, walk, end, crc32c):
+                    # Segments keep each tag's points in file order, and come in file order.
+                    for segment in decode_batch(batch, plugins):
+                        for file_tag, (_steps, walls, values) in segment.items():
+                            if file_tag not in names:
+                                names[file_tag] = run_tag(subdir, file_tag) == tag
+                            if names[file_tag] and hit is None:
+                                hit = next((w for w, v in zip(walls, values, strict=True) if met(v)), None)
+                        if hit is not None:
+                            break
+                    if hit is not None:
                         break
         except FileNotFoundError:
-            return None  # removed since the last scan: the next scan drops it from the index
+            return None, True  # removed since the last scan: the next scan drops it from the index
         self.files_read += 1
         self.bytes_read += walk.offset - start
-        self.cache.put(key, _FileHit(f.inode, f.size, f.mtime_ns, walk, plugins, hit))
-        return hit
+        complete = hit is not None or end == f.size
+        # A file read part of the way is kept under the size read up to: the next search reads on.
+        self.cache.put(key, _FileHit(f.inode, f.size if complete else end, f.mtime_ns, walk, plugins, hit))
+        if not complete:
+            self.bytes_left += f.size - walk.offset
+        return hit, complete

@@ -107,23 +107,15 @@ def iter_points(
     size: int,
     decoder: EventDecoder,
     crc32c: Crc32c,
-    walk: Walk | None = None,
-    plugins: dict[str, str] | None = None,
 ) -> Iterator[ScalarPoint]:
     """The points ``summarize_file(f, previous, ...)`` would fold in, one by one in file order.
 
     For consumers that need every new point (an alert rule looking at each value). Reads the same
-    bytes as ``summarize_file`` with the same ``previous``; ``previous`` is not modified. A consumer
-    that keeps its own place instead passes ``walk`` (where to start; advanced batch by batch as the
-    points are handed out) and ``plugins`` (each tag's plugin seen so far; updated), and no ``previous``.
+    bytes as ``summarize_file`` with the same ``previous``; ``previous`` is not modified.
     """
-    if walk is None:
-        start = resume_offset(previous, inode=inode, size=size)
-        walk = Walk(start)
-        plugins = dict(previous.plugins) if start and previous is not None else {}
-    elif plugins is None:
-        plugins = {}
+    start = resume_offset(previous, inode=inode, size=size)
+    plugins = dict(previous.plugins) if start and previous is not None else {}
     decode = decoder.decode
-    for batch in read_payloads(f, walk, size, crc32c):
+    for batch in read_payloads(f, Walk(start), size, crc32c):
         for payload in batch:
             yield from decode(payload, plugins)
