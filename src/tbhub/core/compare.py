@@ -124,16 +124,11 @@ class CompareRow:
 
     @property
     def duration_s(self) -> float | None:
-        first, last = self.run.first_wall_time, self.run.last_wall_time
-        return None if first is None or last is None else max(0.0, last - first)
+        return self.run.duration_s
 
     @property
     def steps_per_s(self) -> float | None:
-        duration = self.duration_s
-        first, last = self.run.first_step, self.run.last_step
-        if not duration or first is None or last is None:
-            return None
-        return (last - first) / duration
+        return self.run.steps_per_s
 
     def value(self, spec: SortSpec) -> float | None:
         if spec.column:

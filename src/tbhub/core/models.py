@@ -156,6 +156,21 @@ class RunSummary:
     def age_seconds(self, now_ns: int) -> float:
         return max(0.0, (now_ns - self.last_modified_ns) / 1e9)
 
+    @property
+    def duration_s(self) -> float | None:
+        """Wall time from the first record to the last (``None`` before the run logged one)."""
+        first, last = self.first_wall_time, self.last_wall_time
+        return None if first is None or last is None else max(0.0, last - first)
+
+    @property
+    def steps_per_s(self) -> float | None:
+        """Steps per second over ``duration_s`` (idle gaps included; ``core.cost`` counts busy time)."""
+        duration = self.duration_s
+        first, last = self.first_step, self.last_step
+        if not duration or first is None or last is None:
+            return None
+        return (last - first) / duration
+
     def counts(self) -> dict[str, int | float | None]:
         """Size, files, events, first and last step and wall time: what every JSON shape of a run
         (``--json``, the hub's API, an archive's manifest) says of it, in this order."""
