@@ -30,6 +30,7 @@ __all__ = [
     "read_varint",
     "record_length",
     "repeat_period",
+    "skip_field",
 ]
 
 HEADER_SIZE = 12
@@ -145,6 +146,22 @@ def read_varint(data: bytes, pos: int) -> tuple[int, int]:
         shift += 7
         if shift >= 70:
             raise IndexError("varint longer than 10 bytes")
+
+
+def skip_field(data: bytes, pos: int, wire_type: int) -> int:
+    """The position after a field's value of ``wire_type`` that starts at ``pos`` (it may lie past the
+    end of ``data``: the caller checks). Raises IndexError for groups and invalid wire types (3, 4, 6,
+    7) and for a varint cut off."""
+    if wire_type == 0:
+        return read_varint(data, pos)[1]
+    if wire_type == 1:
+        return pos + 8
+    if wire_type == 2:
+        size, pos = read_varint(data, pos)
+        return pos + size
+    if wire_type == 5:
+        return pos + 4
+    raise IndexError("group or invalid wire type")
 
 
 def parse_event_head(data: bytes, *, complete: bool = True) -> EventHead | None:

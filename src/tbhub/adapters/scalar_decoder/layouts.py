@@ -7,24 +7,14 @@ from typing import Any
 
 from tbhub.adapters.scalar_decoder.reference import DOUBLE, FLOAT, tensor_scalar
 from tbhub.adapters.scalar_decoder.templates import Template, varint_value
-from tbhub.core.tfrecord import read_varint
+from tbhub.core.tfrecord import read_varint, skip_field
 
 __all__ = ["build_template", "same_value"]
 
 
 def _skip(data: bytes, pos: int, end: int, wire_type: int) -> int:
     """Position after a field's value; IndexError if it is cut off or of an unusable wire type."""
-    if wire_type == 0:
-        pos = read_varint(data, pos)[1]
-    elif wire_type == 1:
-        pos += 8
-    elif wire_type == 2:
-        size, pos = read_varint(data, pos)
-        pos += size
-    elif wire_type == 5:
-        pos += 4
-    else:
-        raise IndexError("group or invalid wire type")
+    pos = skip_field(data, pos, wire_type)
     if pos > end:
         raise IndexError("field cut off")
     return pos
@@ -170,6 +160,7 @@ def build_template(payload: bytes, event: Any, has_wall: bool, step_width: int, 
         step_width,
         tuple(range(first_slot, len(fields))),
         tuple(entries),
+        tuple((offset, code) for offset, _, code in fields),
     )
     parts = layout.unpack(payload)
     decoded_step = varint_value(parts[step_index], step_width) if step_width else 0

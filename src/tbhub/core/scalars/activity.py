@@ -37,7 +37,7 @@ from bisect import bisect_left
 from collections.abc import Iterable, Sequence
 from operator import itemgetter
 
-from tbhub.core.tfrecord import read_varint
+from tbhub.core.tfrecord import read_varint, skip_field
 
 __all__ = [
     "ACTIVITY_GAP",
@@ -72,20 +72,9 @@ def _wall_time(payload: bytes) -> float | None:
     try:
         while i < n:
             key, i = read_varint(payload, i)
-            wire = key & 7
             if key == 0x09:
                 return float(_DOUBLE.unpack_from(payload, i)[0])
-            if wire == 0:
-                _, i = read_varint(payload, i)
-            elif wire == 1:
-                i += 8
-            elif wire == 2:
-                size, i = read_varint(payload, i)
-                i += size
-            elif wire == 5:
-                i += 4
-            else:
-                return None
+            i = skip_field(payload, i, key & 7)
     except (IndexError, ValueError, struct.error):
         return None
     return None
