@@ -19,10 +19,10 @@ billed, because it is shorter than ``stalled_after``, counts in the month where 
 from __future__ import annotations
 
 import datetime as dt
-import fnmatch
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 
+from tbhub.core.dataset_globs import most_specific
 from tbhub.core.models import RunSummary
 from tbhub.core.scalars.activity import Segment, merge_segments
 
@@ -65,11 +65,8 @@ class CostRules:
     datasets: tuple[tuple[str, CostRule], ...] = ()
 
     def rule_for(self, dataset: str) -> CostRule:
-        matches = [(glob, rule) for glob, rule in self.datasets if fnmatch.fnmatchcase(dataset, glob)]
-        if not matches:
-            return self.default
-        exact = [m for m in matches if m[0] == dataset]
-        return (exact or sorted(matches, key=lambda m: -len(m[0].strip("*?[]"))))[0][1]
+        found = most_specific(dataset, self.datasets)
+        return self.default if found is None else found[1]
 
 
 def trainer_devices(facts: Mapping[str, object], samples_per_s: float | None, steps_per_s: float | None) -> int | None:

@@ -10,12 +10,11 @@ removed by a policy. Pure decisions; ``tbhub.app.cleanup`` carries them out.
 from __future__ import annotations
 
 import datetime as dt
-import fnmatch
-import re
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 
 from tbhub.core.cleanup import is_active
+from tbhub.core.dataset_globs import most_specific
 from tbhub.core.models import RunSummary
 
 __all__ = [
@@ -26,8 +25,6 @@ __all__ = [
     "Schedule",
     "plan_retention",
 ]
-
-_WILDCARDS = re.compile(r"[*?\[\]]")
 
 
 @dataclass(frozen=True, slots=True)
@@ -55,11 +52,10 @@ class RetentionPolicy:
 
     def rule_for(self, dataset: str) -> tuple[str, RetentionRule]:
         """(name of the rule, the effective rule) for ``dataset``."""
-        matches = [(glob, rule) for glob, rule in self.datasets if fnmatch.fnmatchcase(dataset, glob)]
-        if not matches:
+        found = most_specific(dataset, self.datasets)
+        if found is None:
             return self.endpoint, self.default
-        exact = [m for m in matches if m[0] == dataset]
-        glob, rule = exact[0] if exact else max(matches, key=lambda m: len(_WILDCARDS.sub("", m[0])))
+        glob, rule = found
         return f'{self.endpoint}.datasets."{glob}"', rule.under(self.default)
 
 

@@ -32,6 +32,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from typing import Any
 
+from tbhub.core.dataset_globs import most_specific
 from tbhub.core.frameworks import Plan, Progress, Recognition, Span, progress
 from tbhub.core.models import RunStatus, RunSummary
 from tbhub.core.scalars import TagSummary
@@ -58,11 +59,8 @@ class StatusRules:
     datasets: tuple[tuple[str, StatusRule], ...] = ()
 
     def rule_for(self, dataset: str) -> StatusRule:
-        matches = [(glob, rule) for glob, rule in self.datasets if fnmatch.fnmatchcase(dataset, glob)]
-        if not matches:
-            return self.default
-        exact = [m for m in matches if m[0] == dataset]
-        return (exact or sorted(matches, key=lambda m: -len(m[0].strip("*?[]"))))[0][1]
+        found = most_specific(dataset, self.datasets)
+        return self.default if found is None else found[1]
 
 
 @dataclass(frozen=True, slots=True)
