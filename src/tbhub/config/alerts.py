@@ -6,7 +6,7 @@ from typing import Literal
 
 from pydantic import Field, field_validator, model_validator
 
-from tbhub.config.section import Section
+from tbhub.config.section import Duration, Section, rule_levels
 from tbhub.config.settings import default
 from tbhub.core.status import StatusRule, StatusRules
 from tbhub.core.units import parse_duration
@@ -24,20 +24,13 @@ __all__ = [
 class StatusRuleConfig(Section):
     """Status rules; every key left unset comes from the enclosing level (dataset < endpoint < alerts)."""
 
-    stalled_after: str | None = None
+    stalled_after: Duration | None = None
     max_steps: int | None = Field(default=None, ge=1)
     final_tags: list[str] | None = None
     marker_files: list[str] | None = None
     watch: list[str] | None = None
     threshold: float | None = None
     factor: float | None = Field(default=None, gt=1)
-
-    @field_validator("stalled_after")
-    @classmethod
-    def _duration(cls, value: str | None) -> str | None:
-        if value is not None:
-            parse_duration(value)
-        return value
 
     @field_validator("marker_files")
     @classmethod
@@ -66,22 +59,11 @@ class EndpointAlertsConfig(StatusRuleConfig):
 class AlertsConfig(StatusRuleConfig):
     """``[alerts]``: status rules, per endpoint and dataset glob, and delivery limits."""
 
-    max_age: str = default("alerts.max_age", str)
+    max_age: Duration = default("alerts.max_age", str)
     endpoints: dict[str, EndpointAlertsConfig] = Field(default_factory=dict)
 
-    @field_validator("max_age")
-    @classmethod
-    def _age(cls, value: str) -> str:
-        parse_duration(value)
-        return value
-
     def rules_for(self, endpoint: str) -> StatusRules:
-        base = self.over(StatusRule())
-        own = self.endpoints.get(endpoint)
-        if own is None:
-            return StatusRules(base)
-        default = own.over(base)
-        return StatusRules(default, tuple((glob, rule.over(default)) for glob, rule in own.datasets.items()))
+        return StatusRules(*rule_levels(self, self.endpoints.get(endpoint), StatusRule()))
 
 
 Notified = Literal["diverged", "stalled", "finished"]

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from pydantic import Field
 
-from tbhub.config.section import Section
+from tbhub.config.section import Section, rule_levels
 from tbhub.config.settings import default
 from tbhub.core.cost import CostRule, CostRules
 
@@ -42,9 +42,4 @@ class CostConfig(CostRuleConfig):
 
     def rules_for(self, endpoint: str) -> CostRules:
         """The compute prices of ``endpoint``: its default and one per dataset glob."""
-        base = self.over(CostRule())
-        own = self.endpoints.get(endpoint)
-        if own is None:
-            return CostRules(base)
-        default_rule = own.over(base)
-        return CostRules(default_rule, tuple((glob, rule.over(default_rule)) for glob, rule in own.datasets.items()))
+        return CostRules(*rule_levels(self, self.endpoints.get(endpoint), CostRule()))

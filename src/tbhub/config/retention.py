@@ -8,7 +8,7 @@ from typing import Any
 
 from pydantic import Field, field_validator, model_validator
 
-from tbhub.config.section import Section
+from tbhub.config.section import Duration, Section
 from tbhub.config.settings import default
 from tbhub.core.retention import RetentionPolicy, RetentionRule, Schedule
 from tbhub.core.units import parse_duration, parse_size
@@ -52,7 +52,7 @@ class RetentionConfig(Section):
     """``[retention]``: the schedule, and one ``[retention.ENDPOINT]`` table per endpoint."""
 
     schedule: str | None = None
-    every: str | None = None
+    every: Duration | None = None
     active_minutes: float = Field(default=default("retention.active_minutes", int), gt=0)
     policies: dict[str, EndpointRetentionConfig] = Field(default_factory=dict)
 
@@ -70,13 +70,6 @@ class RetentionConfig(Section):
     def _daily(cls, value: str | None) -> str | None:
         if value is not None and not re.fullmatch(r"([01]\d|2[0-3]):[0-5]\d", value):
             raise ValueError(f"schedule must be a time of day like \"03:00\", not {value!r}")
-        return value
-
-    @field_validator("every")
-    @classmethod
-    def _every(cls, value: str | None) -> str | None:
-        if value is not None:
-            parse_duration(value)
         return value
 
     @model_validator(mode="after")
