@@ -10,22 +10,44 @@ kept and the last point is always added at the end, so a chart starts and ends w
 ``read_file_series`` reads one event file with the same CRC-checked reader as the scalar summaries
 (``core.scalars.records``) and the injected decoder, and resumes where it stopped when the file has
 only grown since (``FileSeries``); nothing here needs TensorBoard or protobuf.
+
+The thinner keeps a few of a series' points (it slices the columns with its stride), so a decoder
+may offer ``decode_sparse`` (``SparseEventDecoder``): ``decode_batch``'s contract, with columns that
+may decode a point only when it is indexed or sliced. The reader prefers it: a 50,000-step run's
+points then cost the framing and a template check each, and only the points kept are unpacked.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from typing import BinaryIO
+from typing import BinaryIO, Protocol
 
 from tbhub.core.ports import Crc32c
-from tbhub.core.scalars.decoding import EventDecoder, point_batches
+from tbhub.core.scalars.decoding import BatchEventDecoder, EventDecoder, Series, point_batches
 from tbhub.core.scalars.records import Walk, read_payloads
 
-__all__ = ["DEFAULT_POINTS", "FileSeries", "SeriesPoints", "Thinner", "merge_series", "read_file_series", "thin"]
+__all__ = [
+    "DEFAULT_POINTS",
+    "FileSeries",
+    "SeriesPoints",
+    "SparseEventDecoder",
+    "Thinner",
+    "merge_series",
+    "read_file_series",
+    "thin",
+]
 
 #: Points per series, as TensorBoard's scalars plugin keeps by default.
 DEFAULT_POINTS = 1000
+
+
+class SparseEventDecoder(BatchEventDecoder, Protocol):
+    """A ``BatchEventDecoder`` whose ``decode_sparse`` keeps ``decode_batch``'s contract (segments,
+    ``plugins``), except that a column may be a lazy read-only sequence: indexing and slicing (with
+    any stride) give what the list would, reading only those points."""
+
+    def decode_sparse(self, payloads: Sequence[bytes], plugins: dict[str, str]) -> list[dict[str, Series]]: ...
 
 
 @dataclass(frozen=True, slots=True)
@@ -154,14 +176,15 @@ def read_file_series(
     gives each file tag (``None``: not wanted). Reading stops where TensorBoard's reader stops (a
     short or corrupt record). With ``previous`` (this file's state, as returned before; it is not
     modified) only the bytes after it are read when ``previous.resumable(inode, size)``; the result
-    is the same as reading the whole file."""
+    is the same as reading the whole file. The decoder's ``decode_sparse`` is used when it has one."""
     if previous is not None and previous.resumable(inode, size):
         state = previous.copy()
         state.size = size
     else:
         state = FileSeries(inode, size, Walk(0), {}, {}, {})
     thinners, names = state.thinners, state.names
-    decode_batch = getattr(decoder, "decode_batch", None) or point_batches(decoder.decode)
+    decode_batch = (getattr(decoder, "decode_sparse", None) or getattr(decoder, "decode_batch", None)
+                    or point_batches(decoder.decode))
     for batch in read_payloads(f, state.walk, size, crc32c):
         for segment in decode_batch(batch, state.plugins):
             for tag, (steps, walls, values) in segment.items():

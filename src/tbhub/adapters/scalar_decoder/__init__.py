@@ -22,14 +22,18 @@ heuristic: outside the fields the bytes are identical and the step's varint has 
 length, so the protobuf structure is identical, and the fields are raw fixed-width values.
 
 ``decode_batch`` goes further for whole batches: training jobs write their tags in a fixed cycle,
-so after each event the decoder first tries the template that followed this one last time, and
-matched events are not turned into points at all: their unpacked fields are transposed into columns
-in C (``zip(*rows)``), step varints decoded column-wise. Anything unusual (extra event fields,
-histograms, half floats, varint-encoded values, a new layout) goes through upb.
+so after each event the decoder first tries the template that followed this one last time (then the
+other templates of that length), and matched events are not turned into points at all: their
+payloads are kept (bytes: nothing for the garbage collector to walk) and, at the end of a segment,
+joined and cut into columns in C, step varints decoded column-wise. ``decode_sparse`` leaves the
+columns unread until indexed or sliced, for the series reader that keeps 1,000 points of a series.
+Anything unusual (extra event fields, histograms, half floats, varint-encoded values, a new layout)
+goes through upb.
 
 Modules: ``reference`` (every event through upb: the authority), ``templates`` (a learnt byte
 layout and its column decoding), ``layouts`` (learning a layout from one event, checked against
-upb) and ``decoder`` (``ProtobufDecoder``: the fast paths, falling back to upb).
+upb), ``columns`` (a field of joined payloads, read in C) and ``decoder`` (``ProtobufDecoder``: the
+fast paths, falling back to upb).
 """
 
 from __future__ import annotations

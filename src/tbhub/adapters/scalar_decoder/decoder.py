@@ -9,6 +9,7 @@ from typing import Any
 
 from google.protobuf.message import DecodeError  # type: ignore[import-untyped]
 
+from tbhub.adapters.scalar_decoder.columns import Column
 from tbhub.adapters.scalar_decoder.layouts import build_template, same_value
 from tbhub.adapters.scalar_decoder.reference import (
     DOUBLE,
@@ -19,7 +20,7 @@ from tbhub.adapters.scalar_decoder.reference import (
     from_string,
     group_points,
 )
-from tbhub.adapters.scalar_decoder.templates import Template, decode_steps
+from tbhub.adapters.scalar_decoder.templates import Template
 from tbhub.core.scalars import ScalarPoint, Series
 from tbhub.core.tfrecord import read_varint
 
@@ -83,12 +84,22 @@ class ProtobufDecoder:
         A segment ends when a tag would get points from two sources (two templates, or a template
         and upb): that keeps each tag's points in order, and happens about once per tag and file.
         """
+        return self._batch(payloads, plugins, sparse=False)
+
+    def decode_sparse(self, payloads: Sequence[bytes], plugins: dict[str, str]) -> list[dict[str, Series]]:
+        """``decode_batch``, but the columns of template-matched events are ``Column``s: read-only
+        sequences that unpack only the points indexed or sliced (``core.series.SparseEventDecoder``).
+        For a reader that keeps few of the points: the series thinner keeps about 1,000 per series."""
+        return self._batch(payloads, plugins, sparse=True)
+
+    def _batch(self, payloads: Sequence[bytes], plugins: dict[str, str], *, sparse: bool) -> list[dict[str, Series]]:
         if not self.templates:
             return group_points(payloads, plugins, self._upb)
         segments: list[dict[str, Series]] = []
         used: list[Template] = []  # templates registered in the current segment
         other: dict[str, Columns] = {}  # points decoded one by one in the current segment
         owners: dict[str, object] = {}  # tag -> its source in the current segment
+        by_length: dict[int, list[Template]] = {}  # the templates registered in the current segment
         stamp = object()  # identifies the current segment
         lookup = self._lookup
         from_bytes = int.from_bytes
@@ -103,10 +114,23 @@ class ProtobufDecoder:
                 and layout.length == len(payload)
                 and from_bytes(payload, "little") & layout.mask == layout.expect
             ):
-                layout.rows.append(layout.unpack(payload))
+                layout.rows.append(payload)
                 previous = layout
                 predicted = layout.next
                 continue
+            # Mispredicted (a tag logged every N steps breaks the cycle): the segment's templates of
+            # this length, before the full lookup.
+            candidates = by_length.get(len(payload))
+            if candidates is not None:
+                whole = from_bytes(payload, "little")
+                layout = next((t for t in candidates if whole & t.mask == t.expect), None)
+                if layout is not None:
+                    layout.rows.append(payload)
+                    if previous is not None:
+                        previous.next = layout
+                    previous = layout
+                    predicted = layout.next
+                    continue
             layout, found, step, wall_time = lookup(payload, plugins)
             if layout is not None:
                 if previous is not None:
@@ -117,14 +141,15 @@ class ProtobufDecoder:
                     emitted = layout.simple_emitted if layout.simple_tags is not None else layout.emitted_for(plugins)
                     if emitted is not None:
                         if any(owners.get(tag, layout) is not layout for tag, _ in emitted):
-                            flush(segments, used, other)
-                            used, other, owners, stamp = [], {}, {}, object()
+                            flush(segments, used, other, sparse)
+                            used, other, owners, by_length, stamp = [], {}, {}, {}, object()
                         for tag, _ in emitted:
                             owners[tag] = layout
                         layout.stamp, layout.emitted, layout.rows = stamp, emitted, []
                         used.append(layout)
+                        by_length.setdefault(layout.length, []).append(layout)
                 if layout.stamp is stamp:
-                    layout.rows.append(found)
+                    layout.rows.append(payload)
                     continue
                 found = self._apply(layout, found, step, wall_time, plugins)
             else:
@@ -133,31 +158,34 @@ class ProtobufDecoder:
                 owner = owners.get(tag)
                 if owner is not _UPB:
                     if owner is not None:
-                        flush(segments, used, other)
-                        used, other, owners, stamp = [], {}, {}, object()
+                        flush(segments, used, other, sparse)
+                        used, other, owners, by_length, stamp = [], {}, {}, {}, object()
                     owners[tag] = _UPB
                     other[tag] = ([], [], [])
                 columns = other[tag]
                 columns[0].append(point_step)
                 columns[1].append(point_wall_time)
                 columns[2].append(value)
-        flush(segments, used, other)
+        flush(segments, used, other, sparse)
         return segments
 
     @staticmethod
-    def _flush(segments: list[dict[str, Series]], used: list[Template], other: dict[str, Columns]) -> None:
-        """Append the current segment to ``segments``."""
+    def _flush(
+        segments: list[dict[str, Series]], used: list[Template], other: dict[str, Columns], sparse: bool
+    ) -> None:
+        """Append the current segment to ``segments``: each template's payloads joined and cut into
+        columns in C (``Column``), read whole unless ``sparse``."""
         segment: dict[str, Series] = dict(other)
         for layout in used:
             rows, layout.rows, layout.stamp = layout.rows, [], None
             if not rows or not layout.emitted:
                 continue
-            columns = list(zip(*rows, strict=True))  # transposed in C
             count = len(rows)
-            steps = decode_steps(columns[layout.step], layout.step_width) if layout.step >= 0 else [0] * count
-            wall_times: Sequence[float] = columns[layout.wall] if layout.wall >= 0 else [0.0] * count
+            data = b"".join(rows)
+            steps = _column(layout, data, count, layout.step, sparse) if layout.step >= 0 else [0] * count
+            wall_times = _column(layout, data, count, layout.wall, sparse) if layout.wall >= 0 else [0.0] * count
             for tag, index in layout.emitted:
-                segment[tag] = (steps, wall_times, columns[index])
+                segment[tag] = (steps, wall_times, _column(layout, data, count, index, sparse))
         if segment:
             segments.append(segment)
 
@@ -276,3 +304,11 @@ class ProtobufDecoder:
         if len(layouts) < _MAX_PER_KEY:
             layouts.append(template)
         return points
+
+
+def _column(layout: Template, data: bytes, count: int, index: int, sparse: bool) -> Sequence[Any]:
+    """Field ``index`` of the ``count`` payloads of ``layout`` joined in ``data``: a ``Column`` if
+    ``sparse``, else its values (a list)."""
+    offset, code = layout.fields[index]
+    column = Column(data, count, layout.length, offset, code, layout.step_width if index == layout.step else 0)
+    return column if sparse else column[:]

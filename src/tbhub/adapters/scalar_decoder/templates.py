@@ -17,18 +17,20 @@ class Template:
     A payload of that length has this layout iff ``int.from_bytes(payload, "little") & mask ==
     expect``; ``unpack(payload)`` then returns its fields: at index ``wall`` the wall time (-1 when
     the event has none: 0.0), at ``step`` an int of 2, 4 or 8 bytes whose low ``step_width`` bytes
-    are the step's varint (-1 when the event has no step: 0), and at ``slots`` the values.
+    are the step's varint (-1 when the event has no step: 0), and at ``slots`` the values;
+    ``fields`` is per field its offset in the payload and its ``struct`` code.
     ``values`` is per value ``(tag, plugin of its metadata or None, is_tensor)``; ``simple_tags`` is
     set when every value is a ``simple_value`` without metadata and the tags are distinct (no plugin
     bookkeeping), ``simple_emitted`` then being its ``emitted``.
 
     ``next``, ``stamp``, ``rows`` and ``emitted`` are ``decode_batch``'s working state: the template
     that followed this one last time, the segment it is registered in, its unpacked rows there, and
-    which of its fields give points, as ``(tag, field index)``.
+    which of its fields give points, as ``(tag, field index)``. The rows are the matched payloads
+    themselves (bytes, which the garbage collector does not track), cut into columns at the end.
     """
 
     __slots__ = (
-        "emitted", "expect", "length", "mask", "next", "pick", "rows", "simple_emitted", "simple_tags",
+        "emitted", "expect", "fields", "length", "mask", "next", "pick", "rows", "simple_emitted", "simple_tags",
         "slots", "stamp", "step", "step_width", "unpack", "values", "wall",
     )
 
@@ -43,6 +45,7 @@ class Template:
         step_width: int,
         slots: tuple[int, ...],
         values: tuple[tuple[str, str | None, bool], ...],
+        fields: tuple[tuple[int, str], ...],
     ) -> None:
         self.length = length
         self.mask = mask
@@ -54,13 +57,14 @@ class Template:
         self.slots = slots
         self.pick: Callable[[tuple[Any, ...]], Any] = itemgetter(*slots)
         self.values = values
+        self.fields = fields
         tags = tuple(tag for tag, _, _ in values)
         plain = all(plugin is None and not tensor for _, plugin, tensor in values)
         self.simple_tags = tags if plain and len(set(tags)) == len(tags) else None
         self.simple_emitted = tuple(zip(tags, slots, strict=True)) if self.simple_tags is not None else None
         self.next: Template | None = None
         self.stamp: object = None
-        self.rows: list[tuple[Any, ...]] = []
+        self.rows: list[bytes] = []
         self.emitted: tuple[tuple[str, int], ...] = ()
 
     def emitted_for(self, plugins: dict[str, str]) -> tuple[tuple[str, int], ...] | None:
