@@ -21,7 +21,29 @@ _READ_AHEAD_MIN = 256 * 1024
 _SEQUENTIAL_GAP = 16 * 1024
 
 
-class RangeReader(io.RawIOBase):
+class _ReadOnlyStream(io.RawIOBase):
+    """A read-only, seekable stream whose subclass implements ``read`` (``RawIOBase`` builds ``read``
+    on ``readinto``; these streams work the other way round)."""
+
+    def readable(self) -> bool:
+        return True
+
+    def seekable(self) -> bool:
+        return True
+
+    def read(self, size: int | None = -1) -> bytes:
+        raise NotImplementedError
+
+    def readinto(self, buffer: Any) -> int:
+        data = self.read(len(buffer))
+        buffer[: len(data)] = data
+        return len(data)
+
+    def readall(self) -> bytes:
+        return self.read(-1)
+
+
+class RangeReader(_ReadOnlyStream):
     """A read-only stream over one object of known size: each read not already buffered is one ranged
     GET; sequential reads fetch ahead (see the module docstring); the bytes fetched are counted."""
 
@@ -31,12 +53,6 @@ class RangeReader(io.RawIOBase):
         self._buf = b""
         self._base = 0  # object offset of _buf[0]
         self._ahead = 0
-
-    def readable(self) -> bool:
-        return True
-
-    def seekable(self) -> bool:
-        return True
 
     def seek(self, offset: int, whence: int = io.SEEK_SET) -> int:
         base = {io.SEEK_SET: 0, io.SEEK_CUR: self._pos, io.SEEK_END: self._size}[whence]
@@ -72,16 +88,9 @@ class RangeReader(io.RawIOBase):
         self._pos = pos + len(data)
         return data
 
-    def readinto(self, buffer: Any) -> int:
-        data = self.read(len(buffer))
-        buffer[: len(data)] = data
-        return len(data)
-
-    def readall(self) -> bytes:
-        return self.read(-1)
 
 
-class CountingReader(io.RawIOBase):
+class CountingReader(_ReadOnlyStream):
     """A read-only stream over an fsspec file that counts the bytes fetched from the store.
 
     The count is taken where the file fetches byte ranges (what goes over the network), not where
@@ -102,25 +111,12 @@ class CountingReader(io.RawIOBase):
 
             cache.fetcher = counted
 
-    def readable(self) -> bool:
-        return True
-
-    def seekable(self) -> bool:
-        return True
-
     def read(self, size: int | None = -1) -> bytes:
         data = cast(bytes, self._inner.read(-1 if size is None else size))
         if not self._counts_fetches:
             self._store.count(fetched=len(data))
         return data
 
-    def readinto(self, buffer: Any) -> int:
-        data = self.read(len(buffer))
-        buffer[: len(data)] = data
-        return len(data)
-
-    def readall(self) -> bytes:
-        return self.read(-1)
 
     def seek(self, offset: int, whence: int = io.SEEK_SET) -> int:
         return cast(int, self._inner.seek(offset, whence))
