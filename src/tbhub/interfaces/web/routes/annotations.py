@@ -82,6 +82,18 @@ def _run_url(endpoint: str, relpath: str) -> str:
     return f"/runs/{quote(endpoint)}/{quote(relpath.strip('/'))}"
 
 
+async def _run_form(request: Request, hub: Hub) -> tuple[dict[str, str], str, str]:
+    """A run page's form: (its fields, the endpoint, the run's relpath), the run checked by ``_known_run``."""
+    form = await read_form(request)
+    endpoint, run = form.get("endpoint", ""), form.get("run", "")
+    _known_run(hub, endpoint, run)
+    return form, endpoint, run.strip("/")
+
+
+def _back_to_run(endpoint: str, relpath: str, anchor: str = "") -> Response:
+    return RedirectResponse(_run_url(endpoint, relpath) + anchor, status_code=303)
+
+
 def _set_tag(hub: Hub, endpoint: str, relpath: str, tag: str, remove: bool, by: str) -> None:
     if remove:
         hub.services.annotations.untag(endpoint, relpath, tag)
@@ -100,57 +112,45 @@ def _set_pin(hub: Hub, endpoint: str, relpath: str, pinned: bool, by: str) -> No
 @router.post("/notes", include_in_schema=False)
 @access(Role.EDITOR, endpoint="form")
 async def note_submit(request: Request, hub: HubDep) -> Response:
-    form = await read_form(request)
-    endpoint, run = form.get("endpoint", ""), form.get("run", "")
-    _known_run(hub, endpoint, run)
-    await asyncio.to_thread(hub.services.annotations.add_note, endpoint, run.strip("/"), form.get("text", ""),
-                            who(request))
-    return RedirectResponse(_run_url(endpoint, run), status_code=303)
+    form, endpoint, run = await _run_form(request, hub)
+    await asyncio.to_thread(hub.services.annotations.add_note, endpoint, run, form.get("text", ""), who(request))
+    return _back_to_run(endpoint, run)
 
 
 @router.post("/notes/{note_id}/edit", include_in_schema=False)
 @access(Role.EDITOR, endpoint="form")
 async def note_edit(request: Request, note_id: int, hub: HubDep) -> Response:
-    form = await read_form(request)
-    endpoint, run = form.get("endpoint", ""), form.get("run", "")
-    _known_run(hub, endpoint, run)
+    form, endpoint, run = await _run_form(request, hub)
     await asyncio.to_thread(hub.services.annotations.edit_note, note_id, form.get("text", ""), who(request),
-                            endpoint=endpoint, relpath=run.strip("/"))
-    return RedirectResponse(_run_url(endpoint, run) + f"#note-{note_id}", status_code=303)
+                            endpoint=endpoint, relpath=run)
+    return _back_to_run(endpoint, run, f"#note-{note_id}")
 
 
 @router.post("/notes/{note_id}/delete", include_in_schema=False)
 @access(Role.EDITOR, endpoint="form")
 async def note_delete(request: Request, note_id: int, hub: HubDep) -> Response:
-    form = await read_form(request)
-    endpoint, run = form.get("endpoint", ""), form.get("run", "")
-    _known_run(hub, endpoint, run)
+    _, endpoint, run = await _run_form(request, hub)
     # The note must be this run's: the form's endpoint is what the role was checked on.
-    await asyncio.to_thread(hub.services.annotations.remove_note, note_id, endpoint=endpoint,
-                            relpath=run.strip("/"))
-    return RedirectResponse(_run_url(endpoint, run), status_code=303)
+    await asyncio.to_thread(hub.services.annotations.remove_note, note_id, endpoint=endpoint, relpath=run)
+    return _back_to_run(endpoint, run)
 
 
 @router.post("/tags", include_in_schema=False)
 @access(Role.EDITOR, endpoint="form")
 async def tag_submit(request: Request, hub: HubDep) -> Response:
-    form = await read_form(request)
-    endpoint, run = form.get("endpoint", ""), form.get("run", "")
-    _known_run(hub, endpoint, run)
+    form, endpoint, run = await _run_form(request, hub)
     remove = form.get("remove", "") in ("true", "1", "on")
-    await asyncio.to_thread(_set_tag, hub, endpoint, run.strip("/"), form.get("tag", ""), remove, who(request))
-    return RedirectResponse(_run_url(endpoint, run), status_code=303)
+    await asyncio.to_thread(_set_tag, hub, endpoint, run, form.get("tag", ""), remove, who(request))
+    return _back_to_run(endpoint, run)
 
 
 @router.post("/pins", include_in_schema=False)
 @access(Role.EDITOR, endpoint="form")
 async def pin_submit(request: Request, hub: HubDep) -> Response:
-    form = await read_form(request)
-    endpoint, run = form.get("endpoint", ""), form.get("run", "")
-    _known_run(hub, endpoint, run)
+    form, endpoint, run = await _run_form(request, hub)
     pinned = form.get("pinned", "") in ("true", "1", "on")
-    await asyncio.to_thread(_set_pin, hub, endpoint, run.strip("/"), pinned, who(request))
-    return RedirectResponse(_run_url(endpoint, run), status_code=303)
+    await asyncio.to_thread(_set_pin, hub, endpoint, run, pinned, who(request))
+    return _back_to_run(endpoint, run)
 
 
 # -- the API --------------------------------------------------------------------------------------
