@@ -1,7 +1,9 @@
 """The /trends and /usage pages in Chromium against ``tbhub serve``: compute figures from the stored
 scalar states (the alert engine's parse worker), trend charts whose points open their runs, a plain
 table beside them, explanatory empty states, the usage chart's domain with one snapshot; at 1440 and
-390 px, light and dark, no console error, no failed request, no serious axe violation (issue 18)."""
+390 px, light and dark, no console error, no failed request, no serious axe violation; with a target
+(``?target=eval/loss<0.05``), the time and cost to it on both pages and their API, and a bad target or an
+unknown tag said beside the field (issue 18)."""
 
 from __future__ import annotations
 
@@ -22,6 +24,12 @@ pytestmark = [
     pytest.mark.slow,
     pytest.mark.skipif(not Path(CHROMIUM).exists(), reason="Debian's chromium is installed by .ci/run"),
 ]
+
+
+#: Every run's eval/loss is 1/(step + 1), a point every 2 s from its start: below 0.05 first at step 20,
+#: 42 s of busy time in (the file-version event at the start, then 21 points); 8 GPUs at 2.5 EUR.
+GOAL = "eval/loss<0.05"
+TO_GOAL_S = 42.0
 
 
 def write_run(root: Path, relpath: str, t0: float, steps: int) -> None:
@@ -100,7 +108,8 @@ def test_usage_page_shows_compute_beside_storage_and_a_sane_chart_domain(server:
 
 @pytest.mark.parametrize("scheme", ["light", "dark"])
 @pytest.mark.parametrize("viewport", list(VIEWPORTS))
-@pytest.mark.parametrize("path", ["/trends?metric=eval/loss", "/usage"])
+@pytest.mark.parametrize("path", ["/trends?metric=eval/loss", "/usage", f"/trends?metric=eval/loss&target={GOAL}",
+                                  f"/usage?target={GOAL}"])
 def test_pages_in_both_viewports_and_schemes(server: Server, path: str, viewport: str, scheme: str) -> None:
     with chromium_page(viewport=VIEWPORTS[viewport], color_scheme=scheme) as page:
         seen = watch(page)
@@ -131,3 +140,57 @@ def test_the_api_answers_what_the_pages_show(server: Server) -> None:
     assert [(t["dataset"], t["by"], len(t["points"])) for t in trends] == [("chat", "run", 2), ("claims-v2", "week", 3)]
     assert "charts" not in trends[0] and trends[0]["points"][0]["runs"][0]["href"] == "/runs/lora/chat/c1"
     assert server.get("/api/trends", params={"metric": "eval/loss:best"}).status_code == 400
+
+
+def test_a_target_on_both_pages_and_their_api(server: Server) -> None:
+    hours = TO_GOAL_S / 3600 * 8
+    with chromium_page(viewport=VIEWPORTS["desktop"]) as page:
+        seen = watch(page)
+        page.goto(server.url + "/usage")
+        page.locator('input[name="target"]').fill(GOAL)
+        page.get_by_role("button", name="show").click()
+        page.wait_for_load_state()
+        assert "target=eval%2Floss%3C0.05" in page.url  # a view to share
+        assert page.locator('input[name="target"]').input_value() == GOAL
+        cell = page.locator('#usage tr[data-dataset="lora/chat"] td[data-field="target_gpu_hours_median"]')
+        assert cell.inner_text() == f"{hours:.2f} (2)"
+        cost = page.locator('#usage tr[data-dataset="lora/chat"] td[data-field="target_compute_cost_median"]')
+        assert float(cost.inner_text()) == pytest.approx(hours * 2.5, abs=0.005)
+        read = page.locator("#target-read").inner_text()
+        assert "11 runs that logged eval/loss" in read, read
+        assert "CLI" not in page.content() and "never does on a request" not in page.content()
+        page.goto(server.url + "/trends?dataset=chat&target=" + GOAL)
+        cells = page.locator('#trend-0 td[data-field="target_hours"]').all_inner_texts()
+        assert [float(c) for c in cells] == pytest.approx([TO_GOAL_S / 3600] * 2, rel=1e-2)
+        assert page.locator('.trend-chart[data-measure="target_hours"]').count() == 1
+        read = page.locator("#target-read").inner_text()
+        assert "2 runs that logged eval/loss in datasets matching chat" in read and "2 unchanged" in read, read
+        assert page.locator("#target-pending").count() == 0
+        assert seen == {"console": [], "failed": []}
+    usage = server.get("/api/usage", params={"target": GOAL})
+    assert usage.status_code == 200 and usage.headers["x-tbhub-target-pending"] == "0"
+    chat = next(r for r in usage.json() if r["dataset"] == "chat")
+    assert chat["target"] == GOAL and chat["target_runs"] == 2
+    assert chat["target_gpu_hours_median"] == pytest.approx(hours, abs=1e-4)
+    trends = server.get("/api/trends", params={"target": GOAL, "dataset": "claims-*"}).json()
+    assert [t["dataset"] for t in trends] == ["claims-v2"] and trends[0]["target"] == GOAL
+    assert all(p["target_hours"] == pytest.approx(TO_GOAL_S / 3600, rel=1e-3) for p in trends[0]["points"])
+
+
+def test_a_bad_target_or_an_unknown_tag_is_said_beside_the_field(server: Server) -> None:
+    for path in ("/api/usage", "/api/trends"):
+        bad = server.get(path, params={"target": "eval/loss=0.5"})
+        assert bad.status_code == 400 and "is not a target like eval/loss<0.5" in bad.json()["error"]
+        unknown = server.get(path, params={"target": "eval/los<0.5"})
+        assert unknown.status_code == 400 and unknown.json()["error"] == "no run logged eval/los"
+    with chromium_page(viewport=VIEWPORTS["phone"], color_scheme="dark") as page:
+        answer = page.goto(server.url + "/usage?target=eval/loss=0.5")
+        assert answer is not None and answer.status == 400
+        assert "is not a target like eval/loss<0.5" in page.locator("#target-error").inner_text()
+        assert page.locator('#usage tr[data-dataset="lora/chat"]').count() == 1  # the table, without a target
+        assert page.locator('input[name="target"]').get_attribute("aria-invalid") == "true"
+        answer = page.goto(server.url + "/trends?target=eval/los<0.5")
+        assert answer is not None and answer.status == 400
+        assert page.locator("#target-error").inner_text().startswith("no run logged eval/los")
+        assert page.locator("section.trend-group").count() == 2
+        assert serious_violations(page) == []

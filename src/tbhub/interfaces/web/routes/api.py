@@ -1,6 +1,7 @@
 """The JSON API: endpoints and their runs, compare, usage, retention, alerts and channels.
 
-Every answer is read from the index and the state database; nothing here scans or parses event files.
+Every answer is read from the index and the state database; nothing here scans. Only a usage or trends
+``target`` reads event files: the points of the runs that logged its tag, bounded per request and cached.
 """
 
 from __future__ import annotations
@@ -15,15 +16,15 @@ from fastapi.responses import JSONResponse, Response
 from tbhub.app.alerts import alert_history
 from tbhub.app.retention import retention_status
 from tbhub.app.status import stored_statuses
-from tbhub.app.usage import compute_usage
 from tbhub.core.accounts import Role
 from tbhub.core.status import StatusVerdict
-from tbhub.interfaces.cost_records import usage_rows
 from tbhub.interfaces.records import status_record, write_compare_csv
 from tbhub.interfaces.web.auth import RoleTable
 from tbhub.interfaces.web.deps import HubDep
 from tbhub.interfaces.web.payloads import channels_json, compare_data, endpoint_json, no_marks, run_json, run_marks
+from tbhub.interfaces.web.targeting import pending_header, target_search
 from tbhub.interfaces.web.trends_data import trends_data
+from tbhub.interfaces.web.usage_data import usage_data
 
 __all__ = ["access", "router"]
 
@@ -100,20 +101,33 @@ def api_compare(
 
 @router.get("/api/usage", tags=["usage"])
 @access(Role.VIEWER)
-def api_usage(hub: HubDep) -> list[dict[str, Any]]:
-    """Per endpoint and dataset, storage (bytes, runs, events, monthly cost, growth over 7 and 30 days)
-    and compute (GPU-hours and cost this month and last, per run); the shape of ``tbhub usage --json``."""
-    cost = hub.config.cost
-    compute = compute_usage(hub.services, time.time(), scan=False)
-    return usage_rows(hub.usage(), compute, cost.storage_per_gb_month, cost.currency)
+def api_usage(
+    request: Request, response: Response, hub: HubDep, dataset: str = "", target: str = "",
+) -> list[dict[str, Any]]:
+    """Per endpoint and dataset (``dataset``: a glob), storage (bytes, runs, events, monthly cost, growth
+    over 7 and 30 days) and compute (GPU-hours and cost this month and last, per run, and with
+    ``target``, e.g. ``eval/loss<0.5``, median GPU-hours and cost until it first held); the shape of
+    ``tbhub usage --json``. A target reads at most 128 MiB of event files a request: the header
+    ``X-Tbhub-Target-Pending`` counts the runs not read to the end yet (ask again to read on). 400: a
+    target that does not parse, or whose tag no run logged."""
+    search = target_search(request, target)
+    rows, _ = usage_data(hub, dataset, search)
+    pending_header(response, search)
+    return rows
 
 
 @router.get("/api/trends", tags=["usage"])
 @access(Role.VIEWER)
-def api_trends(hub: HubDep, dataset: str | None = None, metric: str | None = None) -> list[dict[str, Any]]:
+def api_trends(
+    request: Request, response: Response, hub: HubDep, dataset: str | None = None, metric: str | None = None,
+    target: str | None = None,
+) -> list[dict[str, Any]]:
     """Efficiency trends per endpoint and dataset (by ISO week, or by run when few), each point with
-    its runs; the shape of ``tbhub trends --json``, without a target (``metric``: ``TAG[:min|max]``)."""
-    trends: list[dict[str, Any]] = trends_data(hub, dataset, metric)["trends"]
+    its runs; the shape of ``tbhub trends --json`` (``metric``: ``TAG[:min|max]``; ``target``: busy hours
+    and cost until e.g. ``eval/loss<0.5`` first held, read as for ``/api/usage``)."""
+    search = target_search(request, target)
+    trends: list[dict[str, Any]] = trends_data(hub, dataset, metric, search)["trends"]
+    pending_header(response, search)
     return [{k: v for k, v in t.items() if k != "charts"} for t in trends]
 
 
