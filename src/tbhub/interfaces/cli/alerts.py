@@ -3,8 +3,6 @@
 from __future__ import annotations
 
 import datetime as dt
-import json
-import sys
 from typing import Annotated
 
 import typer
@@ -15,7 +13,7 @@ from tbhub.app.alerts import alert_history
 from tbhub.app.services import Services
 from tbhub.errors import DeliveryError, UsageError
 from tbhub.interfaces.cli.formatting import CommandGroup
-from tbhub.interfaces.cli.options import ConfigOpt, JsonOpt, config_from, note_state, output_console
+from tbhub.interfaces.cli.options import ConfigOpt, JsonOpt, config_from, note_state, output_console, print_json
 from tbhub.interfaces.cli.render import name_text
 
 __all__ = ["alerts_command", "notify_app"]
@@ -46,8 +44,7 @@ def alerts_command(
         state = services.existing_state() if note_state(services) else None
         records = alert_history(state, limit) if state is not None else []
     if as_json:
-        json.dump(records, sys.stdout, indent=2)
-        sys.stdout.write("\n")
+        print_json(records)
         return
     table = Table("when", "run", "status", "what", "delivered")
     for r in records:
@@ -117,8 +114,7 @@ def notify_list(config: ConfigOpt = None, as_json: JsonOpt = False) -> None:
         for n, c in zip(cfg.channel_names(), cfg.notify, strict=True)
     ]
     if as_json:
-        json.dump(rows, sys.stdout, indent=2)
-        sys.stdout.write("\n")
+        print_json(rows)
         return
     table = Table("channel", "type", "on", "state")
     for r in rows:

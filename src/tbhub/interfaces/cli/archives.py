@@ -3,8 +3,6 @@
 from __future__ import annotations
 
 import datetime as dt
-import json
-import sys
 from typing import Annotated
 
 import typer
@@ -17,7 +15,15 @@ from tbhub.app.services import Services
 from tbhub.core.names import shown
 from tbhub.core.units import format_size
 from tbhub.interfaces.cli.formatting import CommandGroup
-from tbhub.interfaces.cli.options import ConfigOpt, JsonOpt, LogdirOpt, config_from, note_state, output_console
+from tbhub.interfaces.cli.options import (
+    ConfigOpt,
+    JsonOpt,
+    LogdirOpt,
+    config_from,
+    note_state,
+    output_console,
+    print_json,
+)
 from tbhub.interfaces.cli.render import name_text
 
 __all__ = ["archives_app", "history_command", "restore_command"]
@@ -44,8 +50,7 @@ def restore_command(
     with Services(config_from(config, logdir, None)) as services:
         done = restore_run(services, archive, endpoint)
     if as_json:
-        json.dump({"archive": done.archive, "endpoint": done.endpoint, "path": done.path}, sys.stdout)
-        sys.stdout.write("\n")
+        print_json({"archive": done.archive, "endpoint": done.endpoint, "path": done.path}, indent=None)
     else:
         Console().print(f"restored {escape(shown(f'{done.dataset}/{done.run}'))} into {done.endpoint}: "
                         f"{escape(shown(done.path))}", soft_wrap=True)
@@ -78,23 +83,18 @@ def archives_list(
     """
     infos = archives_at(Services(config_from(config, None, None)), dest, endpoint)
     if as_json:
-        json.dump(
-            [
-                {
-                    "archive": str(i.archive),
-                    "endpoint": i.manifest.endpoint,
-                    "dataset": i.manifest.dataset,
-                    "run": i.manifest.run,
-                    "created_at": i.manifest.created_at,
-                    "size_bytes": i.size_bytes,
-                    "files": len(i.manifest.files),
-                }
-                for i in infos
-            ],
-            sys.stdout,
-            indent=2,
-        )
-        sys.stdout.write("\n")
+        print_json([
+            {
+                "archive": str(i.archive),
+                "endpoint": i.manifest.endpoint,
+                "dataset": i.manifest.dataset,
+                "run": i.manifest.run,
+                "created_at": i.manifest.created_at,
+                "size_bytes": i.size_bytes,
+                "files": len(i.manifest.files),
+            }
+            for i in infos
+        ])
         return
     table = Table("endpoint", "dataset", "run", "created", "size", "archive")
     for i in infos:
@@ -124,8 +124,7 @@ def history_command(
         state = services.existing_state() if note_state(services, "nothing was deleted") else None
         records = state.deletions(limit=limit) if state is not None else []
     if as_json:
-        json.dump([{f: getattr(r, f) for f in r.__slots__} for r in records], sys.stdout, indent=2)
-        sys.stdout.write("\n")
+        print_json([{f: getattr(r, f) for f in r.__slots__} for r in records])
         return
     table = Table("when", "who", "command", "run", "size", "outcome", "archive")
     for r in records:

@@ -6,7 +6,6 @@ the hub's clean takes: ``tbhub.app.cleanup``.
 
 from __future__ import annotations
 
-import json
 import sys
 import time
 from pathlib import Path
@@ -50,6 +49,7 @@ from tbhub.interfaces.cli.options import (
     endpoint_option,
     output_console,
     parsed,
+    print_json,
 )
 from tbhub.interfaces.cli.progress import scan_progress
 from tbhub.interfaces.cli.render import name_text, runs_table
@@ -256,8 +256,7 @@ def clean_command(
             on_run=None if as_json else lambda run, o: _progress_line(out, run, o),
         )
     if as_json:
-        json.dump(report.to_json(), sys.stdout, indent=2)
-        sys.stdout.write("\n")
+        print_json(report.to_json())
     else:
         _report(out, report)
     if report.failed:
@@ -282,7 +281,6 @@ def _progress_line(console: Console, run: RunSummary, outcome: RunOutcome) -> No
 
 def _finish(console: Console, as_json: bool, report: CleanupReport, message: str) -> None:
     if as_json:
-        json.dump(report.to_json(), sys.stdout, indent=2)
-        sys.stdout.write("\n")
+        print_json(report.to_json())
     else:
         console.print(message)

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import sys
 from typing import Annotated
 
@@ -18,14 +17,16 @@ from tbhub.errors import UsageError
 from tbhub.interfaces.cli.options import (
     ConfigOpt,
     CsvOpt,
+    DatasetOpt,
+    EndpointsOpt,
     JsonOpt,
     LogdirOpt,
     PathArg,
     config_from,
-    endpoint_option,
     one_format,
     output_console,
     parsed,
+    print_json,
 )
 from tbhub.interfaces.cli.render import name_text
 from tbhub.interfaces.records import compare_record, write_compare_csv
@@ -45,10 +46,8 @@ def compare_command(
     path: PathArg = None,
     config: ConfigOpt = None,
     logdir: LogdirOpt = None,
-    endpoint: Annotated[list[str] | None, endpoint_option("Only this endpoint (repeatable).")] = None,
-    dataset: Annotated[
-        str | None, typer.Option("--dataset", metavar="GLOB", help="Only datasets matching this glob.")
-    ] = None,
+    endpoint: EndpointsOpt = None,
+    dataset: DatasetOpt = None,
     tag: Annotated[
         list[str] | None, typer.Option("--tag", "-t", metavar="TAG", help="A scalar tag to compare (repeatable).")
     ] = None,
@@ -84,8 +83,7 @@ def compare_command(
     best = best_index(rows, spec)
     records = [compare_record(r, tags, i == best) for i, r in enumerate(rows)]
     if as_json:
-        json.dump(records, sys.stdout, indent=2)
-        sys.stdout.write("\n")
+        print_json(records)
         return
     if as_csv:
         write_compare_csv(sys.stdout, records, tags)

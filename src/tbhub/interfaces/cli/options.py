@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import sys
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Annotated, Any, TypeVar
@@ -22,6 +23,7 @@ __all__ = [
     "CsvOpt",
     "DatasetOpt",
     "DryRunOpt",
+    "EndpointsOpt",
     "JsonOpt",
     "LogdirOpt",
     "PathArg",
@@ -33,6 +35,7 @@ __all__ = [
     "one_format",
     "output_console",
     "parsed",
+    "print_json",
     "services_from",
 ]
 
@@ -65,6 +68,10 @@ def endpoint_option(help: str, *aliases: str) -> Any:
     """``--endpoint/-e NAME`` (the README's name for it) with this command's ``help``; ``aliases`` (such as
     ``--trainer``) keep working but are not shown (``formatting.HIDDEN_ALIASES``)."""
     return typer.Option("--endpoint", "-e", *aliases, metavar="NAME", help=help, show_default=False)
+
+
+#: ``--endpoint/-e`` of a read-only report over every endpoint's runs.
+EndpointsOpt = Annotated[list[str] | None, endpoint_option("Only this endpoint (repeatable).")]
 
 
 def one_format(as_json: bool, as_csv: bool) -> None:
@@ -129,3 +136,9 @@ def output_console() -> Console:
     if sys.stdout.isatty():
         return Console(highlight=False)
     return Console(width=160, highlight=False)
+
+
+def print_json(data: Any, *, indent: int | None = 2) -> None:
+    """A command's ``--json`` answer on stdout, one document ending in a newline."""
+    json.dump(data, sys.stdout, indent=indent)
+    sys.stdout.write("\n")

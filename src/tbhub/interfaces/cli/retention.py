@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import datetime as dt
-import json
 import sys
 from typing import Annotated
 
@@ -29,6 +28,7 @@ from tbhub.interfaces.cli.options import (
     config_from,
     endpoint_option,
     output_console,
+    print_json,
 )
 from tbhub.interfaces.cli.render import name_text
 
@@ -40,7 +40,7 @@ Examples:
   tbhub retention plan --config tbhub.toml
   tbhub retention apply --config tbhub.toml --yes
 """)
-EndpointsOpt = Annotated[
+PolicyEndpointsOpt = Annotated[
     list[str] | None, endpoint_option("Only this endpoint (repeatable; default: all with a policy).")
 ]
 
@@ -76,7 +76,7 @@ def _show_plan(console: Console, plan: RetentionPlan, config: Config) -> None:
 
 @retention_app.command("plan")
 def plan_command(
-    config: ConfigOpt = None, logdir: LogdirOpt = None, endpoint: EndpointsOpt = None, as_json: JsonOpt = False
+    config: ConfigOpt = None, logdir: LogdirOpt = None, endpoint: PolicyEndpointsOpt = None, as_json: JsonOpt = False
 ) -> None:
     """What the policies would remove now, which rule sends each run, what each keeps, and the space freed.
 
@@ -88,8 +88,7 @@ def plan_command(
     with Services(cfg) as services:
         outcome = apply_retention(services, names=endpoint, dry_run=True)
     if as_json:
-        json.dump(outcome.to_json(), sys.stdout, indent=2)
-        sys.stdout.write("\n")
+        print_json(outcome.to_json())
         return
     _show_plan(output_console(), outcome.plan, cfg)
 
@@ -98,7 +97,7 @@ def plan_command(
 def apply_command(
     config: ConfigOpt = None,
     logdir: LogdirOpt = None,
-    endpoint: EndpointsOpt = None,
+    endpoint: PolicyEndpointsOpt = None,
     yes: YesOpt = False,
     dry_run: DryRunOpt = False,
     as_json: JsonOpt = False,
@@ -134,8 +133,7 @@ def apply_command(
 
 def _print_outcome(console: Console, outcome: RetentionOutcome, cfg: Config, as_json: bool) -> None:
     if as_json:
-        json.dump(outcome.to_json(), sys.stdout, indent=2)
-        sys.stdout.write("\n")
+        print_json(outcome.to_json())
         return
     if outcome.busy:
         console.print("another process is applying the retention policies now; nothing done")

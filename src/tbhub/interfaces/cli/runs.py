@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import csv
-import json
 import sys
 import time
 from enum import StrEnum
@@ -31,6 +30,7 @@ from tbhub.interfaces.cli.options import (
     one_format,
     output_console,
     parsed,
+    print_json,
 )
 from tbhub.interfaces.cli.progress import scan_progress
 from tbhub.interfaces.cli.render import runs_table
@@ -111,8 +111,7 @@ def runs_command(
         for run, record in zip(runs, records, strict=True):
             record.update(status_record(verdicts[(run.endpoint, run.relpath)], now_ns))
     if as_json:
-        json.dump(records, sys.stdout, indent=2)
-        sys.stdout.write("\n")
+        print_json(records)
         return
     if as_csv:
         _write_csv(records)

@@ -4,7 +4,6 @@ cost per run, time and cost to a target, the best value of a metric), each point
 from __future__ import annotations
 
 import datetime as dt
-import json
 import sys
 from typing import Annotated, Any
 
@@ -20,14 +19,16 @@ from tbhub.core.trends import parse_metric
 from tbhub.interfaces.cli.options import (
     ConfigOpt,
     CsvOpt,
+    DatasetOpt,
+    EndpointsOpt,
     JsonOpt,
     LogdirOpt,
     PathArg,
     config_from,
-    endpoint_option,
     one_format,
     output_console,
     parsed,
+    print_json,
 )
 from tbhub.interfaces.cli.render import name_text
 from tbhub.interfaces.cost_records import compute_text, trend_record, write_trends_csv
@@ -43,10 +44,8 @@ def trends_command(
     path: PathArg = None,
     config: ConfigOpt = None,
     logdir: LogdirOpt = None,
-    endpoint: Annotated[list[str] | None, endpoint_option("Only this endpoint (repeatable).")] = None,
-    dataset: Annotated[
-        str | None, typer.Option("--dataset", metavar="GLOB", help="Only datasets matching this glob.")
-    ] = None,
+    endpoint: EndpointsOpt = None,
+    dataset: DatasetOpt = None,
     metric: Annotated[
         str | None,
         typer.Option("--metric", metavar="TAG[:min|max]",
@@ -82,8 +81,7 @@ def trends_command(
     records = [trend_record(t, metric=None if spec is None else str(spec), target=None if goal is None else str(goal),
                             currency=currency) for t in trends]
     if as_json:
-        json.dump(records, sys.stdout, indent=2)
-        sys.stdout.write("\n")
+        print_json(records)
         return
     if as_csv:
         write_trends_csv(sys.stdout, records)

@@ -3,7 +3,6 @@ cost this month and last, per run, to a target) per endpoint and dataset."""
 
 from __future__ import annotations
 
-import json
 import sys
 import time
 from typing import Annotated
@@ -24,15 +23,16 @@ from tbhub.errors import UsageError
 from tbhub.interfaces.cli.options import (
     ConfigOpt,
     CsvOpt,
+    EndpointsOpt,
     JsonOpt,
     LogdirOpt,
     PathArg,
     config_from,
-    endpoint_option,
     note_state,
     one_format,
     output_console,
     parsed,
+    print_json,
 )
 from tbhub.interfaces.cli.render import name_text
 from tbhub.interfaces.cost_records import COMPUTE_FIELDS, compute_text, usage_rows, write_rows_csv
@@ -66,7 +66,7 @@ def usage_command(
     path: PathArg = None,
     config: ConfigOpt = None,
     logdir: LogdirOpt = None,
-    endpoint: Annotated[list[str] | None, endpoint_option("Only this endpoint (repeatable).")] = None,
+    endpoint: EndpointsOpt = None,
     target: TargetOpt = None,
     storage_only: Annotated[
         bool, typer.Option("--storage-only", help="Storage only: no event file is parsed for compute.")
@@ -112,8 +112,7 @@ def usage_command(
     price, currency = cfg.cost.storage_per_gb_month, cfg.cost.currency
     records = usage_rows(rows, compute, price, currency, None if goal is None else str(goal))
     if as_json:
-        json.dump(records, sys.stdout, indent=2)
-        sys.stdout.write("\n")
+        print_json(records)
         return
     if as_csv:
         write_rows_csv(sys.stdout, records, [*usage_record(DatasetUsage("", "", 0, 0, 0), 0, ""), *COMPUTE_FIELDS])
