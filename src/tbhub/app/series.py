@@ -10,10 +10,11 @@ mtime), so the next request for an unchanged file reads nothing, and a growing f
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import threading
 from collections import OrderedDict
-from collections.abc import Collection, Mapping, Sequence
+from collections.abc import Collection, Iterator, Mapping, Sequence
 
 from tbhub.adapters.crc import crc32c
 from tbhub.app.services import Services
@@ -42,14 +43,24 @@ class SeriesCache:
         self.bytes_read = 0
         self._files: OrderedDict[_FileKey, tuple[_Identity, FileSeries, dict[str, SeriesPoints]]] = OrderedDict()
         self._lock = threading.Lock()
-        self._decoder: EventDecoder | None = None
+        self._decoders: list[EventDecoder] = []  # idle ones, their learnt layouts kept
 
-    def decoder(self) -> EventDecoder:
-        if self._decoder is None:
+    @contextlib.contextmanager
+    def borrow_decoder(self) -> Iterator[EventDecoder]:
+        """A decoder for one read, given back afterwards. A decoder keeps a batch's working state on
+        its templates, so two threads must not share one: requests read at once (the hub answers in
+        threads) each borrow their own, and at most as many exist as reads ever ran at once."""
+        with self._lock:
+            decoder = self._decoders.pop() if self._decoders else None
+        if decoder is None:
             from tbhub.adapters.scalar_decoder import ProtobufDecoder  # protobuf: only when charting
 
-            self._decoder = ProtobufDecoder()
-        return self._decoder
+            decoder = ProtobufDecoder()
+        try:
+            yield decoder
+        finally:
+            with self._lock:
+                self._decoders.append(decoder)
 
     def get(self, key: _FileKey, identity: _Identity) -> tuple[dict[str, SeriesPoints] | None, FileSeries | None]:
         """(the series, when the file is unchanged; the state to resume from otherwise, if any)."""
@@ -96,8 +107,8 @@ def _file_series(
             subdir = f.relpath[len(run.relpath) + 1 :].rpartition("/")[0] if f.relpath != run.relpath else ""
             start = previous.walk.offset if previous is not None and previous.resumable(f.inode, f.size) else 0
             try:
-                with store.open(f.relpath) as fh:
-                    state = read_file_series(fh, previous, inode=f.inode, size=f.size, decoder=cache.decoder(),
+                with store.open(f.relpath) as fh, cache.borrow_decoder() as decoder:
+                    state = read_file_series(fh, previous, inode=f.inode, size=f.size, decoder=decoder,
                                              crc32c=crc32c, keep=functools.partial(run_tag, subdir),
                                              max_points=max_points)
             except FileNotFoundError:
