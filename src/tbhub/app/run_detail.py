@@ -75,14 +75,6 @@ class RunDetail:
     scalars: list[ScalarLine]
     more_tags: int  # tags not shown (over ``MAX_TAGS``)
 
-    @property
-    def duration_s(self) -> float | None:
-        return self.run.duration_s
-
-    @property
-    def steps_per_s(self) -> float | None:
-        return self.run.steps_per_s
-
 
 def _tag_order(tag: str) -> tuple[int, str]:
     # Losses and metrics first, then the rest (learning rate, epoch, norms), each by name.
