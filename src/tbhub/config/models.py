@@ -193,17 +193,12 @@ class Config(Section):
         return value
 
     @model_validator(mode="after")
-    def _retention_endpoints(self) -> Config:
-        unknown = sorted(set(self.retention.policies) - set(self.endpoints))
-        if unknown and self.endpoints:
-            raise ValueError(f"retention.{unknown[0]}: no endpoint named {unknown[0]!r}")
-        return self
-
-    @model_validator(mode="after")
-    def _cost_endpoints(self) -> Config:
-        unknown = sorted(set(self.cost.endpoints) - set(self.endpoints))
-        if unknown and self.endpoints:
-            raise ValueError(f"cost.endpoints.{unknown[0]}: no endpoint named {unknown[0]!r}")
+    def _known_endpoints(self) -> Config:
+        """Retention and cost tables name configured endpoints (a config without any gets them from flags)."""
+        for table, names in (("retention", self.retention.policies), ("cost.endpoints", self.cost.endpoints)):
+            unknown = sorted(set(names) - set(self.endpoints))
+            if unknown and self.endpoints:
+                raise ValueError(f"{table}.{unknown[0]}: no endpoint named {unknown[0]!r}")
         return self
 
     def retention_policies(self) -> dict[str, RetentionPolicy]:
