@@ -193,4 +193,10 @@ def test_a_bad_target_or_an_unknown_tag_is_said_beside_the_field(server: Server)
         assert answer is not None and answer.status == 400
         assert page.locator("#target-error").inner_text().startswith("no run logged eval/los")
         assert page.locator("section.trend-group").count() == 2
+        assert page.locator('input[name="target"]').get_attribute("aria-invalid") == "true"
         assert serious_violations(page) == []
+        answer = page.goto(server.url + "/trends?metric=eval/loss:best")
+        assert answer is not None and answer.status == 400
+        assert page.locator('input[name="metric"]').get_attribute("aria-invalid") == "true"
+        assert page.locator('input[name="target"]').get_attribute("aria-invalid") is None
+        assert "without that metric" in page.locator("#target-error").inner_text()

@@ -62,20 +62,26 @@ def usage_page(
 def trends_page(
     request: Request, hub: HubDep, templates: TemplatesDep, dataset: str = "", metric: str = "", target: str = "",
 ) -> Response:
-    status, error, search = 200, None, None
+    status, error, invalid, search = 200, None, None, None
     started = time.perf_counter()
     try:
+        invalid = "target"
         search = target_search(request, target)
+        invalid = "metric"
         data = trends_data(hub, dataset or None, metric or None, search)
     except UsageError as problem:  # a bad target or metric, a tag no run logged: said beside the fields
-        status, error, search = 400, problem.message, None
+        status, error = 400, problem.message
+        if search is not None and problem.message.startswith("no run logged"):
+            invalid = "target"
+        search = None
         try:
-            data = trends_data(hub, dataset or None, metric or None)
+            data = trends_data(hub, dataset or None, None if invalid == "metric" else metric or None)
         except UsageError:
-            data = trends_data(hub, dataset or None, None)
+            data, invalid = trends_data(hub, dataset or None, None), "metric"
     return templates.TemplateResponse(
         request, "trends.html",
         {**page_context(request), "data": data, "form": {"dataset": dataset, "metric": metric, "target": target},
-         "example": TARGET_EXAMPLE, "error": error, "read": read_note(search, time.perf_counter() - started)},
+         "example": TARGET_EXAMPLE, "error": error, "invalid": invalid if error else None,
+         "read": read_note(search, time.perf_counter() - started)},
         status_code=status,
     )
