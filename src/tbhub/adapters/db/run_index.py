@@ -19,10 +19,8 @@ from sqlalchemy import (
     Column,
     ColumnElement,
     Engine,
-    Float,
     Index,
     Integer,
-    PrimaryKeyConstraint,
     String,
     Table,
     Text,
@@ -40,7 +38,16 @@ from sqlalchemy import (
 from sqlalchemy.exc import IntegrityError
 
 from tbhub.adapters.db.names import from_db, to_db
-from tbhub.adapters.db.tables import index_generations, metadata, notes, pins, run_states, run_tags
+from tbhub.adapters.db.tables import (
+    index_generations,
+    metadata,
+    notes,
+    pins,
+    run_states,
+    run_table,
+    run_tags,
+    step_span,
+)
 from tbhub.core.explorer import ExplorerRow, RunPage, RunQuery, StatusCounts
 
 __all__ = ["RUN_COLUMNS", "RunIndexStore", "run_index", "run_index_generations"]
@@ -50,25 +57,18 @@ __all__ = ["RUN_COLUMNS", "RunIndexStore", "run_index", "run_index_generations"]
 # here, beside their only reader and writer.
 #: One row per run, derived from ``event_files`` by the endpoint's layout (``app/explorer.py`` keeps it
 #: in step with the index): the runs explorer sorts, filters and pages it in SQL.
-run_index = Table(
+run_index = run_table(
     "run_index",
-    metadata,
-    Column("endpoint", String(128), nullable=False),
-    Column("relpath", Text, nullable=False),
     Column("dataset", Text, nullable=False),
     Column("run", Text, nullable=False),
     Column("size_bytes", BigInteger, nullable=False),
     Column("event_files", Integer, nullable=False),
     Column("event_count", BigInteger, nullable=False),
-    Column("first_step", BigInteger),
-    Column("last_step", BigInteger),
-    Column("first_wall_time", Float),
-    Column("last_wall_time", Float),
+    *step_span(),
     Column("last_modified_ns", BigInteger, nullable=False),
     Column("truncated", Boolean, nullable=False),
     Column("corrupt", Boolean, nullable=False),
-    PrimaryKeyConstraint("endpoint", "relpath", name="pk_run_index"),
-    Index("ix_run_index_modified", "last_modified_ns"),
+    indexes=(Index("ix_run_index_modified", "last_modified_ns"),),
 )
 
 #: The ``index_generations`` value each endpoint's ``run_index`` rows were derived from.

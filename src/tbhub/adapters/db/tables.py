@@ -46,11 +46,13 @@ __all__ = [
     "pins",
     "retention_applications",
     "run_states",
+    "run_table",
     "run_tags",
     "scalar_files",
     "scan_runs",
     "sessions",
     "setup_tokens",
+    "step_span",
     "usage_snapshots",
     "users",
 ]
@@ -98,7 +100,17 @@ def _user_id() -> Column[int]:
     return Column("user_id", Integer, ForeignKey("users.id", ondelete="CASCADE"), nullable=False)
 
 
-def _run_table(name: str, *columns: Column[Any], key: tuple[str, ...] = ()) -> Table:
+def step_span() -> tuple[Column[int], Column[int], Column[float], Column[float]]:
+    """The first and last step and wall time of what a row covers (an event file, a run); none yet: NULL."""
+    return (
+        Column("first_step", BigInteger),
+        Column("last_step", BigInteger),
+        Column("first_wall_time", Float),
+        Column("last_wall_time", Float),
+    )
+
+
+def run_table(name: str, *columns: Column[Any], key: tuple[str, ...] = (), indexes: tuple[Index, ...] = ()) -> Table:
     """A table of facts about one run or event file, keyed by (endpoint, relpath) and then ``key``."""
     return Table(
         name,
@@ -106,19 +118,17 @@ def _run_table(name: str, *columns: Column[Any], key: tuple[str, ...] = ()) -> T
         *_run_place(),
         *columns,
         PrimaryKeyConstraint("endpoint", "relpath", *key, name=f"pk_{name}"),
+        *indexes,
     )
 
 
 #: The scanner's incremental index: one row per event file, valid for (inode, size, mtime_ns).
-event_files = _run_table(
+event_files = run_table(
     "event_files",
     *_file_identity(),
     Column("records", BigInteger, nullable=False),
     Column("scanned_offset", BigInteger, nullable=False),
-    Column("first_step", BigInteger),
-    Column("last_step", BigInteger),
-    Column("first_wall_time", Float),
-    Column("last_wall_time", Float),
+    *step_span(),
     Column("truncated", Boolean, nullable=False, default=False),
     Column("corrupt_offset", BigInteger),
     Column("corrupt_reason", Text),
@@ -157,7 +167,7 @@ deletions = Table(
 )
 
 #: Runs a retention policy must never delete.
-pins = _run_table("pins", *_stamp("pinned"))
+pins = run_table("pins", *_stamp("pinned"))
 
 #: Time-limited leases: one process at a time runs a background job (retention, alerts).
 leases = Table(
@@ -197,10 +207,10 @@ usage_snapshots = Table(
 )
 
 #: The scalar reader's incremental state per event file (JSON of ``ScalarFileState``).
-scalar_files = _run_table("scalar_files", *_file_identity(), Column("state", Text, nullable=False))
+scalar_files = run_table("scalar_files", *_file_identity(), Column("state", Text, nullable=False))
 
 #: The last status the alert engine saw for each run (so it fires once per change, across restarts).
-run_states = _run_table(
+run_states = run_table(
     "run_states",
     Column("status", String(16), nullable=False),
     Column("key", Text, nullable=False),
@@ -320,7 +330,7 @@ notes = Table(
 )
 
 #: Free tags on runs.
-run_tags = _run_table("run_tags", Column("tag", String(128), nullable=False), *_stamp("added"), key=("tag",))
+run_tags = run_table("run_tags", Column("tag", String(128), nullable=False), *_stamp("added"), key=("tag",))
 
 #: Shared bookmarks: a TensorBoard view (endpoint and fragment state) or a hub page.
 bookmarks = Table(
