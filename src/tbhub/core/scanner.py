@@ -25,11 +25,10 @@ Invariants (what the rest of tbhub relies on):
 
 from __future__ import annotations
 
-import os
-from concurrent.futures import ProcessPoolExecutor
 from multiprocessing.context import BaseContext
 from typing import BinaryIO
 
+from tbhub.core.file_pool import largest_first
 from tbhub.core.models import EventFileScan, FileEntry
 from tbhub.core.ports import Crc32c
 from tbhub.core.record_walk import (
@@ -214,16 +213,11 @@ def scan_many(
     (about 0.3 s more to start, and the main module must be import-safe). An ``OSError`` opening or
     reading a file propagates, except ``FileNotFoundError``: a file deleted since discovery gives ``None``.
     """
-    sizes = [bytes_to_read(entry, prev, verify) for _, entry, prev in jobs]
-    if workers <= 1 or len(jobs) <= 1 or sum(sizes) <= PARALLEL_MIN_BYTES:
-        return [_scan_path(path, entry, prev, verify, crc32c) for path, entry, prev in jobs]
-    order = sorted(range(len(jobs)), key=lambda i: -sizes[i])
-    results: list[EventFileScan | None] = [None] * len(jobs)
-    n_workers = min(workers, len(jobs), os.cpu_count() or 1)
-    with ProcessPoolExecutor(max_workers=n_workers, mp_context=mp_context) as pool:
-        futures = {
-            i: pool.submit(_scan_path, jobs[i][0], jobs[i][1], jobs[i][2], verify, crc32c) for i in order
-        }
-        for i, future in futures.items():
-            results[i] = future.result()
-    return results
+    return largest_first(
+        _scan_path,
+        [(path, entry, prev, verify, crc32c) for path, entry, prev in jobs],
+        [bytes_to_read(entry, prev, verify) for _, entry, prev in jobs],
+        workers=workers,
+        min_bytes=PARALLEL_MIN_BYTES,
+        mp_context=mp_context,
+    )

@@ -2,11 +2,10 @@
 
 from __future__ import annotations
 
-import os
 from collections.abc import Sequence
-from concurrent.futures import ProcessPoolExecutor
 from multiprocessing.context import BaseContext
 
+from tbhub.core.file_pool import largest_first
 from tbhub.core.models import FileEntry
 from tbhub.core.ports import Crc32c
 from tbhub.core.scalars.decoding import EventDecoder
@@ -70,17 +69,11 @@ def summarize_many(
     ``mp_context`` as for ``tbhub.core.scanner.scan_many`` (default: the platform's, ``fork`` on
     Linux; pass ``forkserver`` from a threaded process).
     """
-    sizes = [bytes_to_parse(entry, prev) for _, entry, prev in jobs]
-    if workers <= 1 or len(jobs) <= 1 or sum(sizes) <= PARALLEL_MIN_BYTES:
-        return [_summarize_path(p, e, prev, decoder, crc32c, tail_size) for p, e, prev in jobs]
-    order = sorted(range(len(jobs)), key=lambda i: -sizes[i])
-    results: list[ScalarFileState | None] = [None] * len(jobs)
-    n_workers = min(workers, len(jobs), os.cpu_count() or 1)
-    with ProcessPoolExecutor(max_workers=n_workers, mp_context=mp_context) as pool:
-        futures = {
-            i: pool.submit(_summarize_path, jobs[i][0], jobs[i][1], jobs[i][2], decoder, crc32c, tail_size)
-            for i in order
-        }
-        for i, future in futures.items():
-            results[i] = future.result()
-    return results
+    return largest_first(
+        _summarize_path,
+        [(path, entry, prev, decoder, crc32c, tail_size) for path, entry, prev in jobs],
+        [bytes_to_parse(entry, prev) for _, entry, prev in jobs],
+        workers=workers,
+        min_bytes=PARALLEL_MIN_BYTES,
+        mp_context=mp_context,
+    )
