@@ -13,18 +13,22 @@ in the state database), then the hub app answers in process (httpx over ASGI, no
 2. ``/api/compare/series`` for the same runs and tags: the curves, cold (event files read, thinned to
    1,000 points per series) and warm (the app's series cache);
 3. one compared run's page (``/runs/bench/...``: status, scalars with sparklines), cold and warm;
-4. baselines in the same run: the hub's compare before runs could be chosen (``/api/compare`` of the
+4. the series reader alone (``core.series.read_file_series`` over the 10 runs' event files, what the
+   cold curves spend most of their time in), per record;
+5. baselines in the same run: the hub's compare before runs could be chosen (``/api/compare`` of the
    two tags over every run of the endpoint), and TensorBoard's own loader (``EventAccumulator``, 1,000
    points per series, its default) reading the 10 runs.
 
 Medians of ``--reps`` repetitions; cold series with an empty series cache each time, as a freshly started
-hub has (the OS page cache is warm).
+hub has (the OS page cache is warm). The machine's load average is printed before and after: the
+figures are CPU-bound and move with what else runs.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import os
 import shutil
 import statistics
 import struct
@@ -106,6 +110,7 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     root = args.tree or Path(f"/tmp/tbhub-bench/compare-{args.runs}")
     ensure_tree(root, args.runs, args.steps)
+    load_before = os.getloadavg()
 
     from starlette.testclient import TestClient
     from tensorboard.backend.event_processing import event_accumulator as ea
@@ -175,7 +180,26 @@ def main(argv: list[str] | None = None) -> int:
                 acc.Scalars("train/loss")
                 acc.Scalars("eval/loss")
 
+        from tbhub.adapters.crc import crc32c
+        from tbhub.core.series import read_file_series
+
+        files = sorted(f for r in chosen for f in (root / r).iterdir())
+        records = 0
+
+        def reader() -> None:
+            nonlocal records
+            records = 0
+            decoder = ProtobufDecoder()
+            for path in files:
+                with open(path, "rb") as fh:
+                    state = read_file_series(fh, size=path.stat().st_size, decoder=decoder, crc32c=crc32c,
+                                             keep=lambda tag: tag)
+                state.series()
+                records += state.walk.records
+
+        reader_ms = median_ms(reader, args.reps)
         tb_ms = median_ms(tensorboard, max(1, min(3, args.reps)))
+        load_after = os.getloadavg()
         mb = sum(f.stat().st_size for r in chosen for f in (root / r).iterdir()) / 1e6
         print(f"\ncompare of 10 runs x 2 tags on a {args.runs:,}-run index ({args.steps:,} steps per compared run, "
               f"{total:,} points, {mb:.1f} MB of event files; medians of {args.reps}):")
@@ -185,11 +209,14 @@ def main(argv: list[str] | None = None) -> int:
         print(f"  curves /api/compare/series, warm (cache)  {warm_ms:8.1f} ms")
         print(f"  page + cold curves                        {page_ms + cold_ms:8.1f} ms  (target < 1,000 ms)")
         print(f"  run page of one compared run, cold / warm  {run_cold_ms:8.1f} ms / {run_ms:.1f} ms (sparklines)")
+        print(f"  the series reader alone, the 10 runs' files  {reader_ms:8.1f} ms  ({records:,} records, "
+              f"{1000 * reader_ms / records:.2f} µs per record)")
         print("baselines:")
         print(f"  /api/compare of the 2 tags over all {args.runs:,} runs (compare before run choice) "
               f"{old_ms:8.1f} ms")
         print(f"  TensorBoard EventAccumulator, the 10 runs (1,000 points per series)   {tb_ms:8.1f} ms  "
               f"(cold curves are {tb_ms / cold_ms:.1f}x faster)")
+        print(f"load average (1 min) {load_before[0]:.2f} before, {load_after[0]:.2f} after, on {os.cpu_count()} cores")
         return 0
     finally:
         shutil.rmtree(work, ignore_errors=True)
