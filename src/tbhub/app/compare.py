@@ -4,18 +4,18 @@ from __future__ import annotations
 
 import fnmatch
 from collections import Counter
-from collections.abc import Iterator, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 
-from tbhub.adapters.crc import crc32c
 from tbhub.app.inventory import endpoint_runs, scan_endpoints
 from tbhub.app.scalars import run_scalars
 from tbhub.app.series import SeriesCache, run_series
-from tbhub.app.services import AnyLogStore, Services
+from tbhub.app.services import Services
+from tbhub.app.targets import TargetSearch
 from tbhub.core.compare import CompareRow, Target, build_rows, matching_tags
 from tbhub.core.models import RunSummary
 from tbhub.core.names import shown
-from tbhub.core.scalars import ScalarPoint, TagSummary, iter_points, run_tag
+from tbhub.core.scalars import TagSummary
 from tbhub.core.series import DEFAULT_POINTS, SeriesPoints
 
 __all__ = [
@@ -61,17 +61,12 @@ def compare_runs(
         selected = [r for r in runs if dataset_glob is None or fnmatch.fnmatchcase(r.dataset, dataset_glob)]
         prune = scan and len(selected) == len(runs)
         summaries = run_scalars(services, spec, selected, decoder, prune=prune, parse=scan)
-        store = services.store(spec.name)
-
-        def points(run: RunSummary, tag: str, store: AnyLogStore = store) -> Iterator[ScalarPoint]:
-            for f in run.files:
-                subdir = f.relpath[len(run.relpath) + 1 :].rpartition("/")[0] if f.relpath != run.relpath else ""
-                with store.open(f.relpath) as fh:
-                    for point in iter_points(fh, None, inode=f.inode, size=f.size, decoder=decoder, crc32c=crc32c):
-                        if run_tag(subdir, point[0]) == tag:
-                            yield point
-
-        rows.extend(build_rows(selected, summaries, list(tags), target=target if scan else None, target_points=points))
+        hits = None
+        if target is not None and scan:
+            plan = [(run, real) for run in selected
+                    if (real := matching_tags(summaries.get(run.relpath, {}), target.tag)) is not None]
+            hits = {relpath: hit for (_, relpath), hit in TargetSearch(target).first_points(services, plan).items()}
+        rows.extend(build_rows(selected, summaries, list(tags), hits=hits))
     return rows
 
 

@@ -1,4 +1,4 @@
-"""When a target first held in a run: ``tbhub usage|trends --target`` and the target field of ``/usage``
+"""When a target first held in a run: ``tbhub usage|trends|compare --target`` and the target field of ``/usage``
 and ``/trends`` (and ``/api/usage``, ``/api/trends``), one implementation.
 
 The busy time until ``eval/loss<0.5`` first held needs the wall time of the first point of the tag
@@ -49,7 +49,7 @@ class _FileHit:
     mtime_ns: int
     walk: Walk
     plugins: dict[str, str]
-    hit: float | None
+    hit: tuple[float, int] | None  # (wall time, step)
 
 
 class TargetCache:
@@ -116,7 +116,13 @@ class TargetSearch:
         """The wall time the target first held in each run of ``plan`` (a run and its run-level tag that
         names the target's tag), by (endpoint, run relpath); runs that never met it, and pending runs,
         are left out."""
-        out: dict[tuple[str, str], float] = {}
+        return {key: wall for key, (wall, _step) in self.first_points(services, plan).items()}
+
+    def first_points(
+        self, services: Services, plan: Sequence[tuple[RunSummary, str]]
+    ) -> dict[tuple[str, str], tuple[float, int]]:
+        """``first_hits`` with the step of each first hit: (wall time, step)."""
+        out: dict[tuple[str, str], tuple[float, int]] = {}
         for run, tag in plan:
             self.runs += 1
             hits, done = [], True
@@ -131,7 +137,7 @@ class TargetSearch:
                 out[run.endpoint, run.relpath] = min(hits)
         return out
 
-    def _known(self, entry: _FileHit | None, f: EventFileScan) -> tuple[bool, float | None, int]:
+    def _known(self, entry: _FileHit | None, f: EventFileScan) -> tuple[bool, tuple[float, int] | None, int]:
         """(answered without reading, that answer, where reading would start)."""
         if entry is None:
             return False, None, 0
@@ -144,7 +150,9 @@ class TargetSearch:
             return False, None, entry.walk.offset  # grown, or read only part of the way: read on
         return False, None, 0  # replaced, shrunk or corrupt: read again from byte 0
 
-    def _file_hit(self, services: Services, run: RunSummary, f: EventFileScan, tag: str) -> tuple[float | None, bool]:
+    def _file_hit(
+        self, services: Services, run: RunSummary, f: EventFileScan, tag: str
+    ) -> tuple[tuple[float, int] | None, bool]:
         """(the file's first hit, whether that answer is complete)."""
         key = self._key(run, f, tag)
         entry = self.cache.get(key)
@@ -168,11 +176,12 @@ class TargetSearch:
                 for batch in read_payloads(fh, walk, end, crc32c):
                     # Segments keep each tag's points in file order, and come in file order.
                     for segment in decode_batch(batch, plugins):
-                        for file_tag, (_steps, walls, values) in segment.items():
+                        for file_tag, (steps, walls, values) in segment.items():
                             if file_tag not in names:
                                 names[file_tag] = run_tag(subdir, file_tag) == tag
                             if names[file_tag] and hit is None:
-                                hit = next((w for w, v in zip(walls, values, strict=True) if met(v)), None)
+                                points = zip(walls, steps, values, strict=True)
+                                hit = next(((w, s) for w, s, v in points if met(v)), None)
                         if hit is not None:
                             break
                     if hit is not None:

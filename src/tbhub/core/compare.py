@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from tbhub.core.models import RunSummary
-from tbhub.core.scalars import ScalarPoint, TagSummary
+from tbhub.core.scalars import TagSummary
 
 __all__ = [
     "COLUMNS",
@@ -158,13 +158,11 @@ def build_rows(
     tags: Mapping[str, Mapping[str, TagSummary]],
     wanted: Sequence[str],
     *,
-    target: Target | None = None,
-    target_points: Callable[[RunSummary, str], Iterable[ScalarPoint]] | None = None,
+    hits: Mapping[str, tuple[float, int]] | None = None,
 ) -> list[CompareRow]:
     """One row per run with the ``wanted`` tags (resolved per run; missing ones are left out).
 
-    ``target_points(run, tag)`` yields the run's points of a tag in order; it is called only with a
-    ``target``, to find when the target was first met.
+    ``hits``: where a target first held, (wall time, step) by run relpath (``app.targets`` reads them).
     """
     rows = []
     for run in runs:
@@ -175,14 +173,11 @@ def build_rows(
             if real is not None:
                 chosen[name] = run_tags[real]
         hit = None
-        if target is not None and target_points is not None:
-            real = matching_tags(run_tags, target.tag)
-            if real is not None:
-                for _tag, step, wall, value in target_points(run, real):
-                    if target.met(value):
-                        start = run.first_wall_time
-                        hit = TargetHit(step, wall, None if start is None else wall - start)
-                        break
+        found = None if hits is None else hits.get(run.relpath)
+        if found is not None:
+            wall, step = found
+            start = run.first_wall_time
+            hit = TargetHit(step, wall, None if start is None else wall - start)
         rows.append(CompareRow(run, chosen, hit))
     return rows
 
