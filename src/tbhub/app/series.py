@@ -14,9 +14,10 @@ import contextlib
 import functools
 import threading
 from collections import OrderedDict
-from collections.abc import Collection, Iterator, Mapping, Sequence
+from collections.abc import Collection, Mapping, Sequence
 
 from tbhub.adapters.crc import crc32c
+from tbhub.app.decoders import DecoderPool
 from tbhub.app.services import Services
 from tbhub.core.models import RunSummary
 from tbhub.core.scalars import EventDecoder, run_tag
@@ -43,24 +44,11 @@ class SeriesCache:
         self.bytes_read = 0
         self._files: OrderedDict[_FileKey, tuple[_Identity, FileSeries, dict[str, SeriesPoints]]] = OrderedDict()
         self._lock = threading.Lock()
-        self._decoders: list[EventDecoder] = []  # idle ones, their learnt layouts kept
+        self._decoders = DecoderPool()
 
-    @contextlib.contextmanager
-    def borrow_decoder(self) -> Iterator[EventDecoder]:
-        """A decoder for one read, given back afterwards. A decoder keeps a batch's working state on
-        its templates, so two threads must not share one: requests read at once (the hub answers in
-        threads) each borrow their own, and at most as many exist as reads ever ran at once."""
-        with self._lock:
-            decoder = self._decoders.pop() if self._decoders else None
-        if decoder is None:
-            from tbhub.adapters.scalar_decoder import ProtobufDecoder  # protobuf: only when charting
-
-            decoder = ProtobufDecoder()
-        try:
-            yield decoder
-        finally:
-            with self._lock:
-                self._decoders.append(decoder)
+    def borrow_decoder(self) -> contextlib.AbstractContextManager[EventDecoder]:
+        """A decoder for one read, given back afterwards (``app.decoders``: never two threads on one)."""
+        return self._decoders.borrow()
 
     def get(self, key: _FileKey, identity: _Identity) -> tuple[dict[str, SeriesPoints] | None, FileSeries | None]:
         """(the series, when the file is unchanged; the state to resume from otherwise, if any)."""

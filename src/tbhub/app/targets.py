@@ -18,12 +18,14 @@ reads on where this one stopped.
 
 from __future__ import annotations
 
+import contextlib
 import threading
 from collections import OrderedDict
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 
 from tbhub.adapters.crc import crc32c
+from tbhub.app.decoders import DecoderPool
 from tbhub.app.services import Services
 from tbhub.core.compare import Target
 from tbhub.core.models import EventFileScan, RunSummary
@@ -61,14 +63,11 @@ class TargetCache:
         self.max_files = max_files
         self._files: OrderedDict[_Key, _FileHit] = OrderedDict()
         self._lock = threading.Lock()
-        self._decoder: EventDecoder | None = None
+        self._decoders = DecoderPool()
 
-    def decoder(self) -> EventDecoder:
-        if self._decoder is None:
-            from tbhub.adapters.scalar_decoder import ProtobufDecoder  # protobuf: only when a target is asked
-
-            self._decoder = ProtobufDecoder()
-        return self._decoder
+    def borrow_decoder(self) -> contextlib.AbstractContextManager[EventDecoder]:
+        """A decoder for one read, given back afterwards (``app.decoders``: never two threads on one)."""
+        return self._decoders.borrow()
 
     def get(self, key: _Key) -> _FileHit | None:
         with self._lock:
@@ -168,11 +167,10 @@ class TargetSearch:
                 return None, False
         walk = Walk(start)
         plugins = dict(entry.plugins) if start and entry is not None else {}
-        decoder = self.cache.decoder()
-        decode_batch = getattr(decoder, "decode_batch", None) or point_batches(decoder.decode)
         subdir, met, names = _subdir(run, f), self.target.met, {}
         try:
-            with services.store(run.endpoint).open(f.relpath) as fh:
+            with services.store(run.endpoint).open(f.relpath) as fh, self.cache.borrow_decoder() as decoder:
+                decode_batch = getattr(decoder, "decode_batch", None) or point_batches(decoder.decode)
                 for batch in read_payloads(fh, walk, end, crc32c):
                     # Segments keep each tag's points in file order, and come in file order.
                     for segment in decode_batch(batch, plugins):
