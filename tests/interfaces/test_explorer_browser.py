@@ -108,6 +108,9 @@ def test_every_page_in_both_viewports_and_schemes(hub: Served, width: int, heigh
         assert page.locator('#endpoints a[href^="http://"]').count() == 0
         # The explorer's filters fold on a phone; the nav folds behind its Menu button.
         page.goto(hub.url + "/endpoints/big")
+        # A note's preview is what it says, not its markdown.
+        notes = page.locator("#runs td.note-preview").all_inner_texts()
+        assert any("LR too high, see the sweep" in n for n in notes) and not any("](" in n for n in notes), notes
         if width < 720:
             assert page.locator("#filter-box").evaluate("el => el.open") is False
             assert not page.locator("#site-nav").is_visible()

@@ -6,7 +6,7 @@ import re
 
 import pytest
 
-from tbhub.interfaces.web.markup import render_note
+from tbhub.interfaces.web.markup import note_text, render_note
 
 REL = 'rel="noopener noreferrer nofollow"'
 
@@ -75,3 +75,10 @@ def test_hostile_text_and_urls_are_escaped() -> None:
     # Code spans keep their text.
     assert str(render_note("`[x](https://x.example/)`")) == "<code>[x](https://x.example/)</code>"
     assert "<script>" not in str(render_note("<script>alert(1)</script>"))
+
+
+def test_a_note_preview_is_its_plain_text() -> None:
+    """The runs explorer's notes cell: what the note says, not its markdown."""
+    note = "LR **too** high,\nsee [the *sweep*](https://example.org/sweep) and `lr=3e-4` <b>x</b>"
+    assert note_text(note) == "LR too high, see the sweep and lr=3e-4 <b>x</b>"  # the template escapes it
+    assert note_text("[x](javascript:evil) y") == "x y"  # no link in a preview, whatever the scheme

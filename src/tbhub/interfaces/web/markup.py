@@ -16,7 +16,7 @@ from markupsafe import Markup
 
 from tbhub.core.bookmarks import stays_on_hub
 
-__all__ = ["render_note"]
+__all__ = ["note_text", "render_note"]
 
 _CODE = re.compile(r"`([^`\n]+)`")
 _BOLD = re.compile(r"\*\*(?=\S)(.+?)(?<=\S)\*\*")
@@ -70,3 +70,12 @@ def render_note(text: str) -> Markup:
     for i, part in enumerate(parts):
         out.append(f"<code>{part}</code>" if i % 2 else _inline(part))
     return Markup("<br>".join("".join(out).splitlines()))
+
+
+def note_text(text: str) -> str:
+    """A note as one line of plain text, for a preview (the runs explorer's notes cell): the text of
+    ``[text](url)`` links, no emphasis or code marks, whitespace folded. Escaped by the template."""
+    text = _MARKDOWN_LINK.sub(r"\1", text)
+    text = _ITALIC.sub(r"\1", _BOLD.sub(r"\1", text))
+    text = _CODE.sub(r"\1", text)
+    return " ".join(text.split())

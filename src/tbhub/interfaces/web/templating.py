@@ -9,7 +9,7 @@ from fastapi.templating import Jinja2Templates
 from markupsafe import Markup
 
 from tbhub.core.units import format_age, format_size
-from tbhub.interfaces.web.markup import render_note
+from tbhub.interfaces.web.markup import note_text, render_note
 
 __all__ = ["STATIC", "hub_templates"]
 
@@ -38,6 +38,7 @@ def _when(t: float | None, relative: bool = True) -> Markup:
 def hub_templates() -> Jinja2Templates:
     templates = Jinja2Templates(directory=str(HERE / "templates"))
     templates.env.filters["note"] = render_note
+    templates.env.filters["note_text"] = note_text
     templates.env.filters["size"] = format_size
     templates.env.filters["age"] = format_age
     templates.env.filters["timestamp"] = _timestamp
