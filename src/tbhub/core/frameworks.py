@@ -17,9 +17,12 @@ read and what cannot be known.
 * **PyTorch Lightning** (``TensorBoardLogger``): ``hparams.yaml`` in the run folder; when its top
   level holds ``max_epochs`` (or ``max_steps``) that is the plan. Lightning's ``epoch`` scalar is the
   0-based index of the epoch being trained, so it shows progress but never reaches ``max_epochs``.
-* **Keras** (``TensorBoard`` callback): ``epoch_*`` tags, whose step is the 0-based epoch index; no
-  epoch count is written anywhere, so a plan comes only from the configuration (``max_steps`` =
-  epochs). Not tested against logs Keras wrote (TensorFlow is not installed for the tests).
+* **Keras** (``TensorBoard`` callback): ``epoch_*`` tags in ``train/`` and ``validation/``, whose step
+  is the 0-based index of the epoch that ended. The callback's other tags count optimizer steps
+  (``evaluation_*_vs_iterations`` in ``validation/``, ``batch_*`` with ``update_freq`` a number), so a
+  run's highest step is not its epochs: epochs done are the last step of ``epoch_loss`` + 1, paced by
+  that tag's own wall times. No epoch count is written anywhere: a plan comes only from the
+  configuration, whose ``max_steps`` counts epochs for a Keras run (``Recognition.configured_plan``).
 
 Pure functions; the caller reads texts and files (``tbhub.app.status``).
 """
@@ -55,6 +58,8 @@ HF_EPOCH_TAG = "train/epoch"
 HF_NONFINITE_TAGS = ("train/grad_norm",)
 LIGHTNING_FILE = "hparams.yaml"
 LIGHTNING_EPOCH_TAG = "epoch"
+KERAS_EPOCH_TAG = "epoch_loss"
+KERAS_PREFIX = "epoch_"
 
 FRAMEWORK_FILES = (LIGHTNING_FILE,)
 """Files in a run folder that ``recognise`` reads (the caller passes the text of those that exist)."""
@@ -83,7 +88,9 @@ class Recognition:
     ``facts``: JSON-able settings read with the plan (the Trainer's batch size, gradient accumulation
     ...). ``epoch_tag``: the scalar that counts epochs: epochs done as a fraction (the Trainer's), or
     with ``epoch_indexed`` the index of the epoch being trained (Lightning's). ``step_offset``: what
-    to add to the last logged step to get the steps done (Lightning logs step ``global_step - 1``)."""
+    to add to the last logged step to get the steps done (Lightning logs step ``global_step - 1``).
+    ``epoch_stepped``: the epoch tag's *step* is the 0-based index of the epoch it closes (Keras'
+    ``epoch_*``): progress counts epochs from it, and a configured ``max_steps`` counts epochs."""
 
     framework: str | None = None
     plan: Plan | None = None
@@ -93,6 +100,11 @@ class Recognition:
     epoch_indexed: bool = False
     step_offset: int = 0
     facts: Mapping[str, Any] = field(default_factory=dict)
+    epoch_stepped: bool = False
+
+    def configured_plan(self, max_steps: int) -> Plan:
+        """The plan of a configured ``max_steps``: epochs for a framework whose steps are epochs."""
+        return Plan("epochs" if self.epoch_stepped else "steps", max_steps, "config")
 
 
 def _find(tags: Mapping[str, Any], name: str) -> str | None:
@@ -174,8 +186,9 @@ def recognise(tags: Mapping[str, TagSummary], texts: Mapping[str, str] | None = 
     found = _transformers(tags, texts or {}) or _lightning(tags, files or {})
     if found is not None:
         return found
-    if any(t.rpartition("/")[2].startswith("epoch_") for t in tags):
-        return Recognition("keras", step_offset=1)  # the step of epoch_* tags is the 0-based epoch
+    epochs = sorted(t for t in tags if t.rpartition("/")[2].startswith(KERAS_PREFIX))
+    if epochs:  # train/epoch_loss before validation/epoch_loss; any epoch_* tag without a loss
+        return Recognition("keras", epoch_tag=_find(tags, KERAS_EPOCH_TAG) or epochs[0], epoch_stepped=True)
     return Recognition()
 
 
@@ -187,7 +200,7 @@ class Progress:
     1; ``reached`` once the plan is. ``steps_per_s`` is the step rate of the run's current event file
     (``step_rate``); ``eta`` the wall time at which the plan should be reached at that rate (``None``
     when reached or unknown); ``total_steps`` the plan in steps (for an epoch plan: estimated from the
-    steps the epochs done took)."""
+    steps the epochs done took). For Keras (``Recognition.epoch_stepped``) the steps are epochs."""
 
     plan: Plan
     done: float
@@ -249,6 +262,8 @@ def progress(run: RunSummary, tags: Mapping[str, TagSummary], recognition: Recog
     (``file_spans``) for the step rate; by default the scanner's first and last records of each file."""
     if plan is None:
         return None
+    if recognition.epoch_stepped:
+        return _stepped_epochs(tags.get(recognition.epoch_tag or ""), plan)
     last_step = (run.last_step or 0) + recognition.step_offset
     rate = step_rate(_scan_spans(run.files) if spans is None else spans)
     epoch = tags.get(recognition.epoch_tag) if recognition.epoch_tag else None
@@ -269,6 +284,21 @@ def progress(run: RunSummary, tags: Mapping[str, TagSummary], recognition: Recog
     if not reached and rate and total_steps is not None and run.last_wall_time is not None:
         eta = run.last_wall_time + max(0.0, total_steps - last_step) / rate
     return Progress(plan, done, fraction, reached, rate, total_steps, eta)
+
+
+def _stepped_epochs(epoch: TagSummary | None, plan: Plan) -> Progress | None:
+    """Progress of a run whose epoch tag's step is the index of the epoch that ended (Keras): epochs
+    done are its last step + 1, the pace is the tag's own (epochs between its first and last point
+    over their wall times: not the optimizer steps other tags count, not the time to the first epoch)."""
+    if epoch is None:
+        return None
+    done = float(epoch.last_step + 1)
+    seconds = epoch.last_wall_time - epoch.first_wall_time
+    rate = (epoch.last_step - epoch.first_step) / seconds if seconds > 0 and epoch.last_step > epoch.first_step \
+        else None
+    reached = done >= plan.total - _EPSILON
+    eta = epoch.last_wall_time + (plan.total - done) / rate if rate and not reached else None
+    return Progress(plan, done, min(1.0, done / plan.total), reached, rate, plan.total, eta)
 
 
 def _indexed_epochs(epoch: TagSummary, steps_done: int, planned: float) -> tuple[float, float | None]:

@@ -141,9 +141,10 @@ def _finished(run: RunSummary, tags: Mapping[str, TagSummary], rule: StatusRule,
 
 
 def run_plan(rule: StatusRule, recognition: Recognition) -> Plan | None:
-    """The plan a run is held to: the configured ``max_steps``, else the one its framework wrote."""
+    """The plan a run is held to: the configured ``max_steps`` (epochs for Keras), else the one its
+    framework wrote."""
     if rule.max_steps is not None:
-        return Plan("steps", rule.max_steps, "config")
+        return recognition.configured_plan(rule.max_steps)
     return recognition.plan
 
 
