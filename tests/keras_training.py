@@ -8,7 +8,9 @@ validation, batches of 12: 3 steps an epoch. Keys: ``epochs``; ``lr`` (SGD's lea
 diverges); ``update_freq`` (the callback's: batch_* scalars every that many steps; default
 ``epoch``); ``sleep`` (seconds slept at the start of every epoch: a steady pace); ``pause_at`` and
 ``pause`` (after that epoch index, sleep that long once); ``kill_at`` (SIGKILL this process after that
-epoch index, with no chance to close its files: a crash; must be the last spec). The callback's
+epoch index, with no chance to close its files: a crash; must be the last spec); ``initial`` (fit's
+``initial_epoch``: a job requeued after a crash goes on from that epoch into the same folder, new
+files beside the old; its weights start afresh, only the logs matter here). The callback's
 writers reach the disk as each epoch ends, no flush needed.
 
 With ``$KERAS_TEST_GO_FILE`` set, training waits until that file exists (imports done beforehand).
@@ -55,7 +57,7 @@ def train(root: str, relpath: str, spec: dict[str, float]) -> None:
     freq = int(spec["update_freq"]) if "update_freq" in spec else "epoch"
     board = keras.callbacks.TensorBoard(log_dir=str(Path(root) / relpath), update_freq=freq)
     model.fit(x, y, batch_size=12, epochs=int(spec.get("epochs", 3)), validation_split=0.25, verbose=0,
-              callbacks=[board, Pace(spec)])
+              callbacks=[board, Pace(spec)], initial_epoch=int(spec.get("initial", 0)))
 
 
 if __name__ == "__main__":

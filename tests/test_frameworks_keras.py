@@ -123,6 +123,9 @@ def live(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Path, dict[
     procs = {
         "eta": _start(base / "logs", "ten/eta:epochs=10,sleep=0.5", go=base / "go-eta"),
         "pause": _start(base / "logs", "six/pause:epochs=6,sleep=0.2,pause_at=1,pause=5", go=base / "go-pause"),
+        # Killed after its third epoch, then requeued: on from epoch 3 into the same folder (new files).
+        "crash": _start(base / "logs", "ten/requeued:epochs=10,kill_at=2"),
+        "requeued": _start(base / "logs", "ten/requeued:epochs=10,initial=3,sleep=0.5", go=base / "go-requeued"),
     }
     try:
         yield base, procs
@@ -165,6 +168,29 @@ def test_progress_and_eta_of_a_run_still_training(live: tuple[Path, dict[str, su
     with Services(load_config(cfg)) as services:
         done = _status(services, "ten/eta")
     assert done.status is RunStatus.FINISHED and done.reason == "reached epoch 10 of 10"
+
+
+def test_eta_of_a_job_resumed_after_a_crash(live: tuple[Path, dict[str, subprocess.Popen[bytes]]],
+                                            tmp_path: Path) -> None:
+    """The pace is the new files' (epochs since the requeue), not one over the crash and the wait."""
+    base, procs = live
+    logs, proc = base / "logs", procs["requeued"]
+    assert procs["crash"].wait(timeout=120) == -9
+    time.sleep(3)  # the job waits in the queue
+    (base / "go-requeued").touch()
+    wait_for(lambda: _epochs_done(logs, "ten/requeued") >= 6, 120, "epoch 6", proc)
+    with Services(load_config(_config(tmp_path, logs, "15m", {"ten": 10}))) as services:
+        verdict = _status(services, "ten/requeued")
+    asked = time.time()
+    assert verdict.status is RunStatus.RUNNING and verdict.progress is not None and verdict.progress.eta is not None
+    assert len(list((logs / "ten/requeued/train").glob("events.out.tfevents.*"))) == 2
+    assert proc.wait(timeout=120) == 0
+    truth = view(logs, "ten/requeued").tags[EPOCH_TAG]
+    assert truth.last_step == 9
+    eta = verdict.progress.eta
+    error = abs(eta - truth.last_wall_time) / (truth.last_wall_time - asked)
+    took = truth.last_wall_time - asked
+    assert error <= 0.2, f"ETA off by {error:.0%}: predicted {eta - asked:.2f} s, took {took:.2f} s"
 
 
 def test_a_stall_that_resumes(live: tuple[Path, dict[str, subprocess.Popen[bytes]]], tmp_path: Path) -> None:

@@ -71,7 +71,7 @@ def run_statuses(
         run_tags, run_states = tags.get(run.relpath, {}), states.get(run.relpath, [])
         found = recognition(store, run, run_tags, run_texts(run_root(run), run_states))
         verdicts[run.relpath] = run_status(run, run_tags, rule, now_ns=now_ns, markers=markers, recognition=found,
-                                           spans=file_spans(run_states))
+                                           spans=file_spans(run_states, found))
     return verdicts, tags
 
 
@@ -115,7 +115,8 @@ def stored_statuses(services: Services, endpoint: EndpointSpec, runs: Sequence[R
             states = [state_from_json(known[f.relpath][3]) for f in run.files if f.relpath in known]
             root = run_root(run)
             tags = merge_tags(root, states)
-            decided = (tags, recognition(store, run, tags, run_texts(root, states)), file_spans(states))
+            found = recognition(store, run, tags, run_texts(root, states))
+            decided = (tags, found, file_spans(states, found))
             if len(_DECIDED) >= _DECIDED_MAX:
                 _DECIDED.clear()
             _DECIDED[key] = decided

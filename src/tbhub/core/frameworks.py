@@ -216,12 +216,16 @@ Span = tuple[int, float, int, float]
 step and its last wall time."""
 
 
-def file_spans(states: Iterable[ScalarFileState]) -> list[Span]:
+def file_spans(states: Iterable[ScalarFileState], recognition: Recognition | None = None) -> list[Span]:
     """The span of each event file from its scalars (the steps training logged: a text or a file's
-    first record at step 0 before training resumes from a checkpoint does not count)."""
+    first record at step 0 before training resumes from a checkpoint does not count). For a run whose
+    epoch tag's steps are epochs (``Recognition.epoch_stepped``), from that tag alone: the span in epochs."""
+    only = None
+    if recognition is not None and recognition.epoch_stepped and recognition.epoch_tag:
+        only = recognition.epoch_tag.rpartition("/")[2]
     spans = []
     for state in states:
-        tags = state.tags.values()
+        tags = [t for name, t in state.tags.items() if name == only] if only else list(state.tags.values())
         if tags:
             first = min(tags, key=lambda t: t.first_wall_time)
             spans.append((first.first_step, first.first_wall_time, max(t.last_step for t in tags),
@@ -263,7 +267,7 @@ def progress(run: RunSummary, tags: Mapping[str, TagSummary], recognition: Recog
     if plan is None:
         return None
     if recognition.epoch_stepped:
-        return _stepped_epochs(tags.get(recognition.epoch_tag or ""), plan)
+        return _stepped_epochs(tags.get(recognition.epoch_tag or ""), plan, spans)
     last_step = (run.last_step or 0) + recognition.step_offset
     rate = step_rate(_scan_spans(run.files) if spans is None else spans)
     epoch = tags.get(recognition.epoch_tag) if recognition.epoch_tag else None
@@ -286,16 +290,17 @@ def progress(run: RunSummary, tags: Mapping[str, TagSummary], recognition: Recog
     return Progress(plan, done, fraction, reached, rate, total_steps, eta)
 
 
-def _stepped_epochs(epoch: TagSummary | None, plan: Plan) -> Progress | None:
+def _stepped_epochs(epoch: TagSummary | None, plan: Plan, spans: Sequence[Span] | None) -> Progress | None:
     """Progress of a run whose epoch tag's step is the index of the epoch that ended (Keras): epochs
-    done are its last step + 1, the pace is the tag's own (epochs between its first and last point
-    over their wall times: not the optimizer steps other tags count, not the time to the first epoch)."""
+    done are its last step + 1. The pace is that tag's own, not the optimizer steps other tags count:
+    from ``spans`` (``file_spans`` with the recognition: a resumed job's new file alone), else over
+    the whole tag; from its first point (the end of the first epoch) on."""
     if epoch is None:
         return None
     done = float(epoch.last_step + 1)
-    seconds = epoch.last_wall_time - epoch.first_wall_time
-    rate = (epoch.last_step - epoch.first_step) / seconds if seconds > 0 and epoch.last_step > epoch.first_step \
-        else None
+    if spans is None:
+        spans = [(epoch.first_step, epoch.first_wall_time, epoch.last_step, epoch.last_wall_time)]
+    rate = step_rate(spans)
     reached = done >= plan.total - _EPSILON
     eta = epoch.last_wall_time + (plan.total - done) / rate if rate and not reached else None
     return Progress(plan, done, min(1.0, done / plan.total), reached, rate, plan.total, eta)
