@@ -108,7 +108,7 @@ SETTINGS: tuple[Setting, ...] = (
     Setting("retention.ENDPOINT.datasets.GLOB", None,
             "A rule for matching datasets: keep_days, keep_last, archive_to."),
     Setting("alerts.stalled_after", "15m", "A run with no new events for this long is stalled."),
-    Setting("alerts.max_steps", None, "A run whose last step reaches this is finished."),
+    Setting("alerts.max_steps", None, "A run whose last step reaches this is finished (a Keras run: its epochs)."),
     Setting("alerts.final_tags", [], "A run that logs one of these tags is finished (train/train_runtime)."),
     Setting("alerts.marker_files", [], "A run folder holding one of these files is finished (DONE)."),
     Setting("alerts.watch", ["*loss*"], "Scalar tags watched for divergence."),
