@@ -6,6 +6,7 @@ axe violation (issue 17). The TensorBoard link itself: test_run_page.py.
 
 from __future__ import annotations
 
+import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -176,3 +177,29 @@ def test_what_the_trainers_logs_tell(trainer_server: Server) -> None:
         assert crash["progress"].startswith("crashed? at ") and crash["progress"].endswith("of 20 steps")
         assert "ETA" not in crash
         assert seen == {"console": [], "failed": []}
+
+
+def test_a_training_run_updates_live_without_a_reload(server: Server, logs: Path) -> None:
+    """The run page polls its live part (status, facts, scalars, files) while the tab is visible: steps a
+    job writes after the page opened show without a reload, and a note being typed is left alone."""
+    events = logs / "live" / "r1" / "events.out.tfevents.1.h"
+    now = time.time()
+    write_events(events, [file_version_event(now), *(scalar_event(s, 1 / (s + 1), "train/loss", wall_time=now + s / 10)
+                                                     for s in range(10))])
+    wait_for(lambda: "<dt>last step</dt><dd>9</dd>" in server.get("/runs/lora/live/r1").text, 30,
+             "the hub to index the run's 10 steps")
+    with chromium_page(viewport=VIEWPORTS["desktop"]) as page:
+        seen = watch(page)
+        page.goto(f"{server.url}/runs/lora/live/r1")
+        assert facts(page)["last step"] == "9"
+        page.evaluate("window.__sameDocument = true")
+        page.fill("#note-form textarea", "half-typed note")
+        more = [scalar_event(s, 1 / (s + 1), "train/loss", wall_time=now + s / 10) for s in range(10, 60)]
+        write_events(events, more, append=True)
+        page.wait_for_function(
+            "() => [...document.querySelectorAll('#run-facts div')].some(d => d.querySelector('dt').textContent"
+            " === 'last step' && d.querySelector('dd').textContent.trim() === '59')", timeout=30_000)
+        assert page.evaluate("window.__sameDocument") is True  # swapped in place, not reloaded
+        assert page.input_value("#note-form textarea") == "half-typed note"
+        assert page.locator(".live-note").inner_text().startswith("Updates every")
+        assert seen == {"console": [], "failed": []}, seen

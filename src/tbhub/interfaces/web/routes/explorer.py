@@ -30,7 +30,7 @@ from tbhub.interfaces.web.auth import RoleTable, current_user
 from tbhub.interfaces.web.deps import HubDep, TemplatesDep, page_context
 from tbhub.interfaces.web.payloads import ACTIVE_MINUTES, channels_json, endpoint_json
 
-__all__ = ["LIVE_SECONDS", "access", "router"]
+__all__ = ["LIVE_SECONDS", "access", "live_request", "router"]
 
 router = APIRouter(include_in_schema=False)
 access = RoleTable()
@@ -43,7 +43,8 @@ COLUMNS = (
     ("modified", "age", False), ("step", "last step", True), ("events", "events", True),
     ("size", "size", True), ("files", "files", True), ("tags", "tags", False), ("notes", "notes", False),
 )
-def _live(request: Request) -> bool:
+def live_request(request: Request) -> bool:
+    """Whether htmx's polling asks (``HX-Request``): answer the page's live part alone."""
     return request.headers.get("hx-request") == "true"
 
 
@@ -131,7 +132,7 @@ def _endpoint_header(request: Request, hub: Hub, name: str) -> dict[str, Any]:
 @access(Role.VIEWER)
 def all_runs_page(request: Request, hub: HubDep, templates: TemplatesDep) -> Response:
     context, status = _explorer_context(request, hub, None)
-    name = "explorer_results.html" if _live(request) else "endpoint.html"
+    name = "explorer_results.html" if live_request(request) else "endpoint.html"
     return templates.TemplateResponse(request, name, {**context, "header": None}, status_code=status)
 
 
@@ -140,7 +141,7 @@ def all_runs_page(request: Request, hub: HubDep, templates: TemplatesDep) -> Res
 def endpoint_page(request: Request, name: str, hub: HubDep, templates: TemplatesDep) -> Response:
     hub.spec(name)  # UnknownEndpoint: 404
     context, status = _explorer_context(request, hub, name)
-    if _live(request):
+    if live_request(request):
         return templates.TemplateResponse(request, "explorer_results.html", context, status_code=status)
     header = _endpoint_header(request, hub, name)
     return templates.TemplateResponse(request, "endpoint.html", {**context, "header": header}, status_code=status)
@@ -183,7 +184,7 @@ def index(request: Request, hub: HubDep, templates: TemplatesDep) -> Response:
         endpoints.append(e)
     context = {**page_context(request), "endpoints": endpoints, "summary": summary, "live_seconds": LIVE_SECONDS,
                "active_minutes": ACTIVE_MINUTES}
-    if _live(request):
+    if live_request(request):
         return templates.TemplateResponse(request, "hub_summary.html", context)
     context["retention"] = retention_status(hub.services, time.time())
     return templates.TemplateResponse(request, "index.html", context)
@@ -194,4 +195,4 @@ def index(request: Request, hub: HubDep, templates: TemplatesDep) -> Response:
 def alerts_page(request: Request, hub: HubDep, templates: TemplatesDep) -> Response:
     context = {**page_context(request), "alerts": alert_history(hub.state, 200), "channels": channels_json(hub),
                "live_seconds": LIVE_SECONDS}
-    return templates.TemplateResponse(request, "alerts_feed.html" if _live(request) else "alerts.html", context)
+    return templates.TemplateResponse(request, "alerts_feed.html" if live_request(request) else "alerts.html", context)

@@ -11,7 +11,7 @@ from __future__ import annotations
 import io
 import time
 from typing import Annotated, Any
-from urllib.parse import urlencode
+from urllib.parse import quote, urlencode
 
 from fastapi import APIRouter, Query, Request
 from fastapi.responses import HTMLResponse, JSONResponse, Response
@@ -29,6 +29,7 @@ from tbhub.interfaces.web.auth import RoleTable
 from tbhub.interfaces.web.comparing import CompareQuery, compare_view, series_json
 from tbhub.interfaces.web.deps import HubDep, TemplatesDep, page_context
 from tbhub.interfaces.web.payloads import run_marks
+from tbhub.interfaces.web.routes.explorer import LIVE_SECONDS, live_request
 from tbhub.interfaces.web.sparkline import sparkline_svg
 
 __all__ = ["access", "router", "series_cache"]
@@ -130,6 +131,8 @@ def run_page(request: Request, endpoint: str, relpath: str, hub: HubDep, templat
         "pinned": marks["pinned"],
         "tensorboard": tensorboard_link(endpoint, run.relpath if run is not None else relpath),
         "compare_url": CompareQuery([f"{endpoint}/{relpath}"], "", "", [], "").url(),
+        "page_url": f"/runs/{quote(endpoint, safe='')}/{quote(relpath)}",
+        "live_seconds": LIVE_SECONDS,
     }
     if detail is not None and run is not None:
         context.update(
@@ -140,7 +143,7 @@ def run_page(request: Request, endpoint: str, relpath: str, hub: HubDep, templat
             files=_files(run.relpath, detail),
             alerts=run_alerts(hub.services, endpoint, run.dataset, run.run),
         )
-    return templates.TemplateResponse(request, "run.html", context)
+    return templates.TemplateResponse(request, "run_live.html" if live_request(request) else "run.html", context)
 
 
 def _query(run: list[str], endpoint: str, dataset: str, tag: list[str], tags: str, sort: str) -> CompareQuery:
