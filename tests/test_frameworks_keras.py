@@ -14,7 +14,6 @@ from __future__ import annotations
 import json
 import os
 import subprocess
-import sys
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -31,13 +30,21 @@ from tbhub.core.status import StatusVerdict
 from tbhub.interfaces.cli.main import main
 
 SCRIPT = Path(__file__).with_name("keras_training.py")
+# Keras trains in its own venv (`make keras-venv`, part of `make test`; tests/keras-requirements.txt):
+# TensorFlow stays out of the dev venv, where it would change the TensorBoard every other test runs.
+KERAS_PYTHON = Path(os.environ.get("TBHUB_KERAS_PYTHON", Path(__file__).parents[1] / ".venv-keras" / "bin" / "python"))
+
+pytestmark = pytest.mark.skipif(
+    not KERAS_PYTHON.exists(), reason=f"no Keras venv at {KERAS_PYTHON} (`make keras-venv`: TensorFlow did not install)"
+)
+
 EPOCH_TAG = "train/epoch_loss"
 
 
 def _start(root: Path, *specs: str, go: Path | None = None) -> subprocess.Popen[bytes]:
     env = os.environ | {"OMP_NUM_THREADS": "1", "TF_CPP_MIN_LOG_LEVEL": "3", "PYTHONWARNINGS": "ignore",
                         "CUDA_VISIBLE_DEVICES": ""} | ({"KERAS_TEST_GO_FILE": str(go)} if go else {})
-    return subprocess.Popen([sys.executable, str(SCRIPT), str(root), *specs], env=env,
+    return subprocess.Popen([str(KERAS_PYTHON), str(SCRIPT), str(root), *specs], env=env,
                             stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
 
 
