@@ -214,6 +214,8 @@ class LatencyProxy:
             for task in list(self._connections):
                 task.cancel()
             await asyncio.gather(*self._connections, return_exceptions=True)
+            await server.wait_closed()
+            await asyncio.sleep(0)  # the closed transports' last callbacks
             loop.stop()
 
         asyncio.run_coroutine_threadsafe(shutdown(), loop)
@@ -258,6 +260,12 @@ class LatencyProxy:
             for writer in (client_w, server_w):
                 if writer is not None:
                     writer.close()
+            # Until the transports are closed for real: a loop stopped while they are only "closing"
+            # leaves their sockets to the garbage collector (a ResourceWarning in a later test).
+            for writer in (client_w, server_w):
+                if writer is not None:
+                    with contextlib.suppress(Exception, asyncio.CancelledError):
+                        await asyncio.wait_for(writer.wait_closed(), 2)
             self._connections.discard(task)
 
     async def _pump(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter, direction: str,
