@@ -103,12 +103,40 @@ def write_config(path: Path, roots: dict[str, Path], *, hub_port: int, reload_in
     return ports
 
 
+PORT_CLASH = "already in use"
+
+
 @contextlib.contextmanager
 def serve(tmp: Path, roots: dict[str, Path], *, scan_interval: float = 1.0, wait: bool = True,
           extra_args: tuple[str, ...] = (), extra_config: str = "", auth: str | None = "none",
           database: str | None = None) -> Iterator[Server]:
-    """Start ``tbhub serve`` over ``roots``; always stop it (SIGTERM, then SIGKILL of the whole tree)."""
+    """Start ``tbhub serve`` over ``roots`` and wait until the hub answers (``wait``: until every TensorBoard
+    does); always stop it (SIGTERM, then SIGKILL of the whole tree).
+
+    Ports come from :func:`free_port`, so another socket may take one between the pick and the bind (an
+    outgoing connection's ephemeral port): a server that exits saying a port is in use is started again on
+    fresh ports. A server that exits for any other reason fails the test with its output."""
     tmp.mkdir(parents=True, exist_ok=True)
+    for attempt in range(3):
+        server = _start(tmp, roots, scan_interval, extra_args, extra_config, auth, database)
+        try:
+            if _answers(server, "/healthz", 90, "the hub") and (
+                    not wait or _answers(server, "/readyz", 90, "every TensorBoard to be ready")):
+                break
+        except BaseException:
+            stop(server.proc)
+            raise
+        stop(server.proc)
+        if attempt == 2:
+            raise AssertionError(f"the server's ports were taken three times: {server.output()}")
+    try:
+        yield server
+    finally:
+        stop(server.proc)
+
+
+def _start(tmp: Path, roots: dict[str, Path], scan_interval: float, extra_args: tuple[str, ...],
+           extra_config: str, auth: str | None, database: str | None) -> Server:
     port = free_port()
     config = tmp / "tbhub.toml"
     ports = write_config(config, roots, hub_port=port, state_dir=tmp / "state", extra=extra_config,
@@ -120,13 +148,29 @@ def serve(tmp: Path, roots: dict[str, Path], *, scan_interval: float = 1.0, wait
              "--scan-interval", str(scan_interval), "--alerts-warmup", "0", *extra_args],
             stdout=out, stderr=subprocess.STDOUT, text=True, env={**os.environ, "PYTHONUNBUFFERED": "1"},
         )
-    server = Server(proc, port, ports, config, log)
-    try:
-        if wait:
-            wait_for(lambda: server.get("/readyz").status_code == 200, 90, "every TensorBoard to be ready")
-        yield server
-    finally:
-        stop(proc)
+    return Server(proc, port, ports, config, log)
+
+
+def _answers(server: Server, path: str, timeout: float, what: str) -> bool:
+    """Wait until ``path`` answers 200: True; False if a port was taken (the hub's: the server exits; an
+    endpoint's: its TensorBoard cannot start). Fails the test, with the server's output, if the server
+    exited otherwise or never answered."""
+    deadline = time.monotonic() + timeout
+    last_error: Exception | None = None
+    while time.monotonic() < deadline:
+        try:
+            if server.get(path).status_code == 200:
+                return True
+        except httpx.HTTPError as error:
+            last_error = error
+        output = server.output()
+        if PORT_CLASH in output:
+            return False
+        if server.proc.poll() is not None:
+            raise AssertionError(f"tbhub serve exited ({server.proc.returncode}) before {what}:\n{output}")
+        time.sleep(0.2)
+    raise AssertionError(f"timed out after {timeout}s waiting for {what} (last error: {last_error!r});"
+                         f" the server said:\n{server.output()[-4000:]}")
 
 
 def stop(proc: subprocess.Popen[str], wait: float = 15) -> None:
