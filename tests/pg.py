@@ -20,7 +20,6 @@ import glob
 import os
 import pwd
 import shutil
-import socket
 import subprocess
 import tempfile
 import uuid
@@ -29,6 +28,8 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
+
+from ports import free_port
 
 __all__ = [
     "PostgresServer",
@@ -57,12 +58,6 @@ def find_pg_bin() -> Path | None:
         if (folder / "pg_ctl").exists():
             return folder
     return None
-
-
-def _free_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 @dataclass(frozen=True)
@@ -136,7 +131,7 @@ def running_postgres(bin_dir: Path | None = None) -> Iterator[PostgresServer]:
         options = f"-h 127.0.0.1 -p {{port}} -k {sockets} -c fsync=off -c synchronous_commit=off " \
                   "-c full_page_writes=off -c max_connections=200"
         for attempt in range(3):  # the free port may be taken between probing and binding
-            port = _free_port()
+            port = free_port()
             try:
                 _run([str(bin_dir / "pg_ctl"), "-D", str(data), "-o", options.format(port=port), "-l", str(log),
                       "-w", "-t", "30", "start"], root, "pg_ctl start", log)

@@ -36,6 +36,8 @@ from typing import Any, Literal
 from aiosmtpd.controller import Controller
 from aiosmtpd.smtp import SMTP, AuthResult, Envelope, LoginPassword, Session
 
+from ports import closed_port, free_port
+
 __all__ = [
     "HttpReceiver",
     "ReceivedMail",
@@ -52,18 +54,6 @@ __all__ = [
 ]
 
 LOOPBACK = "127.0.0.1"
-
-
-def free_port() -> int:
-    """A port nobody listens on right now (bind, read, close: racy only against other binders)."""
-    with socket.socket() as sock:
-        sock.bind((LOOPBACK, 0))
-        return int(sock.getsockname()[1])
-
-
-def closed_port() -> int:
-    """A loopback port where connections are refused."""
-    return free_port()
 
 
 def wait_until(check: Callable[[], bool], timeout: float, what: str) -> None:

@@ -20,7 +20,6 @@ from __future__ import annotations
 
 import os
 import shutil
-import socket
 import subprocess
 import sys
 import time
@@ -32,6 +31,8 @@ from typing import Any
 
 import httpx
 import pytest
+
+from ports import free_port
 
 __all__ = [
     "S3Server",
@@ -62,12 +63,6 @@ S3_UNSET_ENV = (
     "AWS_SECURITY_TOKEN",
     "AWS_REGION",
 )
-
-
-def _free_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 def _moto_server_binary() -> str | None:
@@ -120,7 +115,7 @@ class running_moto:
             raise FileNotFoundError("moto_server not found; pip install 'moto[server]'")
         last = ""
         for _attempt in range(3):  # the free port may be taken between probing and binding
-            port = _free_port()
+            port = free_port()
             url = f"http://127.0.0.1:{port}"
             log = self.workdir / f"moto-{port}.log"
             self._log_fh = log.open("wb")

@@ -27,6 +27,7 @@ from tensorboard.backend.event_processing.event_file_loader import (
 )
 from tensorboard.summary.writer.record_writer import RecordWriter
 
+from ports import free_port
 from tbhub.config import load_config
 from tbhub.demo import MARKER, DemoLogs, DemoPorts, DemoRun, LiveWriter, write_demo_config, write_demo_logs
 
@@ -330,12 +331,6 @@ def test_demo_config_is_read_by_the_cli_as_the_hub_reads_it(tmp_path: Path) -> N
     assert {r["framework"] for r in records} == {"transformers", "lightning"} and all(r["plan"] for r in records)
     assert all(r["eta"] for r in records if r["status"] == "running")
     assert [r["crashed"] for r in records if r["status"] == "stalled"] == [True]
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 @pytest.mark.slow

@@ -11,7 +11,6 @@ import contextlib
 import os
 import shutil
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -23,18 +22,13 @@ import psutil
 import pytest
 
 from eventfiles import write_scalar_file
+from ports import free_port
 
 ROOT = Path(__file__).resolve().parents[1]
 PACKAGE = ROOT / "src" / "tbhub"
 
 pytestmark = [pytest.mark.slow, pytest.mark.timeout(600)]
 NEW_FILES = ("static/vendor/newlib/1.0/newlib.min.js", "static/newpage.js", "templates/partials/row.html")
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 def data_files() -> set[str]:

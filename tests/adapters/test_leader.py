@@ -5,7 +5,6 @@ from __future__ import annotations
 import os
 import select
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -17,6 +16,7 @@ import pytest
 from sqlalchemy import create_engine
 
 from pg import fresh_postgres_url, postgres_server  # noqa: F401  (pytest fixtures)
+from ports import closed_port
 from tbhub.adapters.db.leader import (
     LEADER_LOCK_KEY,
     AdvisoryLockLeadership,
@@ -129,18 +129,12 @@ def test_a_leader_whose_session_was_ended_steps_down(pg_store: StateStore) -> No
 
 
 def test_unreachable_postgresql_is_no_leadership(pg_store: StateStore) -> None:
-    closed = pg_store.engine.url.set(port=_closed_port(), database="nope")
+    closed = pg_store.engine.url.set(port=closed_port(), database="nope")
     engine = create_engine(closed)
     try:
         assert AdvisoryLockLeadership(engine, "a").poll() is False
     finally:
         engine.dispose()
-
-
-def _closed_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 def test_sqlite_lease_expires_and_is_taken_over(tmp_path: Path) -> None:

@@ -7,7 +7,6 @@ each behaviour is proven on both backends. The PostgreSQL server starts once, on
 
 from __future__ import annotations
 
-import socket
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -17,6 +16,7 @@ import pytest
 from sqlalchemy import inspect, select
 
 from pg import PostgresServer, fresh_postgres_url, postgres_server  # noqa: F401  (pytest fixtures)
+from ports import closed_port
 from tbhub.adapters.db.store import (
     HEAD_REVISION,
     DeletionRecord,
@@ -104,17 +104,11 @@ def test_postgresql_urls_use_psycopg3(fresh_postgres_url: str) -> None:  # noqa:
 
 def test_unreachable_postgresql_is_one_line(postgres_server: PostgresServer) -> None:  # noqa: F811
     missing = postgres_server.url("no_such_database")
-    closed = f"postgresql+psycopg://postgres@127.0.0.1:{_closed_port()}/tbhub"
+    closed = f"postgresql+psycopg://postgres@127.0.0.1:{closed_port()}/tbhub"
     for url in (missing, closed):
         with pytest.raises(StateError) as info:
             open_state(url)
         assert "\n" not in str(info.value) and "cannot reach state database" in str(info.value)
-
-
-def _closed_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 _OPEN_WHEN_TOLD = """

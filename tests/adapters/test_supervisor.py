@@ -21,6 +21,7 @@ import psutil
 import pytest
 
 from eventfiles import write_scalar_file
+from ports import free_port
 from tbhub.adapters.storage.mirror import MANIFEST as MIRROR_MANIFEST
 from tbhub.adapters.tensorboard.supervisor import (
     ChildSpec,
@@ -49,12 +50,6 @@ TIMING = SupervisorTiming(
     stop_grace=3.0,
 )
 STEPS = range(5)
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 def spec_for(name: str, root: Path, state_dir: Path, **kwargs: object) -> ChildSpec:

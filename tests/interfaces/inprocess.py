@@ -4,7 +4,6 @@ what every page test checks in Chromium: console errors, failed requests, axe-co
 from __future__ import annotations
 
 import contextlib
-import socket
 import threading
 import time
 from collections.abc import Iterator
@@ -14,6 +13,7 @@ from typing import Any
 
 import uvicorn
 
+from ports import free_port
 from tbhub.app.hub import Hub
 from tbhub.app.services import Services
 from tbhub.config import load_config
@@ -34,9 +34,7 @@ def serve_inprocess(config_text: str, tmp: Path, *, scan_interval: float = 2.0) 
     """``tbhub``'s web app on a free loopback port: the real background scans, no supervisor."""
     config = tmp / "tbhub.toml"
     config.write_text(config_text)
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port = int(sock.getsockname()[1])
+    port = free_port()
     with Services(load_config(config)) as services:
         hub = Hub(services, None)
         for name in hub.specs:
