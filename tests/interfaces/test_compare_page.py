@@ -9,6 +9,7 @@ from __future__ import annotations
 import csv
 import io
 import json
+import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -29,11 +30,14 @@ SCREENSHOTS = Path(__file__).resolve().parents[2] / "docs" / "screenshots"
 VIEWPORTS = {"desktop": {"width": 1440, "height": 900}, "phone": {"width": 390, "height": 844}}
 
 
-def write_run(root: Path, relpath: str, losses: list[float], t0: float, *, eval_every: int = 10) -> None:
-    train = [file_version_event(t0), *(scalar_event(s, v, "loss", wall_time=t0 + s) for s, v in enumerate(losses))]
+def write_run(root: Path, relpath: str, losses: list[float], t0: float, step_s: float, *,
+              eval_every: int = 10) -> None:
+    """A run that started at ``t0`` and took ``step_s`` seconds a step (the README's screenshot shows it)."""
+    train = [file_version_event(t0),
+             *(scalar_event(s, v, "loss", wall_time=t0 + s * step_s) for s, v in enumerate(losses))]
     write_events(root / relpath / "train" / "events.out.tfevents.1.h", train)
     evals = [file_version_event(t0)] + [
-        scalar_event(s, 0.5 + 0.4 * (1 - v / losses[0]) if v == v else NAN, "accuracy", wall_time=t0 + s)
+        scalar_event(s, 0.5 + 0.4 * (1 - v / losses[0]) if v == v else NAN, "accuracy", wall_time=t0 + s * step_s)
         for s, v in enumerate(losses) if s % eval_every == 0
     ]
     write_events(root / relpath / "eval" / "events.out.tfevents.1.h", evals)
@@ -46,10 +50,12 @@ def curve(start: float, rate: float, n: int) -> list[float]:
 @pytest.fixture(scope="module")
 def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
     lora, chat = tmp_path_factory.mktemp("lora"), tmp_path_factory.mktemp("chat")
-    write_run(lora, "alpaca/r32-lr2e-4", curve(2.2, 0.05, 400), 1.7e9)
-    write_run(lora, "alpaca/r16-lr1e-4", curve(2.4, 0.03, 300), 1.7e9 + 5000)
-    write_run(lora, "dolly/r8-diverged", [*curve(2.0, 0.08, 60), NAN, NAN], 1.7e9 + 9000)
-    write_run(chat, "alpaca/sft-base", curve(2.0, 0.02, 3000), 1.7e9 + 20000, eval_every=100)
+    day = 86_400.0
+    now = time.time()
+    write_run(lora, "alpaca/r32-lr2e-4", curve(2.2, 0.05, 400), now - 3 * day, 1.6)
+    write_run(lora, "alpaca/r16-lr1e-4", curve(2.4, 0.03, 300), now - 2 * day, 1.1)
+    write_run(lora, "dolly/r8-diverged", [*curve(2.0, 0.08, 60), NAN, NAN], now - day, 0.8)
+    write_run(chat, "alpaca/sft-base", curve(2.0, 0.02, 3000), now - 4 * 3600, 2.5, eval_every=100)
     with serve(tmp_path_factory.mktemp("srv"), {"lora": lora, "chat": chat}) as running:
 
         def indexed() -> bool | None:
@@ -190,7 +196,7 @@ def test_sortable_headers_sort_and_best_is_finite(server: Server) -> None:
         assert best.count() == 1 and best.get_attribute("data-run") != "lora/dolly/r8-diverged"
         with page.expect_navigation():
             page.locator("#compare thead th", has_text="duration").get_by_role("link").click()
-        assert _order(page)[0] == "chat/alpaca/sft-base"  # 3,000 steps at one a second: the longest
+        assert _order(page)[0] == "chat/alpaca/sft-base"  # 3,000 steps, 2.5 s each: the longest
         with page.expect_navigation():
             page.locator("#compare thead th", has_text="run").first.get_by_role("link").click()
         assert _order(page) == sorted(runs)

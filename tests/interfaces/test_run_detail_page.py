@@ -6,6 +6,7 @@ axe violation (issue 17). The TensorBoard link itself: test_run_page.py.
 
 from __future__ import annotations
 
+import datetime as dt
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -24,7 +25,7 @@ pytestmark = [
 ]
 
 NAN = float("nan")
-T0 = 1.7e9
+T0 = time.time() - 300  # five minutes ago: the README's screenshot shows a run of today
 OK, DIVERGED = "alpaca/r32-lr2e-4", "alpaca/r64-lr1e-3"
 
 
@@ -58,6 +59,10 @@ def server(logs: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Ser
         yield running
 
 
+def _iso(t: float) -> str:
+    return dt.datetime.fromtimestamp(int(t), dt.UTC).isoformat().replace("+00:00", "Z")
+
+
 def facts(page: Any) -> dict[str, str]:
     found: dict[str, str] = page.evaluate(
         "() => Object.fromEntries([...document.querySelectorAll('#run-facts div')].map(d => "
@@ -83,6 +88,10 @@ def test_the_diverged_run_says_why_and_when(server: Server, logs: Path) -> None:
         got = facts(page)
         assert got["duration"] == "1m" and got["last step"] == "30"  # steps 0..30, 2 s apart: 61 s
         assert float(got["steps/s"]) == pytest.approx(0.5, rel=0.02)
+        # Started and last event are the records' own times (step 0; eval at step 30, 2 s a step), not the
+        # files' modification times: a copied or synced log keeps them.
+        times = page.locator("#run-facts time").evaluate_all("ts => ts.map(t => t.getAttribute('datetime'))")
+        assert times == [_iso(T0), _iso(T0 + 2 * 30 + 1)]
         rows = scalar_rows(page)
         assert rows["train/loss"][0].startswith("nan") and "min" in rows["train/loss"][1]
         best = float(rows["train/loss"][1].split("@")[0])
