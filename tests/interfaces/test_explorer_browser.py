@@ -237,6 +237,11 @@ def test_explorer_sorts_filters_and_pages_through_10000_runs(hub: Served) -> Non
         assert "NaN" in (row.locator(".badge.status").get_attribute("title") or "")
         assert row.get_attribute("class") is None
         assert row.locator("td.age-cell .age").count() == 1
+        # A run the alert engine has not seen says so, in the same words as the hub's summary.
+        page.select_option('select[name="status"]', label="not judged")
+        page.click("#filters button[type=submit]")
+        page.wait_for_url(re.compile(r"status=unknown"))
+        assert set(page.locator("#runs tbody .badge.status").all_inner_texts()) == {"not judged"}
         # The sticky header stays at the top of the table's box while its rows scroll.
         page.goto(hub.url + "/endpoints/big?per=200")
         box = page.locator(".explorer-scroll")
