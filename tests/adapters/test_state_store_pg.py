@@ -402,6 +402,18 @@ def test_scalar_states(store: StateStore) -> None:
     assert store.load_scalar_states("nobody") == {}
 
 
+def test_scalar_states_of_some_files(store: StateStore) -> None:
+    """A selection's rows only, across the query's chunks, undecodable names included; unknown names skipped."""
+    names = [f"ds/r{i:04d}/events" for i in range(1_200)] + ["ds/caf\udce9/events"]
+    store.save_scalar_states("lora", [(n, i, i, i, f'{{"i": {i}}}') for i, n in enumerate(names)], [])
+    store.save_scalar_states("router", [(names[0], 9, 9, 9, "{}")], [])
+    wanted = names[::2] + [names[-1], "ds/never-seen/events"]
+    got = store.load_scalar_states("lora", wanted)
+    assert got == {n: (i, i, i, f'{{"i": {i}}}') for i, n in enumerate(names) if n in wanted}
+    assert len(got) == 601 and store.load_scalar_states("lora", []) == {}
+    assert len(store.load_scalar_states("lora")) == 1_201
+
+
 def test_run_states(store: StateStore) -> None:
     store.save_run_states("lora", [])
     store.save_run_states("lora", [("ds/a", "running", "k1", ""), ("ds/b", "idle", "k2", "no events")])

@@ -151,10 +151,11 @@ def update_scalar_states(
 ) -> dict[str, tuple[int, int, int, str]]:
     """Parse, in this process, the event-file bytes of ``runs`` added since the stored states and store
     the new states (batch by batch); returns the stored states as they now are (what
-    ``load_scalar_states`` would give). ``prune`` as for ``run_scalars``. (``tbhub serve`` does the same
+    ``load_scalar_states`` would give; without ``prune``, of ``runs``' files only). ``prune`` as for
+    ``run_scalars``. (``tbhub serve`` does the same
     in a worker process: ``tbhub.app.workers``.)"""
     state = services.state
-    known = state.load_scalar_states(endpoint.name)
+    known = state.load_scalar_states(endpoint.name, None if prune else [f.relpath for run in runs for f in run.files])
     removed = pruned(known, runs) if prune else []
     for relpath in removed:
         del known[relpath]
@@ -199,10 +200,12 @@ def run_scalars(
         if decoder is None:
             raise ValueError("run_scalars(parse=True) needs a decoder")
         known = update_scalar_states(services, endpoint, runs, decoder, prune=prune)
-    else:
+    elif prune:
         known = services.state.load_scalar_states(endpoint.name)
-        if prune and (removed := pruned(known, runs)):
+        if removed := pruned(known, runs):
             services.state.save_scalar_states(endpoint.name, [], removed)
+    else:  # a selection: only its files' rows
+        known = services.state.load_scalar_states(endpoint.name, [f.relpath for run in runs for f in run.files])
     tags: dict[str, dict[str, TagSummary]] = {}
     for run in runs:
         files = [state_from_json(known[f.relpath][3]) for f in run.files if f.relpath in known]
