@@ -11,9 +11,9 @@ from tbhub.core.trends import RunFacts, build_trends, iso_week, parse_metric
 
 
 def fact(run: str, start: float, *, busy: float = 3600.0, cost: float | None = 2.5, metric: float | None = None,
-         dataset: str = "ds") -> RunFacts:
+         dataset: str = "ds", training: bool = False) -> RunFacts:
     return RunFacts("e", dataset, run, f"{dataset}/{run}", start, busy, busy / 3600, cost, 1.0, None, None, None,
-                    metric)
+                    metric, training)
 
 
 def at(year: int, month: int, day: int) -> float:
@@ -52,6 +52,21 @@ def test_an_unpriced_run_makes_the_cost_unknown_and_runs_without_a_start_are_lef
     facts = [fact("a", at(2026, 11, 2)), fact("b", at(2026, 11, 2) + 60, cost=None), fact("c", None)]  # type: ignore[arg-type]
     (trend,) = build_trends(facts)
     assert [p.cost for p in trend.points] == [2.5, None]
+
+
+def test_a_run_still_training_counts_in_rates_not_in_gpu_hours_or_cost() -> None:
+    week = [fact("a", at(2026, 11, 2), busy=3600.0), fact("b", at(2026, 11, 2) + 60, busy=7200.0),
+            fact("live", at(2026, 11, 2) + 120, busy=60.0, cost=0.04, metric=0.1, training=True)]
+    (trend,) = build_trends(week, parse_metric("eval/loss"), weekly_min_runs=3)
+    assert trend.by == "run"
+    a, b, live = trend.points
+    assert (live.training, live.gpu_hours, live.cost) == (1, None, None)  # only spent so far: no point
+    assert live.steps_per_s == 1.0 and live.metric == 0.1  # its rate and best value so far stand
+    (weekly,) = build_trends([*week, *(fact(f"old{i}", at(2026, 10, 26) + i) for i in range(3))],
+                             weekly_min_runs=3)
+    this_week = weekly.points[-1]
+    assert this_week.training == 1 and len(this_week.runs) == 3
+    assert this_week.gpu_hours == pytest.approx(1.5) and this_week.cost == pytest.approx(2.5)  # medians of a, b
 
 
 @pytest.mark.parametrize("text", ["", ":max", "loss:best", "loss:"])

@@ -200,3 +200,29 @@ def test_storage_only_parses_no_event_file(tmp_path: Path, tree: tuple[Path, dic
     assert rows and all(r["gpu_hours"] is None and r["compute_cost"] is None and r["size_bytes"] > 0 for r in rows)
     code, out, err = run_cli(capsys, "usage", "--config", cfg, "--storage-only")
     assert code == 0 and "GPU-h" not in out, out
+
+
+def test_a_run_still_training_is_listed_but_not_costed_yet(tmp_path: Path, tree: tuple[Path, dict[str, dict[str, object]]],
+                                                           capsys: pytest.CaptureFixture[str]) -> None:
+    """A run written to a moment ago that has not finished has spent only part of its cost: counting it
+    would draw the newest point of every dataset as a drop. It stays in its point's runs, marked."""
+    root, facts = tree
+    t0 = float(facts["claims/r0"]["t0"]) + 3600  # type: ignore[arg-type]  # r0's day, so r0's week
+    events = [file_version_event(t0), *(scalar_event(s, 1.0 / (s + 1), "eval/loss", wall_time=t0 + 2.0 * s)
+                                         for s in range(30))]
+    write_events(root / "claims" / "live" / "events.out.tfevents.1.host", events)  # no final tags: running
+    code, out, err = run_cli(capsys, "trends", "--config", config(tmp_path, root, PRICED), "--json")
+    assert code == 0, err
+    (point,) = [p for t in json.loads(out) if t["dataset"] == "claims" for p in t["points"]
+                if any(r["relpath"] == "claims/live" for r in p["runs"])]
+    assert point["training"] == 1
+    assert {r["relpath"]: r["training"] for r in point["runs"]}["claims/live"] is True
+    stopped = [k for k in (r["relpath"] for r in point["runs"]) if k != "claims/live"]
+    assert stopped and all(not r["training"] for r in point["runs"] if r["relpath"] != "claims/live")
+    assert point["gpu_hours"] == pytest.approx(statistics.median(float(facts[k]["busy"]) / 3600 * 2 for k in stopped),  # type: ignore[arg-type]
+                                               rel=1e-4)
+    assert point["cost"] == pytest.approx(point["gpu_hours"] * 2.5, rel=1e-4)
+    assert point["steps_per_s"] is not None  # a rate: the training run counts
+    code, out, err = run_cli(capsys, "trends", "--config", config(tmp_path, root, PRICED), "--dataset", "claims")
+    assert code == 0, err
+    assert "(1 training)" in out

@@ -131,6 +131,41 @@ def test_an_unpriced_hub_says_so(tmp_path: Path) -> None:
         assert "price not set: set [cost] gpu_hour" in running.get("/trends").text
 
 
+def test_a_run_still_training_is_marked_and_not_costed_yet(tmp_path: Path) -> None:
+    """The newest run of a dataset is often still training: its spend so far is not its cost, so its point
+    says "training" instead of drawing a drop in GPU-hours and cost; it is listed with a badge."""
+    root = tmp_path / "logs"
+    write_run(root, "chat/c0", time.time() - 2 * 86400, 30)
+    write_run(root, "chat/c1", time.time() - 86400, 30)
+    t0 = time.time() - 120
+    write_events(root / "chat" / "live" / "events.out.tfevents.1.host",  # no final summary: running
+                 [file_version_event(t0), *(scalar_event(s, 1.0 / (s + 1), "eval/loss", wall_time=t0 + 2.0 * s)
+                                            for s in range(30))])
+    with serve(tmp_path / "srv", {"lora": root}, extra_config="[cost]\ngpu_hour = 2.5\n") as running:
+        wait_for(lambda: True if running.get("/trends").text.count("badge status running") else None, 90,
+                 "the trend with the live run")
+        with chromium_page(viewport=VIEWPORTS["desktop"]) as page:
+            seen = watch(page)
+            page.add_init_script(CATCH_CHARTS)
+            page.goto(running.url + "/trends")
+            page.wait_for_function("window.charts.length >= 3", timeout=20_000)
+            rows = page.locator("table.trend-table tbody tr")
+            assert rows.count() == 3
+            live = rows.nth(2)
+            assert live.locator("td").first.inner_text() == "live"
+            # steps/s, samples/s, GPU-h/run, USD/run
+            assert live.locator("td.num").all_inner_texts()[2:4] == ["training", "training"]
+            assert live.locator(".trend-runs .badge").inner_text() == "training"
+            for i in range(2):
+                cells = rows.nth(i).locator("td.num").all_inner_texts()
+                assert float(cells[2]) > 0 and float(cells[3]) > 0 and not rows.nth(i).locator(".badge").count()
+            # The GPU-hours chart has no value at the live run's point (a gap, not a drop).
+            gpu = page.evaluate("""() => window.charts.map(u => u.root.parentElement.previousElementSibling)
+                .findIndex(h => h && h.textContent.startsWith('GPU-hours'))""")
+            assert page.evaluate(f"window.charts[{gpu}].data[1]")[2] is None
+            assert seen == {"console": [], "failed": []}
+
+
 def test_the_api_answers_what_the_pages_show(server: Server) -> None:
     usage = {r["dataset"]: r for r in server.get("/api/usage").json()}
     assert usage["chat"]["gpu_hours"] == pytest.approx(2 * 121 / 3600 * 8, abs=1e-3)

@@ -10,18 +10,21 @@ earlier one read).
 from __future__ import annotations
 
 import fnmatch
+import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 
 from tbhub.app.inventory import endpoint_runs, scan_endpoints
 from tbhub.app.scalars import run_root, state_from_json, update_scalar_states
 from tbhub.app.services import Services
+from tbhub.app.status import recognition
 from tbhub.app.targets import TargetSearch
 from tbhub.core.compare import matching_tags
 from tbhub.core.cost import CostRule, RunCompute, run_compute, trainer_devices
-from tbhub.core.frameworks import recognise
-from tbhub.core.models import EndpointSpec, RunSummary
+from tbhub.core.frameworks import file_spans, recognise
+from tbhub.core.models import EndpointSpec, RunStatus, RunSummary
 from tbhub.core.scalars import ScalarFileState, TagSummary, merge_tags, run_texts
+from tbhub.core.status import StatusRule, run_status
 from tbhub.errors import UsageError
 
 __all__ = ["RunCost", "compute_runs", "plan_devices"]
@@ -30,11 +33,13 @@ __all__ = ["RunCost", "compute_runs", "plan_devices"]
 @dataclass(frozen=True, slots=True)
 class RunCost:
     """A run's compute with its tag summaries; ``target_tag``: the tag the target was looked up in
-    (``None``: no target asked, or the run has no such tag)."""
+    (``None``: no target asked, or the run has no such tag); ``training``: the run is running (written
+    within its ``stalled_after``, neither finished nor diverged), so its compute is what it spent so far."""
 
     compute: RunCompute
     tags: dict[str, TagSummary] = field(default_factory=dict)
     target_tag: str | None = None
+    training: bool = False
 
     @property
     def run(self) -> RunSummary:
@@ -65,8 +70,21 @@ class _Prepared:
     states: list[ScalarFileState]
     tags: dict[str, TagSummary]
     root: str
-    stalled_after: float
+    status_rule: StatusRule
     rule: CostRule
+
+    def training(self, services: Services, now_ns: int) -> bool:
+        """Whether the hub would call this run running; only a run written within its ``stalled_after``
+        is judged (its marker files looked for), so a scan of many old runs costs nothing more."""
+        run = self.run
+        if run.age_seconds(now_ns) > self.status_rule.stalled_after_s:
+            return False
+        store = services.store(run.endpoint)
+        markers = {m for m in self.status_rule.marker_files if store.exists(f"{run.relpath}/{m}")}
+        found = recognition(store, run, self.tags, run_texts(self.root, self.states))
+        verdict = run_status(run, self.tags, self.status_rule, now_ns=now_ns, markers=markers, recognition=found,
+                             spans=file_spans(self.states, found))
+        return verdict.status == RunStatus.RUNNING
 
 
 def _prepare(services: Services, spec: EndpointSpec, runs: Sequence[RunSummary], *, parse: bool,
@@ -86,7 +104,7 @@ def _prepare(services: Services, spec: EndpointSpec, runs: Sequence[RunSummary],
         states = [state_from_json(known[f.relpath][3]) for f in run.files if f.relpath in known]
         root = run_root(run)
         out.append(_Prepared(run, states, merge_tags(root, states), root,
-                             status_rules.rule_for(run.dataset).stalled_after_s, cost_rules.rule_for(run.dataset)))
+                             status_rules.rule_for(run.dataset), cost_rules.rule_for(run.dataset)))
     return out
 
 
@@ -134,15 +152,16 @@ def compute_runs(
         prepared.extend(_prepare(services, spec, selected, parse=scan, prune=scan and len(selected) == len(found)))
     hits, tags = _target_hits(services, prepared, target) if target is not None else ({}, {})
     out: list[RunCost] = []
+    now_ns = time.time_ns()
     for p in prepared:
         key = (p.run.endpoint, p.run.relpath)
         compute = run_compute(
             p.run,
             [(s.activity, s.activity_gap) for s in p.states],
-            stalled_after=p.stalled_after,
+            stalled_after=p.status_rule.stalled_after_s,
             rule=p.rule,
             plan_devices=plan_devices(p.tags, run_texts(p.root, p.states)),
             target_wall_time=hits.get(key),
         )
-        out.append(RunCost(compute, p.tags, tags.get(key)))
+        out.append(RunCost(compute, p.tags, tags.get(key), p.training(services, now_ns)))
     return out

@@ -25,4 +25,4 @@ def trends_report(
     scalar states up to date; ``scan=False`` (the hub): the index and the stored states only. Either
     way ``target``'s first hits are read from the points (``compute_runs``)."""
     runs = compute_runs(services, names=names, dataset_glob=dataset_glob, target=target, scan=scan)
-    return build_trends((run_facts(r.compute, r.tags, metric) for r in runs), metric)
+    return build_trends((run_facts(r.compute, r.tags, metric, training=r.training) for r in runs), metric)

@@ -83,10 +83,13 @@ class RunFacts:
     target_hours: float | None
     target_cost: float | None
     metric: float | None
+    training: bool = False
 
 
-def run_facts(compute: RunCompute, tags: Mapping[str, TagSummary], metric: MetricSpec | None = None) -> RunFacts:
-    """The facts of one run from its compute and its (run-level) tag summaries."""
+def run_facts(compute: RunCompute, tags: Mapping[str, TagSummary], metric: MetricSpec | None = None,
+              *, training: bool = False) -> RunFacts:
+    """The facts of one run from its compute and its (run-level) tag summaries. ``training``: the run is
+    still being written, so its GPU-hours and cost are only what it has spent so far."""
     run = compute.run
     steps_per_s = None
     if run.first_step is not None and run.last_step is not None and compute.busy_s > 0:
@@ -105,14 +108,17 @@ def run_facts(compute: RunCompute, tags: Mapping[str, TagSummary], metric: Metri
             value = tags[found].min_value if metric.how == "min" else tags[found].max_value
     target_hours = None if compute.target_busy_s is None else compute.target_busy_s / 3600
     return RunFacts(run.endpoint, run.dataset, run.run, run.relpath, run.first_wall_time, compute.busy_s,
-                    compute.gpu_hours, compute.cost, steps_per_s, samples, target_hours, compute.target_cost, value)
+                    compute.gpu_hours, compute.cost, steps_per_s, samples, target_hours, compute.target_cost, value,
+                    training)
 
 
 @dataclass(frozen=True, slots=True)
 class TrendPoint:
     """One point of a trend: a week (``label`` ``"2026-W49"``, ``at`` its Monday 00:00 UTC) or a run
     (``label`` the run, ``at`` its start); figures are medians over ``runs`` (``metric`` their best)
-    among the runs that have them."""
+    among the runs that have them. GPU-hours and cost per run are over the runs that stopped: a run
+    still training (``training`` of them) has spent only part of its total, and counting it would
+    draw every dataset's newest point as a drop in cost."""
 
     label: str
     at: float
@@ -124,6 +130,7 @@ class TrendPoint:
     target_hours: float | None
     target_cost: float | None
     metric: float | None
+    training: int = 0
 
     def value(self, measure: str) -> float | None:
         return getattr(self, measure)  # type: ignore[no-any-return]
@@ -153,16 +160,18 @@ def _median(values: Iterable[float | None]) -> float | None:
 def _point(label: str, at: float, runs: Sequence[RunFacts], how: str) -> TrendPoint:
     metrics = [r.metric for r in runs if r.metric is not None and math.isfinite(r.metric)]
     best = (min(metrics) if how == "min" else max(metrics)) if metrics else None
-    costs = [r.cost for r in runs]
+    stopped = [r for r in runs if not r.training]
+    costs = [r.cost for r in stopped]
     return TrendPoint(
         label, at, tuple(runs),
         _median(r.steps_per_s for r in runs),
         _median(r.samples_per_s for r in runs),
-        _median(r.gpu_hours for r in runs),
+        _median(r.gpu_hours for r in stopped),
         None if any(c is None for c in costs) else _median(costs),
         _median(r.target_hours for r in runs),
         _median(r.target_cost for r in runs),
         best,
+        len(runs) - len(stopped),
     )
 
 

@@ -131,7 +131,7 @@ def shown_name(endpoint: str, dataset: str) -> str:
 
 
 #: The columns of ``tbhub trends --csv``: one row per point.
-TREND_CSV_FIELDS = ("endpoint", "dataset", "by", "label", "at", *MEASURES, "runs")
+TREND_CSV_FIELDS = ("endpoint", "dataset", "by", "label", "at", *MEASURES, "training", "runs")
 
 
 def run_href(endpoint: str, relpath: str) -> str:
@@ -152,8 +152,9 @@ def point_record(endpoint: str, point: TrendPoint) -> dict[str, Any]:
         "label": shown(point.label),
         "at": round(point.at, 3),
         **{m: _figure(m, point.value(m)) for m in MEASURES},
-        "runs": [{"run": shown(r.run), "relpath": shown(r.relpath), "href": run_href(endpoint, r.relpath)}
-                 for r in point.runs],
+        "training": point.training,
+        "runs": [{"run": shown(r.run), "relpath": shown(r.relpath), "href": run_href(endpoint, r.relpath),
+                  "training": r.training} for r in point.runs],
     }
 
 
@@ -176,4 +177,4 @@ def write_trends_csv(out: TextIO, records: Sequence[dict[str, Any]]) -> None:
     for t in records:
         for p in t["points"]:
             writer.writerow([t["endpoint"], t["dataset"], t["by"], p["label"], p["at"], *(p[m] for m in MEASURES),
-                             ";".join(r["relpath"] for r in p["runs"])])
+                             p["training"], ";".join(r["relpath"] for r in p["runs"])])

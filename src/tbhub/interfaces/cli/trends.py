@@ -40,6 +40,12 @@ def _num(value: float | None, digits: str = ".3g") -> str:
     return "" if value is None else format(value, digits)
 
 
+def _runs_cell(point: dict[str, Any]) -> str:
+    """How many runs a point has, and how many of them are still training."""
+    count, training = len(point["runs"]), point["training"]
+    return f"{count} ({training} training)" if training else str(count)
+
+
 def trends_command(
     path: PathArg = None,
     config: ConfigOpt = None,
@@ -64,6 +70,7 @@ def trends_command(
     Each point: steps per second of busy time, samples per second (where the trainer logged
     train/train_samples_per_second), GPU-hours and cost per run, busy hours and cost to reach --target,
     and the best --metric; medians over the point's runs (the metric: their best), with the runs listed.
+    GPU-hours and cost per run count the runs that stopped: a run still training has not spent its cost yet.
 
     Examples:
       tbhub trends --config tbhub.toml
@@ -102,9 +109,11 @@ def trends_command(
             columns.append(f"best {spec}")
         table = Table(*columns, title=f"{t['endpoint']}/{t['dataset'] or '·'}", title_justify="left")
         for p in t["points"]:
-            cells: list[Any] = [name_text(p["label"]), str(len(p["runs"])), _num(p["steps_per_s"]),
-                                _num(p["samples_per_s"]), _num(p["gpu_hours"]),
-                                compute_text(p["cost"], priced=p["cost"] is not None or priced)]
+            training = p["training"] == len(p["runs"])  # its spend so far is not a run's cost yet
+            cost = compute_text(p["cost"], priced=p["cost"] is not None or priced)
+            cells: list[Any] = [name_text(p["label"]), _runs_cell(p), _num(p["steps_per_s"]),
+                                _num(p["samples_per_s"]), "training" if training else _num(p["gpu_hours"]),
+                                "training" if training else cost]
             if goal is not None:
                 cells += [_num(p["target_hours"]), compute_text(p["target_cost"])]
             if spec is not None:
