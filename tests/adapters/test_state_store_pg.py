@@ -407,7 +407,7 @@ def test_scalar_states_of_some_files(store: StateStore) -> None:
     names = [f"ds/r{i:04d}/events" for i in range(1_200)] + ["ds/caf\udce9/events"]
     store.save_scalar_states("lora", [(n, i, i, i, f'{{"i": {i}}}') for i, n in enumerate(names)], [])
     store.save_scalar_states("router", [(names[0], 9, 9, 9, "{}")], [])
-    wanted = names[::2] + [names[-1], "ds/never-seen/events"]
+    wanted = [*names[::2], names[-1], "ds/never-seen/events"]
     got = store.load_scalar_states("lora", wanted)
     assert got == {n: (i, i, i, f'{{"i": {i}}}') for i, n in enumerate(names) if n in wanted}
     assert len(got) == 601 and store.load_scalar_states("lora", []) == {}

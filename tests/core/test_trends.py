@@ -59,7 +59,7 @@ def test_a_run_still_training_counts_in_rates_not_in_gpu_hours_or_cost() -> None
             fact("live", at(2026, 11, 2) + 120, busy=60.0, cost=0.04, metric=0.1, training=True)]
     (trend,) = build_trends(week, parse_metric("eval/loss"), weekly_min_runs=3)
     assert trend.by == "run"
-    a, b, live = trend.points
+    live = trend.points[-1]
     assert (live.training, live.gpu_hours, live.cost) == (1, None, None)  # only spent so far: no point
     assert live.steps_per_s == 1.0 and live.metric == 0.1  # its rate and best value so far stand
     (weekly,) = build_trends([*week, *(fact(f"old{i}", at(2026, 10, 26) + i) for i in range(3))],

@@ -114,9 +114,11 @@ def test_an_unset_price_is_reported_as_unset(tmp_path: Path, tree: tuple[Path, d
         assert row["gpu_hours"] > 0
         assert row["compute_cost"] is None and row["compute_cost_this_month"] is None
         assert row["price_note"] == "price not set: set [cost] gpu_hour"
+        assert row["size_bytes"] > 0 and row["monthly_cost"] is None  # no storage price either: not 0.0
     code, out, err = run_cli(capsys, "usage", "--config", cfg)
     assert code == 0, err
     assert "not set" in out and "price not set: set [cost] gpu_hour" in out
+    assert "storage cost: price not set: set [cost] storage_per_gb_month" in out and "0.00" not in out
     code, out, err = run_cli(capsys, "trends", "--config", cfg)
     assert code == 0, err
     assert "price not set: set [cost] gpu_hour" in out and "0.00" not in out
@@ -202,8 +204,8 @@ def test_storage_only_parses_no_event_file(tmp_path: Path, tree: tuple[Path, dic
     assert code == 0 and "GPU-h" not in out, out
 
 
-def test_a_run_still_training_is_listed_but_not_costed_yet(tmp_path: Path, tree: tuple[Path, dict[str, dict[str, object]]],
-                                                           capsys: pytest.CaptureFixture[str]) -> None:
+def test_a_run_still_training_is_listed_but_not_costed_yet(
+        tmp_path: Path, tree: tuple[Path, dict[str, dict[str, object]]], capsys: pytest.CaptureFixture[str]) -> None:
     """A run written to a moment ago that has not finished has spent only part of its cost: counting it
     would draw the newest point of every dataset as a drop. It stays in its point's runs, marked."""
     root, facts = tree

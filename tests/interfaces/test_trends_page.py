@@ -128,6 +128,10 @@ def test_an_unpriced_hub_says_so(tmp_path: Path) -> None:
         wait_for(lambda: True if "trend-chart" in running.get("/trends").text else None, 90, "the trend")
         usage = running.get("/usage").text
         assert "price not set: set [cost] gpu_hour" in usage and "not set" in usage
+        # Nor a storage price: the month's storage cost says so too, never a 0.00 that reads as free.
+        assert "price not set: set [cost] storage_per_gb_month" in usage
+        assert '<td class="num" data-field="monthly_cost"><span class="cost-unset">not set</span></td>' in usage
+        assert running.get("/api/usage").json()[0]["monthly_cost"] is None
         assert "price not set: set [cost] gpu_hour" in running.get("/trends").text
 
 

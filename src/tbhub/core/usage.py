@@ -10,9 +10,20 @@ from dataclasses import dataclass
 from tbhub.core.cost import RunCompute, month_key, previous_month
 from tbhub.core.models import RunSummary
 
-__all__ = ["ComputeUsage", "DatasetUsage", "Snapshot", "compute_by_dataset", "growth", "usage_by_dataset"]
+__all__ = [
+    "STORAGE_PRICE_NOT_SET",
+    "ComputeUsage",
+    "DatasetUsage",
+    "Snapshot",
+    "compute_by_dataset",
+    "growth",
+    "usage_by_dataset",
+]
 
 GB = 1_000_000_000
+
+#: What a storage cost says when ``[cost] storage_per_gb_month`` is 0 (its default): not a 0.00 that reads as free.
+STORAGE_PRICE_NOT_SET = "price not set: set [cost] storage_per_gb_month"
 
 
 @dataclass(frozen=True, slots=True)
@@ -37,8 +48,9 @@ class DatasetUsage:
     growth_7d: int | None = None
     growth_30d: int | None = None
 
-    def monthly_cost(self, per_gb_month: float) -> float:
-        return self.size_bytes / GB * per_gb_month
+    def monthly_cost(self, per_gb_month: float) -> float | None:
+        """The month's storage cost at ``per_gb_month``; ``None`` when no price is set (0, the default)."""
+        return self.size_bytes / GB * per_gb_month if per_gb_month > 0 else None
 
 
 def usage_by_dataset(runs: Iterable[RunSummary]) -> list[DatasetUsage]:

@@ -198,7 +198,7 @@ def usage_record(u: DatasetUsage, per_gb: float, currency: str) -> dict[str, Any
         "size_bytes": u.size_bytes,
         "runs": u.runs,
         "events": u.events,
-        "monthly_cost": cost_figure(u.monthly_cost(per_gb)),
+        "monthly_cost": None if (monthly := u.monthly_cost(per_gb)) is None else cost_figure(monthly),
         "currency": currency,
         "growth_7d_bytes": u.growth_7d,
         "growth_30d_bytes": u.growth_30d,

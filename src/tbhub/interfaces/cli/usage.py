@@ -18,7 +18,7 @@ from tbhub.app.usage import compute_usage, usage_report
 from tbhub.core.compare import parse_target
 from tbhub.core.cost import PRICE_NOT_SET
 from tbhub.core.units import format_size
-from tbhub.core.usage import ComputeUsage, DatasetUsage
+from tbhub.core.usage import STORAGE_PRICE_NOT_SET, ComputeUsage, DatasetUsage
 from tbhub.errors import UsageError
 from tbhub.interfaces.cli.options import (
     ConfigOpt,
@@ -36,7 +36,7 @@ from tbhub.interfaces.cli.options import (
 )
 from tbhub.interfaces.cli.render import name_text
 from tbhub.interfaces.cost_records import COMPUTE_FIELDS, compute_text, usage_rows, write_rows_csv
-from tbhub.interfaces.records import cost_text, usage_record
+from tbhub.interfaces.records import usage_record
 
 TargetOpt = Annotated[
     str | None,
@@ -133,7 +133,7 @@ def usage_command(
             format_size(u.size_bytes),
             str(u.runs),
             f"{u.events:,}",
-            cost_text(u.monthly_cost(price)),
+            compute_text(u.monthly_cost(price), priced=False),  # "not set" without a storage price
             _growth(u.growth_7d),
             _growth(u.growth_30d),
         ]
@@ -160,7 +160,7 @@ def usage_command(
         format_size(total),
         str(sum(u.runs for u in rows)),
         f"{sum(u.events for u in rows):,}",
-        cost_text(total / 1e9 * price),
+        compute_text(total / 1e9 * price if price > 0 else None, priced=False),
         "",
         "",
         _hours(sum(c.gpu_hours_this_month for c in compute)),
@@ -173,5 +173,7 @@ def usage_command(
     table.add_row(*totals[:width], style="bold")
     console = output_console()
     console.print(table)
+    if price <= 0 and rows:
+        console.print(f"storage cost: {STORAGE_PRICE_NOT_SET} (sizes are shown)", highlight=False, markup=False)
     if not priced:
         console.print(f"compute cost: {PRICE_NOT_SET} (GPU-hours are shown)", highlight=False, markup=False)

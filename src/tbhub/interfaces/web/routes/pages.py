@@ -10,6 +10,7 @@ from fastapi.responses import HTMLResponse, Response
 
 from tbhub.core.accounts import Role
 from tbhub.core.cost import PRICE_NOT_SET
+from tbhub.core.usage import STORAGE_PRICE_NOT_SET
 from tbhub.errors import UsageError
 from tbhub.interfaces.cost_records import usage_totals
 from tbhub.interfaces.web.auth import RoleTable
@@ -45,7 +46,8 @@ def usage_page(
             "rows": rows,
             "currency": hub.config.cost.currency,
             "total": sum(r["size_bytes"] for r in rows),
-            "total_cost": sum(r["monthly_cost"] for r in rows),
+            "total_cost": None if hub.config.cost.storage_per_gb_month <= 0 else sum(r["monthly_cost"] for r in rows),
+            "storage_price_not_set": STORAGE_PRICE_NOT_SET,
             "compute": usage_totals(compute),
             "price_not_set": PRICE_NOT_SET,
             "form": {"dataset": dataset, "target": target},
