@@ -228,3 +228,13 @@ def test_a_run_still_training_is_listed_but_not_costed_yet(
     code, out, err = run_cli(capsys, "trends", "--config", config(tmp_path, root, PRICED), "--dataset", "claims")
     assert code == 0, err
     assert "(1 training)" in out
+    # Usage: what it spent counts in the dataset's total (58 s busy on 2 GPUs), not among the per-run figures.
+    code, out, err = run_cli(capsys, "usage", "--config", config(tmp_path, root, PRICED), "--json")
+    assert code == 0, err
+    claims = next(r for r in json.loads(out) if r["dataset"] == "claims")
+    finished = [k for k in facts if k.startswith("claims/")]
+    assert claims["gpu_hours"] == pytest.approx(sum(float(facts[k]["busy"]) for k in finished) / 3600 * 2  # type: ignore[arg-type]
+                                                + 58 / 3600 * 2, rel=1e-4)
+    per_run = [float(facts[k]["busy"]) / 3600 * 2 for k in finished]  # type: ignore[arg-type]
+    assert claims["run_gpu_hours_median"] == pytest.approx(statistics.median(per_run), rel=1e-4)
+    assert claims["run_gpu_hours_max"] == pytest.approx(max(per_run), rel=1e-4)

@@ -59,4 +59,5 @@ def compute_usage(
     ``compute_runs``: the CLI scans and parses, the hub reads the index and the stored states; both read
     a target's first hits from the points)."""
     found = compute_runs(services, names=names, dataset_glob=dataset_glob, target=target, scan=scan, runs=runs)
-    return compute_by_dataset([r.compute for r in found], now)
+    training = {(r.run.endpoint, r.run.relpath) for r in found if r.training}
+    return compute_by_dataset([r.compute for r in found], now, training)

@@ -4,7 +4,7 @@
 from __future__ import annotations
 
 import statistics
-from collections.abc import Iterable, Sequence
+from collections.abc import Collection, Iterable, Sequence
 from dataclasses import dataclass
 
 from tbhub.core.cost import RunCompute, month_key, previous_month
@@ -140,9 +140,12 @@ def _priced(computes: Sequence[RunCompute], hours: Sequence[float]) -> float | N
     return sum(h * (c.gpu_hour or 0.0) for c, h in zip(computes, hours, strict=True))
 
 
-def compute_by_dataset(computes: Iterable[RunCompute], now: float) -> list[ComputeUsage]:
+def compute_by_dataset(computes: Iterable[RunCompute], now: float,
+                       training: Collection[tuple[str, str]] = frozenset()) -> list[ComputeUsage]:
     """GPU-hours and cost per (endpoint, dataset), sorted like ``usage_by_dataset``: in all, this UTC
-    month and last, per run (median, max) and to a target. A dataset's cost is the sum of its runs'."""
+    month and last, per run (median, max) and to a target. A dataset's cost is the sum of its runs'.
+    ``training``: the (endpoint, relpath) of runs still training: their spend counts in the totals (it
+    was spent) but not per run, where a run's figure is its whole cost."""
     groups: dict[tuple[str, str], list[RunCompute]] = {}
     for c in computes:
         groups.setdefault((c.run.endpoint, c.run.dataset), []).append(c)
@@ -151,8 +154,10 @@ def compute_by_dataset(computes: Iterable[RunCompute], now: float) -> list[Compu
     for (endpoint, dataset), group in sorted(groups.items()):
         hours = [c.gpu_hours for c in group]
         costs = [c.cost for c in group]
-        known = [x for x in costs if x is not None]
-        priced = len(known) == len(costs)
+        priced = all(x is not None for x in costs)
+        stopped = [c for c in group if (c.run.endpoint, c.run.relpath) not in training]
+        per_run = [c.gpu_hours for c in stopped]
+        known = [c.cost for c in stopped if c.cost is not None]
         reached = [c for c in group if c.target_busy_s is not None]
         target_hours = [c.target_gpu_hours for c in reached if c.target_gpu_hours is not None]
         target_costs = [c.target_cost for c in reached if c.target_cost is not None]
@@ -163,7 +168,7 @@ def compute_by_dataset(computes: Iterable[RunCompute], now: float) -> list[Compu
             sum(hours), _priced(group, hours),
             sum(this_hours), _priced(group, this_hours),
             sum(last_hours), _priced(group, last_hours),
-            statistics.median(hours) if hours else None, max(hours) if hours else None,
+            statistics.median(per_run) if per_run else None, max(per_run) if per_run else None,
             statistics.median(known) if priced and known else None, max(known) if priced and known else None,
             len(reached),
             statistics.median(target_hours) if target_hours else None,
