@@ -111,6 +111,9 @@ def test_every_page_in_both_viewports_and_schemes(hub: Served, width: int, heigh
         # A note's preview is what it says, not its markdown.
         notes = page.locator("#runs td.note-preview").all_inner_texts()
         assert any("LR too high, see the sweep" in n for n in notes) and not any("](" in n for n in notes), notes
+        # Each run name on one line, at 390 px too (its box scrolls sideways instead).
+        lines = page.locator("#runs a.run-name").evaluate_all("links => links.map(a => a.getClientRects().length)")
+        assert lines and set(lines) == {1}, lines
         if width < 720:
             assert page.locator("#filter-box").evaluate("el => el.open") is False
             assert not page.locator("#site-nav").is_visible()
