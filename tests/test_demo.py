@@ -355,6 +355,11 @@ def test_tbhub_demo_serves_its_config_and_stops_with_a_closing_line(tmp_path: Pa
         assert (folder / "tbhub.toml").is_file() and (folder / "state").is_dir()
         endpoints = httpx.get(f"http://127.0.0.1:{hub}/api/endpoints", timeout=10, trust_env=False).json()
         assert sorted(e["name"] for e in endpoints) == ["lora", "router"]  # served from that file, auth off
+        # The backdated runs come with the size history they imply: growth and the chart show at once.
+        usage = httpx.get(f"http://127.0.0.1:{hub}/api/usage", timeout=10, trust_env=False).json()
+        assert usage and all(r["growth_7d_bytes"] is not None and r["growth_30d_bytes"] is not None for r in usage)
+        history = httpx.get(f"http://127.0.0.1:{hub}/api/usage/history", timeout=10, trust_env=False).json()
+        assert len(history["times"]) >= 30
         proc.send_signal(stop)
         out, _ = proc.communicate(timeout=60)
     finally:

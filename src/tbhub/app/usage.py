@@ -7,13 +7,28 @@ from collections.abc import Sequence
 
 from tbhub.adapters.db.store import StateStore
 from tbhub.app.compute import compute_runs
-from tbhub.app.inventory import endpoint_runs
+from tbhub.app.inventory import endpoint_runs, scan_endpoints
 from tbhub.app.services import Services
 from tbhub.app.targets import TargetSearch
 from tbhub.core.models import RunSummary
-from tbhub.core.usage import ComputeUsage, DatasetUsage, Snapshot, compute_by_dataset, growth, usage_by_dataset
+from tbhub.core.usage import (
+    ComputeUsage,
+    DatasetUsage,
+    Snapshot,
+    compute_by_dataset,
+    growth,
+    history_from_runs,
+    usage_by_dataset,
+)
 
-__all__ = ["USAGE_SNAPSHOT_EVERY_S", "compute_usage", "indexed_usage", "snapshot_usage_if_due", "usage_report"]
+__all__ = [
+    "USAGE_SNAPSHOT_EVERY_S",
+    "compute_usage",
+    "indexed_usage",
+    "seed_usage_history",
+    "snapshot_usage_if_due",
+    "usage_report",
+]
 
 #: The server records a usage snapshot when the newest is older than this.
 USAGE_SNAPSHOT_EVERY_S = 86400.0
@@ -43,6 +58,20 @@ def snapshot_usage_if_due(services: Services, now: float) -> bool:
         return False
     usage_report(services.state, _indexed_runs(services), now, record=True)
     return True
+
+
+def seed_usage_history(services: Services, now: float, days: int) -> int:
+    """Give a state database with no usage history the daily snapshots of the ``days`` before ``now``
+    that the runs' start times imply (``core.usage.history_from_runs``): for ``tbhub demo``, whose runs
+    are backdated, so that growth and the size chart have something to show at once. Scans the log
+    roots (the index keeps the scan); a database that has history is left alone. Returns how many
+    snapshots it recorded."""
+    if services.state.usage_history():
+        return 0
+    runs = [run for inv in scan_endpoints(services) for run in inv.runs]
+    snapshots = history_from_runs(runs, now, days)
+    services.state.record_usage(snapshots)
+    return len(snapshots)
 
 
 def compute_usage(

@@ -17,6 +17,7 @@ __all__ = [
     "Snapshot",
     "compute_by_dataset",
     "growth",
+    "history_from_runs",
     "usage_by_dataset",
 ]
 
@@ -62,6 +63,20 @@ def usage_by_dataset(runs: Iterable[RunSummary]) -> list[DatasetUsage]:
         row[1] += 1
         row[2] += run.event_count
     return [DatasetUsage(e, d, size, n, events) for (e, d), (size, n, events) in sorted(totals.items())]
+
+
+def history_from_runs(runs: Sequence[RunSummary], now: float, days: int) -> list[Snapshot]:
+    """Daily snapshots for the ``days`` days before ``now`` as ``runs`` would have given them, each run
+    counted from the day it started (its first record) at its present size: how ``tbhub demo`` gives
+    its backdated runs a usage history. An estimate for real logs (a run grows while it trains, and
+    runs deleted since are missing), so the hub records its own snapshots instead."""
+    out: list[Snapshot] = []
+    for day in range(days, 0, -1):
+        moment = now - day * 86400
+        started = [r for r in runs if r.first_wall_time is not None and r.first_wall_time <= moment]
+        out.extend(Snapshot(moment, u.endpoint, u.dataset, u.size_bytes, u.runs, u.events)
+                   for u in usage_by_dataset(started))
+    return out
 
 
 def _size_at(history: Sequence[Snapshot], endpoint: str, dataset: str, moment: float) -> int | None:

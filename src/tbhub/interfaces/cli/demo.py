@@ -15,6 +15,7 @@ import shutil
 import signal
 import sys
 import tempfile
+import time
 from collections.abc import Iterator
 from pathlib import Path
 from types import FrameType
@@ -24,6 +25,8 @@ import typer
 from rich.console import Console
 from rich.markup import escape
 
+from tbhub.app.services import Services
+from tbhub.app.usage import seed_usage_history
 from tbhub.config import load_config
 from tbhub.errors import UsageError
 from tbhub.interfaces.cli.options import checked_by
@@ -35,6 +38,8 @@ __all__ = ["demo_command", "demo_commands"]
 #: are up, so the run that diverges and the one that finishes show on /alerts within the first minute
 #: (``tbhub serve`` waits 30 s and scans every 15 s: it has real trees to be gentle with).
 ALERTS_WARMUP_S = 2.0
+#: Days of usage history the demo's backdated runs give /usage (its oldest run started about 5 weeks ago).
+DEMO_HISTORY_DAYS = 45
 
 
 def _program() -> str:
@@ -187,6 +192,8 @@ def demo_command(
                 base, logs, DemoPorts(hub=port, lora=lora_port, router=router_port, reload_interval=reload_interval)
             )
             config = load_config(config_path)  # what every suggested command reads, read the same way
+            with Services(config) as services:  # the backdated runs' size history, for /usage and its growth
+                seed_usage_history(services, time.time(), DEMO_HISTORY_DAYS)
             changing = [f"{r.endpoint}/{r.dataset}/{r.run}" for k in ("diverging", "finishing")
                         for r in logs.live if r.kind == k]
             _introduce(console, base, config_path, len(logs.runs), changing)
