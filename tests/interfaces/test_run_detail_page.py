@@ -101,6 +101,7 @@ def test_the_diverged_run_says_why_and_when(server: Server, logs: Path) -> None:
         # The alert history of this run (and only of it).
         alerts = page.locator("#run-alerts tbody tr")
         assert alerts.count() == 1 and "eval/loss is NaN at step 20" in alerts.inner_text()
+        assert alerts.locator("time[datetime]").inner_text().endswith(" ago")  # relative, exact on hover
         assert seen == {"console": [], "failed": []}
 
 

@@ -17,10 +17,6 @@ HERE = Path(__file__).parent
 STATIC = HERE / "static"
 
 
-def _timestamp(t: float) -> str:
-    return dt.datetime.fromtimestamp(t).astimezone().strftime("%Y-%m-%d %H:%M %Z")
-
-
 def _when(t: float | None, relative: bool = True) -> Markup:
     """A ``<time>`` element: the age as text and the exact time with its zone as its title; ``hub.js``
     rewrites both in the browser's own time zone and keeps the age current."""
@@ -41,6 +37,5 @@ def hub_templates() -> Jinja2Templates:
     templates.env.filters["note_text"] = note_text
     templates.env.filters["size"] = format_size
     templates.env.filters["age"] = format_age
-    templates.env.filters["timestamp"] = _timestamp
     templates.env.filters["when"] = _when
     return templates
