@@ -102,6 +102,10 @@ def test_the_diverged_run_says_why_and_when(server: Server, logs: Path) -> None:
         alerts = page.locator("#run-alerts tbody tr")
         assert alerts.count() == 1 and "eval/loss is NaN at step 20" in alerts.inner_text()
         assert alerts.locator("time[datetime]").inner_text().endswith(" ago")  # relative, exact on hover
+        # The feed says the same of delivery: with no channel configured nothing is "pending".
+        page.goto(f"{server.url}/alerts")
+        row = page.locator("#alerts-live tbody tr", has_text="r64-lr1e-3")
+        assert row.locator("td").last.inner_text() == "no channel"
         assert seen == {"console": [], "failed": []}
 
 
