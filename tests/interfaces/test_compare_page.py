@@ -240,6 +240,10 @@ def test_compare_page_in_both_viewports_and_schemes(server: Server, viewport: st
         # Nothing wider than the screen but the table, which scrolls in its own box.
         width = page.evaluate("document.documentElement.scrollWidth")
         assert width <= VIEWPORTS[viewport]["width"], width
+        # Each run on one line, on a phone too (the table's box scrolls sideways instead).
+        lines = page.locator("#compare tbody td:first-child a:first-child").evaluate_all(
+            "links => links.map(a => a.getClientRects().length)")
+        assert lines and set(lines) == {1}, lines
         if viewport == "desktop" and scheme == "light":  # for the README
             SCREENSHOTS.mkdir(parents=True, exist_ok=True)
             page.screenshot(path=str(SCREENSHOTS / "compare.png"), full_page=True)
