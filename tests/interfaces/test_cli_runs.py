@@ -92,6 +92,12 @@ def test_truncated_and_corrupt_flags(tmp_path: Path, capsys: pytest.CaptureFixtu
     assert corrupt["file"] == "ds/bad/events.out.tfevents.1700000000.host.1.0"
     assert corrupt["offset"] == record_layout_offset(bad, 4) and offset >= corrupt["offset"]
     assert "header crc" in corrupt["reason"]
+    # The table's state column says so; a listing with nothing to flag has no empty state column.
+    _, out, _ = run_cli(capsys, "runs", str(tmp_path))
+    assert "state" in out and "corrupt @" in out and "writing" in out
+    write_scalar_file(tmp_path / "clean" / "ds" / "fine", range(10))
+    _, out, _ = run_cli(capsys, "runs", str(tmp_path / "clean"))
+    assert "fine" in out and "state" not in out
 
 
 def record_layout_offset(path: Path, index: int) -> int:

@@ -58,7 +58,10 @@ def runs_table(
     progress: dict[tuple[str, str], str] | None = None,
 ) -> Table:
     """The runs table of ``tbhub runs`` and ``tbhub clean``: one row a run, index first, totals last.
-    ``statuses`` and ``progress`` (by endpoint and relpath) add a column each."""
+    ``statuses`` and ``progress`` (by endpoint and relpath) add a column each; the state column
+    (corrupt, active, writing) is there when some run has one."""
+    flags = [_flags(run, active_minutes is not None and run.age_seconds(now_ns) < active_minutes * 60) for run in runs]
+    flagged = any(flags)
     table = Table(title=title, show_footer=False, header_style="bold", expand=False)
     table.add_column("#", justify="right", style="dim")
     table.add_column("endpoint")
@@ -69,7 +72,8 @@ def runs_table(
     table.add_column("last step", justify="right")
     table.add_column("last modified")
     table.add_column("age", justify="right")
-    table.add_column("state")
+    if flagged:
+        table.add_column("state")
     if statuses is not None:
         table.add_column("status")
     if progress is not None:
@@ -86,7 +90,7 @@ def runs_table(
             "" if run.last_step is None else f"{run.last_step:,}",
             iso_utc(run.last_modified_ns).replace("T", " ").removesuffix("Z"),
             format_age(age),
-            _flags(run, active_minutes is not None and age < active_minutes * 60),
+            *([flags[i]] if flagged else []),
             *([_status_cell(statuses.get((run.endpoint, run.relpath)))] if statuses is not None else []),
             *([progress.get((run.endpoint, run.relpath), "")] if progress is not None else []),
             style=age_style(age, fresh_days, old_days),
@@ -103,7 +107,7 @@ def runs_table(
             "",
             "",
             "",
-            "",
+            *([""] if flagged else []),
             *([""] if statuses is not None else []),
             *([""] if progress is not None else []),
             style="bold",
