@@ -238,3 +238,26 @@ def test_a_run_still_training_is_listed_but_not_costed_yet(
     per_run = [float(facts[k]["busy"]) / 3600 * 2 for k in finished]  # type: ignore[arg-type]
     assert claims["run_gpu_hours_median"] == pytest.approx(statistics.median(per_run), rel=1e-4)
     assert claims["run_gpu_hours_max"] == pytest.approx(max(per_run), rel=1e-4)
+
+
+def test_busy_time_follows_the_hubs_stalled_after_override(
+        tmp_path: Path, tree: tuple[Path, dict[str, dict[str, object]]], capsys: pytest.CaptureFixture[str]) -> None:
+    """A dataset's ``stalled_after`` changed on the hub (/alerts/rules) bills what the hub's statuses go by:
+    at 1 h, the gap over each run's 2,000 s pause (the pause and one step) is busy time too."""
+    from tbhub.adapters.db.alert_rules import AlertRuleStore
+    from tbhub.app.services import Services
+    from tbhub.config import load_config
+
+    root, facts = tree
+    cfg = config(tmp_path, root, PRICED)
+    with Services(load_config(Path(cfg))) as services:
+        AlertRuleStore(services.state.engine).set("lora", "chat", {"stalled_after": "1h"}, "editor")
+    code, out, err = run_cli(capsys, "usage", "--config", cfg, "--json")
+    assert code == 0, err
+    rows = {r["dataset"]: r for r in json.loads(out)}
+    chat = [k for k in facts if k.startswith("chat/")]
+    busy = sum(float(facts[k]["busy"]) + PAUSE + float(facts[k]["dt"]) for k in chat)  # type: ignore[arg-type]
+    assert rows["chat"]["gpu_hours"] == pytest.approx(busy / 3600 * 8, rel=1e-4)
+    claims = [k for k in facts if k.startswith("claims/")]
+    assert rows["claims"]["gpu_hours"] == pytest.approx(sum(float(facts[k]["busy"]) for k in claims)  # type: ignore[arg-type]
+                                                        / 3600 * 2, rel=1e-4)  # no override: as before

@@ -14,6 +14,7 @@ import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 
+from tbhub.app.alerts.rules import rules_config
 from tbhub.app.inventory import endpoint_runs, scan_endpoints
 from tbhub.app.scalars import run_root, state_from_json, update_scalar_states
 from tbhub.app.services import Services
@@ -97,7 +98,7 @@ def _prepare(services: Services, spec: EndpointSpec, runs: Sequence[RunSummary],
         known = update_scalar_states(services, spec, runs, ProtobufDecoder(), prune=prune)
     else:
         known = services.state.load_scalar_states(spec.name)
-    status_rules = services.config.alerts.rules_for(spec.name)
+    status_rules = rules_config(services).alerts.rules_for(spec.name)  # with the hub's overrides, as statuses
     cost_rules = services.config.cost.rules_for(spec.name)
     out = []
     for run in runs:
