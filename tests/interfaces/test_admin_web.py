@@ -31,6 +31,7 @@ from tbhub.config import (
     EndpointRetentionConfig,
     RetentionConfig,
     StateConfig,
+    setting,
 )
 from tbhub.core.accounts import Role
 from tbhub.interfaces.web.app import create_app
@@ -119,7 +120,8 @@ def test_editors_edit_notes_on_the_run_page_and_the_api(tmp_path: Path, state: S
         page = editor.get("/runs/lora/chat/old", headers=HTML).text
         assert "<script>alert(1)</script>" not in page
         assert "&lt;script&gt;alert(1)&lt;/script&gt; lr <strong>halved</strong>" in page
-        assert re.search(r"ada · [^<]*<span class=\"dim note-edited\">· edited by editor", page)
+        assert re.search(r"ada · <time datetime=\"[^\"]+\"[^>]*>[^<]* ago</time> "
+                         r"<span class=\"dim note-edited\">· edited by editor <time ", page)
         assert 'action="/notes/' not in viewer.get("/runs/lora/chat/old", headers=HTML).text  # no forms for viewers
 
         secret, _ = AccountStore(state.engine).create_token("ci", Role.EDITOR, "test")
@@ -356,6 +358,12 @@ def test_editor_overrides_change_the_engines_verdict(tmp_path: Path, state: Stat
         assert re.search(r'data-key="stalled_after">5m\s*<span class="dim">\(hub\)', scope)
         assert re.search(r'data-key="max_steps">10000\s*<span class="dim">\(config\)', scope)
         assert "hub: editor," in scope and 'action="/alerts/rules"' not in page  # viewers only read
+        # An editor's form says what each key does (the settings table's help) and starts folded.
+        page = editor.get("/alerts/rules", headers=HTML).text
+        assert '<details class="filter-box rule-new-box"><summary>New override for lora' in page
+        for key in ("stalled_after", "max_steps", "final_tags", "marker_files", "watch", "threshold", "factor"):
+            help_text = re.search(rf'<small class="help" id="new-lora-{key}-help">([^<]*)</small>', page)
+            assert help_text and help_text.group(1).startswith(setting(f"alerts.{key}").help), key
         rules = viewer.get("/api/alert-rules").json()["lora"][0]
         assert rules["override"]["rule"] == {"stalled_after": "5m"} and rules["override"]["updated_by"] == "editor"
         assert rules["source"]["stalled_after"] == "hub" and rules["source"]["max_steps"] == "config"

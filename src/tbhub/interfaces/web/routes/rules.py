@@ -21,6 +21,7 @@ from pydantic import BaseModel, Field
 from tbhub.app.alerts import RULE_KEYS, alerts_with_overrides, check_rule
 from tbhub.app.hub import Hub
 from tbhub.app.services import RuleOverride
+from tbhub.config import setting
 from tbhub.core.accounts import Role
 from tbhub.core.status import StatusRule
 from tbhub.core.units import format_age
@@ -29,6 +30,9 @@ from tbhub.interfaces.web.auth import RoleTable, current_user, read_form
 from tbhub.interfaces.web.deps import HubDep, TemplatesDep, page_context, who
 
 __all__ = ["access", "router", "rule_scopes"]
+
+#: What each key does, beside its field: the settings table's one-line help (the README's too).
+RULE_HELP = {key: setting(f"alerts.{key}").help for key in RULE_KEYS}
 
 router = APIRouter()
 access = RoleTable()
@@ -145,7 +149,7 @@ def _page(hub: Hub, templates: Jinja2Templates, request: Request, error: str | N
     return templates.TemplateResponse(
         request, "rules.html",
         {**page_context(request), "endpoints": _all_scopes(hub), "keys": RULE_KEYS, "list_keys": LIST_KEYS,
-         "error": error, "form": form or {}, "editable": _editable(hub, request)},
+         "help": RULE_HELP, "error": error, "form": form or {}, "editable": _editable(hub, request)},
         status_code=status,
     )
 
