@@ -364,6 +364,10 @@ def test_editor_overrides_change_the_engines_verdict(tmp_path: Path, state: Stat
         for key in ("stalled_after", "max_steps", "final_tags", "marker_files", "watch", "threshold", "factor"):
             help_text = re.search(rf'<small class="help" id="new-lora-{key}-help">([^<]*)</small>', page)
             assert help_text and help_text.group(1).startswith(setting(f"alerts.{key}").help), key
+        # A blank field keeps the value the endpoint has now: each placeholder shows it.
+        assert re.search(r'id="new-lora-stalled_after"[^>]*placeholder="5m"', page)
+        assert re.search(r'id="new-lora-max_steps"[^>]*placeholder="10000"', page)
+        assert re.search(r'id="new-lora-watch"[^>]*placeholder="\*loss\*"', page)
         rules = viewer.get("/api/alert-rules").json()["lora"][0]
         assert rules["override"]["rule"] == {"stalled_after": "5m"} and rules["override"]["updated_by"] == "editor"
         assert rules["source"]["stalled_after"] == "hub" and rules["source"]["max_steps"] == "config"
