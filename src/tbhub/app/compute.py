@@ -18,14 +18,14 @@ from tbhub.app.alerts.rules import rules_config
 from tbhub.app.inventory import endpoint_runs, scan_endpoints
 from tbhub.app.scalars import run_root, state_from_json, update_scalar_states
 from tbhub.app.services import Services
-from tbhub.app.status import recognition
+from tbhub.app.status import run_verdict
 from tbhub.app.targets import TargetSearch
 from tbhub.core.compare import matching_tags
 from tbhub.core.cost import CostRule, RunCompute, run_compute, trainer_devices
-from tbhub.core.frameworks import file_spans, recognise
+from tbhub.core.frameworks import recognise
 from tbhub.core.models import EndpointSpec, RunStatus, RunSummary
 from tbhub.core.scalars import ScalarFileState, TagSummary, merge_tags, run_texts
-from tbhub.core.status import StatusRule, run_status
+from tbhub.core.status import StatusRule
 from tbhub.errors import UsageError
 
 __all__ = ["RunCost", "compute_runs", "plan_devices"]
@@ -77,14 +77,10 @@ class _Prepared:
     def training(self, services: Services, now_ns: int) -> bool:
         """Whether the hub would call this run running; only a run written within its ``stalled_after``
         is judged (its marker files looked for), so a scan of many old runs costs nothing more."""
-        run = self.run
-        if run.age_seconds(now_ns) > self.status_rule.stalled_after_s:
+        if self.run.age_seconds(now_ns) > self.status_rule.stalled_after_s:
             return False
-        store = services.store(run.endpoint)
-        markers = {m for m in self.status_rule.marker_files if store.exists(f"{run.relpath}/{m}")}
-        found = recognition(store, run, self.tags, run_texts(self.root, self.states))
-        verdict = run_status(run, self.tags, self.status_rule, now_ns=now_ns, markers=markers, recognition=found,
-                             spans=file_spans(self.states, found))
+        verdict = run_verdict(services.store(self.run.endpoint), self.run, self.tags, self.states, self.status_rule,
+                              now_ns=now_ns)
         return verdict.status == RunStatus.RUNNING
 
 

@@ -13,9 +13,9 @@ from tbhub.core.inventory import EndpointInventory
 from tbhub.core.models import EndpointSpec, RunSummary
 from tbhub.core.ports import LogStore
 from tbhub.core.scalars import EventDecoder, ScalarFileState, TagSummary, merge_tags, run_texts
-from tbhub.core.status import StatusVerdict, run_status
+from tbhub.core.status import StatusRule, StatusVerdict, run_status
 
-__all__ = ["current_statuses", "framework_files", "recognition", "run_statuses", "stored_statuses"]
+__all__ = ["current_statuses", "framework_files", "recognition", "run_statuses", "run_verdict", "stored_statuses"]
 
 _FILE_BYTES = 64 * 1024  # a framework file longer than this is read in part (hparams.yaml: a few hundred bytes)
 
@@ -46,6 +46,20 @@ def recognition(store: LogStore, run: RunSummary, tags: dict[str, TagSummary], t
     return recognise(tags, texts, framework_files(store, run))
 
 
+def _markers(store: LogStore, run: RunSummary, rule: StatusRule) -> set[str]:
+    """Which of ``rule``'s marker files the run folder holds."""
+    return {m for m in rule.marker_files if store.exists(f"{run.relpath}/{m}")}
+
+
+def run_verdict(store: LogStore, run: RunSummary, tags: dict[str, TagSummary], states: Sequence[ScalarFileState],
+                rule: StatusRule, *, now_ns: int) -> StatusVerdict:
+    """``run``'s status under ``rule`` from its tag summaries and stored file states (``run_scalars``
+    gives both), its marker files and what its framework logged."""
+    found = recognition(store, run, tags, run_texts(run_root(run), states))
+    return run_status(run, tags, rule, now_ns=now_ns, markers=_markers(store, run, rule), recognition=found,
+                      spans=file_spans(states, found))
+
+
 def run_statuses(
     services: Services,
     endpoint: EndpointSpec,
@@ -64,14 +78,8 @@ def run_statuses(
     states: dict[str, list[ScalarFileState]] = {}
     tags = run_scalars(services, endpoint, runs, decoder, parse=parse, prune=prune, states=states)
     store = services.store(endpoint.name)
-    verdicts = {}
-    for run in runs:
-        rule = rules.rule_for(run.dataset)
-        markers = {m for m in rule.marker_files if store.exists(f"{run.relpath}/{m}")}
-        run_tags, run_states = tags.get(run.relpath, {}), states.get(run.relpath, [])
-        found = recognition(store, run, run_tags, run_texts(run_root(run), run_states))
-        verdicts[run.relpath] = run_status(run, run_tags, rule, now_ns=now_ns, markers=markers, recognition=found,
-                                           spans=file_spans(run_states, found))
+    verdicts = {run.relpath: run_verdict(store, run, tags.get(run.relpath, {}), states.get(run.relpath, []),
+                                         rules.rule_for(run.dataset), now_ns=now_ns) for run in runs}
     return verdicts, tags
 
 
@@ -121,8 +129,7 @@ def stored_statuses(services: Services, endpoint: EndpointSpec, runs: Sequence[R
                 _DECIDED.clear()
             _DECIDED[key] = decided
         rule = rules.rule_for(run.dataset)
-        markers = {m for m in rule.marker_files if store.exists(f"{run.relpath}/{m}")}
-        verdicts[run.relpath] = run_status(run, decided[0], rule, now_ns=now_ns, markers=markers,
+        verdicts[run.relpath] = run_status(run, decided[0], rule, now_ns=now_ns, markers=_markers(store, run, rule),
                                            recognition=decided[1], spans=decided[2])
     return verdicts
 
