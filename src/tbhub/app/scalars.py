@@ -135,9 +135,14 @@ def state_row(state: ScalarFileState) -> tuple[str, int, int, int, str]:
     return state.relpath, state.inode, state.size, state.mtime_ns, state_to_json(state)
 
 
+def run_files(runs: Sequence[RunSummary]) -> list[str]:
+    """The relpaths of ``runs``' event files: the rows of the scalar states that concern them."""
+    return [f.relpath for run in runs for f in run.files]
+
+
 def pruned(known: Mapping[str, object], runs: Sequence[RunSummary]) -> list[str]:
     """The files ``known`` holds a state of that are not among ``runs`` any more."""
-    wanted = {f.relpath for run in runs for f in run.files}
+    wanted = set(run_files(runs))
     return [relpath for relpath in known if relpath not in wanted]
 
 
@@ -152,10 +157,9 @@ def update_scalar_states(
     """Parse, in this process, the event-file bytes of ``runs`` added since the stored states and store
     the new states (batch by batch); returns the stored states as they now are (what
     ``load_scalar_states`` would give; without ``prune``, of ``runs``' files only). ``prune`` as for
-    ``run_scalars``. (``tbhub serve`` does the same
-    in a worker process: ``tbhub.app.workers``.)"""
+    ``run_scalars``. (``tbhub serve`` does the same in a worker process: ``tbhub.app.workers``.)"""
     state = services.state
-    known = state.load_scalar_states(endpoint.name, None if prune else [f.relpath for run in runs for f in run.files])
+    known = state.load_scalar_states(endpoint.name, None if prune else run_files(runs))
     removed = pruned(known, runs) if prune else []
     for relpath in removed:
         del known[relpath]
@@ -205,7 +209,7 @@ def run_scalars(
         if removed := pruned(known, runs):
             services.state.save_scalar_states(endpoint.name, [], removed)
     else:  # a selection: only its files' rows
-        known = services.state.load_scalar_states(endpoint.name, [f.relpath for run in runs for f in run.files])
+        known = services.state.load_scalar_states(endpoint.name, run_files(runs))
     tags: dict[str, dict[str, TagSummary]] = {}
     for run in runs:
         files = [state_from_json(known[f.relpath][3]) for f in run.files if f.relpath in known]

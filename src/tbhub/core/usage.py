@@ -18,6 +18,7 @@ __all__ = [
     "compute_by_dataset",
     "growth",
     "history_from_runs",
+    "storage_cost",
     "usage_by_dataset",
 ]
 
@@ -50,8 +51,12 @@ class DatasetUsage:
     growth_30d: int | None = None
 
     def monthly_cost(self, per_gb_month: float) -> float | None:
-        """The month's storage cost at ``per_gb_month``; ``None`` when no price is set (0, the default)."""
-        return self.size_bytes / GB * per_gb_month if per_gb_month > 0 else None
+        return storage_cost(self.size_bytes, per_gb_month)
+
+
+def storage_cost(size_bytes: int, per_gb_month: float) -> float | None:
+    """A month's storage of ``size_bytes`` at ``per_gb_month``; ``None`` when no price is set (0, the default)."""
+    return size_bytes / GB * per_gb_month if per_gb_month > 0 else None
 
 
 def usage_by_dataset(runs: Iterable[RunSummary]) -> list[DatasetUsage]:

@@ -18,7 +18,7 @@ from tbhub.app.usage import compute_usage, usage_report
 from tbhub.core.compare import parse_target
 from tbhub.core.cost import PRICE_NOT_SET
 from tbhub.core.units import format_size
-from tbhub.core.usage import STORAGE_PRICE_NOT_SET, ComputeUsage, DatasetUsage
+from tbhub.core.usage import STORAGE_PRICE_NOT_SET, ComputeUsage, DatasetUsage, storage_cost
 from tbhub.errors import UsageError
 from tbhub.interfaces.cli.options import (
     ConfigOpt,
@@ -160,7 +160,7 @@ def usage_command(
         format_size(total),
         str(sum(u.runs for u in rows)),
         f"{sum(u.events for u in rows):,}",
-        compute_text(total / 1e9 * price if price > 0 else None, priced=False),
+        compute_text(storage_cost(total, price), priced=False),
         "",
         "",
         _hours(sum(c.gpu_hours_this_month for c in compute)),
